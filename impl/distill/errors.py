@@ -1,0 +1,34 @@
+"""Errors of the distillation stack that a user can cause and must be told about clearly."""
+
+from __future__ import annotations
+
+
+class DistillError(Exception):
+    """Base class: a bad file, a bad argument, an incompatible teacher/student pair.
+
+    The message names the file, tensor, key or argument and what was expected.
+    """
+
+
+class GGUFFormatError(DistillError):
+    """A GGUF file that is truncated, has a wrong magic, bad sizes, or missing keys."""
+
+
+class QuantError(DistillError):
+    """Quantized data that cannot be what it claims (bad length, non-finite block scales)."""
+
+
+class VocabAlignmentError(DistillError):
+    """Teacher and student vocabularies cannot be aligned (sizes or tokens)."""
+
+
+class BackendSelectionError(DistillError):
+    """An invalid teacher backend was requested."""
+
+
+class FrozenTeacherError(DistillError):
+    """Something tried to train, or take gradients through, the frozen teacher."""
+
+
+class TrainingDiverged(DistillError):
+    """The loss became NaN or Inf."""

@@ -1,0 +1,96 @@
+"""The `pv` command line: a table of subcommands, each imported only when invoked.
+
+A subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> int``.
+Built-in commands are listed in ``COMMANDS``; other packages add commands
+through the ``pv.commands`` entry-point group (loaded only when a name is not
+built in, or for ``pv --help``), so ``pv validate`` never pays for torch.
+
+Exit codes: 0 success, 1 the checked thing failed, 2 usage error or unreadable
+input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pv import __version__
+from pv.errors import UserError
+
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("pv.commands.validate", "check contracts against the schema and the rules"),
+    "status": ("pv.commands.status", "counts and QA gate of one contract"),
+    "graph": ("pv.commands.graph", "the depends_on graph of a set of contracts"),
+    "diff": ("pv.commands.diff", "semantic diff of two contract versions, with a version bump"),
+    "check": ("pv.commands.check", "run the compiled obligation checks and print verdicts"),
+    "compile": ("pv.commands.compile", "write the compiled checks as Python test modules"),
+    "make-model": ("pv.commands.make_model", "write a shape-faithful Qwen2 GGUF with random weights"),
+    "vocab-check": ("pv.commands.vocab_check", "compare the token lists of a teacher and a student"),
+    "distill": ("pv.commands.distill", "run knowledge distillation from a teacher GGUF to a student"),
+    "vacuity": ("pv.commands.vacuity", "run every falsifier against its mutants; all must fail"),
+    "gate": ("pv.commands.gate", "decide QA gates and the release from gate reports"),
+    "verify": ("pv.commands.verify", "the main job: validate, check, falsify, report, gate"),
+}
+
+ENTRY_POINT_GROUP = "pv.commands"
+
+
+def _plugin_commands() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in COMMANDS:
+        return importlib.import_module(COMMANDS[name][0])
+    target = _plugin_commands().get(name)
+    if target is None:
+        return None
+    return importlib.import_module(target.split(":")[0])
+
+
+def _usage() -> str:
+    lines = [f"usage: pv <command> [options]   (pv {__version__})", "", "commands:"]
+    width = max(len(n) for n in COMMANDS)
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    plugins = sorted(set(_plugin_commands()) - set(COMMANDS))
+    if plugins:
+        lines += ["", "plugin commands:"] + [f"  {name}" for name in plugins]
+    lines += ["", "Run `pv <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pv`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"pv {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    module = _load(name)
+    if module is None:
+        print(f"pv: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    help_ = COMMANDS.get(name, ("", ""))[1]
+    parser = argparse.ArgumentParser(prog=f"pv {name}", description=module.__doc__ or help_)
+    module.add_arguments(parser)
+    try:
+        parsed = parser.parse_args(rest)
+    except SystemExit as exit_:  # argparse already printed its message
+        return int(exit_.code or 0)
+    try:
+        return int(module.run(parsed))
+    except UserError as err:
+        print(f"pv {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"pv {name}: interrupted", file=sys.stderr)
+        return 130
