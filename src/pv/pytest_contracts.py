@@ -1,0 +1,1 @@
+"""pytest plugin: collect contract obligations as test items (see pv.compiling)."""

@@ -1,0 +1,1 @@
+"""pytest plugin: gate reports from falsifier and obligation results."""

@@ -1,0 +1,1 @@
+"""Rules over contract expressions (filled by the compiler)."""

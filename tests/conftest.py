@@ -1,0 +1,33 @@
+"""Fixtures shared by the tests of pv and distill: where the real test data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """The folder of real test data (vocabularies, upstream contracts): ``$PV_SHARED_DIR`` or ``../shared``."""
+    return Path(os.environ.get("PV_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if not (path / "vocab").is_dir():
+        pytest.fail(f"real test data not found at {path} (set PV_SHARED_DIR)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vocab_dir(shared: Path) -> Path:
+    return shared / "vocab"
+
+
+@pytest.fixture(scope="session")
+def upstream_contracts(shared: Path) -> Path:
+    return shared / "upstream-contracts"
