@@ -1,0 +1,150 @@
+"""The knowledge-distillation loss: forward KL(teacher || student) at a temperature.
+
+For student logits ``s`` and teacher logits ``t`` over the same vocabulary, with
+``p = softmax(t/T)`` and ``q = softmax(s/T)``::
+
+    L = T^2 / n * sum over valid positions of KL(p || q)
+      = T^2 / n * sum_pos sum_v p_v * (log p_v - log q_v)
+    dL/ds = T * (q - p) / n            (per valid position; zero elsewhere)
+
+``n`` is the number of valid (unmasked) positions. The teacher's logits are a
+constant target: no gradient flows to them.
+
+Memory: the loss is a custom autograd function that walks the positions in
+chunks. The forward keeps references to its inputs (no copies) and the valid
+row indices; the backward recomputes both softmaxes chunk by chunk and writes
+into one preallocated gradient of the student's dtype. Besides that gradient,
+which any backward needs, the extra memory is one chunk of float32 work
+buffers (``max_chunk_elems`` elements each), not several logits-sized tensors.
+All arithmetic runs in float32 (the loss sum in float64), whatever the input
+dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from distill.errors import DistillError, VocabAlignmentError
+
+#: Elements of one float32 work buffer (16 Mi elements = 64 MiB): the chunk size.
+DEFAULT_CHUNK_ELEMS = 1 << 24
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    *,
+    max_chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+) -> torch.Tensor:
+    """Return the float32 scalar KD loss of ``student_logits`` against ``teacher_logits``.
+
+    Both are ``[..., vocab]`` with the same shape; ``mask`` (optional) is a boolean
+    tensor of the leading shape, True where a position counts. Raises
+    VocabAlignmentError when the vocabularies differ (align them before: see
+    ``distill.vocab``), DistillError for other bad arguments or an empty mask.
+    """
+    rows = _valid_rows(student_logits, teacher_logits, temperature, mask)
+    vocab = student_logits.shape[-1]
+    chunk_rows = max(1, int(max_chunk_elems) // max(vocab, 1))
+    return _KDLoss.apply(student_logits, teacher_logits.detach(), float(temperature), rows, chunk_rows)
+
+
+def _valid_rows(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Check the arguments; return the flat indices of the valid rows (None: all rows)."""
+    if student.shape[-1] != teacher.shape[-1]:
+        raise VocabAlignmentError(
+            f"kd_loss: student vocabulary {student.shape[-1]} != teacher vocabulary "
+            f"{teacher.shape[-1]}; align the vocabularies before the loss (distill.vocab)"
+        )
+    if student.shape != teacher.shape:
+        raise DistillError(
+            f"kd_loss: student logits {tuple(student.shape)} and teacher logits "
+            f"{tuple(teacher.shape)} differ in their positions"
+        )
+    if student.dim() < 1 or student.shape[-1] < 1:
+        raise DistillError(f"kd_loss: logits need a non-empty last (vocabulary) axis, got {tuple(student.shape)}")
+    if not (student.is_floating_point() and teacher.is_floating_point()):
+        raise DistillError(f"kd_loss: logits must be floating point, got {student.dtype} and {teacher.dtype}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise DistillError(f"kd_loss: temperature must be a finite number > 0, got {temperature!r}")
+    n_rows = student[..., 0].numel()
+    if mask is None:
+        if n_rows == 0:
+            raise DistillError("kd_loss: no positions (empty logits)")
+        return None
+    if tuple(mask.shape) != tuple(student.shape[:-1]):
+        raise DistillError(
+            f"kd_loss: mask shape {tuple(mask.shape)} must equal the logits' positions {tuple(student.shape[:-1])}"
+        )
+    if mask.dtype != torch.bool:
+        raise DistillError(f"kd_loss: mask must be a bool tensor, got {mask.dtype}")
+    rows = mask.reshape(-1).nonzero().squeeze(1).to(student.device)
+    if rows.numel() == 0:
+        raise DistillError("kd_loss: the mask selects no position; the mean over zero positions is undefined")
+    return rows
+
+
+def _selectors(n_rows: int, rows: torch.Tensor | None, chunk_rows: int) -> Iterator[slice | torch.Tensor]:
+    """Yield row selectors (a slice, or a tensor of row indices) for consecutive chunks of valid rows."""
+    if rows is None:
+        for start in range(0, n_rows, chunk_rows):
+            yield slice(start, start + chunk_rows)
+    else:
+        for start in range(0, rows.numel(), chunk_rows):
+            yield rows[start : start + chunk_rows]
+
+
+def _scaled(flat: torch.Tensor, selector: slice | torch.Tensor, temperature: float) -> torch.Tensor:
+    """The selected rows in float32, divided by the temperature."""
+    picked = flat[selector] if isinstance(selector, slice) else flat.index_select(0, selector)
+    return picked.float() / temperature
+
+
+def _row_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(p || q) from log-probabilities; terms with p = 0 count 0 (0 log 0 = 0)."""
+    p = log_p.exp()
+    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=p.dtype, device=p.device))
+    return terms.sum(dim=-1)
+
+
+class _KDLoss(torch.autograd.Function):
+    """Chunked KD loss: saves only its inputs; the backward recomputes per chunk."""
+
+    @staticmethod
+    def forward(ctx, student, teacher, temperature, rows, chunk_rows):  # type: ignore[override]
+        vocab = student.shape[-1]
+        s_flat, t_flat = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
+        n = s_flat.shape[0] if rows is None else rows.numel()
+        total = torch.zeros((), dtype=torch.float64, device=student.device)
+        for selector in _selectors(s_flat.shape[0], rows, chunk_rows):
+            log_q = torch.log_softmax(_scaled(s_flat, selector, temperature), dim=-1)
+            log_p = torch.log_softmax(_scaled(t_flat, selector, temperature), dim=-1)
+            total += _row_kl(log_p, log_q).sum(dtype=torch.float64)
+            del log_q, log_p
+        ctx.save_for_backward(student, teacher, *(() if rows is None else (rows,)))
+        ctx.temperature, ctx.chunk_rows, ctx.n, ctx.masked = temperature, chunk_rows, n, rows is not None
+        return (total * (temperature * temperature / n)).to(torch.float32)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        student, teacher, *maybe_rows = ctx.saved_tensors
+        rows = maybe_rows[0] if ctx.masked else None
+        temperature, vocab = ctx.temperature, student.shape[-1]
+        s_flat, t_flat = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
+        grad = (torch.zeros_like if ctx.masked else torch.empty_like)(s_flat)
+        scale = grad_out.to(torch.float32) * (temperature / ctx.n)
+        for selector in _selectors(s_flat.shape[0], rows, ctx.chunk_rows):
+            diff = torch.softmax(_scaled(s_flat, selector, temperature), dim=-1)
+            diff -= torch.softmax(_scaled(t_flat, selector, temperature), dim=-1)
+            diff *= scale
+            grad[selector] = diff.to(grad.dtype)
+            del diff
+        return grad.view(student.shape), None, None, None, None
