@@ -1,0 +1,144 @@
+"""Where a run happened: tool versions, git state, host and device."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: report key -> distribution name
+DISTRIBUTIONS = {
+    "pv": "pv-distill",
+    "torch": "torch",
+    "gguf": "gguf",
+    "hypothesis": "hypothesis",
+    "crosshair": "crosshair-tool",
+    "pytest": "pytest",
+    "pytest-xdist": "pytest-xdist",
+    "jsonschema": "jsonschema",
+    "numpy": "numpy",
+    "pyyaml": "PyYAML",
+}
+
+_SUBPROCESS_TIMEOUT_S = 10
+
+
+def collect_environment(rootdir: Path) -> dict[str, Any]:
+    """The ``environment`` section of a gate report."""
+    return {
+        "versions": package_versions(),
+        "git": git_state(rootdir),
+        "host": host_facts(),
+        "device": device_facts(),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the tools that shape a verdict (None when not installed)."""
+    from pv import __version__
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for key, dist in DISTRIBUTIONS.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = None
+    versions["pv"] = __version__
+    versions["distill"] = _distill_version()
+    return dict(sorted(versions.items()))
+
+
+def _distill_version() -> str | None:
+    try:
+        from distill import __version__
+    except ImportError:
+        return None
+    return __version__
+
+
+def _run(args: list[str], cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            args, cwd=cwd, capture_output=True, text=True, timeout=_SUBPROCESS_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(rootdir: Path) -> dict[str, Any]:
+    """The commit checked out at ``rootdir`` and whether the tree has uncommitted changes."""
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=rootdir)
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = _run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=rootdir)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def host_facts() -> dict[str, Any]:
+    """Host name, OS, CPU model, core count and memory."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+    }
+
+
+def _driver_version() -> str | None:
+    out = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return out.strip().splitlines()[0].strip() if out and out.strip() else None
+
+
+def device_facts() -> dict[str, Any]:
+    """The accelerator used: CUDA device 0 when there is one, else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {
+            "kind": "cpu",
+            "name": _cpu_model(),
+            "capability": None,
+            "memory_bytes": _memory_bytes(),
+            "unified": None,
+            "driver": None,
+            "cuda_runtime": None,
+            "count": 0,
+        }
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "kind": "cuda",
+        "name": props.name,
+        "capability": f"{props.major}.{props.minor}",
+        "memory_bytes": int(props.total_memory),
+        "unified": bool(props.is_integrated),
+        "driver": _driver_version(),
+        "cuda_runtime": torch.version.cuda,
+        "count": torch.cuda.device_count(),
+    }
