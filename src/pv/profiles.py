@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from pv.errors import UserError
+from pv.reports.locations import repo_root
 
 DEVICE_CLASSES = ("cpu", "discrete", "unified")
 PROFILE_KEYS = (
@@ -114,7 +115,7 @@ def profiles_dir() -> Path:
     override = os.environ.get(PROFILES_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "profiles"
+    return repo_root() / "profiles"
 
 
 def available_profiles(folder: Path | None = None) -> list[str]:

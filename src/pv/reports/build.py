@@ -242,9 +242,7 @@ def obligation_entries(records: Iterable[TestRecord], contracts: Sequence[Contra
     verdicts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         for verdict in record.values(VERDICT_PROPERTY):
-            name = str(verdict.get("contract"))
-            contract = next((c.name for c in contracts if c.answers_to(name)), name)
-            verdicts[(contract, str(verdict.get("obligation")))].append({**verdict, "nodeid": record.nodeid})
+            verdicts[(str(verdict.get("contract")), str(verdict.get("obligation")))].append({**verdict, "nodeid": record.nodeid})
     keys: list[tuple[str, str, bool]] = []
     for contract in contracts:
         checked = set(contract.checked_obligations)

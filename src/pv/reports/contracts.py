@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,16 @@ class Requirement:
 class ContractInfo:
     """One contract file as gate reports and the gate see it."""
 
+    #: the file stem, as verdicts and reports name the contract
     name: str
     path: str
     sha256: str
-    title: str | None
     gate_id: str | None
     requirements: list[Requirement]
     falsifiers: list[str]
     obligations: list[str]
-    checked_obligations: list[str] = field(default_factory=list)
-    compile_error: str | None = None
-
-    def answers_to(self, name: str) -> bool:
-        """Whether ``name`` (a file stem or the contract's ``name`` field) means this contract."""
-        return name in (self.name, self.title)
+    checked_obligations: list[str]
+    compile_error: str | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,14 +43,6 @@ class ContractInfo:
             "checked_obligations": self.checked_obligations,
             "compile_error": self.compile_error,
         }
-
-
-def _obligation_ids(data: dict[str, Any]) -> list[str]:
-    obligations = data.get("proof_obligations") or []
-    return [
-        str(ob["id"]) if isinstance(ob, dict) and ob.get("id") else f"#{index + 1}"
-        for index, ob in enumerate(obligations)
-    ]
 
 
 def _falsifier_ids(data: dict[str, Any]) -> list[str]:
@@ -88,43 +76,42 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _compile(doc: Any) -> tuple[list[str], str | None]:
-    """Ids of the obligations that compile to a check, or the reason compiling failed."""
-    from pv.compiling import compile_document
+def _obligations(doc: Any) -> tuple[list[str], list[str], str | None]:
+    """All obligation ids, the ids of those with an executable check, and a compile failure."""
+    from pv.compiling import compile_document, obligation_id
 
     try:
-        checks = compile_document(doc)
+        compiled = compile_document(doc)
     except Exception as err:  # a broken check is recorded as such; the gate fails the contract
-        return [], f"{type(err).__name__}: {err}"
-    return sorted({str(check.obligation) for check in checks}), None
+        listed = doc.data.get("proof_obligations")
+        ids = [obligation_id(ob, i) for i, ob in enumerate(listed if isinstance(listed, list) else [])]
+        return ids, [], f"{type(err).__name__}: {err}"
+    return [c.obligation for c in compiled], [c.obligation for c in compiled if c.checked], None
 
 
-def load_contracts(folder: Path, root: Path, *, compile_checks: bool = True) -> list[ContractInfo]:
-    """Every contract under ``folder``, sorted by path; paths are shown relative to ``root``.
+def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
+    """Every contract under ``folder``, compiled, sorted by path; paths shown relative to ``root``.
 
-    With ``compile_checks``, each contract is compiled to learn which obligations
-    carry an executable check. Raises ``pv.loading.LoadError`` (a UserError) for an
-    unreadable contract file.
+    Raises ``pv.loading.LoadError`` (a UserError) for an unreadable contract file.
     """
     from pv.loading import collect_paths, load_document
 
     contracts = []
     for path in collect_paths([folder]):
         doc = load_document(path)
-        data = doc.data
+        data = doc.data if isinstance(doc.data, dict) else {}
         shown = _relative(Path(doc.path), root)
         gate = data.get("qa_gate")
-        info = ContractInfo(
+        obligations, checked, error = _obligations(doc)
+        contracts.append(ContractInfo(
             name=doc.stem,
             path=shown,
             sha256=doc.sha256,
-            title=data.get("name") if isinstance(data.get("name"), str) else None,
             gate_id=str(gate["id"]) if isinstance(gate, dict) and gate.get("id") else None,
             requirements=_requirements(data, shown),
             falsifiers=_falsifier_ids(data),
-            obligations=_obligation_ids(data),
-        )
-        if compile_checks:
-            info.checked_obligations, info.compile_error = _compile(doc)
-        contracts.append(info)
+            obligations=obligations,
+            checked_obligations=checked,
+            compile_error=error,
+        ))
     return contracts

@@ -7,12 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pv.reports.locations import repo_root
+
 SCHEMA_FILE = "gate-report.schema.json"
 
 
 def schema_path() -> Path:
     """``schema/gate-report.schema.json`` of the repository."""
-    return Path(__file__).resolve().parents[3] / "schema" / SCHEMA_FILE
+    return repo_root() / "schema" / SCHEMA_FILE
 
 
 @lru_cache(maxsize=1)
