@@ -1,0 +1,175 @@
+"""Planted defects ("mutants") of the code under test, one named monkeypatch each.
+
+A falsifier names the mutants it must detect: ``@pytest.mark.falsifies("FT-...",
+mutants=[...])``. Under ``--pv-vacuity`` each mutant is applied (and undone)
+around one extra run of the falsifier, which must then fail. A mutant replaces
+a function or method of ``distill`` with a subtly wrong version; ``replace``
+also rebinds every copy of the original imported into other modules, so the
+defect is seen wherever the code under test calls it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+#: modules whose names bind the code under test (and so must see a mutant)
+_BINDING_PREFIXES = ("distill", "pv", "test_ft_")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    description: str
+    patch: Callable[[pytest.MonkeyPatch], None]
+
+
+MUTANTS: dict[str, Mutant] = {}
+
+
+def mutant(name: str, description: str) -> Callable[[Callable[[pytest.MonkeyPatch], None]], Callable[[pytest.MonkeyPatch], None]]:
+    """Register the decorated ``patch(monkeypatch)`` as mutant ``name``."""
+
+    def register(patch: Callable[[pytest.MonkeyPatch], None]) -> Callable[[pytest.MonkeyPatch], None]:
+        if name in MUTANTS:
+            raise ValueError(f"mutant {name!r} registered twice")
+        MUTANTS[name] = Mutant(name, description, patch)
+        return patch
+
+    return register
+
+
+def apply(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apply mutant ``name``; ``monkeypatch`` undoes it."""
+    MUTANTS[name].patch(monkeypatch)
+
+
+def binding_problem(ft_id: str, mutants: tuple[str, ...]) -> str | None:
+    """Why a falsifier's marker is unusable (None when it is fine)."""
+    if not mutants:
+        return f"falsifier {ft_id} names no mutant: add mutants=[...] from falsifiers/ft_mutants.py"
+    unknown = [name for name in mutants if name not in MUTANTS]
+    if unknown:
+        return f"falsifier {ft_id} names unknown mutants {unknown} (known: {', '.join(sorted(MUTANTS))})"
+    return None
+
+
+def replace(monkeypatch: pytest.MonkeyPatch, target: str, build: Callable[[Any], Any]) -> None:
+    """Replace ``module:attr`` or ``module:Class.attr`` by ``build(original)`` everywhere it is bound."""
+    module_name, _, path = target.partition(":")
+    owner: Any = importlib.import_module(module_name)
+    *parents, attr = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+    new = build(original.__func__ if isinstance(original, (staticmethod, classmethod)) else original)
+    if isinstance(original, staticmethod):
+        new = staticmethod(new)
+    monkeypatch.setattr(owner, attr, new)
+    if parents:
+        return
+    for other in list(sys.modules.values()):
+        if other is owner or not getattr(other, "__name__", "").startswith(_BINDING_PREFIXES):
+            continue
+        for key, value in list(vars(other).items()):
+            if value is original:
+                monkeypatch.setattr(other, key, new)
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``factor`` (a backward-only defect)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad * ctx.factor, None
+
+
+def _valid_count(logits: torch.Tensor, mask: torch.Tensor | None) -> int:
+    return int(logits[..., 0].numel() if mask is None else mask.sum())
+
+
+def _kd_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., torch.Tensor]) -> None:
+    """Replace ``distill.kd.kd_loss`` by ``body(original, s, t, temperature, mask, **kw)``."""
+
+    def build(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+                    mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+            return body(original, student_logits, teacher_logits, temperature, mask, **kwargs)
+
+        return kd_loss
+
+    replace(monkeypatch, "distill.kd:kd_loss", build)
+
+
+# --- distill.kd ---------------------------------------------------------------------------
+
+
+@mutant("kd-no-t-squared", "the KD loss lacks its T^2 factor")
+def _kd_no_t_squared(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **kw) / T**2)
+
+
+@mutant("kd-no-temperature", "the softmaxes ignore the temperature (T^2 still applied)")
+def _kd_no_temperature(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s * T, t * T, T, mask, **kw))
+
+
+@mutant("kd-reverse-kl", "the KL divergence is taken in the reverse direction, KL(student || teacher)")
+def _kd_reverse_kl(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(t, s, T, mask, **kw))
+
+
+@mutant("kd-grad-no-1-over-n", "the gradient lacks the 1/n of the mean (the value is right)")
+def _kd_grad_no_mean(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw:
+                kd(_ScaleGrad.apply(s, _valid_count(s, mask)), t, T, mask, **kw))
+
+
+@mutant("kd-grad-t-squared", "the gradient is scaled by T^2 instead of T (the value is right)")
+def _kd_grad_t_squared(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(_ScaleGrad.apply(s, T), t, T, mask, **kw))
+
+
+@mutant("kd-mask-ignored", "the mask is dropped: every position counts")
+def _kd_mask_ignored(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, None, **kw))
+
+
+@mutant("kd-mask-ignored-in-n", "masked positions are left out of the sum but counted in n")
+def _kd_mask_in_n(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw:
+                kd(s, t, T, mask, **kw) * _valid_count(s, mask) / _valid_count(s, None))
+
+
+@mutant("kd-silent-vocab-slice", "logits of different widths are cut to the smaller width silently")
+def _kd_silent_slice(mp: pytest.MonkeyPatch) -> None:
+    def body(kd: Callable[..., torch.Tensor], s: torch.Tensor, t: torch.Tensor, T: float,
+             mask: torch.Tensor | None, **kw: Any) -> torch.Tensor:
+        width = min(s.shape[-1], t.shape[-1])
+        return kd(s[..., :width], t[..., :width], T, mask, **kw)
+
+    _kd_wrapper(mp, body)
+
+
+@mutant("kd-bf16-accumulation", "the softmaxes and the KL sum run in the logits' dtype (bf16), not float32")
+def _kd_bf16(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        return lambda flat, selector, temperature: original(flat, selector, temperature).to(flat.dtype)
+
+    replace(mp, "distill.kd:_scaled", build)
+
+
+@mutant("kd-no-zero-p-guard", "0 * log 0 is not taken as 0: teacher probabilities that underflow give NaN")
+def _kd_no_guard(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.kd:_row_kl", lambda original: lambda log_p, log_q: (log_p.exp() * (log_p - log_q)).sum(-1))
