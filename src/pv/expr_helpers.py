@@ -1,0 +1,418 @@
+"""The helper vocabulary of contract expressions (the only functions they can call).
+
+Each helper accepts plain Python values (numbers, lists, tuples) and, where it
+makes sense, torch tensors; torch is imported only when a tensor is seen, so
+this module stays light. Reference computations on tensors (softmax, KL) run in
+float64. Closeness (``isclose``/``allclose``) uses the tolerance and NaN policy
+the contract declares: :func:`namespace` binds them per check.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+#: Longest ``range`` a comprehension may walk.
+MAX_RANGE = 1_000_000
+#: Largest exponent of ``**`` and largest repeat count of sequence ``*``.
+MAX_EXPONENT = 10_000
+MAX_REPEAT = 1_000_000
+NAN_POLICIES = ("forbid", "equal", "ieee")
+
+
+class HelperError(ValueError):
+    """A helper refused its arguments (a guard tripped, no tolerance was declared)."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Closeness: ``|a-b| <= abs + rel*max(|a|,|b|)``, or within ``ulp`` units in the last place."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+    ulp: int = 0
+
+    def to_json(self) -> dict[str, float]:
+        return {"abs": self.abs, "rel": self.rel, "ulp": self.ulp}
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def is_tensor(value: Any) -> bool:
+    """True for a torch tensor; never imports torch (no tensor exists before it is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _tensor64(value: Any) -> Any:
+    torch = _torch()
+    if is_tensor(value):
+        return value.detach().to("cpu", torch.float64)
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def _scalar_close(a: Any, b: Any, tol: Tolerance, nan_equal: bool) -> bool:
+    a, b = float(a), float(b)
+    if a == b:
+        return True
+    if math.isnan(a) or math.isnan(b):
+        return nan_equal and math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return False
+    diff = builtins.abs(a - b)
+    larger = builtins.max(builtins.abs(a), builtins.abs(b))
+    if diff <= tol.abs + tol.rel * larger:
+        return True
+    return tol.ulp > 0 and diff <= tol.ulp * math.ulp(larger)
+
+
+def _spacing(magnitude: Any, dtype: Any) -> Any:
+    """Units in the last place of ``magnitude`` (float64 values) in ``dtype``."""
+    torch = _torch()
+    info = torch.finfo(dtype)
+    _, exponent = torch.frexp(magnitude.clamp_min(info.tiny))
+    return torch.ldexp(torch.full_like(magnitude, info.eps), exponent - 1)
+
+
+def _tensor_close(a: Any, b: Any, tol: Tolerance, nan_equal: bool) -> bool:
+    torch = _torch()
+    dtypes = [x.dtype for x in (a, b) if is_tensor(x) and x.dtype.is_floating_point]
+    coarsest = builtins.max(dtypes, key=lambda d: torch.finfo(d).eps) if dtypes else torch.float64
+    a64, b64 = _tensor64(a), _tensor64(b)
+    if a64.shape != b64.shape:
+        return False
+    diff = (a64 - b64).abs()
+    larger = torch.maximum(a64.abs(), b64.abs())
+    close = (a64 == b64) | (diff <= tol.abs + tol.rel * larger)
+    if tol.ulp > 0:
+        close |= diff <= tol.ulp * _spacing(larger, coarsest)
+    if nan_equal:
+        close |= a64.isnan() & b64.isnan()
+    return bool(close.all())
+
+
+def _sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _all_close(a: Any, b: Any, tol: Tolerance, nan_equal: bool) -> bool:
+    if is_tensor(a) or is_tensor(b):
+        return _tensor_close(a, b, tol, nan_equal)
+    if _sequence(a) or _sequence(b):
+        if not (_sequence(a) and _sequence(b)) or len(a) != len(b):
+            return False
+        return builtins.all(_all_close(x, y, tol, nan_equal) for x, y in zip(a, b))
+    return _scalar_close(a, b, tol, nan_equal)
+
+
+def isclose(a: Any, b: Any, *, tolerance: Tolerance | None, nan_policy: str) -> bool:
+    """Two scalars within the contract's tolerance."""
+    if tolerance is None:
+        raise HelperError("isclose() needs the check to declare a tolerance")
+    return _scalar_close(a, b, tolerance, nan_policy == "equal")
+
+
+def allclose(a: Any, b: Any, *, tolerance: Tolerance | None, nan_policy: str) -> bool:
+    """Element-wise closeness of equal-shaped lists or tensors (a shape mismatch is not close)."""
+    if tolerance is None:
+        raise HelperError("allclose() needs the check to declare a tolerance")
+    return _all_close(a, b, tolerance, nan_policy == "equal")
+
+
+def equal(a: Any, b: Any) -> bool:
+    """Exact equality of values, lists or tensors (shapes must match)."""
+    if is_tensor(a) or is_tensor(b):
+        torch = _torch()
+        a_t, b_t = (x if is_tensor(x) else torch.tensor(x) for x in (a, b))
+        return bool(a_t.shape == b_t.shape and torch.equal(a_t.to(b_t.dtype), b_t))
+    return bool(a == b)
+
+
+def tolist(value: Any) -> Any:
+    """A tensor as nested lists; other values unchanged."""
+    return value.tolist() if is_tensor(value) else value
+
+
+def _elements(value: Any) -> list:
+    """All scalars of a value (nested lists and tensors are flattened)."""
+    value = tolist(value)
+    if _sequence(value):
+        return [scalar for item in value for scalar in _elements(item)]
+    return [value]
+
+
+def _reduce_tensor(name: str, value: Any, args: tuple, reduce: Callable) -> Any:
+    if len(args) == 0 and is_tensor(value):
+        return reduce(value)
+    return getattr(builtins, name)(value, *args)
+
+
+def sum_(value: Any, *args: Any) -> Any:
+    return _reduce_tensor("sum", value, args, lambda t: t.sum())
+
+
+def min_(value: Any, *args: Any) -> Any:
+    return _reduce_tensor("min", value, args, lambda t: t.min())
+
+
+def max_(value: Any, *args: Any) -> Any:
+    return _reduce_tensor("max", value, args, lambda t: t.max())
+
+
+def all_(value: Any) -> bool:
+    return bool(value.all()) if is_tensor(value) else builtins.all(value)
+
+
+def any_(value: Any) -> bool:
+    return bool(value.any()) if is_tensor(value) else builtins.any(value)
+
+
+def _converter(kind: type) -> Callable[..., Any]:
+    def convert(value: Any = ()) -> Any:
+        return kind(tolist(value))
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def sorted_(value: Any, *, reverse: bool = False) -> list:
+    return builtins.sorted(tolist(value), reverse=reverse)
+
+
+def range_(*args: int) -> range:
+    """``range`` refusing more than :data:`MAX_RANGE` steps."""
+    steps = builtins.range(*args)
+    if len(steps) > MAX_RANGE:
+        raise HelperError(f"range of {len(steps)} steps is longer than {MAX_RANGE}")
+    return steps
+
+
+def guarded_pow(base: Any, exponent: Any) -> Any:
+    """``base ** exponent`` refusing huge exponents (the language's ``**``)."""
+    if not is_tensor(exponent) and builtins.abs(exponent) > MAX_EXPONENT:
+        raise HelperError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
+    return base**exponent
+
+
+def guarded_mul(left: Any, right: Any) -> Any:
+    """``left * right`` refusing to repeat a sequence more than :data:`MAX_REPEAT` times."""
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and count > MAX_REPEAT:
+            raise HelperError(f"repeating a sequence {count} times is more than {MAX_REPEAT}")
+    return left * right
+
+
+def _elementwise(scalar: Callable[[float], Any], tensor_method: str) -> Callable[[Any], Any]:
+    def apply(value: Any) -> Any:
+        if is_tensor(value):
+            return getattr(value, tensor_method)()
+        if _sequence(value):
+            return [apply(item) for item in value]
+        return scalar(value)
+
+    apply.__name__ = tensor_method
+    return apply
+
+
+def _log(x: float) -> float:
+    return -math.inf if x == 0 else math.log(x)
+
+
+def _scalar_test(name: str, test: Callable[[float], bool], every: bool) -> Callable[[Any], bool]:
+    """``test`` on every scalar of a value: all must pass (``every``) or one must."""
+
+    def check(value: Any) -> bool:
+        if is_tensor(value):
+            flags = getattr(_torch(), name)(value)
+            return bool(flags.all() if every else flags.any())
+        results = (test(float(x)) for x in _elements(value))
+        return builtins.all(results) if every else builtins.any(results)
+
+    check.__name__ = name
+    return check
+
+
+def softmax(value: Any, temperature: float = 1.0) -> Any:
+    """softmax(value / temperature) over the last dimension, computed in float64."""
+    if temperature <= 0:
+        raise HelperError(f"temperature must be > 0, got {temperature}")
+    if is_tensor(value):
+        return _torch().softmax(_tensor64(value) / temperature, dim=-1)
+    scaled = [float(x) / temperature for x in value]
+    top = builtins.max(scaled)
+    weights = [math.exp(x - top) for x in scaled]
+    total = builtins.sum(weights)
+    return [w / total for w in weights]
+
+
+def log_softmax(value: Any, temperature: float = 1.0) -> Any:
+    """log_softmax(value / temperature) over the last dimension, computed in float64."""
+    if temperature <= 0:
+        raise HelperError(f"temperature must be > 0, got {temperature}")
+    if is_tensor(value):
+        return _torch().log_softmax(_tensor64(value) / temperature, dim=-1)
+    scaled = [float(x) / temperature for x in value]
+    top = builtins.max(scaled)
+    log_total = top + math.log(builtins.sum(math.exp(x - top) for x in scaled))
+    return [x - log_total for x in scaled]
+
+
+def kl(p: Any, q: Any) -> Any:
+    """KL(p || q) = sum p*(log p - log q) over the last dimension; terms with p == 0 are 0."""
+    if is_tensor(p) or is_tensor(q):
+        torch = _torch()
+        p64, q64 = _tensor64(p), _tensor64(q)
+        terms = torch.where(p64 > 0, p64 * (p64.log() - q64.log()), torch.zeros_like(p64))
+        return terms.sum(dim=-1)
+    if len(p) != len(q):
+        raise HelperError(f"kl() of lengths {len(p)} and {len(q)}")
+    return builtins.sum(a * (_log(a) - _log(b)) for a, b in zip(p, q) if a > 0)
+
+
+def topk_indices(value: Any, k: int) -> list[int]:
+    """Indices of the ``k`` largest entries of a 1-D value, largest first, ties by lower index."""
+    if k < 0:
+        raise HelperError(f"topk_indices() with k = {k} < 0")
+    items = tolist(value)
+    order = builtins.sorted(builtins.range(len(items)), key=lambda i: (-items[i], i))
+    return order[:k]
+
+
+def argmax(value: Any) -> int:
+    """Index of the first largest entry of a 1-D value."""
+    items = tolist(value)
+    return builtins.min(builtins.range(len(items)), key=lambda i: (-items[i], i))
+
+
+def argmin(value: Any) -> int:
+    """Index of the first smallest entry of a 1-D value."""
+    items = tolist(value)
+    return builtins.min(builtins.range(len(items)), key=lambda i: (items[i], i))
+
+
+def shape(value: Any) -> tuple[int, ...]:
+    """Shape of a tensor, or of nested lists (from the first element of each level)."""
+    if is_tensor(value):
+        return tuple(value.shape)
+    if _sequence(value):
+        return (len(value),) + (shape(value[0]) if len(value) else ())
+    return ()
+
+
+def numel(value: Any) -> int:
+    """Number of scalars in a tensor or nested list."""
+    return value.numel() if is_tensor(value) else len(_elements(value))
+
+
+def prod(value: Any) -> Any:
+    return value.prod() if is_tensor(value) else math.prod(value)
+
+
+def mean(value: Any) -> Any:
+    if is_tensor(value):
+        return _tensor64(value).mean()
+    items = list(value)
+    if not items:
+        raise HelperError("mean() of an empty sequence")
+    return builtins.sum(items) / len(items)
+
+
+def dtype(value: Any) -> str:
+    """``"float32"``, ``"bfloat16"``, ... for a tensor; ``"float64"``/``"int"``/``"bool"`` otherwise."""
+    if is_tensor(value):
+        return str(value.dtype).removeprefix("torch.")
+    return {bool: "bool", int: "int", float: "float64"}.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A callable of the vocabulary with its accepted positional count and keywords."""
+
+    function: Callable[..., Any]
+    min_args: int
+    max_args: int
+    keywords: tuple[str, ...] = ()
+    summary: str = ""
+
+
+HELPERS: dict[str, Helper] = {
+    "len": Helper(builtins.len, 1, 1, summary="length (first dimension of a tensor)"),
+    "min": Helper(min_, 1, 8, summary="smallest argument, or smallest entry of one value"),
+    "max": Helper(max_, 1, 8, summary="largest argument, or largest entry of one value"),
+    "abs": Helper(builtins.abs, 1, 1, summary="absolute value (element-wise on tensors)"),
+    "sum": Helper(sum_, 1, 2, summary="sum of an iterable or of all tensor entries"),
+    "all": Helper(all_, 1, 1, summary="every entry true"),
+    "any": Helper(any_, 1, 1, summary="some entry true"),
+    "range": Helper(range_, 1, 3, summary=f"range, at most {MAX_RANGE} steps"),
+    "sorted": Helper(sorted_, 1, 1, ("reverse",), summary="sorted list"),
+    "list": Helper(_converter(list), 0, 1, summary="list (tensors become nested lists)"),
+    "tuple": Helper(_converter(tuple), 0, 1, summary="tuple"),
+    "set": Helper(_converter(set), 0, 1, summary="set"),
+    "enumerate": Helper(builtins.enumerate, 1, 1, summary="(index, item) pairs"),
+    "zip": Helper(builtins.zip, 1, 4, summary="items side by side"),
+    "round": Helper(builtins.round, 1, 2, summary="rounded number"),
+    "int": Helper(builtins.int, 1, 1, summary="integer conversion"),
+    "float": Helper(builtins.float, 1, 1, summary="float conversion"),
+    "bool": Helper(builtins.bool, 1, 1, summary="truth value"),
+    "isclose": Helper(isclose, 2, 2, summary="scalars within the declared tolerance"),
+    "allclose": Helper(allclose, 2, 2, summary="lists/tensors within the declared tolerance"),
+    "equal": Helper(equal, 2, 2, summary="exact equality, shapes included"),
+    "isfinite": Helper(_scalar_test("isfinite", math.isfinite, True), 1, 1, summary="every entry finite"),
+    "isnan": Helper(_scalar_test("isnan", math.isnan, False), 1, 1, summary="some entry NaN"),
+    "isinf": Helper(_scalar_test("isinf", math.isinf, False), 1, 1, summary="some entry infinite"),
+    "exp": Helper(_elementwise(math.exp, "exp"), 1, 1, summary="e**x (element-wise)"),
+    "log": Helper(_elementwise(_log, "log"), 1, 1, summary="natural log, log(0) = -inf"),
+    "sqrt": Helper(_elementwise(math.sqrt, "sqrt"), 1, 1, summary="square root"),
+    "floor": Helper(_elementwise(math.floor, "floor"), 1, 1, summary="round down"),
+    "ceil": Helper(_elementwise(math.ceil, "ceil"), 1, 1, summary="round up"),
+    "softmax": Helper(softmax, 1, 2, ("temperature",), summary="softmax over the last dim, float64"),
+    "log_softmax": Helper(log_softmax, 1, 2, ("temperature",), summary="log-softmax, float64"),
+    "kl": Helper(kl, 2, 2, summary="KL(p || q) of probability vectors"),
+    "topk_indices": Helper(topk_indices, 2, 2, summary="indices of the k largest, ties by index"),
+    "argmax": Helper(argmax, 1, 1, summary="index of the first largest entry"),
+    "argmin": Helper(argmin, 1, 1, summary="index of the first smallest entry"),
+    "shape": Helper(shape, 1, 1, summary="shape tuple"),
+    "numel": Helper(numel, 1, 1, summary="number of scalars"),
+    "prod": Helper(prod, 1, 1, summary="product"),
+    "mean": Helper(mean, 1, 1, summary="arithmetic mean"),
+    "tolist": Helper(tolist, 1, 1, summary="tensor as nested lists"),
+    "dtype": Helper(dtype, 1, 1, summary="dtype name"),
+}
+
+CONSTANTS: dict[str, float] = {"inf": math.inf, "nan": math.nan, "pi": math.pi}
+
+_TOLERANCE_BOUND = ("isclose", "allclose")
+
+
+def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") -> dict[str, Any]:
+    """Globals for compiled expressions: the helpers (closeness bound to ``tolerance`` and
+    ``nan_policy``), the constants and the operator guards; no builtins."""
+    names: dict[str, Any] = {name: helper.function for name, helper in HELPERS.items()}
+    for name in _TOLERANCE_BOUND:
+        names[name] = functools.partial(
+            HELPERS[name].function, tolerance=tolerance, nan_policy=nan_policy
+        )
+    names.update(CONSTANTS)
+    names["_pv_pow"] = guarded_pow
+    names["_pv_mul"] = guarded_mul
+    return names
+
+
+def has_non_finite(value: Any) -> bool:
+    """True if a float, list or tensor holds a NaN or an infinity (the ``forbid`` NaN policy)."""
+    if is_tensor(value):
+        return bool(value.is_floating_point() and not _torch().isfinite(value).all())
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return builtins.any(has_non_finite(item) for item in value)
+    return False
