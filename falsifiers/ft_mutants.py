@@ -173,3 +173,85 @@ def _kd_bf16(mp: pytest.MonkeyPatch) -> None:
 @mutant("kd-no-zero-p-guard", "0 * log 0 is not taken as 0: teacher probabilities that underflow give NaN")
 def _kd_no_guard(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.kd:_row_kl", lambda original: lambda log_p, log_q: (log_p.exp() * (log_p - log_q)).sum(-1))
+
+
+# --- distill.dispatch ---------------------------------------------------------------------
+
+
+def _decide_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., Any]) -> None:
+    """Replace ``distill.dispatch.decide_teacher_backend`` by ``body(original, *args)``."""
+
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def decide_teacher_backend(override: str | None, device_class: str, teacher_quantized: bool,
+                                   dequant_bytes: int, free_bytes: int) -> Any:
+            return body(original, override, device_class, teacher_quantized, dequant_bytes, free_bytes)
+
+        return decide_teacher_backend
+
+    replace(monkeypatch, "distill.dispatch:decide_teacher_backend", build)
+
+
+def _reserve() -> int:
+    return importlib.import_module("distill.dispatch").DEQUANT_RESERVE_BYTES
+
+
+@mutant("backend-override-ignored", "an explicit override is replaced by auto")
+def _override_ignored(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f:
+                    decide(o if o not in ("dequant", "q4k-native") else "auto", c, q, d, f))
+
+
+@mutant("backend-auto-after-override", "auto's memory rule runs after the override and overrules it")
+def _auto_after_override(mp: pytest.MonkeyPatch) -> None:
+    def body(decide: Callable[..., Any], o: str | None, c: str, q: bool, d: int, f: int) -> Any:
+        chosen = decide(o, c, q, d, f)
+        return decide("auto", c, q, d, f) if c == "discrete" else chosen
+
+    _decide_wrapper(mp, body)
+
+
+@mutant("backend-invalid-falls-back-to-auto", "an unknown override silently means auto")
+def _invalid_to_auto(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f:
+                    decide(o if o in (None, "", "auto", "dequant", "q4k-native") else "auto", c, q, d, f))
+
+
+@mutant("backend-lenient-override", "overrides are trimmed and lower-cased before the check")
+def _lenient_override(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f:
+                    decide(o.strip().lower() if isinstance(o, str) else o, c, q, d, f))
+
+
+@mutant("backend-native-unquantized-allowed", "q4k-native is accepted for a teacher without quantized weights")
+def _native_unquantized(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q or o == "q4k-native", d, f))
+
+
+@mutant("backend-reserve-ignored", "auto compares the dequantized size with all free memory, no reserve")
+def _reserve_ignored(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q, d, f + _reserve()))
+
+
+@mutant("backend-device-class-ignored", "auto treats every device as discrete")
+def _device_class_ignored(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, "discrete", q, d, f))
+
+
+@mutant("backend-unquantized-by-memory", "auto decides an unquantized teacher by memory like a quantized one")
+def _unquantized_by_memory(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q or o in (None, "", "auto"), d, f))
+
+
+@mutant("device-class-inverted", "classify_device swaps unified and discrete")
+def _device_inverted(mp: pytest.MonkeyPatch) -> None:
+    swap = {"unified": "discrete", "discrete": "unified"}
+    replace(mp, "distill.dispatch:classify_device", lambda original: lambda index: swap[original(index)])
+
+
+@mutant("device-class-from-name", "classify_device guesses from the device name instead of is_integrated")
+def _device_from_name(mp: pytest.MonkeyPatch) -> None:
+    def classify_device(index: Any) -> str:
+        name = torch.cuda.get_device_properties(index if isinstance(index, int) else 0).name
+        return "unified" if any(part in name for part in ("GB10", "Thor", "Orin")) else "discrete"
+
+    replace(mp, "distill.dispatch:classify_device", lambda original: classify_device)

@@ -1,0 +1,104 @@
+"""Falsifiers of distill-teacher-backend-selection-v1: override, validation, auto, device class."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from distill import dispatch
+from distill.errors import BackendSelectionError
+
+GIB = 1024**3
+#: the reserve as the code under test declares it, bound at import (before any mutant)
+RESERVE = dispatch.DEQUANT_RESERVE_BYTES
+DEVICE_CLASSES = ("unified", "discrete")
+#: (dequant_bytes, free_bytes): fits with room, fits only without the reserve, no room, nothing free
+MEMORY = [(10 * GIB, 80 * GIB), (10 * GIB, 10 * GIB + RESERVE // 2), (30 * GIB, 16 * GIB), (28 * GIB, 0)]
+VALID = ("auto", "dequant", "q4k-native")
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-001", mutants=["backend-override-ignored", "backend-auto-after-override"])
+def test_explicit_override_wins_everywhere() -> None:
+    situations = list(itertools.product(DEVICE_CLASSES, (True, False), MEMORY))
+    for override, (device_class, quantized, (dequant_bytes, free_bytes)) in itertools.product(
+            ("dequant", "q4k-native"), situations):
+        if override == "q4k-native" and not quantized:
+            continue  # refused: FT-BACKEND-SEL-002
+        chosen = dispatch.select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes)
+        assert chosen == override, (override, device_class, quantized, dequant_bytes, free_bytes, chosen)
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-002", mutants=[
+    "backend-invalid-falls-back-to-auto", "backend-lenient-override", "backend-native-unquantized-allowed"])
+def test_invalid_override_refused_listing_valid_values() -> None:
+    invalid = [("cuda", True), ("  ", True), (" dequant ", True), ("Q4K", True), ("DEQUANT", True),
+               ("q4k-native", False)]
+    for (override, quantized), device_class, (dequant_bytes, free_bytes) in itertools.product(
+            invalid, DEVICE_CLASSES, MEMORY):
+        with pytest.raises(BackendSelectionError) as caught:
+            dispatch.select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes)
+        assert all(value in str(caught.value) for value in VALID), (override, caught.value)
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-003", mutants=[
+    "backend-reserve-ignored", "backend-device-class-ignored", "backend-unquantized-by-memory"])
+def test_auto_by_quantization_device_and_memory() -> None:
+    assert RESERVE >= GIB  # the grids are built on a real margin (at least a CUDA context)
+
+    def auto(device_class: str, quantized: bool, dequant_bytes: int, free_bytes: int) -> str:
+        return dispatch.select_teacher_backend("auto", device_class, quantized, dequant_bytes, free_bytes)
+
+    for dequant_bytes, free_bytes in MEMORY:
+        assert auto("unified", True, dequant_bytes, free_bytes) == "dequant"
+        assert auto("discrete", False, dequant_bytes, free_bytes) == "dequant"
+        assert auto("unified", False, dequant_bytes, free_bytes) == "dequant"
+    free = 40 * GIB
+    assert auto("discrete", True, free - RESERVE, free) == "dequant"  # fits exactly with the reserve
+    assert auto("discrete", True, free - RESERVE + 1, free) == "q4k-native"  # one byte over
+    assert auto("discrete", True, 10 * GIB, 10 * GIB + RESERVE // 2) == "q4k-native"  # fits only without reserve
+    assert auto("discrete", True, 28 * GIB, 80 * GIB) == "dequant"
+    assert auto("discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
+    for empty in (None, ""):  # nothing requested means auto
+        assert dispatch.select_teacher_backend(empty, "discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
+
+
+def _fake_properties(monkeypatch: pytest.MonkeyPatch, name: str, integrated: int) -> None:
+    props = SimpleNamespace(name=name, is_integrated=integrated, total_memory=80 * GIB, major=9, minor=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-006", mutants=["device-class-inverted", "device-class-from-name"])
+def test_device_class_from_properties(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        ("NVIDIA GB10", 1, "unified"),
+        ("NVIDIA H100 80GB HBM3", 0, "discrete"),
+        ("NVIDIA H200", 0, "discrete"),
+        # the name must not decide: an integrated part with an unfamiliar name, and the reverse
+        ("Acme Accelerator X", 1, "unified"),
+        ("NVIDIA GB10 (discrete test double)", 0, "discrete"),
+    ]
+    for name, integrated, expected in cases:
+        _fake_properties(monkeypatch, name, integrated)
+        assert dispatch.classify_device(0) == expected, name
+        assert dispatch.classify_device("cuda:0") == expected, name
+
+
+#: device name fragments whose memory class is known from the vendor's specifications
+KNOWN_CLASSES = {"H100": "discrete", "H200": "discrete", "GB10": "unified"}
+
+
+@pytest.mark.gpu
+@pytest.mark.falsifies("FT-BACKEND-SEL-006", mutants=["device-class-inverted"])
+def test_real_device_class(evidence) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device: no CUDA device on this machine")
+    name = torch.cuda.get_device_name(0)
+    expected = next((cls for part, cls in KNOWN_CLASSES.items() if part in name), None)
+    if expected is None:
+        pytest.skip(f"device {name!r} is none of {sorted(KNOWN_CLASSES)}: its class is not known independently")
+    evidence("device_name", name)
+    evidence("device_class", dispatch.classify_device(0))
+    assert dispatch.classify_device(0) == expected
