@@ -15,6 +15,7 @@ vacuous (fail). Each executed mutant run records ``("pv_mutant", {"falsifier",
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,15 @@ import yaml
 
 import ft_mutants
 from pv import vacuity
+
+@pytest.fixture(scope="session")
+def vocab_dir(pytestconfig: pytest.Config) -> Path:
+    """The real vocabulary files: ``$PV_SHARED_DIR/vocab`` or ``../shared/vocab`` of the repository."""
+    path = Path(os.environ.get("PV_SHARED_DIR", pytestconfig.rootpath.parent / "shared")) / "vocab"
+    if not path.is_dir():
+        pytest.fail(f"real vocabulary files not found at {path} (set PV_SHARED_DIR)", pytrace=False)
+    return path
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pv-vacuity", "falsifier mutants")

@@ -10,6 +10,7 @@ defect is seen wherever the code under test calls it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable
@@ -255,3 +256,38 @@ def _device_from_name(mp: pytest.MonkeyPatch) -> None:
         return "unified" if any(part in name for part in ("GB10", "Thor", "Orin")) else "discrete"
 
     replace(mp, "distill.dispatch:classify_device", lambda original: classify_device)
+
+
+# --- distill.vocab and pv vocab-check ---------------------------------------------------------
+
+
+@mutant("vocab-prefix-sizes-only", "the token-prefix comparison looks at the list sizes only")
+def _prefix_sizes_only(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def compare_tokenizers(teacher: Any, student: Any, **kwargs: Any) -> Any:
+            found = original(teacher, student, **kwargs)
+            fits = found.student_len <= found.teacher_len
+            return dataclasses.replace(found, first_diff=None if fits else found.teacher_len,
+                                       teacher_token=None, student_token=None)
+
+        return compare_tokenizers
+
+    replace(mp, "distill.vocab:compare_tokenizers", build)
+
+
+@mutant("vocab-prefix-check-skipped", "require_shared_prefix accepts every pair")
+def _prefix_check_skipped(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.vocab:require_shared_prefix", lambda original: lambda comparison: None)
+
+
+@mutant("vocab-check-exit-by-size", "pv vocab-check exits 0 whenever the student is not larger than the teacher")
+def _vocab_check_exit_by_size(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., int]) -> Callable[..., int]:
+        def run(args: Any) -> int:
+            code = original(args)
+            found = importlib.import_module("distill.vocab").compare_vocabs(args.teacher, args.student)
+            return 0 if found.student_len <= found.teacher_len else code
+
+        return run
+
+    replace(mp, "pv.commands.vocab_check:run", build)
