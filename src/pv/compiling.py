@@ -101,6 +101,12 @@ def is_contract(data: Any) -> bool:
     return isinstance(data, Mapping) and isinstance(data.get("proof_obligations"), list)
 
 
+def _called(check: Any) -> list[str]:
+    calls = check.get("call") if isinstance(check, Mapping) else None
+    calls = [calls] if isinstance(calls, str) else calls
+    return [name for name in calls if isinstance(name, str)] if isinstance(calls, list) else []
+
+
 def document_units(doc: Any) -> list[CheckUnit]:
     """One unit per obligation of a loaded document (``pv.loading.Document``)."""
     data = doc.data
@@ -110,13 +116,14 @@ def document_units(doc: Any) -> list[CheckUnit]:
     units = []
     for index, obligation in enumerate(data["proof_obligations"]):
         body = obligation if isinstance(obligation, Mapping) else {}
+        called = {name: implementations[name] for name in _called(body.get("check")) if name in implementations}
         units.append(CheckUnit(
             contract=doc.stem,
             obligation=obligation_id(obligation, index),
             path=str(doc.path),
             line=doc.locate("proof_obligations", index).line,
             check=body.get("check"),
-            implementations=implementations,
+            implementations=called,
             property=str(body.get("property", "")),
         ))
     return units
@@ -202,3 +209,39 @@ def format_verdict(verdict: Verdict) -> str:
     if verdict.budget:
         lines.append("budget: " + json.dumps(verdict.budget, sort_keys=True))
     return "\n".join(lines)
+
+
+@dataclass
+class ContractSet:
+    """The contracts found under some paths, the YAML files that are not contracts, and load failures."""
+
+    documents: list[Any]
+    not_contracts: list[str]
+    load_errors: list[str]
+
+
+def collect_contracts(paths: Iterable[str]) -> ContractSet:
+    """Load every YAML file under ``paths``; a missing path or no contract at all is a UserError."""
+    from pathlib import Path
+
+    from pv.errors import UserError
+    from pv.loading import LoadError, collect_paths, load_document
+
+    paths = list(paths)
+    for path in paths:
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such file or directory")
+    found = ContractSet([], [], [])
+    for path in collect_paths(paths):
+        try:
+            doc = load_document(path)
+        except LoadError as err:
+            found.load_errors.append(err.finding.format_text())
+            continue
+        if is_contract(doc.data):
+            found.documents.append(doc)
+        else:
+            found.not_contracts.append(str(path))
+    if not found.documents and not found.load_errors:
+        raise UserError(f"no contracts (YAML files with proof_obligations) under {', '.join(paths)}")
+    return found

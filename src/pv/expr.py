@@ -68,10 +68,6 @@ class ExpressionError(ValueError):
         super().__init__("; ".join(p.message for p in problems))
 
 
-class EvaluationError(RuntimeError):
-    """An expression broke while being evaluated (a guard tripped, a helper refused its input)."""
-
-
 def _position(node: ast.AST) -> tuple[int, int]:
     return getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1
 

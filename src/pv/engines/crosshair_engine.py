@@ -37,7 +37,7 @@ from pv.verdicts import Status
 DEFAULT_SECONDS = 10.0
 DEFAULT_PATH_SECONDS = 2.0
 DEFAULT_ITERATIONS = 5000
-DEFAULT_TOTAL_SECONDS = 120.0
+DEFAULT_TOTAL_SECONDS = 60.0
 
 _ledger = {"total": DEFAULT_TOTAL_SECONDS, "spent": 0.0}
 _serial = itertools.count()

@@ -1,1 +1,88 @@
-"""Rules over contract expressions (filled by the compiler)."""
+"""Rules over executable checks: every expression in the language, every check block sound.
+
+Rule ids (one per kind of problem, see :mod:`pv.expr` and :mod:`pv.checkspec`):
+
+- PV-EXPR-001 an expression that does not parse;
+- PV-EXPR-002 a construct outside the language (lambda, walrus, f-string, starred, dict, ...);
+- PV-EXPR-003 an attribute that is not whitelisted (every ``_`` attribute, ``__class__`` walks);
+- PV-EXPR-004 a call outside the vocabulary (``__import__``, ``open``, calls through attributes);
+- PV-EXPR-005 an unknown or reserved name;
+- PV-EXPR-006 a check block that cannot run (unknown equation in ``call``, domain errors,
+  ``raises`` without ``result``, an engine that cannot take the inputs, a missing tolerance).
+
+Nothing is imported from ``impl/`` and nothing from the contract is executed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pv import expr
+from pv.checkspec import STRUCTURE, Issue, parse_binding, parse_check
+from pv.compiling import equation_implementations, is_contract
+from pv.findings import Location, Severity
+from pv.rules.registry import rule
+
+RULE_IDS = {
+    expr.SYNTAX: "PV-EXPR-001",
+    expr.CONSTRUCT: "PV-EXPR-002",
+    expr.ATTRIBUTE: "PV-EXPR-003",
+    expr.CALL: "PV-EXPR-004",
+    expr.NAME: "PV-EXPR-005",
+    STRUCTURE: "PV-EXPR-006",
+}
+
+
+def _check_issues(doc) -> Iterator[tuple[tuple, Issue]]:
+    """(key path in the document, issue) for every problem of every check block."""
+    data = doc.data
+    if not is_contract(data):
+        return
+    implementations = equation_implementations(data)
+    for name, value in implementations.items():
+        if value is not None and parse_binding(value) is None:
+            yield ("equations", name, "implementation"), Issue(
+                (), STRUCTURE, f"implementation of {name!r} must be 'module.path:function', got {value!r}"
+            )
+    for index, obligation in enumerate(data["proof_obligations"]):
+        if not isinstance(obligation, dict) or "check" not in obligation:
+            continue
+        _, issues = parse_check(obligation["check"], implementations)
+        for issue in issues:
+            yield ("proof_obligations", index, "check", *issue.keys), issue
+
+
+def _of_kind(doc, kind: str) -> Iterable[tuple[Location, str]]:
+    for keys, issue in _check_issues(doc):
+        if issue.kind == kind:
+            yield doc.locate(*keys), issue.message
+
+
+@rule("PV-EXPR-001", Severity.ERROR, "check expression does not parse")
+def expression_syntax(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, expr.SYNTAX)
+
+
+@rule("PV-EXPR-002", Severity.ERROR, "check expression uses a construct outside the language")
+def expression_construct(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, expr.CONSTRUCT)
+
+
+@rule("PV-EXPR-003", Severity.ERROR, "check expression reads an attribute that is not whitelisted")
+def expression_attribute(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, expr.ATTRIBUTE)
+
+
+@rule("PV-EXPR-004", Severity.ERROR, "check expression calls outside the helper vocabulary and bound implementations")
+def expression_call(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, expr.CALL)
+
+
+@rule("PV-EXPR-005", Severity.ERROR, "check expression uses an unknown or reserved name")
+def expression_name(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, expr.NAME)
+
+
+@rule("PV-EXPR-006", Severity.ERROR, "check block cannot run as written")
+def check_block(doc) -> Iterable[tuple[Location, str]]:
+    return _of_kind(doc, STRUCTURE)

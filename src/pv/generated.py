@@ -1,0 +1,103 @@
+"""Rendering compiled checks as Python test modules (``pv compile``).
+
+A module embeds each obligation's :class:`~pv.compiling.CheckUnit` as a literal
+(plain data) and runs it through :func:`pv.pytest_contracts.run_unit`, the same
+runtime as ``pv check``. Comments restate the check for a reviewer. The text is
+deterministic: no timestamps, stable order, stable literal formatting.
+"""
+
+from __future__ import annotations
+
+import os
+import pprint
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pv.compiling import CompiledCheck
+
+_HEADER = '''"""Obligation checks of {path}, written by `pv compile`; do not edit.
+
+Contract {contract} (sha256 {sha256}). Each test runs the same runtime as
+`pv check` and `pytest contracts/`: the check data below is compiled by
+pv.compiling and judged by its engines. Only the whitelisted expression
+language of the contract is executed, never contract text as written.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pv.compiling import CheckUnit
+from pv.pytest_contracts import run_unit
+'''
+
+
+def module_name(contract: str) -> str:
+    """``test_pvc_<contract>.py`` with every non-identifier character as ``_``."""
+    return f"test_pvc_{re.sub(r'[^0-9A-Za-z_]', '_', contract)}.py"
+
+
+def _identifier(obligation: str, taken: set[str]) -> str:
+    base = re.sub(r"[^0-9A-Za-z_]", "_", obligation).upper()
+    name, counter = base, 2
+    while name in taken:
+        name, counter = f"{base}_{counter}", counter + 1
+    taken.add(name)
+    return name
+
+
+def _comment(compiled: CompiledCheck) -> list[str]:
+    unit, spec = compiled.unit, compiled.spec
+    lines = [f"# {unit.obligation}: {unit.property}".rstrip()]
+    if spec is None:
+        lines.append("#   no executable check: reported as unchecked")
+        return lines
+    for name, domain in spec.given.items():
+        lines.append(f"#   given   {name}: {domain.describe()}")
+    for key, text in spec.texts.items():
+        lines.append(f"#   {key:<7} {' '.join(text.split())}")
+    if spec.raises:
+        lines.append(f"#   raises  {spec.raises.error}")
+    lines.append(f"#   engines {', '.join(spec.engines)}")
+    return lines
+
+
+def _literal(data: Any) -> str:
+    return pprint.pformat(data, indent=4, width=100, sort_dicts=False)
+
+
+def render_module(doc: Any, compiled: list[CompiledCheck]) -> str:
+    """The test module of one contract's compiled checks."""
+    parts = [_HEADER.format(path=doc.path, contract=doc.stem, sha256=doc.sha256)]
+    taken: set[str] = set()
+    for check in compiled:
+        name = _identifier(check.obligation, taken)
+        engines = list(check.engines) or [None]
+        parts.append("\n".join([
+            "",
+            *_comment(check),
+            f"{name} = CheckUnit.from_json(",
+            _literal(check.unit.to_json()),
+            ")",
+            "",
+            "",
+            f"@pytest.mark.parametrize(\"engine\", {engines!r})",
+            f"def test_{name}(engine: str | None, request: pytest.FixtureRequest) -> None:",
+            f"    run_unit({name}, engine, request)",
+            "",
+        ]))
+    return "\n".join(parts)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
