@@ -35,11 +35,12 @@ def session_markdown(report: dict[str, Any]) -> str:
         lines += ["> **Zero tests executed: this run is evidence of nothing.**", ""]
     if not profile["matches_device"]:
         lines += [f"> Profile `{profile['name']}` was chosen but does not match this device.", ""]
-    lines += ["| falsifier | contract | status | tests | time (s) |", "|---|---|---|---|---|"]
+    lines += ["| falsifier | contract | status | tests | mutants killed | time (s) |", "|---|---|---|---|---|---|"]
     for entry in report["falsifiers"]:
+        killed = sum(m["status"] == "killed" for m in entry["mutants"])
         lines.append(
             f"| {entry['id']} | {entry['contract'] or '-'} | {entry['status']} | "
-            f"{len(entry['tests'])} | {entry['duration_s']:.2f} |"
+            f"{len(entry['tests'])} | {killed}/{len(entry['mutants'])} | {entry['duration_s']:.2f} |"
         )
     obligations = Counter(entry["status"] for entry in report["obligations"])
     lines += ["", f"Obligations: {_counts(obligations)}."]

@@ -1,0 +1,167 @@
+"""Synthetic projects for the tests of gate reports, `pv gate` and `pv verify`.
+
+A project is a folder with ``contracts/`` (small contracts whose ``qa_gate``
+requires falsifiers on profiles), ``profiles/`` (cpu and h100), and falsifier
+test files. The falsifiers check a tiny ``effective_vocab`` and follow the
+mutant protocol of ``--pv-vacuity`` (the ``pv_vacuity`` and ``pv_mutant`` user
+properties) in miniature: each falsifier also runs once with a planted defect
+and must fail there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Imported here once: pytester's in-process runs drop the modules they import, torch's extension
+# modules cannot be imported twice in one process, and re-importing hypothesis costs seconds.
+import hypothesis  # noqa: F401
+import torch  # noqa: F401
+import yaml
+
+from pv.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
+
+CPU_PROFILE = {
+    "name": "cpu",
+    "description": "any machine without CUDA",
+    "device_class": "cpu",
+    "detect": {"cuda": False},
+    "memory_gib": 16,
+    "bandwidth_gbs": 20,
+    "thresholds": {},
+}
+H100_PROFILE = {
+    "name": "h100",
+    "description": "NVIDIA H100 SXM",
+    "device_class": "discrete",
+    "detect": {"device_name_contains": ["H100"], "unified": False},
+    "memory_gib": 80,
+    "bandwidth_gbs": 3350,
+    "thresholds": {"FT-G-001": {"max_ratio": 1.25}},
+}
+#: what ``pv.reports.environment.device_facts`` reports on an H100
+H100_DEVICE = {
+    "kind": "cuda",
+    "name": "NVIDIA H100 80GB HBM3",
+    "capability": "9.0",
+    "memory_bytes": 85_000_000_000,
+    "unified": False,
+    "driver": "550.54.15",
+    "cuda_runtime": "12.4",
+    "count": 1,
+}
+
+#: the code under test of every synthetic falsifier, and its planted defect
+FALSIFIER_HEADER = f'''\
+import os
+
+import pytest
+
+
+def effective_vocab(native, target):
+    return target if target <= native else native
+
+
+MUTANTS = {{"returns-native": lambda native, target: native}}
+
+
+def run_falsifier(record_property, ft_id, mutant, check):
+    """Run ``check`` on the code (mutant None) or on a mutant, which it must kill."""
+    code = MUTANTS[mutant] if mutant else effective_vocab
+    record_property("{ITEM_PROPERTY}", {{"test": ft_id, "falsifiers": [ft_id], "mutant": mutant}})
+    if mutant is None:
+        check(code)
+        return
+    try:
+        check(code)
+    except AssertionError:
+        record_property("{MUTANT_PROPERTY}", {{"falsifier": ft_id, "mutant": mutant, "killed": True}})
+        return
+    record_property("{MUTANT_PROPERTY}", {{"falsifier": ft_id, "mutant": mutant, "killed": False}})
+    pytest.fail(f"vacuous: mutant {{mutant}} survived")
+'''
+
+#: a check that kills the mutant, and one that cannot (it only looks at equal sizes)
+STRONG_CHECK = "assert code(152064, 151936) == 151936"
+WEAK_CHECK = "assert code(10, 10) == 10"
+
+
+def falsifier_source(
+    ft_id: str,
+    check: str = STRONG_CHECK,
+    *,
+    marks: Sequence[str] = (),
+    mutants: bool = True,
+    prelude: str = "",
+) -> str:
+    """One falsifier test of ``ft_id``: ``check`` over ``code``, after ``prelude`` statements."""
+    name = "test_" + ft_id.lower().replace("-", "_")
+    params = '[None, "returns-native"]' if mutants else "[None]"
+    ids = '["unmutated", "mutant=returns-native"]' if mutants else '["unmutated"]'
+    decorators = "".join(f"@pytest.mark.{mark}\n" for mark in marks)
+    body = "".join(f"    {line}\n" for line in prelude.splitlines() if line.strip())
+    return (
+        f"\n\n@pytest.mark.falsifies({ft_id!r})\n{decorators}"
+        f"@pytest.mark.parametrize('mutant', {params}, ids={ids})\n"
+        f"def {name}(mutant, record_property):\n{body}"
+        f"    def check(code):\n        {check}\n"
+        f"    run_falsifier(record_property, {ft_id!r}, mutant, check)\n"
+    )
+
+
+def contract_text(
+    falsifiers: Iterable[str],
+    require: dict[str, list[str]],
+    obligations: Sequence[str] = ("OB-INV-001",),
+) -> str:
+    """A small contract listing ``falsifiers``, requiring ``require`` (id -> profiles)."""
+    data: dict[str, Any] = {
+        "metadata": {"version": "1.0.0", "description": "a synthetic contract for gate tests"},
+        "equations": {"effective_vocab": {"formula": "min(native, target)"}},
+        "proof_obligations": [
+            {"id": ob, "type": "invariant", "property": "p", "formal": "f"} for ob in obligations
+        ],
+        "falsification_tests": [
+            {"id": ft, "rule": "r", "prediction": "p", "if_fails": "x"} for ft in falsifiers
+        ],
+        "qa_gate": {
+            "id": "F-SYN-001",
+            "name": "synthetic gate",
+            "require": [{"falsifier": ft, "profiles": profiles} for ft, profiles in require.items()],
+        },
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_project(
+    root: Path,
+    contracts: dict[str, str],
+    tests: dict[str, str],
+) -> None:
+    """Write ``contracts/<name>.yaml``, the test files, and ``profiles/``."""
+    (root / "contracts").mkdir(exist_ok=True)
+    for name, text in contracts.items():
+        (root / "contracts" / f"{name}.yaml").write_text(text)
+    (root / "profiles").mkdir(exist_ok=True)
+    for profile in (CPU_PROFILE, H100_PROFILE):
+        (root / "profiles" / f"{profile['name']}.yaml").write_text(yaml.safe_dump(profile))
+    for name, body in tests.items():
+        (root / name).write_text(FALSIFIER_HEADER + body)
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+_TIME_KEYS = ("created", "duration_s", "integrity")
+
+
+def without_times(value: Any) -> Any:
+    """``value`` with every time (and the digest over them) left out."""
+    if isinstance(value, dict):
+        return {k: without_times(v) for k, v in value.items() if k not in _TIME_KEYS}
+    if isinstance(value, list):
+        return [without_times(v) for v in value]
+    return value
