@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import torch
 
-#: modules whose names bind the code under test (and so must see a mutant)
-_BINDING_PREFIXES = ("distill", "pv", "test_ft_")
+#: packages whose modules may bind the code under test (and so must see a mutant), and falsifier modules
+_PACKAGES, _FALSIFIER_PREFIX = ("distill", "pv"), "test_ft_"
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,25 @@ def replace(monkeypatch: pytest.MonkeyPatch, target: str, build: Callable[[Any],
     *parents, attr = path.split(".")
     for parent in parents:
         owner = getattr(owner, parent)
-    original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
-    new = build(original.__func__ if isinstance(original, (staticmethod, classmethod)) else original)
-    if isinstance(original, staticmethod):
-        new = staticmethod(new)
+    original = getattr(owner, attr)
+    new = build(original)
     monkeypatch.setattr(owner, attr, new)
-    if parents:
+    if parents:  # a class attribute: every caller looks it up through the class
         return
     for other in list(sys.modules.values()):
-        if other is owner or not getattr(other, "__name__", "").startswith(_BINDING_PREFIXES):
+        if not _binds_code_under_test(getattr(other, "__name__", "")):
             continue
         for key, value in list(vars(other).items()):
-            if value is original:
+            if value is original and other is not owner:
                 monkeypatch.setattr(other, key, new)
+            elif isinstance(value, dict):  # dispatch tables: {"Q4_K": _dequant_q4_k, ...}
+                for entry, bound in list(value.items()):
+                    if bound is original:
+                        monkeypatch.setitem(value, entry, new)
+
+
+def _binds_code_under_test(module_name: str) -> bool:
+    return module_name.split(".")[0] in _PACKAGES or module_name.startswith(_FALSIFIER_PREFIX)
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -291,3 +297,48 @@ def _vocab_check_exit_by_size(mp: pytest.MonkeyPatch) -> None:
         return run
 
     replace(mp, "pv.commands.vocab_check:run", build)
+
+
+# --- distill.quant ------------------------------------------------------------------------
+
+
+def _blocks_mutant(monkeypatch: pytest.MonkeyPatch, kernel: str, edit: Callable[[torch.Tensor], None]) -> None:
+    """Run the dequantization kernel ``distill.quant:<kernel>`` on blocks changed in place by ``edit``."""
+
+    def build(original: Callable[[torch.Tensor, torch.Tensor], None]) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        def mutated(blocks: torch.Tensor, out: torch.Tensor) -> None:
+            changed = blocks.clone()
+            edit(changed)
+            original(changed, out)
+
+        return mutated
+
+    replace(monkeypatch, f"distill.quant:{kernel}", build)
+
+
+@mutant("q4k-nibble-order-swapped", "Q4_K takes the high nibble for the first 32 weights of each 64")
+def _q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
+    def swap(blocks: torch.Tensor) -> None:
+        qs = blocks[:, 16:]
+        qs.copy_((qs >> 4) | (qs << 4))
+
+    _blocks_mutant(mp, "_dequant_q4_k", swap)
+
+
+@mutant("q4k-scale-high-bits-dropped", "Q4_K sub-blocks 4-7 lose the top 2 bits of their 6-bit scales and mins")
+def _q4k_scale_bits(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> Callable[..., Any]:
+        def unpack(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            sc, mn = (part.clone() for part in original(packed))
+            sc[:, 4:] &= 0x0F
+            mn[:, 4:] &= 0x0F
+            return sc, mn
+
+        return unpack
+
+    replace(mp, "distill.quant:_q4_k_scales_mins", build)
+
+
+@mutant("q6k-high-bits-dropped", "Q6_K ignores the 2 high bits of each quant (qh)")
+def _q6k_high_bits(mp: pytest.MonkeyPatch) -> None:
+    _blocks_mutant(mp, "_dequant_q6_k", lambda blocks: blocks[:, 128:192].zero_())
