@@ -22,7 +22,7 @@ ENGINES = ("exhaustive", "hypothesis", "crosshair")
 #: Most input combinations the exhaustive engine enumerates unless the budget says otherwise.
 EXHAUSTIVE_CAP = 100_000
 CHECK_KEYS = (
-    "given", "call", "constants", "assume", "result", "expect", "raises",
+    "given", "call", "constants", "let", "assume", "result", "expect", "raises",
     "engine", "tolerance", "nan_policy", "budget",
 )
 #: Issue kind for a problem of the block itself (not of one expression's syntax).
@@ -66,6 +66,7 @@ class CheckSpec:
     given: dict[str, Domain]
     calls: dict[str, str]
     constants: dict[str, str]
+    derived: dict[str, expr.CompiledExpression]
     assume: expr.CompiledExpression | None
     result: expr.CompiledExpression | None
     expect: expr.CompiledExpression | None
@@ -197,6 +198,25 @@ class _Reader:
                 constants[name] = binding
         return constants
 
+    def derived(
+        self, values: set[str], callables: set[str], helpers: dict
+    ) -> dict[str, expr.CompiledExpression]:
+        """``let:``: names computed in order from the inputs, constants and earlier names."""
+        spec = self.block.get("let", {})
+        if not isinstance(spec, Mapping):
+            self.issue(("let",), "let must map names to expressions")
+            return {}
+        derived: dict[str, expr.CompiledExpression] = {}
+        for name in spec:
+            if not is_identifier(name) or _reserved_reason(name) or name in values or name in callables:
+                self.issue(("let", name), f"let name {name!r} is not usable (reserved or taken)")
+                continue
+            compiled = self.expression(("let", name), values, callables, helpers)
+            if compiled is not None:
+                derived[name] = compiled
+            values = values | {name}
+        return derived
+
     def expression(
         self, keys: tuple, names: set[str], callables: set[str], helpers: dict
     ) -> expr.CompiledExpression | None:
@@ -289,7 +309,9 @@ def parse_check(block: Any, implementations: Mapping[str, Any]) -> tuple[CheckSp
         reader.issue((), "check needs 'expect' (the property) or 'raises' (the required error)")
     if "raises" in block and "result" not in block:
         reader.issue(("raises",), "raises needs 'result' (the call that must raise)")
-    texts = {key: block[key] for key in ("assume", "result", "expect") if isinstance(block.get(key), str)}
+    lets = block.get("let") if isinstance(block.get("let"), Mapping) else {}
+    texts = {f"let {name}": text for name, text in lets.items() if isinstance(text, str)}
+    texts.update({key: block[key] for key in ("assume", "result", "expect") if isinstance(block.get(key), str)})
     if has_when and isinstance(block["raises"].get("when"), str):
         texts["raises.when"] = block["raises"]["when"]
     uses_closeness = any(re.search(r"\b(isclose|allclose)\s*\(", text) for text in texts.values())
@@ -297,8 +319,9 @@ def parse_check(block: Any, implementations: Mapping[str, Any]) -> tuple[CheckSp
         reader.issue((), "isclose/allclose are used but the check declares no tolerance")
 
     helpers = expr_helpers.namespace(tolerance, nan_policy if nan_policy in expr_helpers.NAN_POLICIES else "forbid")
-    values = set(given) | set(constants)
     callables = set(calls)
+    derived = reader.derived(set(given) | set(constants), callables, helpers)
+    values = set(given) | set(constants) | set(derived)
     assume = reader.expression(("assume",), values, callables, helpers)
     result = reader.expression(("result",), values, callables, helpers)
     with_result = values | ({expr.RESULT_NAME} if "result" in block else set())
@@ -307,7 +330,7 @@ def parse_check(block: Any, implementations: Mapping[str, Any]) -> tuple[CheckSp
     if reader.issues:
         return None, reader.issues
     spec = CheckSpec(
-        given=given, calls=calls, constants=constants, assume=assume, result=result, expect=expect,
+        given=given, calls=calls, constants=constants, derived=derived, assume=assume, result=result, expect=expect,
         raises=Raises(error, when) if error else None, engines=engines, tolerance=tolerance,
         nan_policy=nan_policy, budget=budget, texts=texts,
     )

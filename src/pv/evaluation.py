@@ -12,6 +12,7 @@ All engines use it, and so do replays.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import importlib
 import os
 from collections.abc import Iterable, Mapping
@@ -93,6 +94,7 @@ class Outcome:
     status: str
     message: str = ""
     result: Any = None
+    derived: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,10 @@ class Property:
         self.passthrough = passthrough
 
     def _env(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return {**inputs, **self.bindings.constants, **self.bindings.implementations}
+        env = {**inputs, **self.bindings.constants, **self.bindings.implementations}
+        for name, compiled in self.spec.derived.items():
+            env[name] = self._value(compiled, env, f"let {name}")
+        return env
 
     def _value(self, compiled: expr.CompiledExpression, env: Mapping[str, Any], what: str) -> Any:
         try:
@@ -169,9 +174,13 @@ class Property:
             if before.status != PASS:
                 return before
         try:
-            return self._judge(self._env(inputs))
+            env = self._env(inputs)
+            outcome = self._judge(env)
         except _CheckBroke as err:
             return Outcome(ERROR, str(err))
+        if outcome.status == PASS or not self.spec.derived:
+            return outcome
+        return dataclasses.replace(outcome, derived={name: env[name] for name in self.spec.derived})
 
     def _judge(self, env: dict[str, Any]) -> Outcome:
         spec, raises = self.spec, self.spec.raises

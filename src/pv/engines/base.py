@@ -36,7 +36,10 @@ def replay_handle(inputs: Mapping[str, Any]) -> str:
 
 def counterexample(inputs: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
     """The failing inputs, what went wrong, and the implementation's result (JSON-safe)."""
-    return {"inputs": inputs_json(inputs), "failure": outcome.message, "result": to_json(outcome.result)}
+    example = {"inputs": inputs_json(inputs), "failure": outcome.message, "result": to_json(outcome.result)}
+    if outcome.derived:
+        example["derived"] = inputs_json(outcome.derived)
+    return example
 
 
 def failure_report(
@@ -44,7 +47,7 @@ def failure_report(
 ) -> EngineReport:
     """``refuted`` (the implementation failed) or ``error`` (an expression of the check broke)."""
     status = Status.ERROR if outcome.status == ERROR else Status.REFUTED
-    shown = ", ".join(f"{name}={value!r}" for name, value in inputs_json(inputs).items())
+    shown = ", ".join(f"{name}={value!r}" for name, value in inputs_json({**inputs, **(outcome.derived or {})}).items())
     detail = f"{how_found}: {shown}: {outcome.message}"
     return EngineReport(
         status, detail, counterexample=counterexample(inputs, outcome),
