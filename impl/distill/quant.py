@@ -1,0 +1,384 @@
+"""Quantized weight blocks of llama.cpp, in vectorised torch (CPU and CUDA).
+
+``dequantize`` agrees bit for bit with ``gguf.quants.dequantize`` (the same
+float32 operations in the same order). ``quantize`` follows the method of
+llama.cpp's reference quantizers: Q4_K fits an affine (scale, min) per 32
+weights by a weighted least-squares search over candidate scales, Q6_K a
+symmetric scale per 16 weights; the per-sub-block scales are then quantized
+to 6 or 8 bits relative to a fp16 super-block scale and the weights are
+re-rounded against the stored scales. Q8_0 and BF16 match gguf's quantizers
+bit for bit.
+
+Layouts (little-endian), per block:
+- Q8_0: 32 weights in 34 bytes: fp16 d, int8 q[32]; w = d*q.
+- Q4_K: 256 weights in 144 bytes: fp16 d, fp16 dmin, 12 bytes of packed 6-bit
+  scales and mins for 8 sub-blocks of 32, 128 bytes of 4-bit quants;
+  w = d*sc[j]*q - dmin*m[j].
+- Q6_K: 256 weights in 210 bytes: ql[128] (low 4 bits), qh[64] (high 2 bits),
+  int8 scales[16], fp16 d; w = d*scale[j]*(q - 32).
+"""
+
+from __future__ import annotations
+
+import torch
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from distill.errors import QuantError
+
+QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q6_K")
+#: Types whose blocks carry fp16 scales, and the byte offsets of those scales in a block.
+SCALE_FIELDS: dict[str, dict[str, int]] = {
+    "Q8_0": {"d": 0},
+    "Q4_K": {"d": 0, "dmin": 2},
+    "Q6_K": {"d": 208},
+}
+_GROUP_MAX_EPS = 1e-15
+#: Work on this many blocks at a time in the quantizers (bounded temporary memory).
+_QUANT_CHUNK_BLOCKS = 2048
+
+
+def qtype_name(qtype: str | GGMLQuantizationType) -> str:
+    """The name of a supported type ("Q4_K"), from a name or a gguf enum; QuantError otherwise."""
+    name = qtype.name if isinstance(qtype, GGMLQuantizationType) else str(qtype)
+    if name not in QTYPES:
+        raise QuantError(f"unsupported quantization type {name!r} (supported: {', '.join(QTYPES)})")
+    return name
+
+
+def block_elems(qtype: str | GGMLQuantizationType) -> int:
+    """Weights per block (1 for the plain float types)."""
+    return GGML_QUANT_SIZES[GGMLQuantizationType[qtype_name(qtype)]][0]
+
+
+def block_bytes(qtype: str | GGMLQuantizationType) -> int:
+    """Bytes per block."""
+    return GGML_QUANT_SIZES[GGMLQuantizationType[qtype_name(qtype)]][1]
+
+
+def byte_size(n_elements: int, qtype: str | GGMLQuantizationType) -> int:
+    """Bytes that ``n_elements`` weights take in ``qtype`` (a whole number of blocks required)."""
+    elems = block_elems(qtype)
+    if n_elements % elems:
+        raise QuantError(f"{n_elements} weights are not a whole number of {qtype_name(qtype)} blocks of {elems}")
+    return n_elements // elems * block_bytes(qtype)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _fp16_field(blocks: torch.Tensor, offset: int) -> torch.Tensor:
+    """The fp16 value at byte ``offset`` of each block, as float32 of shape (n_blocks, 1)."""
+    return blocks[:, offset : offset + 2].contiguous().view(torch.float16).float()
+
+
+def _fp16_bytes(values: torch.Tensor) -> torch.Tensor:
+    """float32 (n,) -> fp16 little-endian bytes (n, 2)."""
+    return values.to(torch.float16).reshape(-1, 1).view(torch.uint8)
+
+
+def _as_blocks(raw: torch.Tensor, qtype: str) -> torch.Tensor:
+    if raw.dtype != torch.uint8:
+        raise QuantError(f"{qtype} data must be uint8 bytes, got {raw.dtype}")
+    if raw.dim() == 0 or raw.shape[-1] % block_bytes(qtype):
+        width = raw.shape[-1] if raw.dim() else 0
+        raise QuantError(f"{qtype} data has {width} bytes per row, expected a multiple of {block_bytes(qtype)}")
+    return raw.reshape(-1, block_bytes(qtype))
+
+
+def check_scales(raw: torch.Tensor, qtype: str | GGMLQuantizationType) -> None:
+    """Raise QuantError naming the first block whose fp16 scale (d or dmin) is NaN or Inf."""
+    name = qtype_name(qtype)
+    fields = SCALE_FIELDS.get(name)
+    if not fields:
+        return
+    blocks = _as_blocks(raw, name)
+    for field, offset in fields.items():
+        values = _fp16_field(blocks, offset).reshape(-1)
+        bad = ~torch.isfinite(values)
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0, 0])
+            raise QuantError(
+                f"{name} block {index} has a non-finite fp16 scale {field}={float(values[index])} "
+                f"({int(bad.sum())} of {values.numel()} blocks); block scales must be finite"
+            )
+
+
+# -- dequantization ----------------------------------------------------------------------------
+# Each kernel writes the float32 weights of ``blocks`` into ``out`` (n_blocks, block_elems),
+# with the same float32 operations in the same order as gguf's numpy code (bit-exact).
+
+
+def _dequant_q8_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(blocks[:, 2:].view(torch.int8))
+    out.mul_(_fp16_field(blocks, 0))
+
+
+def _q4_k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unpack the 12 scale bytes of Q4_K blocks into 8 six-bit scales and 8 mins each."""
+    lo_sc, lo_m, hi = packed[:, 0:4], packed[:, 4:8], packed[:, 8:12]
+    sc = torch.cat([lo_sc & 0x3F, (hi & 0x0F) | ((lo_sc >> 2) & 0x30)], dim=1)
+    mn = torch.cat([lo_m & 0x3F, (hi >> 4) | ((lo_m >> 2) & 0x30)], dim=1)
+    return sc, mn
+
+
+def _dequant_q4_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
+    n = blocks.shape[0]
+    sc, mn = _q4_k_scales_mins(blocks[:, 4:16])
+    scale = (_fp16_field(blocks, 0) * sc).reshape(n, 8, 1)
+    offset = (_fp16_field(blocks, 2) * mn).reshape(n, 8, 1)
+    qs = blocks[:, 16:].reshape(n, 4, 32)
+    q = torch.empty((n, 4, 2, 32), dtype=torch.uint8, device=blocks.device)
+    torch.bitwise_and(qs, 0x0F, out=q[:, :, 0])
+    torch.bitwise_right_shift(qs, 4, out=q[:, :, 1])
+    weights = out.view(n, 8, 32)
+    weights.copy_(q.view(n, 8, 32))
+    weights.mul_(scale).sub_(offset)
+
+
+def _dequant_q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
+    n = blocks.shape[0]
+    ql = blocks[:, 0:128].reshape(n, 2, 64)
+    qh = blocks[:, 128:192].reshape(n, 2, 32)
+    scale = (_fp16_field(blocks, 208) * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
+    q = torch.empty((n, 2, 2, 64), dtype=torch.uint8, device=blocks.device)
+    torch.bitwise_and(ql, 0x0F, out=q[:, :, 0])
+    torch.bitwise_right_shift(ql, 4, out=q[:, :, 1])
+    q = q.view(n, 2, 4, 32)
+    for k in range(4):
+        q[:, :, k] |= ((qh >> (2 * k)) & 0x03) << 4
+    weights = out.view(n, 16, 16)
+    weights.copy_(q.view(torch.int8).view(n, 16, 16))
+    weights.sub_(32).mul_(scale)
+
+
+_PLAIN_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_DEQUANT = {"Q8_0": _dequant_q8_0, "Q4_K": _dequant_q4_k, "Q6_K": _dequant_q6_k}
+#: Blocks per kernel call on CPU: temporaries stay small and are reused.
+_CPU_CHUNK_BLOCKS = 8192
+
+
+def dequantize(raw: torch.Tensor, qtype: str | GGMLQuantizationType, *, check: bool = True) -> torch.Tensor:
+    """Blocks ``(..., n_blocks*block_bytes)`` uint8 -> float32 ``(..., n_blocks*block_elems)`` on raw's device.
+
+    ``check`` first verifies that every fp16 block scale is finite (QuantError
+    otherwise); pass False for data already checked (it costs a device sync).
+    """
+    name = qtype_name(qtype)
+    blocks = _as_blocks(raw, name)
+    out_shape = (*raw.shape[:-1], raw.shape[-1] // block_bytes(name) * block_elems(name))
+    if name in _PLAIN_DTYPES:
+        return blocks.contiguous().view(_PLAIN_DTYPES[name]).float().reshape(out_shape)
+    if check:
+        check_scales(raw, name)
+    out = torch.empty((blocks.shape[0], block_elems(name)), dtype=torch.float32, device=raw.device)
+    step = _CPU_CHUNK_BLOCKS if raw.device.type == "cpu" else max(blocks.shape[0], 1)
+    for i in range(0, blocks.shape[0], step):
+        _DEQUANT[name](blocks[i : i + step], out[i : i + step])
+    return out.reshape(out_shape)
+
+
+# -- quantization ------------------------------------------------------------------------------
+
+
+def _round_half_away(v: torch.Tensor) -> torch.Tensor:
+    """C ``roundf`` (ties away from zero), exact for all float32 values."""
+    a = v.abs()
+    fl = torch.floor(a)
+    return torch.sign(v) * (fl + torch.floor(2 * (a - fl)))
+
+
+def _quant_bf16(x: torch.Tensor) -> torch.Tensor:
+    """float32 -> bf16 bytes, round to nearest even, NaN forced quiet (as ggml does)."""
+    n = x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    is_nan = (n & 0x7FFFFFFF) > 0x7F800000
+    n = torch.where(is_nan, (n & 0xFFFF0000) | (64 << 16), n)
+    n = (n + (0x7FFF + ((n >> 16) & 1))) >> 16
+    return torch.stack([n & 0xFF, (n >> 8) & 0xFF], dim=-1).to(torch.uint8).reshape(-1, 2)
+
+
+def _fp16_super_scale(values: torch.Tensor, qtype: str, what: str) -> torch.Tensor:
+    """fp16-rounded super-block scales as float32; QuantError when they overflow fp16."""
+    stored = values.to(torch.float16).float()
+    if not bool(torch.isfinite(stored).all()):
+        raise QuantError(f"cannot quantize to {qtype}: the block scale {what} overflows fp16 (weights too large)")
+    return stored
+
+
+def _quant_q8_0(x: torch.Tensor) -> torch.Tensor:
+    blocks = x.reshape(-1, 32)
+    d = blocks.abs().amax(dim=1, keepdim=True) / 127
+    _fp16_super_scale(d, "Q8_0", "d")
+    inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
+    q = _round_half_away(blocks * inv).to(torch.int8).view(torch.uint8)
+    return torch.cat([_fp16_bytes(d), q], dim=1)
+
+
+def _fit_affine(x: torch.Tensor, w: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``x`` (groups, n): scale >= 0 and offset <= 0 with x ~ scale*l + offset, l in [0, nmax].
+
+    Tries the scales ``(nmax + rmin + k*rdelta)`` levels over the row's range
+    (k = 0..nstep) and keeps the weighted least-squares fit of lowest weighted
+    error (computed from the weighted sums, without another pass over x).
+    """
+    xmin = x.amin(dim=1, keepdim=True).clamp_(max=0)
+    span = x.amax(dim=1, keepdim=True) - xmin
+    flat = span <= 0
+    span = torch.where(flat, torch.ones_like(span), span)
+    shifted = x - xmin
+    sum_w = w.sum(dim=1, keepdim=True)
+    sum_x = (w * x).sum(dim=1, keepdim=True)
+    sum_x2 = (w * x * x).sum(dim=1, keepdim=True)
+
+    levels, wl, tmp = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+    sum_l, sum_l2, sum_xl = (torch.empty_like(sum_w) for _ in range(3))
+
+    def weighted_sums(levels_per_unit: torch.Tensor | float) -> None:
+        torch.mul(shifted, levels_per_unit, out=levels)
+        levels.round_().clamp_(0, nmax)
+        torch.mul(w, levels, out=wl)
+        torch.sum(wl, dim=1, keepdim=True, out=sum_l)
+        torch.sum(torch.mul(wl, levels, out=tmp), dim=1, keepdim=True, out=sum_l2)
+        torch.sum(torch.mul(wl, x, out=tmp), dim=1, keepdim=True, out=sum_xl)
+
+    def error(scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """sum w*(scale*l + offset - x)^2, expanded into the weighted sums."""
+        return (
+            scale * scale * sum_l2 + 2 * scale * offset * sum_l + offset * offset * sum_w
+            - 2 * scale * sum_xl - 2 * offset * sum_x + sum_x2
+        )
+
+    best_scale, best_min = span / nmax, xmin
+    weighted_sums(nmax / span)
+    best_err = error(best_scale, best_min)
+    for k in range(nstep + 1):
+        weighted_sums((nmax + rmin + rdelta * k) / span)
+        det = sum_w * sum_l2 - sum_l * sum_l
+        safe_det = torch.where(det > 0, det, torch.ones_like(det))
+        scale = (sum_w * sum_xl - sum_x * sum_l) / safe_det
+        offset = (sum_l2 * sum_x - sum_l * sum_xl) / safe_det
+        positive = offset > 0
+        offset = torch.where(positive, torch.zeros_like(offset), offset)
+        scale = torch.where(positive, sum_xl / sum_l2.clamp(min=1e-30), scale)
+        err = error(scale, offset)
+        better = (det > 0) & (err < best_err)
+        best_err = torch.where(better, err, best_err)
+        best_scale = torch.where(better, scale, best_scale)
+        best_min = torch.where(better, offset, best_min)
+    best_scale = torch.where(flat, torch.zeros_like(best_scale), best_scale)
+    return best_scale.reshape(-1), best_min.reshape(-1)
+
+
+def _quant_q4_k(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0] // 256
+    sub = x.reshape(n * 8, 32)
+    weights = (sub * sub).mean(dim=1, keepdim=True).sqrt() + sub.abs()
+    scale, offset = _fit_affine(sub, weights, nmax=15, rmin=-1.0, rdelta=0.1, nstep=20)
+    scale, mins = scale.reshape(n, 8), (-offset).reshape(n, 8)
+
+    max_scale = scale.amax(dim=1, keepdim=True)
+    max_min = mins.amax(dim=1, keepdim=True)
+    inv_scale = torch.where(max_scale > 0, 63 / max_scale, torch.zeros_like(max_scale))
+    inv_min = torch.where(max_min > 0, 63 / max_min, torch.zeros_like(max_min))
+    sc = torch.round(inv_scale * scale).clamp(0, 63)
+    mn = torch.round(inv_min * mins).clamp(0, 63)
+    d = _fp16_super_scale(max_scale / 63, "Q4_K", "d")
+    dmin = _fp16_super_scale(max_min / 63, "Q4_K", "dmin")
+
+    eff_scale = (d * sc).reshape(n * 8, 1)
+    eff_min = (dmin * mn).reshape(n * 8, 1)
+    safe = torch.where(eff_scale > 0, eff_scale, torch.ones_like(eff_scale))
+    q = torch.round((sub + eff_min) / safe).clamp(0, 15)
+    q = torch.where(eff_scale > 0, q, torch.zeros_like(q)).to(torch.uint8).reshape(n, 4, 2, 32)
+    qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(n, 128)
+
+    sc, mn = sc.to(torch.uint8), mn.to(torch.uint8)
+    packed = torch.cat(
+        [
+            sc[:, :4] | ((sc[:, 4:] >> 4) << 6),
+            mn[:, :4] | ((mn[:, 4:] >> 4) << 6),
+            (sc[:, 4:] & 0x0F) | ((mn[:, 4:] & 0x0F) << 4),
+        ],
+        dim=1,
+    )
+    return torch.cat([_fp16_bytes(d), _fp16_bytes(dmin), packed, qs], dim=1)
+
+
+def _fit_symmetric(x: torch.Tensor, nmax: int) -> torch.Tensor:
+    """Per row of ``x`` (groups, n): a scale with x ~ scale*l, l in [-nmax, nmax-1], weighted by x^2.
+
+    The scale's sign puts the extreme weight on -nmax; tries the 19 scales
+    (nmax + 0.1*k) / max, k = -9..9, and keeps the best weighted fit.
+    """
+    peak = x.gather(1, x.abs().argmax(dim=1, keepdim=True))
+    tiny = peak.abs() < _GROUP_MAX_EPS
+    peak = torch.where(tiny, torch.ones_like(peak), peak)
+    w = x * x
+    wx = w * x
+    levels, tmp = torch.empty_like(x), torch.empty_like(x)
+    sum_lx, sum_l2 = torch.empty_like(peak), torch.empty_like(peak)
+
+    def weighted_sums(levels_per_unit: torch.Tensor) -> None:
+        torch.mul(x, levels_per_unit, out=levels)
+        levels.round_().clamp_(-nmax, nmax - 1)
+        torch.sum(torch.mul(wx, levels, out=tmp), dim=1, keepdim=True, out=sum_lx)
+        torch.sum(torch.mul(levels, levels, out=tmp).mul_(w), dim=1, keepdim=True, out=sum_l2)
+
+    weighted_sums(-nmax / peak)
+    scale = torch.where(sum_l2 > 0, sum_lx / sum_l2.clamp(min=1e-30), torch.zeros_like(sum_lx))
+    best = scale * sum_lx
+    for k in (*range(-9, 0), *range(1, 10)):
+        weighted_sums(-(nmax + 0.1 * k) / peak)
+        better = (sum_l2 > 0) & (sum_lx * sum_lx > best * sum_l2)
+        scale = torch.where(better, sum_lx / sum_l2.clamp(min=1e-30), scale)
+        best = torch.where(better, scale * sum_lx, best)
+    return torch.where(tiny, torch.zeros_like(scale), scale).reshape(-1)
+
+
+def _quant_q6_k(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0] // 256
+    groups = x.reshape(n * 16, 16)
+    scales = _fit_symmetric(groups, nmax=32).reshape(n, 16)
+    idx = scales.abs().argmax(dim=1, keepdim=True)
+    max_scale = scales.gather(1, idx)
+    empty = max_scale.abs() < _GROUP_MAX_EPS
+    inv = torch.where(empty, torch.zeros_like(max_scale), -128 / torch.where(empty, torch.ones_like(max_scale), max_scale))
+    d = _fp16_super_scale(torch.where(empty, torch.zeros_like(inv), 1 / torch.where(empty, torch.ones_like(inv), inv)), "Q6_K", "d")
+    sc = torch.round(inv * scales).clamp(-128, 127)
+
+    eff = (d * sc).reshape(n * 16, 1)
+    safe = torch.where(eff != 0, eff, torch.ones_like(eff))
+    q = torch.round(groups / safe).clamp(-32, 31) + 32
+    q = torch.where(eff != 0, q, torch.full_like(q, 32)).to(torch.uint8).reshape(n, 2, 4, 32)
+    low, high = q & 0x0F, q >> 4
+    ql = torch.cat([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], dim=2).reshape(n, 128)
+    qh = (high[:, :, 0] | (high[:, :, 1] << 2) | (high[:, :, 2] << 4) | (high[:, :, 3] << 6)).reshape(n, 64)
+    sc_bytes = sc.to(torch.int8).view(torch.uint8)
+    return torch.cat([ql, qh, sc_bytes, _fp16_bytes(d.reshape(-1))], dim=1)
+
+
+_QUANT = {"Q8_0": _quant_q8_0, "Q4_K": _quant_q4_k, "Q6_K": _quant_q6_k}
+
+
+def quantize(x: torch.Tensor, qtype: str | GGMLQuantizationType) -> torch.Tensor:
+    """float ``(..., n)`` -> uint8 blocks ``(..., n/block_elems*block_bytes)`` on x's device.
+
+    ``n`` must be a multiple of the block size; block-quantized types need finite input.
+    """
+    name = qtype_name(qtype)
+    if x.dim() == 0 or x.shape[-1] % block_elems(name):
+        width = x.shape[-1] if x.dim() else 0
+        raise QuantError(f"cannot quantize rows of {width} weights to {name}: not a multiple of the block size {block_elems(name)}")
+    out_shape = (*x.shape[:-1], x.shape[-1] // block_elems(name) * block_bytes(name))
+    flat = x.detach().reshape(-1)
+    if name == "F32":
+        return flat.float().contiguous().view(torch.uint8).reshape(out_shape)
+    if name == "F16":
+        return flat.to(torch.float16).view(torch.uint8).reshape(out_shape)
+    flat = flat.float().contiguous()
+    if name == "BF16":
+        return _quant_bf16(flat).reshape(out_shape)
+    if not bool(torch.isfinite(flat).all()):
+        raise QuantError(f"cannot quantize to {name}: the input has NaN or Inf values")
+    chunk = _QUANT_CHUNK_BLOCKS * block_elems(name)
+    parts = [_QUANT[name](flat[i : i + chunk]) for i in range(0, flat.numel(), chunk)]
+    return torch.cat(parts).reshape(out_shape) if parts else torch.empty(out_shape, dtype=torch.uint8, device=x.device)
