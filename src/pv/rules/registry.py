@@ -1,0 +1,63 @@
+"""The rule registry: each rule is a function with a stable id, a severity and a summary.
+
+A document rule is ``check(doc) -> Iterable[(Location, message)]``; a corpus rule
+(``scope="corpus"``) sees every document validated together:
+``check(docs) -> Iterable[(Location, message)]``. The registry turns each pair
+into a :class:`~pv.findings.Finding` carrying the rule's id and severity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pv.findings import Finding, Location, Severity
+
+Scope = Literal["document", "corpus"]
+Check = Callable[[Any], Iterable[tuple[Location, str]]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    summary: str
+    scope: Scope
+    check: Check
+
+    def findings(self, subject: Any) -> Iterator[Finding]:
+        """Run the check on a document (or, for a corpus rule, a sequence of documents)."""
+        for location, message in self.check(subject):
+            yield Finding(self.id, self.severity, message, location)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, severity: Severity, summary: str, scope: Scope = "document") -> Callable[[Check], Check]:
+    """Register ``check`` under ``id`` (ids are unique; registering one twice is a bug)."""
+
+    def register(check: Check) -> Check:
+        if id in RULES:
+            raise ValueError(f"rule id {id} registered twice")
+        RULES[id] = Rule(id, severity, summary, scope, check)
+        return check
+
+    return register
+
+
+def document_rules() -> Sequence[Rule]:
+    return [r for r in all_rules() if r.scope == "document"]
+
+
+def corpus_rules() -> Sequence[Rule]:
+    return [r for r in all_rules() if r.scope == "corpus"]
+
+
+def all_rules() -> list[Rule]:
+    """Every registered rule, after importing the rule modules listed in :mod:`pv.rules`."""
+    from pv.rules import load_rule_modules
+
+    load_rule_modules()
+    return sorted(RULES.values(), key=lambda r: r.id)
