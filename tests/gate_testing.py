@@ -11,6 +11,7 @@ and must fail there.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from typing import Any
 # Imported here once: pytester's in-process runs drop the modules they import, torch's extension
 # modules cannot be imported twice in one process, and re-importing hypothesis costs seconds.
 import hypothesis  # noqa: F401
+import pytest
 import torch  # noqa: F401
 import yaml
 
+from pv.cli import main
+from pv.reports import environment
 from pv.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 
 CPU_PROFILE = {
@@ -70,7 +74,6 @@ MUTANTS = {{"returns-native": lambda native, target: native}}
 def run_falsifier(record_property, ft_id, mutant, check):
     """Run ``check`` on the code (mutant None) or on a mutant, which it must kill."""
     code = MUTANTS[mutant] if mutant else effective_vocab
-    record_property("{ITEM_PROPERTY}", {{"test": ft_id, "falsifiers": [ft_id], "mutant": mutant}})
     if mutant is None:
         check(code)
         return
@@ -102,6 +105,9 @@ def falsifier_source(
     ids = '["unmutated", "mutant=returns-native"]' if mutants else '["unmutated"]'
     decorators = "".join(f"@pytest.mark.{mark}\n" for mark in marks)
     body = "".join(f"    {line}\n" for line in prelude.splitlines() if line.strip())
+    if mutants:  # as under --pv-vacuity, every run of the test says which mutant it carries
+        body = (f"    record_property({ITEM_PROPERTY!r}, "
+                f"{{'test': {ft_id!r}, 'falsifiers': [{ft_id!r}], 'mutant': mutant}})\n") + body
     return (
         f"\n\n@pytest.mark.falsifies({ft_id!r})\n{decorators}"
         f"@pytest.mark.parametrize('mutant', {params}, ids={ids})\n"
@@ -165,3 +171,67 @@ def without_times(value: Any) -> Any:
     if isinstance(value, list):
         return [without_times(v) for v in value]
     return value
+
+
+#: FT-A-001 must pass on cpu, FT-G-001 (a gpu test) on h100
+REQUIRE = {"FT-A-001": ["cpu"], "FT-G-001": ["h100"]}
+CPU_ONLY = ["-m", "not gpu"]
+GPU_ONLY = ["-m", "gpu"]
+
+
+class GitProject:
+    """A synthetic project under git, its reports, and `pv gate` over them."""
+
+    def __init__(
+        self,
+        pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch,
+        cpu_check: str = STRONG_CHECK,
+        mutants: bool = True,
+    ) -> None:
+        self.pytester = pytester
+        self.monkeypatch = monkeypatch
+        self.root = pytester.path
+        tests = falsifier_source(
+            "FT-A-001", cpu_check, mutants=mutants,
+            prelude="if os.environ.get('SYN_SKIP') == '1':\n    pytest.skip('no test data on this host')",
+        ) + falsifier_source(
+            "FT-G-001", marks=["gpu"],
+            prelude="assert os.environ.get('SYN_BREAK_GPU') != '1', 'peak memory over the threshold'",
+        )
+        write_project(self.root, {"syn-v1": contract_text(list(REQUIRE), REQUIRE)}, {"test_ft_syn.py": tests})
+        pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
+        (self.root / ".gitignore").write_text("reports/\n__pycache__/\n")
+        self.git("init", "-q")
+        self.git("add", "-A")
+        self.git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "synthetic")
+
+    def git(self, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
+
+    def report(self, name: str, profile: str, *args: str, device: dict | None = None, **env: str) -> Path:
+        """Run the falsifiers and write ``reports/<name>.json`` (``device``: pretend to run on it)."""
+        out = self.root / "reports" / f"{name}.json"
+        with self.monkeypatch.context() as patch:
+            if device is not None:
+                patch.setattr(environment, "device_facts", lambda: dict(device))
+            for key, value in env.items():
+                patch.setenv(key, value)
+            self.pytester.runpytest(
+                "-p", "no:cacheprovider", "test_ft_syn.py",
+                f"--gate-report={out}", f"--profile={self.root / 'profiles' / f'{profile}.yaml'}", *args,
+            )
+        assert out.is_file()
+        return out
+
+    def cpu(self, **env: str) -> Path:
+        return self.report("cpu", "cpu", *CPU_ONLY, **env)
+
+    def gpu(self, **env: str) -> Path:
+        return self.report("h100", "h100", *GPU_ONLY, device=H100_DEVICE, **env)
+
+    def gate(self, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["gate", "--contracts", str(self.root / "contracts"), *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err

@@ -43,6 +43,7 @@ from pv.reports.build import (
     session_entry,
 )
 from pv.reports.records import TestRecord, failure_message, fold
+from pv.vacuity import ITEM_PROPERTY
 
 _PROFILE_KEY = pytest.StashKey[Profile]()
 _WORKER_OUTPUT_KEY = "pv_gate_collection"
@@ -225,7 +226,8 @@ class GateReportPlugin:
         }
         session = session_entry(
             records, self.collection, selection,
-            vacuity=bool(config.getoption("--pv-vacuity", default=False)),
+            vacuity=bool(config.getoption("--pv-vacuity", default=False))
+            or any(record.first(ITEM_PROPERTY) is not None for record in records),
             exitstatus=exitstatus,
             duration_s=time.monotonic() - self.started,
         )

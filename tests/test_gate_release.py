@@ -1,0 +1,137 @@
+"""`pv gate` over real gate reports of synthetic falsifier runs: merging, scope, and every way to fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from gate_testing import GPU_ONLY, WEAK_CHECK, GitProject
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitProject:
+    return GitProject(pytester, monkeypatch)
+
+
+def test_cpu_and_gpu_reports_together_pass_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu())
+    assert code == 0, out
+    assert "release: PASS (1 of 1 gates pass)" in out
+    assert re.search(r"^syn-v1 +F-SYN-001 +PASS$", out, re.M)
+
+
+def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    cpu = project.cpu()
+    code, out, _ = project.gate(capsys, cpu)
+    assert code == 0, out
+    assert "gate for profile(s) cpu: PASS" in out
+    assert "note: FT-G-001: required on h100; no report from those profiles here" in out
+    code, out, _ = project.gate(capsys, "--release", cpu)
+    assert code == 1
+    assert "- FT-G-001: required on h100: no report from any of them" in out
+    assert "release: FAIL (0 of 1 gates pass)" in out
+
+
+def test_the_gpu_half_alone_fails_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = project.gate(capsys, "--release", project.gpu())
+    assert code == 1
+    assert "- FT-A-001: required on cpu: no report from any of them" in out
+
+
+def test_a_failing_gpu_half_fails_the_merged_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu(SYN_BREAK_GPU="1"))
+    assert code == 1
+    assert "- FT-G-001: failed on h100" in out
+    assert "peak memory over the threshold" in out
+
+
+def test_a_skipped_required_falsifier_fails_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = project.gate(capsys, "--release", project.cpu(SYN_SKIP="1"), project.gpu())
+    assert code == 1
+    assert "- FT-A-001: required on cpu: skipped on cpu" in out
+    assert "no test data on this host" in out
+
+
+def test_a_report_of_zero_tests_fails_the_gate(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = project.report("empty", "cpu", "-k", "no_such_test")
+    code, out, _ = project.gate(capsys, empty)
+    assert code == 1
+    assert "zero tests executed: this run is evidence of nothing" in out
+    code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu(), empty)
+    assert code == 1
+
+
+def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    pretend = project.report("pretend", "h100", *GPU_ONLY)  # h100 chosen on a machine that is not one
+    code, out, _ = project.gate(capsys, "--release", project.cpu(), pretend)
+    assert code == 1
+    assert "profile h100 was chosen but does not match the device it ran on" in out
+    assert "passed on h100 (" in out and "that run's device does not match profile h100" in out
+
+
+def test_uncommitted_changes_or_mixed_commits_fail_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    cpu = project.cpu()
+    (project.root / "notes.txt").write_text("local edit")
+    gpu = project.gpu()
+    code, out, _ = project.gate(capsys, "--release", cpu, gpu)
+    assert code == 1
+    assert "h100.json: made from a working tree with uncommitted changes" in out
+    project.git("add", "notes.txt")
+    project.git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "more")
+    code, out, _ = project.gate(capsys, "--release", cpu, project.gpu())
+    assert code == 1
+    assert "reports come from different commits" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "junit"])
+def test_output_formats_carry_the_verdict_and_reasons(project: GitProject, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    cpu = project.cpu()
+    code, out, _ = project.gate(capsys, "--release", "--format", fmt, cpu)
+    assert code == 1
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["verdict"] == "fail" and data["release"] is True
+        assert data["gates"][0]["reasons"] == ["FT-G-001: required on h100: no report from any of them"]
+    elif fmt == "markdown":
+        assert out.startswith("## pv gate: FAIL")
+        assert "| syn-v1 | F-SYN-001 | FAIL | FT-G-001: required on h100: no report from any of them |" in out
+    else:
+        suite = ET.fromstring(out).find("testsuite")
+        assert suite is not None and suite.get("failures") == "1" and suite.get("tests") == "2"
+        failure = suite.find("testcase[@name='F-SYN-001']/failure")
+        assert failure is not None and "FT-G-001" in failure.get("message", "")
+
+
+def test_output_file_is_written_instead_of_stdout(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    target = project.root / "reports" / "gate.md"
+    code, out, _ = project.gate(capsys, "--format", "markdown", "-o", target, project.cpu())
+    assert code == 0 and out == ""
+    assert target.read_text().startswith("## pv gate: PASS")
+
+
+def test_vacuous_falsifier_fails_everywhere(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    weak = GitProject(pytester, monkeypatch, cpu_check=WEAK_CHECK)
+    code, out, _ = weak.gate(capsys, weak.cpu())
+    assert code == 1
+    assert "- FT-A-001: vacuous on cpu" in out
+    assert "mutant returns-native survived" in out
+
+
+def test_a_falsifier_never_run_against_its_mutants_is_not_evidence(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = GitProject(pytester, monkeypatch, mutants=False)
+    code, out, _ = plain.gate(capsys, plain.cpu())
+    assert code == 1
+    assert "passed on cpu" in out and "its mutants were not run (run with --pv-vacuity)" in out
+
+
+def test_bad_usage_is_exit_2(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = project.gate(capsys, "--contracts", str(project.root / "nope"), project.cpu())
+    assert code == 2
+    assert "--contracts:" in err and "is not a folder" in err
+    assert os.path.exists(project.root / "reports" / "cpu.json")

@@ -1,0 +1,106 @@
+"""`pv gate` refuses reports that were edited, are incomplete, or were made from another contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gate_testing import GitProject
+from pv.reports.integrity import seal
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitProject:
+    return GitProject(pytester, monkeypatch)
+
+
+def edit(path: Path, change: Callable[[dict], None], *, reseal: bool = False) -> Path:
+    """Apply ``change`` to the report at ``path`` (resealed: as if the writer had made it)."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(seal(data) if reseal else data))
+    return path
+
+
+def refused(project: GitProject, capsys: pytest.CaptureFixture[str], *reports: Path) -> str:
+    code, out, err = project.gate(capsys, "--release", *reports)
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith("pv gate: error: ")
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_genuine_report_is_accepted(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = project.gate(capsys, project.cpu())
+    assert code == 0, out + err
+
+
+def test_an_edited_status_breaks_the_seal(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    def flip(data: dict) -> None:
+        entry = next(f for f in data["falsifiers"] if f["id"] == "FT-G-001")
+        entry["status"], entry["reason"] = "passed", None
+        entry["tests"] = [{"nodeid": "x", "outcome": "passed", "reason": None, "duration_s": 0, "evidence": []}]
+
+    report = edit(project.cpu(), flip)
+    err = refused(project, capsys, report)
+    assert f"{report}: integrity check failed" in err
+    assert "the report was edited after it was written" in err
+
+
+def test_an_edited_digest_is_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    report = edit(project.cpu(), lambda d: d["integrity"].update(digest="0" * 64))
+    assert "integrity check failed" in refused(project, capsys, report)
+
+
+def test_an_edited_contract_hash_is_refused_naming_the_contract(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    report = edit(project.cpu(), lambda d: d["contracts"][0].update(sha256="ab" * 32), reseal=True)
+    err = refused(project, capsys, report)
+    assert "contract syn-v1 has sha256 abababababababab... in the report" in err
+    assert "syn-v1.yaml" in err and "another version of the contract" in err
+
+
+def test_a_contract_changed_after_the_run_is_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    report = project.cpu()
+    contract = project.root / "contracts" / "syn-v1.yaml"
+    contract.write_text(contract.read_text().replace("synthetic gate", "a renamed gate"))
+    assert "contract syn-v1 has sha256" in refused(project, capsys, report)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("session"), "$: 'session' is a required property"),
+        (lambda d: d["falsifiers"][0].pop("status"), "$.falsifiers[0]: 'status' is a required property"),
+        (lambda d: d["session"].update(tests_executed=-1), "$.session.tests_executed: -1 is less than the minimum of 0"),
+        (lambda d: d["falsifiers"][0].update(status="green"), "$.falsifiers[0].status: 'green' is not one of"),
+        (lambda d: d.pop("integrity"), "$: 'integrity' is a required property"),
+        (lambda d: d.update(format="something/9"), "$.format: 'pv-gate-report/1' was expected"),
+    ],
+)
+def test_missing_or_malformed_fields_are_refused(
+    project: GitProject, capsys: pytest.CaptureFixture[str], change: Callable[[dict], None], message: str
+) -> None:
+    report = edit(project.cpu(), change, reseal="integrity" not in message)
+    err = refused(project, capsys, report)
+    assert "not a valid gate report (schema/gate-report.schema.json)" in err
+    assert message in err
+
+
+def test_unreadable_reports_are_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = project.root / "reports" / "broken.json"
+    broken.parent.mkdir(exist_ok=True)
+    broken.write_text('{"format": "pv-gate-report/1",\n "session": }')
+    assert f"{broken}:2:13: not JSON" in refused(project, capsys, broken)
+    assert "no such report file" in refused(project, capsys, project.root / "reports" / "missing.json")
+
+
+def test_one_bad_report_refuses_the_whole_set(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    good = project.cpu()
+    bad = edit(project.gpu(), lambda d: d["profile"].update(name="cpu"))
+    assert "integrity check failed" in refused(project, capsys, good, bad)
