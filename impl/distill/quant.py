@@ -7,10 +7,13 @@ weights by a weighted least-squares search over candidate scales, Q6_K a
 symmetric scale per 16 weights; the per-sub-block scales are then quantized
 to 6 or 8 bits relative to a fp16 super-block scale and the weights are
 re-rounded against the stored scales. Q8_0 and BF16 match gguf's quantizers
-bit for bit.
+bit for bit, and so does Q5_0 (llama.cpp's reference rounding).
 
 Layouts (little-endian), per block:
 - Q8_0: 32 weights in 34 bytes: fp16 d, int8 q[32]; w = d*q.
+- Q5_0: 32 weights in 22 bytes: fp16 d, 32 high bits (uint32), 16 bytes of low
+  nibbles (weights 0-15 low, 16-31 high); w = d*(q - 16). llama.cpp's fallback
+  for Q4_K tensors whose rows are not a multiple of 256.
 - Q4_K: 256 weights in 144 bytes: fp16 d, fp16 dmin, 12 bytes of packed 6-bit
   scales and mins for 8 sub-blocks of 32, 128 bytes of 4-bit quants;
   w = d*sc[j]*q - dmin*m[j].
@@ -25,14 +28,16 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from distill.errors import QuantError
 
-QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_K", "Q6_K")
+QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q4_K", "Q6_K")
 #: Types whose blocks carry fp16 scales, and the byte offsets of those scales in a block.
 SCALE_FIELDS: dict[str, dict[str, int]] = {
     "Q8_0": {"d": 0},
+    "Q5_0": {"d": 0},
     "Q4_K": {"d": 0, "dmin": 2},
     "Q6_K": {"d": 208},
 }
 _GROUP_MAX_EPS = 1e-15
+_BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
 #: Work on this many blocks at a time in the quantizers (bounded temporary memory).
 _QUANT_CHUNK_BLOCKS = 2048
 
@@ -113,6 +118,18 @@ def _dequant_q8_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
     out.mul_(_fp16_field(blocks, 0))
 
 
+def _dequant_q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
+    n = blocks.shape[0]
+    qs = blocks[:, 6:22]
+    q = torch.empty((n, 2, 16), dtype=torch.uint8, device=blocks.device)
+    torch.bitwise_and(qs, 0x0F, out=q[:, 0])
+    torch.bitwise_right_shift(qs, 4, out=q[:, 1])
+    high = blocks[:, 2:6].reshape(n, 4, 1) >> _BIT_SHIFTS.to(blocks.device)
+    q.view(n, 32).bitwise_or_((high & 1).reshape(n, 32) << 4)
+    out.copy_(q.view(n, 32))
+    out.sub_(16).mul_(_fp16_field(blocks, 0))
+
+
 def _q4_k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unpack the 12 scale bytes of Q4_K blocks into 8 six-bit scales and 8 mins each."""
     lo_sc, lo_m, hi = packed[:, 0:4], packed[:, 4:8], packed[:, 8:12]
@@ -152,7 +169,7 @@ def _dequant_q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 
 _PLAIN_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-_DEQUANT = {"Q8_0": _dequant_q8_0, "Q4_K": _dequant_q4_k, "Q6_K": _dequant_q6_k}
+_DEQUANT = {"Q8_0": _dequant_q8_0, "Q5_0": _dequant_q5_0, "Q4_K": _dequant_q4_k, "Q6_K": _dequant_q6_k}
 #: Blocks per kernel call on CPU: temporaries stay small and are reused.
 _CPU_CHUNK_BLOCKS = 8192
 
@@ -211,6 +228,19 @@ def _quant_q8_0(x: torch.Tensor) -> torch.Tensor:
     inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
     q = _round_half_away(blocks * inv).to(torch.int8).view(torch.uint8)
     return torch.cat([_fp16_bytes(d), q], dim=1)
+
+
+def _quant_q5_0(x: torch.Tensor) -> torch.Tensor:
+    blocks = x.reshape(-1, 32)
+    peak = blocks.gather(1, blocks.abs().argmax(dim=1, keepdim=True))
+    d = peak / -16
+    _fp16_super_scale(d, "Q5_0", "d")
+    inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
+    q = torch.trunc(blocks * inv + 16.5).clamp(0, 31).to(torch.uint8)
+    n = blocks.shape[0]
+    qs = (q[:, :16] & 0x0F) | (q[:, 16:] << 4)
+    high = ((q >> 4).reshape(n, 4, 8) << _BIT_SHIFTS.to(x.device)).sum(dim=2, dtype=torch.uint8)
+    return torch.cat([_fp16_bytes(d), high, qs], dim=1)
 
 
 def _fit_affine(x: torch.Tensor, w: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,7 +386,7 @@ def _quant_q6_k(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([ql, qh, sc_bytes, _fp16_bytes(d.reshape(-1))], dim=1)
 
 
-_QUANT = {"Q8_0": _quant_q8_0, "Q4_K": _quant_q4_k, "Q6_K": _quant_q6_k}
+_QUANT = {"Q8_0": _quant_q8_0, "Q5_0": _quant_q5_0, "Q4_K": _quant_q4_k, "Q6_K": _quant_q6_k}
 
 
 def quantize(x: torch.Tensor, qtype: str | GGMLQuantizationType) -> torch.Tensor:
