@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project in one run on a CUDA machine: the benchmarks,
+# `pytest falsifiers/ -m gpu` with a gate report, and `pv gate` over the CPU report
+# plus this run's GPU report. Run it from anywhere; it works in the repository.
+#
+# usage: bench/run_gpu.sh OUT [--wheelhouse DIR] [--cpu-report PATH] [--stages LIST]
+#                             [--device DEV] [--quick]
+#
+#   OUT           folder for everything (created): log.txt (all output), stages.txt (each
+#                 stage's exit status), the benchmarks' JSON (hardware-*, kd-*, teacher-*,
+#                 distill_steps-*, dequant-* when bench/dequant.py exists), gate-report-gpu.json,
+#                 gate-gpu.md, junit-gpu.xml, gate.txt
+#   --wheelhouse  first install the wheels built by scripts/wheelhouse.py (air-gapped hosts)
+#   --cpu-report  the CPU run's gate report to gate together with this one
+#                 (default: reports/gate-report-cpu.json)
+#   --stages      comma-separated subset, in this order:
+#                 setup,hardware,kd,teacher,distill,dequant,falsifiers,gate (default: all)
+#   --device      passed to the benchmarks (default auto: CUDA when present)
+#   --quick       tiny sizes everywhere: checks the script itself in a minute, measures nothing
+#
+# Every stage runs even when an earlier one failed; the exit status is 0 only when all passed.
+# Environment: PYTHON (default python3).
+
+set -u -o pipefail
+
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { usage >&2; exit 2; }
+OUT=$1
+shift
+WHEELHOUSE="" CPU_REPORT="reports/gate-report-cpu.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,gate"
+DEVICE=auto QUICK=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --wheelhouse) WHEELHOUSE=${2:?--wheelhouse needs a folder}; shift 2 ;;
+        --cpu-report) CPU_REPORT=${2:?--cpu-report needs a file}; shift 2 ;;
+        --stages) STAGES=${2:?--stages needs a list}; shift 2 ;;
+        --device) DEVICE=${2:?--device needs a name}; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run_gpu.sh: error: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for stage in ${STAGES//,/ }; do
+    case $stage in
+        setup|hardware|kd|teacher|distill|dequant|falsifiers|gate) ;;
+        *) echo "run_gpu.sh: error: unknown stage '$stage' in --stages" >&2; exit 2 ;;
+    esac
+done
+if [ -n "$WHEELHOUSE" ] && [ ! -f "$WHEELHOUSE/requirements.txt" ]; then
+    echo "run_gpu.sh: error: --wheelhouse $WHEELHOUSE: no requirements.txt (build it with scripts/wheelhouse.py)" >&2
+    exit 2
+fi
+
+PY=${PYTHON:-python3}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT" || exit 2
+OUT=$(cd "$OUT" && pwd)
+cd "$REPO" || exit 2
+export PYTHONUNBUFFERED=1
+exec > >(tee -a "$OUT/log.txt") 2>&1
+: > "$OUT/stages.txt"
+
+if [ "$QUICK" = 1 ]; then
+    KD_ARGS=(--rows 64 --vocab 4096 --repeats 2 --warmup 1)
+    TEACHER_ARGS=(--teacher-preset tiny --batch 2 --seq 32 --repeats 2)
+    DISTILL_ARGS=(--teacher-preset tiny --student-preset tiny --steps 3 --batch 2 --seq 32)
+    DEQUANT_ARGS=()
+else
+    KD_ARGS=() TEACHER_ARGS=() DISTILL_ARGS=() DEQUANT_ARGS=()
+fi
+
+wants() { [[ ",$STAGES," == *",$1,"* ]]; }
+FAILED=0
+stage() {  # stage NAME COMMAND...: run it, log its status, remember a failure
+    local name=$1 status start
+    shift
+    wants "$name" || return 0
+    echo "=== $name: $* ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+    start=$SECONDS
+    "$@"
+    status=$?
+    echo "$name $status $((SECONDS - start))s" >> "$OUT/stages.txt"
+    echo "=== $name: exit $status after $((SECONDS - start)) s"
+    [ "$status" = 0 ] || FAILED=1
+}
+
+setup() {
+    if [ -n "$WHEELHOUSE" ]; then
+        "$PY" -m pip install --no-index --find-links "$WHEELHOUSE" -r "$WHEELHOUSE/requirements.txt" || return 1
+    fi
+    if ! "$PY" -c "import pv.pytest_report, distill.kd" 2>/dev/null; then
+        "$PY" -m pip install --no-index --no-deps --no-build-isolation -e . || return 1
+    fi
+    "$PY" - <<'EOF'
+import importlib.util, torch
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device: "
+      f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+missing = [m for m in ("gguf", "jsonschema", "crosshair", "hypothesis", "xdist", "safetensors", "yaml", "tqdm")
+           if importlib.util.find_spec(m) is None]
+print("liger-kernel:", "installed" if importlib.util.find_spec("liger_kernel") else "not installed")
+raise SystemExit(f"missing packages: {', '.join(missing)} (use --wheelhouse)" if missing else 0)
+EOF
+}
+
+falsifiers() {
+    "$PY" -m pytest falsifiers/ -m gpu -p no:cacheprovider --junitxml "$OUT/junit-gpu.xml" \
+        --gate-report "$OUT/gate-report-gpu.json" --gate-markdown "$OUT/gate-gpu.md"
+}
+
+gate() {
+    if [ ! -f "$CPU_REPORT" ]; then
+        echo "run_gpu.sh: the CPU gate report $CPU_REPORT is missing (pass --cpu-report)"
+        return 1
+    fi
+    if [ ! -f "$OUT/gate-report-gpu.json" ]; then
+        echo "run_gpu.sh: no GPU gate report in $OUT (run the falsifiers stage)"
+        return 1
+    fi
+    "$PY" -m pv gate "$CPU_REPORT" "$OUT/gate-report-gpu.json" -o "$OUT/gate.txt"
+    local status=$?
+    cat "$OUT/gate.txt" 2>/dev/null
+    return $status
+}
+
+dequant() {
+    if [ ! -f bench/dequant.py ]; then
+        echo "bench/dequant.py is not in this checkout"
+        return 1
+    fi
+    "$PY" bench/dequant.py --out "$OUT" ${DEQUANT_ARGS[@]+"${DEQUANT_ARGS[@]}"}
+}
+
+echo "run_gpu.sh: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') $(git status --porcelain 2>/dev/null | head -c1 | sed 's/./(dirty)/'), stages $STAGES, out $OUT"
+stage setup setup
+stage hardware "$PY" bench/hardware.py --device "$DEVICE" --out "$OUT"
+stage kd "$PY" bench/kd.py --device "$DEVICE" --out "$OUT" ${KD_ARGS[@]+"${KD_ARGS[@]}"}
+stage teacher "$PY" bench/teacher.py --device "$DEVICE" --out "$OUT" ${TEACHER_ARGS[@]+"${TEACHER_ARGS[@]}"}
+stage distill "$PY" bench/distill_steps.py --device "$DEVICE" --out "$OUT" ${DISTILL_ARGS[@]+"${DISTILL_ARGS[@]}"}
+stage dequant dequant
+stage falsifiers falsifiers
+stage gate gate
+echo "=== stages (name, exit status, seconds):"
+cat "$OUT/stages.txt"
+exit $FAILED
