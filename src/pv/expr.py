@@ -159,11 +159,9 @@ class _Validator:
     def visit_Attribute(self, node: ast.Attribute, local: frozenset[str]) -> None:
         if node.attr.startswith("_"):
             self.refuse(node, ATTRIBUTE, f"attribute {node.attr!r} is not allowed (no '_' attributes)")
-            return
-        if node.attr not in ALLOWED_ATTRIBUTES:
+        elif node.attr not in ALLOWED_ATTRIBUTES:
             allowed = ", ".join(sorted(ALLOWED_ATTRIBUTES))
             self.refuse(node, ATTRIBUTE, f"attribute {node.attr!r} is not allowed (allowed: {allowed})")
-            return
         self.visit(node.value, local)
 
     def visit_Call(self, node: ast.Call, local: frozenset[str]) -> None:
@@ -173,6 +171,7 @@ class _Validator:
                 node, CALL,
                 f"only helpers and bound implementations can be called, not {ast.unparse(func)!r}",
             )
+            self.visit(func, local)
         elif func.id in expr_helpers.HELPERS:
             self._check_helper_call(node, expr_helpers.HELPERS[func.id])
         elif func.id not in self.callables:

@@ -94,3 +94,8 @@ def teacher_distribution_after_softmax(logits: Any, n: int) -> Any:
     import torch
 
     return torch.softmax(logits.to(torch.float64), dim=-1)[..., :n]
+
+
+def scaled(x: float, factor: float) -> float:
+    """x * factor: NaN for an infinite x and a zero factor."""
+    return x * factor

@@ -36,3 +36,9 @@ def compiled(filename: str, obligation: str, **functions: str) -> CompiledCheck:
         swapped = {**unit.implementations, **{eq: f"{TARGETS}:{fn}" for eq, fn in functions.items()}}
         unit = dataclasses.replace(unit, implementations=swapped)
     return compile_unit(unit)
+
+
+def inline(check: dict, **functions: str) -> CompiledCheck:
+    """A check written in the test, with equation -> function name of pvc_targets bound."""
+    implementations = {eq: f"{TARGETS}:{fn}" for eq, fn in functions.items()}
+    return compile_unit(CheckUnit("inline", "INLINE-001", "<test>", 1, check, implementations))
