@@ -19,10 +19,12 @@ from pv.compiling import CompiledCheck
 
 _HEADER = '''"""Obligation checks of {path}, written by `pv compile`; do not edit.
 
-Contract {contract} (sha256 {sha256}). Each test runs the same runtime as
-`pv check` and `pytest contracts/`: the check data below is compiled by
-pv.compiling and judged by its engines. Only the whitelisted expression
-language of the contract is executed, never contract text as written.
+Contract {contract}, sha256 {sha256}.
+
+Each test runs the same runtime as `pv check` and `pytest contracts/`: the check
+data below is compiled by pv.compiling and judged by its engines. Only the
+whitelisted expression language of the contract is executed, never contract
+text as written.
 """
 
 from __future__ import annotations
@@ -54,18 +56,21 @@ def _comment(compiled: CompiledCheck) -> list[str]:
     if spec is None:
         lines.append("#   no executable check: reported as unchecked")
         return lines
-    for name, domain in spec.given.items():
-        lines.append(f"#   given   {name}: {domain.describe()}")
-    for key, text in spec.texts.items():
-        lines.append(f"#   {key:<7} {' '.join(text.split())}")
+    texts = {key: " ".join(text.split()) for key, text in spec.texts.items()}
+    lines += [f"#   given   {name}: {domain.describe()}" for name, domain in spec.given.items()]
+    lines += [f"#   {key}: {text}" for key, text in texts.items() if key.startswith("let ")]
+    lines += [f"#   {key:<7} {texts[key]}" for key in ("assume", "result") if key in texts]
     if spec.raises:
-        lines.append(f"#   raises  {spec.raises.error}")
+        when = f" when {texts['raises.when']}" if "raises.when" in texts else " always"
+        lines.append(f"#   raises  {spec.raises.error}{when}")
+    if "expect" in texts:
+        lines.append(f"#   expect  {texts['expect']}")
     lines.append(f"#   engines {', '.join(spec.engines)}")
     return lines
 
 
 def _literal(data: Any) -> str:
-    return pprint.pformat(data, indent=4, width=100, sort_dicts=False)
+    return pprint.pformat(data, indent=1, width=100, sort_dicts=False)
 
 
 def render_module(doc: Any, compiled: list[CompiledCheck]) -> str:
