@@ -39,18 +39,34 @@ MAX_DEPTH = 100
 MAX_ALIAS_NODES = 10_000
 YAML_SUFFIXES = (".yaml", ".yml")
 
-#: Rule ids of the loader's findings.
+#: Rule ids of the loader's findings. PV-LOAD: the bytes cannot be read as text
+#: (unreadable input, exit 2); PV-YAML: the text is not a usable YAML mapping (exit 1).
 UNREADABLE = "PV-LOAD-001"
 TOO_LARGE = "PV-LOAD-002"
 BINARY = "PV-LOAD-003"
 NOT_UTF8 = "PV-LOAD-004"
-EMPTY = "PV-LOAD-005"
 SYNTAX = "PV-YAML-001"
 DUPLICATE_KEY = "PV-YAML-002"
 TOO_DEEP = "PV-YAML-003"
 BAD_TAG = "PV-YAML-004"
 NOT_MAPPING = "PV-YAML-005"
 ALIAS_BOMB = "PV-YAML-006"
+EMPTY = "PV-YAML-007"
+
+#: id -> summary of every loader rule (for SARIF rule tables and docs).
+LOADER_RULES = {
+    UNREADABLE: "file cannot be read",
+    TOO_LARGE: f"file larger than {MAX_BYTES} bytes",
+    BINARY: "binary file (NUL bytes)",
+    NOT_UTF8: "file is not UTF-8 text",
+    SYNTAX: "YAML syntax error",
+    DUPLICATE_KEY: "mapping key repeated (the last value wins)",
+    TOO_DEEP: f"nesting deeper than {MAX_DEPTH} levels",
+    BAD_TAG: "YAML tag other than the plain data types",
+    NOT_MAPPING: "top level is not a mapping",
+    ALIAS_BOMB: f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
+    EMPTY: "empty file",
+}
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -79,7 +95,7 @@ class LoadError(UserError):
     """A file that cannot be read as a contract; ``finding`` says where and why."""
 
     def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.format_text(), exit_code=2)
+        super().__init__(finding.format_text(), exit_code=2 if finding.rule.startswith("PV-LOAD") else 1)
         self.finding = finding
 
 
@@ -154,6 +170,8 @@ class Document:
     text: str
     #: (location of the second key, key) for each repeated mapping key
     duplicate_keys: list[tuple[Location, str]] = field(default_factory=list)
+    #: results derived from the data, computed once by whoever needs them (e.g. schema errors)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _root: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -1,0 +1,93 @@
+"""Validate a set of contract files together: load each, run every rule, collect findings.
+
+All files are read in one process. Document rules see one document; corpus
+rules see every document that loaded (for ids across contracts, ``depends_on``
+and bindings). A rule that fails on some input is itself reported as a
+finding (PV-INTERNAL-001), so that one broken rule never hides the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from pv.findings import Finding, Location, Severity
+from pv.loading import Document, LoadError, collect_paths, load_document
+
+INTERNAL = "PV-INTERNAL-001"
+
+
+@dataclass
+class ValidationResult:
+    """What ``validate_paths`` found: loaded documents, rule findings, and files that could not be loaded."""
+
+    documents: list[Document] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    load_errors: list[LoadError] = field(default_factory=list)
+
+    def all_findings(self) -> list[Finding]:
+        """Load errors and rule findings together, sorted by file, line, column and rule."""
+        return sorted([e.finding for e in self.load_errors] + self.findings, key=_order)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity is Severity.ERROR for f in self.all_findings())
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity is Severity.WARNING for f in self.all_findings())
+
+    @property
+    def files(self) -> int:
+        return len(self.documents) + len(self.load_errors)
+
+    def exit_code(self) -> int:
+        """2 if a file could not be read at all, 1 if there is an error, else 0."""
+        if any(e.exit_code == 2 for e in self.load_errors):
+            return 2
+        return 1 if self.errors else 0
+
+
+def _order(finding: Finding) -> tuple:
+    return (finding.location.path, finding.location.line, finding.location.col, finding.rule, finding.message)
+
+
+def _run(rule, subject, fallback: Location) -> Iterable[Finding]:
+    try:
+        return list(rule.findings(subject))
+    except Exception as err:  # a defect in a rule, reported instead of hiding every other finding
+        return [Finding(INTERNAL, Severity.ERROR, f"rule {rule.id} failed: {type(err).__name__}: {err}", fallback)]
+
+
+def validate_documents(docs: Sequence[Document]) -> list[Finding]:
+    """Every finding of every rule over ``docs`` (validated together), sorted."""
+    from pv.rules.registry import corpus_rules, document_rules
+
+    found: list[Finding] = []
+    rules = document_rules()
+    for doc in docs:
+        where = Location(doc.path)
+        for rule in rules:
+            found.extend(_run(rule, doc, where))
+    if docs:
+        for rule in corpus_rules():
+            found.extend(_run(rule, docs, Location(docs[0].path)))
+    return sorted(found, key=_order)
+
+
+def validate_paths(paths: Iterable[str | os.PathLike[str]], strict: bool = False) -> ValidationResult:
+    """Load and validate every YAML file under ``paths``; ``strict`` turns warnings into errors.
+
+    A path that does not exist is a :class:`~pv.errors.UserError`.
+    """
+    result = ValidationResult()
+    for path in collect_paths(paths):
+        try:
+            result.documents.append(load_document(path))
+        except LoadError as err:
+            result.load_errors.append(err)
+    result.findings = validate_documents(result.documents)
+    if strict:
+        result.findings = [replace(f, severity=Severity.ERROR) for f in result.findings]
+    return result
