@@ -1,0 +1,115 @@
+"""The checks bound in contracts/ fail on planted defects of distill (their passing runs are `pytest contracts/`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import distill.dispatch as dispatch
+import distill.vocab as vocab
+from distill.errors import VocabAlignmentError
+
+from pv.compiling import compile_document, run_check
+from pv.loading import load_document
+from pv.verdicts import Status
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VOCAB = REPO_ROOT / "contracts" / "distill-teacher-vocab-alignment-v1.yaml"
+BACKEND = REPO_ROOT / "contracts" / "distill-teacher-backend-selection-v1.yaml"
+REAL_EFFECTIVE_VOCAB = vocab.effective_vocab
+REAL_SELECT = dispatch.select_teacher_backend
+
+
+def check(path, obligation):
+    (compiled,) = [c for c in compile_document(load_document(path)) if c.obligation == obligation]
+    return compiled
+
+
+def test_every_bound_obligation_names_an_implementation_and_compiles():
+    compiled = [c for path in (VOCAB, BACKEND) for c in compile_document(load_document(path))]
+    checked = {c.obligation: c for c in compiled if c.checked}
+    assert set(checked) == {
+        "DTVA-INV-001", "DTVA-INV-002", "DTVA-CONS-003",
+        "DTBS-INV-001", "DTBS-INV-002", "DTBS-CLS-003", "DTBS-MONO-004",
+    }
+    assert all(c.spec is not None for c in checked.values()), [c.issues for c in checked.values()]
+
+
+def test_the_7b_pair_keeping_its_native_width_is_found_by_crosshair(monkeypatch):
+    def keeps_native_for_the_7b_pair(native, target):
+        return native if (native, target) == (152064, 151936) else REAL_EFFECTIVE_VOCAB(native, target)
+
+    monkeypatch.setattr(vocab, "effective_vocab", keeps_native_for_the_7b_pair)
+    verdict = run_check(check(VOCAB, "DTVA-INV-001"), "crosshair")
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert verdict.counterexample["inputs"] == {"native": 152064, "target": 151936}
+
+
+def test_refusing_an_equal_target_is_refuted_over_the_grid(monkeypatch):
+    def refuses_equal(native, target):
+        if target is not None and target == native:
+            raise VocabAlignmentError("equal")
+        return REAL_EFFECTIVE_VOCAB(native, target)
+
+    monkeypatch.setattr(vocab, "effective_vocab", refuses_equal)
+    verdict = run_check(check(VOCAB, "DTVA-INV-002"))
+    assert (verdict.engine, verdict.status) == ("exhaustive", Status.REFUTED), verdict.detail
+    assert verdict.counterexample["inputs"] == {"native": 1, "target": 1}
+
+
+def test_truncating_probabilities_instead_of_logits_is_refuted(monkeypatch):
+    def softmax_then_cut(logits, n):
+        return torch.softmax(logits, dim=-1)[..., :n]
+
+    monkeypatch.setattr(vocab, "truncate_logits", softmax_then_cut)
+    verdict = run_check(check(VOCAB, "DTVA-CONS-003"))
+    assert (verdict.engine, verdict.status) == ("hypothesis", Status.REFUTED), verdict.detail
+
+
+def test_an_override_that_loses_on_unified_memory_is_refuted(monkeypatch):
+    def auto_wins_on_unified(override, device_class, quantized, dequant_bytes, free_bytes):
+        if device_class == "unified" and override == "q4k-native":
+            return "dequant"
+        return REAL_SELECT(override, device_class, quantized, dequant_bytes, free_bytes)
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", auto_wins_on_unified)
+    for engine in ("hypothesis", "crosshair"):
+        verdict = run_check(check(BACKEND, "DTBS-INV-001"), engine)
+        assert verdict.status is Status.REFUTED, (engine, verdict.detail)
+        assert verdict.counterexample["inputs"]["device_class"] == "unified"
+
+
+def test_an_unknown_override_falling_back_to_auto_is_refuted(monkeypatch):
+    def unknown_means_auto(override, *args):
+        return REAL_SELECT("auto" if override == "cuda" else override, *args)
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", unknown_means_auto)
+    verdict = run_check(check(BACKEND, "DTBS-INV-002"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert verdict.counterexample["inputs"]["override"] == "cuda"
+
+
+def test_ignoring_the_reserve_is_refuted_at_the_boundary(monkeypatch):
+    def without_reserve(override, device_class, quantized, dequant_bytes, free_bytes):
+        if override == "auto" and quantized and device_class == "discrete":
+            return "dequant" if dequant_bytes <= free_bytes else "q4k-native"
+        return REAL_SELECT(override, device_class, quantized, dequant_bytes, free_bytes)
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", without_reserve)
+    verdict = run_check(check(BACKEND, "DTBS-CLS-003"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert verdict.counterexample["inputs"]["free_offset"] < 0
+
+
+def test_a_non_monotone_choice_is_refuted(monkeypatch):
+    def dequant_only_in_a_window(override, device_class, quantized, dequant_bytes, free_bytes):
+        chosen = REAL_SELECT(override, device_class, quantized, dequant_bytes, free_bytes)
+        if chosen == "dequant" and quantized and device_class == "discrete" and free_bytes > 64 * 1024**3:
+            return "q4k-native"
+        return chosen
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", dequant_only_in_a_window)
+    verdict = run_check(check(BACKEND, "DTBS-MONO-004"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+
