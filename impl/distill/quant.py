@@ -23,6 +23,9 @@ Layouts (little-endian), per block:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
@@ -412,3 +415,35 @@ def quantize(x: torch.Tensor, qtype: str | GGMLQuantizationType) -> torch.Tensor
     chunk = _QUANT_CHUNK_BLOCKS * block_elems(name)
     parts = [_QUANT[name](flat[i : i + chunk]) for i in range(0, flat.numel(), chunk)]
     return torch.cat(parts).reshape(out_shape) if parts else torch.empty(out_shape, dtype=torch.uint8, device=x.device)
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """One stored tensor: its GGUF name, type, torch-order shape and raw bytes.
+
+    ``raw`` is a uint8 tensor of shape ``(*shape[:-1], shape[-1] // block_elems * block_bytes)``
+    (memory-mapped when read from a file, on any device when generated).
+    """
+
+    name: str
+    qtype: str
+    shape: tuple[int, ...]
+    raw: torch.Tensor
+
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.raw.numel()
+
+    def dequantize(self, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weights as a ``dtype`` tensor of ``shape`` on ``device`` (default: where raw is)."""
+        raw = self.raw if device is None else self.raw.to(device)
+        return dequantize(raw, self.qtype, check=False).reshape(self.shape).to(dtype)
+
+
+def raw_shape(shape: tuple[int, ...], qtype: str | GGMLQuantizationType) -> tuple[int, ...]:
+    """The byte shape of a tensor of torch-order ``shape`` stored in ``qtype``."""
+    return (*shape[:-1], byte_size(shape[-1], qtype))
