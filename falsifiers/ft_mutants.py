@@ -342,3 +342,8 @@ def _q4k_scale_bits(mp: pytest.MonkeyPatch) -> None:
 @mutant("q6k-high-bits-dropped", "Q6_K ignores the 2 high bits of each quant (qh)")
 def _q6k_high_bits(mp: pytest.MonkeyPatch) -> None:
     _blocks_mutant(mp, "_dequant_q6_k", lambda blocks: blocks[:, 128:192].zero_())
+
+
+@mutant("kd-unchunked", "the KD loss materialises the float32 softmaxes of all positions at once")
+def _kd_unchunked(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{**kw, "max_chunk_elems": 1 << 62}))
