@@ -47,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def enforce_verdict(verdict: Verdict) -> None:
     """Turn a verdict into a pytest outcome: pass, skip (unchecked, not-applicable) or fail."""
     if verdict.status in (Status.UNCHECKED, Status.NOT_APPLICABLE):
-        pytest.skip(f"{verdict.status.value}: {verdict.detail}")
+        pytest.skip(f"{verdict.contract}::{verdict.obligation} {verdict.status.value}: {verdict.detail}")
     if verdict.status in FAILING:
         pytest.fail(format_verdict(verdict), pytrace=False)
 
