@@ -182,6 +182,11 @@ def _kd_no_guard(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.kd:_row_kl", lambda original: lambda log_p, log_q: (log_p.exp() * (log_p - log_q)).sum(-1))
 
 
+@mutant("kd-unchunked", "the KD loss materialises the float32 softmaxes of all positions at once")
+def _kd_unchunked(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{**kw, "max_chunk_elems": 1 << 62}))
+
+
 # --- distill.dispatch ---------------------------------------------------------------------
 
 
@@ -316,15 +321,6 @@ def _blocks_mutant(monkeypatch: pytest.MonkeyPatch, kernel: str, edit: Callable[
     replace(monkeypatch, f"distill.quant:{kernel}", build)
 
 
-@mutant("q4k-nibble-order-swapped", "Q4_K takes the high nibble for the first 32 weights of each 64")
-def _q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
-    def swap(blocks: torch.Tensor) -> None:
-        qs = blocks[:, 16:]
-        qs.copy_((qs >> 4) | (qs << 4))
-
-    _blocks_mutant(mp, "_dequant_q4_k", swap)
-
-
 @mutant("q4k-scale-high-bits-dropped", "Q4_K sub-blocks 4-7 lose the top 2 bits of their 6-bit scales and mins")
 def _q4k_scale_bits(mp: pytest.MonkeyPatch) -> None:
     def build(original: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> Callable[..., Any]:
@@ -344,6 +340,237 @@ def _q6k_high_bits(mp: pytest.MonkeyPatch) -> None:
     _blocks_mutant(mp, "_dequant_q6_k", lambda blocks: blocks[:, 128:192].zero_())
 
 
-@mutant("kd-unchunked", "the KD loss materialises the float32 softmaxes of all positions at once")
-def _kd_unchunked(mp: pytest.MonkeyPatch) -> None:
-    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{**kw, "max_chunk_elems": 1 << 62}))
+def _nibbles_swapped(raw: torch.Tensor) -> torch.Tensor:
+    """Q4_K blocks with the two nibbles of every quant byte exchanged."""
+    blocks = raw.reshape(-1, 144).clone()
+    qs = blocks[:, 16:]
+    qs.copy_((qs >> 4) | (qs << 4))
+    return blocks.reshape(raw.shape)
+
+
+def _mins_dropped(raw: torch.Tensor) -> torch.Tensor:
+    """Q4_K blocks with their fp16 dmin set to zero."""
+    blocks = raw.reshape(-1, 144).clone()
+    blocks[:, 2:4] = 0
+    return blocks.reshape(raw.shape)
+
+
+@mutant("q4k-nibble-order-swapped", "Q4_K takes the high nibble for the first 32 weights of each 64")
+def _q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
+    _blocks_mutant(mp, "_dequant_q4_k", lambda blocks: blocks.copy_(_nibbles_swapped(blocks)))
+
+
+# --- distill.model (the q4k-native backend's layers) and distill.teacher ---------------------
+
+
+def _quant_linear_raw(monkeypatch: pytest.MonkeyPatch, edit: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """QuantLinear (only the q4k-native backend) expands Q4_K weights from blocks changed by ``edit``."""
+    model = importlib.import_module("distill.model")
+
+    def expand(raw: torch.Tensor, qtype: str, dtype: torch.dtype) -> torch.Tensor:
+        return model.dequantize(edit(raw) if qtype == "Q4_K" else raw, qtype, check=False).to(dtype)
+
+    monkeypatch.setattr(model.QuantLinear, "weight", lambda self: expand(self.raw, self.qtype, self.compute_dtype))
+    monkeypatch.setattr(model.QuantLinear, "rows",
+                        lambda self, index: expand(self.raw[index], self.qtype, self.compute_dtype))
+
+
+@mutant("q4k-native-nibble-order-swapped", "the q4k-native layers read Q4_K nibbles in the wrong order")
+def _native_nibbles(mp: pytest.MonkeyPatch) -> None:
+    _quant_linear_raw(mp, _nibbles_swapped)
+
+
+@mutant("q4k-native-mins-dropped", "the q4k-native layers drop the Q4_K mins (w = d*sc*q)")
+def _native_mins(mp: pytest.MonkeyPatch) -> None:
+    _quant_linear_raw(mp, _mins_dropped)
+
+
+@mutant("q4k-native-caches-expanded-weights", "each q4k-native layer keeps its expanded weight after the first forward")
+def _native_cache(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:
+        def weight(self: Any) -> torch.Tensor:
+            if getattr(self, "expanded_cache", None) is None:
+                self.register_buffer("expanded_cache", original(self))
+            return self.expanded_cache
+
+        return weight
+
+    replace(mp, "distill.model:QuantLinear.weight", build)
+
+
+@mutant("q4k-native-dequantizes-at-load", "the q4k-native backend expands every weight at load (and says q4k-native)")
+def _native_at_load(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def load_teacher(source: Any, backend: str, **kwargs: Any) -> Any:
+            teacher = original(source, "dequant" if backend == "q4k-native" else backend, **kwargs)
+            teacher.backend = backend
+            return teacher
+
+        return load_teacher
+
+    replace(mp, "distill.teacher:load_teacher", build)
+
+
+@mutant("teacher-no-truncation", "the teacher hands out all its native logits; nothing is cut to the student")
+def _no_truncation(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.vocab:truncate_logits", lambda original: lambda logits, n: logits)
+
+
+@mutant("teacher-truncate-last-rows", "the teacher's logits are cut to the right width but keep the last rows")
+def _truncate_last(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.vocab:truncate_logits", lambda original: lambda logits, n: original(logits.flip(-1), n).flip(-1))
+
+
+@mutant("teacher-reports-native-vocab", "Teacher.vocab_size is the native row count, not the effective one")
+def _native_vocab(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., None]) -> Callable[..., None]:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.vocab_size = self.native_vocab_size
+
+        return __init__
+
+    replace(mp, "distill.teacher:Teacher.__init__", build)
+
+
+@mutant("truncate-after-softmax", "the teacher hands out all rows and the KD loss cuts its distribution after softmax")
+def _after_softmax(mp: pytest.MonkeyPatch) -> None:
+    def body(kd: Callable[..., torch.Tensor], s: torch.Tensor, t: torch.Tensor, T: float,
+             mask: torch.Tensor | None, **kw: Any) -> torch.Tensor:
+        if s.shape[-1] >= t.shape[-1]:
+            return kd(s, t, T, mask, **kw)
+        p = torch.softmax(t.detach().float() / T, dim=-1)[..., : s.shape[-1]]
+        log_q = torch.log_softmax(s.float() / T, dim=-1)
+        rows = (p * (p.clamp_min(1e-45).log() - log_q)).sum(-1)
+        return T * T * (rows.mean() if mask is None else rows[mask].mean())
+
+    _no_truncation(mp)
+    _kd_wrapper(mp, body)
+
+
+def _teacher_module(teacher: Any) -> torch.nn.Module:
+    return next(value for value in vars(teacher).values() if isinstance(value, torch.nn.Module))
+
+
+@mutant("teacher-grad-enabled", "the teacher's weights require grad and its logits record an autograd graph")
+def _grad_enabled(mp: pytest.MonkeyPatch) -> None:
+    teacher_module = importlib.import_module("distill.teacher")
+
+    def logits(self: Any, input_ids: torch.Tensor) -> torch.Tensor:
+        module = _teacher_module(self)
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+        return teacher_module.truncate_logits(module(input_ids.to(self.device)), self.vocab_size)
+
+    mp.setattr(teacher_module.Teacher, "logits", logits)
+
+
+@mutant("teacher-parameters-exposed", "the teacher hands its parameters to anyone and accepts train()")
+def _parameters_exposed(mp: pytest.MonkeyPatch) -> None:
+    teacher_class = importlib.import_module("distill.teacher").Teacher
+    mp.setattr(teacher_class, "parameters", lambda self, *a, **k: _teacher_module(self).parameters(*a, **k))
+    mp.setattr(teacher_class, "train", lambda self, mode=True: self)
+
+
+# --- distill.train and pv distill --------------------------------------------------------------
+
+
+def _step_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., float]) -> None:
+    """Replace ``distill.train._step`` by ``body(original, student, teacher, optimizer, ids, T, step)``."""
+
+    def build(original: Callable[..., float]) -> Callable[..., float]:
+        def _step(student: Any, teacher: Any, optimizer: Any, input_ids: torch.Tensor, temperature: float,
+                  step: int) -> float:
+            return body(original, student, teacher, optimizer, input_ids, temperature, step)
+
+        return _step
+
+    replace(monkeypatch, "distill.train:_step", build)
+
+
+@mutant("teacher-weights-decayed", "the teacher's weights get the optimizer's weight decay at every step")
+def _teacher_decayed(mp: pytest.MonkeyPatch) -> None:
+    def body(step_fn: Callable[..., float], student: Any, teacher: Any, *rest: Any) -> float:
+        value = step_fn(student, teacher, *rest)
+        with torch.no_grad():
+            for tensor in _teacher_module(teacher).state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.mul_(1 - 1e-2)
+        return value
+
+    _step_wrapper(mp, body)
+
+
+class _NoStep:
+    """An optimizer whose step does nothing."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self._optimizer = optimizer
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        return None
+
+
+@mutant("train-optimizer-step-skipped", "the training loop never applies the optimizer's step")
+def _no_optimizer_step(mp: pytest.MonkeyPatch) -> None:
+    _step_wrapper(mp, lambda step_fn, student, teacher, optimizer, *rest:
+                  step_fn(student, teacher, _NoStep(optimizer), *rest))
+
+
+@mutant("train-nan-check-removed", "a NaN or Inf loss does not stop the run")
+def _nan_check_removed(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+
+    def body(step_fn: Callable[..., float], student: Any, teacher: Any, optimizer: Any, input_ids: torch.Tensor,
+             temperature: float, step: int) -> float:
+        loss = train.kd_loss(student(input_ids), teacher.logits(input_ids), temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    _step_wrapper(mp, body)
+
+
+@mutant("train-checkpoint-not-written", "the trained student is never saved")
+def _checkpoint_not_written(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.train:_save_student", lambda original: lambda student, path: None)
+
+
+@mutant("backend-env-ignored", "DISTILL_TEACHER_BACKEND is never read")
+def _env_ignored(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.dispatch:backend_override_from_env", lambda original: lambda environ=None: "auto")
+
+
+@mutant("backend-env-over-flag", "DISTILL_TEACHER_BACKEND is read first and overrules the flag")
+def _env_over_flag(mp: pytest.MonkeyPatch) -> None:
+    dispatch = importlib.import_module("distill.dispatch")
+
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _decide_backend(config: Any, *args: Any) -> Any:
+            from_env = dispatch.backend_override_from_env()
+            chosen = config if from_env == "auto" else dataclasses.replace(config, backend=from_env)
+            return original(chosen, *args)
+
+        return _decide_backend
+
+    replace(mp, "distill.train:_decide_backend", build)
+
+
+@mutant("start-line-missing", "the run does not say which teacher backend it chose")
+def _start_line_missing(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.dispatch:format_start_line", lambda original: lambda decision: "")
+
+
+@mutant("start-line-every-step", "the backend line is printed again at every step")
+def _start_line_every_step(mp: pytest.MonkeyPatch) -> None:
+    dispatch = importlib.import_module("distill.dispatch")
+
+    def body(step_fn: Callable[..., float], student: Any, teacher: Any, *rest: Any) -> float:
+        print(dispatch.format_start_line(dispatch.BackendDecision(teacher.backend, "teacher in use")), flush=True)
+        return step_fn(student, teacher, *rest)
+
+    _step_wrapper(mp, body)
