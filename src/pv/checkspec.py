@@ -134,9 +134,10 @@ def engine_unfit(engine: str, given: Mapping[str, Domain], cap: int) -> str | No
 class _Reader:
     """Collects issues while reading one check block."""
 
-    def __init__(self, block: Mapping, implementations: Mapping[str, Any]) -> None:
+    def __init__(self, block: Mapping, implementations: Mapping[str, Any], compile_expressions: bool) -> None:
         self.block = block
         self.implementations = implementations
+        self.compile_expressions = compile_expressions
         self.issues: list[Issue] = []
 
     def issue(self, keys: tuple, message: str, kind: str = STRUCTURE) -> None:
@@ -200,20 +201,19 @@ class _Reader:
 
     def derived(
         self, values: set[str], callables: set[str], helpers: dict
-    ) -> dict[str, expr.CompiledExpression]:
-        """``let:``: names computed in order from the inputs, constants and earlier names."""
+    ) -> dict[str, expr.CompiledExpression | None]:
+        """``let:``: names computed in order from the inputs, constants and earlier names
+        (each name maps to its compiled expression, ``None`` when not compiling)."""
         spec = self.block.get("let", {})
         if not isinstance(spec, Mapping):
             self.issue(("let",), "let must map names to expressions")
             return {}
-        derived: dict[str, expr.CompiledExpression] = {}
+        derived: dict[str, expr.CompiledExpression | None] = {}
         for name in spec:
             if not is_identifier(name) or _reserved_reason(name) or name in values or name in callables:
                 self.issue(("let", name), f"let name {name!r} is not usable (reserved or taken)")
                 continue
-            compiled = self.expression(("let", name), values, callables, helpers)
-            if compiled is not None:
-                derived[name] = compiled
+            derived[name] = self.expression(("let", name), values, callables, helpers)
             values = values | {name}
         return derived
 
@@ -230,7 +230,7 @@ class _Reader:
             where = f" (line {problem.line}, column {problem.col})" if problem.line > 1 else ""
             where = where or (f" (column {problem.col})" if problem.col > 1 else "")
             self.issue(keys, f"{'.'.join(map(str, keys))}: {problem.message}{where}", problem.kind)
-        if problems:
+        if problems or not self.compile_expressions:
             return None
         return expr.compile_expression(value, names, callables, helpers=helpers, label=".".join(keys))
 
@@ -286,12 +286,23 @@ class _Reader:
         return tuple(dict.fromkeys(chosen)) or select_engines(given, cap)
 
 
+def check_issues(block: Any, implementations: Mapping[str, Any]) -> list[Issue]:
+    """Everything wrong with one ``check:`` block, without compiling its expressions."""
+    return _read(block, implementations, compile_expressions=False)[1]
+
+
 def parse_check(block: Any, implementations: Mapping[str, Any]) -> tuple[CheckSpec | None, list[Issue]]:
     """Read one ``check:`` block; ``implementations`` maps equation names to their
     ``implementation`` value (``None`` where an equation has none)."""
+    return _read(block, implementations, compile_expressions=True)
+
+
+def _read(
+    block: Any, implementations: Mapping[str, Any], compile_expressions: bool
+) -> tuple[CheckSpec | None, list[Issue]]:
     if not isinstance(block, Mapping):
         return None, [Issue((), STRUCTURE, "check must be a mapping")]
-    reader = _Reader(block, implementations)
+    reader = _Reader(block, implementations, compile_expressions)
     for key in block:
         if key not in CHECK_KEYS:
             reader.issue((key,), f"unknown key {key!r} in check (allowed: {', '.join(CHECK_KEYS)})")
@@ -327,10 +338,11 @@ def parse_check(block: Any, implementations: Mapping[str, Any]) -> tuple[CheckSp
     with_result = values | ({expr.RESULT_NAME} if "result" in block else set())
     expect = reader.expression(("expect",), with_result, callables, helpers)
     when = reader.expression(("raises", "when"), values, callables, helpers) if has_when else None
-    if reader.issues:
+    if reader.issues or not compile_expressions:
         return None, reader.issues
     spec = CheckSpec(
-        given=given, calls=calls, constants=constants, derived=derived, assume=assume, result=result, expect=expect,
+        given=given, calls=calls, constants=constants, derived=derived,  # type: ignore[arg-type]
+        assume=assume, result=result, expect=expect,
         raises=Raises(error, when) if error else None, engines=engines, tolerance=tolerance,
         nan_policy=nan_policy, budget=budget, texts=texts,
     )

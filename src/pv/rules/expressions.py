@@ -15,10 +15,11 @@ Nothing is imported from ``impl/`` and nothing from the contract is executed her
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import Any
 
 from pv import expr
-from pv.checkspec import STRUCTURE, Issue, parse_binding, parse_check
+from pv.checkspec import STRUCTURE, Issue, check_issues, parse_binding
 from pv.compiling import equation_implementations, is_contract
 from pv.findings import Location, Severity
 from pv.rules.registry import rule
@@ -33,23 +34,37 @@ RULE_IDS = {
 }
 
 
-def _check_issues(doc) -> Iterator[tuple[tuple, Issue]]:
+#: The issues of the last documents seen, so that the six rules read each check once.
+_CACHE: dict[int, tuple[Any, list[tuple[tuple, Issue]]]] = {}
+_CACHE_SIZE = 64
+
+
+def _read_document(doc) -> list[tuple[tuple, Issue]]:
     """(key path in the document, issue) for every problem of every check block."""
     data = doc.data
     if not is_contract(data):
-        return
+        return []
     implementations = equation_implementations(data)
-    for name, value in implementations.items():
-        if value is not None and parse_binding(value) is None:
-            yield ("equations", name, "implementation"), Issue(
-                (), STRUCTURE, f"implementation of {name!r} must be 'module.path:function', got {value!r}"
-            )
+    found = [
+        (("equations", name, "implementation"),
+         Issue((), STRUCTURE, f"implementation of {name!r} must be 'module.path:function', got {value!r}"))
+        for name, value in implementations.items()
+        if value is not None and parse_binding(value) is None
+    ]
     for index, obligation in enumerate(data["proof_obligations"]):
-        if not isinstance(obligation, dict) or "check" not in obligation:
-            continue
-        _, issues = parse_check(obligation["check"], implementations)
-        for issue in issues:
-            yield ("proof_obligations", index, "check", *issue.keys), issue
+        if isinstance(obligation, dict) and "check" in obligation:
+            issues = check_issues(obligation["check"], implementations)
+            found += [(("proof_obligations", index, "check", *issue.keys), issue) for issue in issues]
+    return found
+
+
+def _check_issues(doc) -> list[tuple[tuple, Issue]]:
+    cached = _CACHE.get(id(doc))
+    if cached is None or cached[0] is not doc:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        cached = _CACHE[id(doc)] = (doc, _read_document(doc))
+    return cached[1]
 
 
 def _of_kind(doc, kind: str) -> Iterable[tuple[Location, str]]:
