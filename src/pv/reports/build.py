@@ -306,7 +306,6 @@ def build_report(
     environment: dict[str, Any],
 ) -> dict[str, Any]:
     """The whole report, unsealed (see ``pv.reports.integrity.seal``)."""
-    ordered = sorted(records, key=lambda r: r.nodeid)
     return {
         "format": FORMAT,
         "created": created,
@@ -314,6 +313,6 @@ def build_report(
         "profile": profile,
         "environment": environment,
         "contracts": [c.to_json() for c in contracts],
-        "falsifiers": falsifier_entries(ordered, collection, contracts, selection),
-        "obligations": obligation_entries(ordered, contracts),
+        "falsifiers": falsifier_entries(records, collection, contracts, selection),
+        "obligations": obligation_entries(records, contracts),
     }
