@@ -323,6 +323,9 @@ def _syntax_error(path: str, text: str, err: yaml.YAMLError) -> LoadError:
         where = Location(path, *_line_of(text, min(getattr(err, "position", 0) or 0, len(text))))
     problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
     context = getattr(err, "context", None)
+    context_mark = getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark.line + 1 != where.line:
+        context += f" started at line {context_mark.line + 1}"
     return _fatal(SYNTAX, f"YAML syntax error: {problem}" + (f" ({context})" if context else ""), where)
 
 
