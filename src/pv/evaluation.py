@@ -124,7 +124,12 @@ def bind(spec: CheckSpec, allowed: Iterable[str]) -> Bindings:
 
 
 def _describe_exception(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+    return _short(f"{type(err).__name__}: {err}")
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Property:
@@ -167,12 +172,11 @@ class Property:
         except _CheckBroke as err:
             return Outcome(ERROR, str(err))
 
-    def evaluate(self, inputs: Mapping[str, Any], *, assume_checked: bool = False) -> Outcome:
-        """Judge one input (``assume_checked``: the caller already saw :meth:`precondition` pass)."""
-        if not assume_checked:
-            before = self.precondition(inputs)
-            if before.status != PASS:
-                return before
+    def evaluate(self, inputs: Mapping[str, Any]) -> Outcome:
+        """Judge one input: precondition, call, error region, NaN policy, property."""
+        before = self.precondition(inputs)
+        if before.status != PASS:
+            return before
         try:
             env = self._env(inputs)
             outcome = self._judge(env)
@@ -199,7 +203,7 @@ class Property:
             return Outcome(FAIL, f"raised {_describe_exception(err)}", _describe_exception(err))
         if in_region:
             assert raises is not None
-            return Outcome(FAIL, f"returned {result!r} where {raises.error} was required", result)
+            return Outcome(FAIL, f"returned {_short(result)} where {raises.error} was required", result)
         if spec.nan_policy == "forbid" and has_non_finite(result):
             return Outcome(FAIL, "result holds NaN or Inf (nan_policy: forbid)", result)
         return self._expect({**env, expr.RESULT_NAME: result}, result)
