@@ -90,3 +90,17 @@ def test_unsound_check_blocks_are_pv_expr_006(tmp_path, check, message):
     ours = [f for f in findings if f.rule == "PV-EXPR-006"]
     assert any(message in f.message for f in ours), [f.format_text() for f in findings]
     assert all(f.location.path == str(path) and f.location.line >= 10 for f in ours)
+
+
+def test_pv_validate_rejects_the_injections_and_nothing_runs(tmp_path):
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [sys.executable, "-m", "pv", "validate", str(INJECTION)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert process.returncode == 1, process.stdout + process.stderr
+    assert "PV-EXPR-004" in process.stdout and "__import__" in process.stdout
+    assert "__subclasses__" in process.stdout and "Traceback" not in process.stderr
+    assert not (tmp_path / "PV_INJECTION_MARKER").exists()
