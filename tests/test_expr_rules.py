@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,9 +95,6 @@ def test_unsound_check_blocks_are_pv_expr_006(tmp_path, check, message):
 
 
 def test_pv_validate_rejects_the_injections_and_nothing_runs(tmp_path):
-    import subprocess
-    import sys
-
     process = subprocess.run(
         [sys.executable, "-m", "pv", "validate", str(INJECTION)], cwd=tmp_path, capture_output=True, text=True,
         timeout=120,
