@@ -121,13 +121,22 @@ def contract_text(
     falsifiers: Iterable[str],
     require: dict[str, list[str]],
     obligations: Sequence[str] = ("OB-INV-001",),
+    checks: dict[str, str] | None = None,
 ) -> str:
-    """A small contract listing ``falsifiers``, requiring ``require`` (id -> profiles)."""
+    """A small contract listing ``falsifiers``, requiring ``require`` (id -> profiles).
+
+    ``checks``: obligation id -> ``expect`` expression over an int ``x`` in [0, 5]
+    (an executable check, proved or refuted by exhaustive enumeration).
+    """
+    checks = checks or {}
+    listed = list(obligations) + [ob for ob in checks if ob not in obligations]
     data: dict[str, Any] = {
         "metadata": {"version": "1.0.0", "description": "a synthetic contract for gate tests"},
         "equations": {"effective_vocab": {"formula": "min(native, target)"}},
         "proof_obligations": [
-            {"id": ob, "type": "invariant", "property": "p", "formal": "f"} for ob in obligations
+            {"id": ob, "type": "invariant", "property": "p", "formal": "f"}
+            | ({"check": {"given": {"x": {"int": {"min": 0, "max": 5}}}, "expect": checks[ob]}} if ob in checks else {})
+            for ob in listed
         ],
         "falsification_tests": [
             {"id": ft, "rule": "r", "prediction": "p", "if_fails": "x"} for ft in falsifiers
@@ -188,6 +197,7 @@ class GitProject:
         monkeypatch: pytest.MonkeyPatch,
         cpu_check: str = STRONG_CHECK,
         mutants: bool = True,
+        checks: dict[str, str] | None = None,
     ) -> None:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
@@ -199,7 +209,8 @@ class GitProject:
             "FT-G-001", marks=["gpu"],
             prelude="assert os.environ.get('SYN_BREAK_GPU') != '1', 'peak memory over the threshold'",
         )
-        write_project(self.root, {"syn-v1": contract_text(list(REQUIRE), REQUIRE)}, {"test_ft_syn.py": tests})
+        contract = contract_text(list(REQUIRE), REQUIRE, checks=checks)
+        write_project(self.root, {"syn-v1": contract}, {"test_ft_syn.py": tests})
         pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
         (self.root / ".gitignore").write_text("reports/\n__pycache__/\n")
         self.git("init", "-q")
@@ -209,8 +220,19 @@ class GitProject:
     def git(self, *args: str) -> None:
         subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
 
-    def report(self, name: str, profile: str, *args: str, device: dict | None = None, **env: str) -> Path:
-        """Run the falsifiers and write ``reports/<name>.json`` (``device``: pretend to run on it)."""
+    def report(
+        self,
+        name: str,
+        profile: str,
+        *args: str,
+        paths: Sequence[str] = ("test_ft_syn.py",),
+        device: dict | None = None,
+        **env: str,
+    ) -> Path:
+        """Run pytest on ``paths`` and write ``reports/<name>.json``.
+
+        ``device``: pretend to run on it; ``env``: environment variables for the run.
+        """
         out = self.root / "reports" / f"{name}.json"
         with self.monkeypatch.context() as patch:
             if device is not None:
@@ -218,14 +240,14 @@ class GitProject:
             for key, value in env.items():
                 patch.setenv(key, value)
             self.pytester.runpytest(
-                "-p", "no:cacheprovider", "test_ft_syn.py",
+                "-p", "no:cacheprovider", *paths,
                 f"--gate-report={out}", f"--profile={self.root / 'profiles' / f'{profile}.yaml'}", *args,
             )
         assert out.is_file()
         return out
 
-    def cpu(self, **env: str) -> Path:
-        return self.report("cpu", "cpu", *CPU_ONLY, **env)
+    def cpu(self, paths: Sequence[str] = ("test_ft_syn.py",), **env: str) -> Path:
+        return self.report("cpu", "cpu", *CPU_ONLY, paths=paths, **env)
 
     def gpu(self, **env: str) -> Path:
         return self.report("h100", "h100", *GPU_ONLY, device=H100_DEVICE, **env)

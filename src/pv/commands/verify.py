@@ -69,18 +69,18 @@ def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | 
     command = [
         sys.executable, "-m", "pytest", str(contracts), str(falsifiers),
         "--pv-vacuity",
-        "--gate-contracts", str(contracts),
-        "--gate-report", str(out / REPORT_NAME),
-        "--gate-markdown", str(out / SUMMARY_NAME),
+        f"--gate-contracts={contracts}",
+        f"--gate-report={out / REPORT_NAME}",
+        f"--gate-markdown={out / SUMMARY_NAME}",
         f"--junitxml={out / JUNIT_NAME}",
         "-q", "-p", "no:cacheprovider",
     ]
     if profile is not None:
-        command += ["--profile", profile]
+        command += [f"--profile={profile}"]
     if not gpu:
         command += ["-m", "not gpu"]
     if workers is not None:
-        command += ["-n", str(workers)]
+        command += [f"--numprocesses={workers}"]
     return command
 
 
