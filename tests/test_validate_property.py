@@ -1,0 +1,144 @@
+"""Property tests: no input makes the validator raise, and the fast schema check agrees with jsonschema.
+
+Inputs: random text, random YAML made of the dialect's own keys, and real
+upstream contracts mutated line by line and byte by byte.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pv import contract_schema
+from pv.validate import INTERNAL, validate_paths
+
+from conftest import shared_dir
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@lru_cache(maxsize=1)
+def upstream_texts() -> list[bytes]:
+    return [p.read_bytes() for p in sorted((shared_dir() / "upstream-contracts").rglob("*.yaml"))]
+
+
+def _validate_bytes(content: bytes) -> None:
+    """Validate one file holding ``content``: only findings, never an exception."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "c-v1.yaml")
+        path.write_bytes(content)
+        result = validate_paths([path])
+        findings = result.all_findings()
+    assert not [f for f in findings if f.rule == INTERNAL], findings
+    assert result.exit_code() in (0, 1, 2)
+    for finding in findings:
+        assert finding.location.line >= 1 and finding.location.col >= 1
+
+
+KEYS = sorted({
+    "metadata", "version", "description", "depends_on", "equations", "formula", "proof_obligations", "id", "type",
+    "property", "formal", "tolerance", "applies_to", "falsification_tests", "rule", "prediction", "if_fails",
+    "kani_harnesses", "obligation", "bound", "strategy", "qa_gate", "name", "require", "falsifier", "profiles",
+    "check", "given", "expect", "implementation", "lean", "bindings", "contract", "equation", "status", "qa_gates",
+})
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.sampled_from(KEYS),
+                    st.text(max_size=8), st.sampled_from(["FT-A-001", "KANI-A-001", "F-A-001", "A-INV-001", "all", "gpu"]))
+trees = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)), max_leaves=25)
+documents = st.dictionaries(st.sampled_from(KEYS), trees, min_size=1, max_size=6)
+
+
+@SETTINGS
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_random_bytes_never_raise(content: bytes) -> None:
+    _validate_bytes(content)
+
+
+@SETTINGS
+@given(documents)
+def test_random_dialect_documents_never_raise(data: dict) -> None:
+    _validate_bytes(yaml.safe_dump(data, allow_unicode=True).encode())
+
+
+def _mutate(text: bytes, data: st.DataObject) -> bytes:
+    lines = text.splitlines(keepends=True)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not lines:
+            break
+        i = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["delete", "duplicate", "swap", "indent", "dedent", "byte", "truncate", "insert"]))
+        if action == "delete":
+            del lines[i]
+        elif action == "duplicate":
+            lines.insert(i, lines[i])
+        elif action == "swap":
+            j = data.draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif action == "indent":
+            lines[i] = b"  " + lines[i]
+        elif action == "dedent":
+            lines[i] = lines[i].lstrip(b" ")
+        elif action == "byte" and lines[i]:
+            k = data.draw(st.integers(0, len(lines[i]) - 1))
+            lines[i] = lines[i][:k] + bytes([data.draw(st.integers(0, 255))]) + lines[i][k + 1:]
+        elif action == "truncate":
+            lines = lines[:i]
+        elif action == "insert":
+            lines.insert(i, data.draw(st.sampled_from([b"- x\n", b"qa_gates: {}\n", b"  id: FT-A-001\n", b"&a [*a]\n",
+                                                        b"  tolerance: -1\n", b"bound: 0\n", b": :\n", b"\t\n"])))
+    return b"".join(lines)
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_upstream_contracts_never_raise(data: st.DataObject) -> None:
+    texts = upstream_texts()
+    if not texts:
+        pytest.fail("upstream contracts not found (set PV_SHARED_DIR)")
+    _validate_bytes(_mutate(data.draw(st.sampled_from(texts)), data))
+
+
+def _jsonschema_valid(data: object, kind: str) -> bool:
+    return not list(contract_schema._validator(kind).iter_errors(data))
+
+
+@SETTINGS
+@given(documents)
+def test_fast_check_agrees_with_jsonschema_on_random_documents(data: dict) -> None:
+    kind = contract_schema.document_kind(data)
+    fast = contract_schema.is_valid(data, kind)
+    if fast is not None:
+        assert fast == _jsonschema_valid(data, kind)
+
+
+@SETTINGS
+@given(st.data())
+def test_fast_check_agrees_with_jsonschema_on_mutated_contracts(data: st.DataObject) -> None:
+    from pv.loading import LoadError, parse_text
+
+    texts = upstream_texts() + [p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("contracts/*.yaml"))]
+    text = _mutate(data.draw(st.sampled_from(texts)), data)
+    try:
+        parsed, _ = parse_text("c.yaml", text.decode("utf-8"))
+    except (LoadError, UnicodeDecodeError):
+        return
+    kind = contract_schema.document_kind(parsed)
+    fast = contract_schema.is_valid(parsed, kind)
+    if fast is not None:
+        assert fast == _jsonschema_valid(parsed, kind)
+
+
+def test_fast_check_decides_every_real_contract() -> None:
+    texts = upstream_texts() + [p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("contracts/*.yaml"))]
+    from pv.loading import parse_text
+
+    for text in texts:
+        parsed, _ = parse_text("c.yaml", text.decode("utf-8"))
+        kind = contract_schema.document_kind(parsed)
+        assert contract_schema.is_valid(parsed, kind) == _jsonschema_valid(parsed, kind)
