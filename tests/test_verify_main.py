@@ -1,0 +1,96 @@
+"""`pv verify`: validate, run checks and falsifiers in a pytest subprocess, report, gate the active profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gate_testing import REQUIRE, contract_text, falsifier_source, write_project
+from pv.cli import main
+from pv.commands.verify import pytest_command
+
+#: the synthetic falsifiers need the option that `pv verify` passes; the repository's conftest defines it
+VACUITY_OPTION = '''
+def pytest_addoption(parser):
+    parser.addoption("--pv-vacuity", action="store_true")
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """contracts/, profiles/ and falsifiers/ (a cpu falsifier, a gpu one, a vacuity option)."""
+    tests = falsifier_source(
+        "FT-A-001", prelude="assert os.environ.get('SYN_BREAK_CPU') != '1', 'the truncation is off by one'"
+    ) + falsifier_source("FT-G-001", marks=["gpu"])
+    write_project(tmp_path, {"syn-v1": contract_text(list(REQUIRE), REQUIRE, checks={"OB-TRUE": "x + 0 == x"})}, {})
+    (tmp_path / "falsifiers").mkdir()
+    write_project(tmp_path / "falsifiers", {}, {"test_ft_syn.py": tests})
+    (tmp_path / "falsifiers" / "conftest.py").write_text(VACUITY_OPTION)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
+    return tmp_path
+
+
+def verify(project: Path, capfd: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    code = main([
+        "verify",
+        "--contracts", str(project / "contracts"),
+        "--falsifiers", str(project / "falsifiers"),
+        "--out", str(project / "out"),
+        "--profile", str(project / "profiles" / "cpu.yaml"),
+        *extra,
+    ])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_the_command_runs_everything_with_mutants_and_deselects_gpu_tests_on_a_cpu(tmp_path: Path) -> None:
+    cpu = pytest_command(tmp_path / "c", tmp_path / "f", tmp_path / "o", None, gpu=False, workers=None)
+    assert cpu[1:5] == ["-m", "pytest", str(tmp_path / "c"), str(tmp_path / "f")]
+    assert "--pv-vacuity" in cpu and cpu[-2:] == ["-m", "not gpu"]
+    assert f"--gate-report={tmp_path / 'o' / 'gate-report.json'}" in cpu
+    assert f"--junitxml={tmp_path / 'o' / 'junit.xml'}" in cpu
+    gpu = pytest_command(tmp_path / "c", tmp_path / "f", tmp_path / "o", "h100", gpu=True, workers="2")
+    assert "not gpu" not in gpu and "--profile=h100" in gpu and "--numprocesses=2" in gpu
+
+
+@pytest.mark.slow
+def test_verify_passes_the_active_profile_and_writes_every_report(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    code, out, err = verify(project, capfd)
+    assert code == 0, out + err
+    assert "validate: 1 contracts, 0 errors" in out
+    assert "tests not marked gpu, with mutants" in out
+    assert "gate for profile(s) cpu: PASS" in out
+    assert "note: FT-G-001: required on h100; no report from those profiles here" in out
+    for name in ("gate-report.json", "junit.xml", "summary.md", "gate.json"):
+        assert (project / "out" / name).is_file(), name
+    report = json.loads((project / "out" / "gate-report.json").read_text())
+    assert report["session"]["markexpr"] == "not gpu"
+    assert {e["obligation"]: e["status"] for e in report["obligations"]}["OB-TRUE"] == "proved"
+    assert json.loads((project / "out" / "gate.json").read_text())["verdict"] == "pass"
+
+
+@pytest.mark.slow
+def test_verify_fails_with_the_reason_when_a_falsifier_fails(project: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYN_BREAK_CPU", "1")
+    code, out, _ = verify(project, capfd)
+    assert code == 1
+    assert "- FT-A-001: failed on cpu" in out and "the truncation is off by one" in out
+    assert "gate for profile(s) cpu: FAIL" in out
+
+
+def test_an_invalid_contract_stops_verify_before_anything_runs(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    contract = project / "contracts" / "syn-v1.yaml"
+    contract.write_text(contract.read_text().replace("qa_gate:", "qa_gates:"))
+    code, out, _ = verify(project, capfd)
+    assert code == 1
+    assert "syn-v1.yaml:" in out and "qa_gates" in out
+    assert "the contracts do not validate; nothing else was run" in out
+    assert not (project / "out").exists()
+
+
+def test_missing_folders_are_usage_errors(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    code, _, err = verify(project, capfd, "--falsifiers", str(project / "nope"))
+    assert code == 2
+    assert "--falsifiers:" in err and "is not a folder" in err
