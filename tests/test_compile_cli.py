@@ -54,6 +54,13 @@ def test_bindings_outside_the_allowed_modules_are_an_error_verdict(capsys):
     assert "outside the allowed modules" in capsys.readouterr().out
 
 
+def test_a_contract_that_cannot_be_loaded_fails_the_run(tmp_path, capsys):
+    shutil.copy(PLUGIN_CONTRACT, tmp_path)
+    (tmp_path / "broken.yaml").write_text("proof_obligations: [\n")
+    assert main(["check", str(tmp_path), *ALLOW, "--obligation", "PVC-P-001"]) == 1
+    assert "cannot load" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_one_message_and_exit_2(tmp_path, capsys):
     not_contract = tmp_path / "profile.yaml"
     not_contract.write_text("name: cpu\n")

@@ -64,3 +64,7 @@ def test_replay_of_the_shrunk_counterexample_fails_again():
     verdict = run_check(check, allow=ALLOW)
     replayed = run_check(check, allow=ALLOW, replay=verdict.counterexample["inputs"])
     assert replayed.status is Status.REFUTED
+    from_the_issue = run_check(check, allow=ALLOW, replay={"l": [5, 4, 3, 10], "N": 3, "K": 2})
+    assert from_the_issue.status is Status.REFUTED
+    holds_here = run_check(check, allow=ALLOW, replay={"l": [10, 9, 3, 5], "N": 3, "K": 2})
+    assert holds_here.status is Status.PASSED
