@@ -163,18 +163,16 @@ def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> tuple[ob
         result = fn()
         synchronize(device)
         return result, torch.cuda.max_memory_allocated(device) - base, "cuda caching allocator (max_memory_allocated)"
-    return (*_cpu_peak_extra(fn), "cpu allocator events (torch.profiler, profile_memory)")
+    return (*_cpu_peak_extra(fn), "cpu allocator events (torch.autograd.profiler, profile_memory)")
 
 
 def _cpu_peak_extra(fn: Callable[[], object]) -> tuple[object, int]:
     """Peak of the running sum of CPU allocation events while ``fn`` runs."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with torch.autograd.profiler.profile(profile_memory=True) as prof:
         result = fn()
     events = [
         (event.start_ns(), event.nbytes())
-        for event in prof.profiler.kineto_results.events()
+        for event in prof.kineto_results.events()
         if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
     ]
     live = peak = 0

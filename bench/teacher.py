@@ -40,7 +40,6 @@ BACKENDS = ("q4k-native", "dequant")
 FLOOR_LIMIT = 1.6
 RESIDENT_LIMIT_BYTES = 6 * 10**9
 DEQUANT_FRACTION_MIN = 0.7
-QUANTIZED_TYPES = ("Q4_K", "Q6_K", "Q8_0")
 
 
 def _qtype(tensor) -> str:
@@ -93,8 +92,9 @@ def logits_agreement(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 def measure_dequantization(model, device: torch.device, bandwidth: float, args: argparse.Namespace) -> dict[str, Any]:
     """Every quantized weight to bf16: time, bytes moved (read + written), fraction of the copy bandwidth."""
     from distill.quant import dequantize
+    from distill.teacher import PLAIN_QTYPES
 
-    tensors = [t for t in model.tensors.values() if _qtype(t) in QUANTIZED_TYPES]
+    tensors = [t for t in model.tensors.values() if _qtype(t) not in PLAIN_QTYPES]
     if not tensors:
         raise report.BenchError("the teacher has no quantized weights to dequantize")
     read = sum(t.raw.numel() for t in tensors)
