@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 import distill.dispatch as dispatch
+import distill.kd as kd
 import distill.vocab as vocab
 from distill.errors import VocabAlignmentError
 
@@ -17,6 +18,8 @@ from pv.verdicts import Status
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCAB = REPO_ROOT / "contracts" / "distill-teacher-vocab-alignment-v1.yaml"
 BACKEND = REPO_ROOT / "contracts" / "distill-teacher-backend-selection-v1.yaml"
+KD = REPO_ROOT / "contracts" / "distill-kd-loss-v1.yaml"
+REAL_KD_LOSS = kd.kd_loss
 REAL_EFFECTIVE_VOCAB = vocab.effective_vocab
 REAL_SELECT = dispatch.select_teacher_backend
 
@@ -33,6 +36,7 @@ def test_every_bound_obligation_names_an_implementation_and_compiles():
         "DTVA-INV-001", "DTVA-INV-002", "DTVA-CONS-003",
         "DTBS-INV-001", "DTBS-INV-002", "DTBS-CLS-003", "DTBS-MONO-004",
     }
+    assert {c.obligation for c in compile_document(load_document(KD)) if c.checked} == {"DKD-EQ-001", "DKD-BND-003"}
     assert all(c.spec is not None for c in checked.values()), [c.issues for c in checked.values()]
 
 
@@ -113,3 +117,21 @@ def test_a_non_monotone_choice_is_refuted(monkeypatch):
     verdict = run_check(check(BACKEND, "DTBS-MONO-004"))
     assert verdict.status is Status.REFUTED, verdict.detail
 
+
+
+def test_a_kd_loss_without_the_temperature_squared_is_refuted(monkeypatch):
+    def unscaled(student, teacher, temperature=1.0, mask=None):
+        return REAL_KD_LOSS(student, teacher, temperature, mask) / temperature**2
+
+    monkeypatch.setattr(kd, "kd_loss", unscaled)
+    verdict = run_check(check(KD, "DKD-EQ-001"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert verdict.counterexample["inputs"]["T"] != 1.0
+
+
+def test_a_kd_loss_of_the_wrong_direction_is_refuted(monkeypatch):
+    def reverse_kl(student, teacher, temperature=1.0, mask=None):
+        return REAL_KD_LOSS(teacher, student, temperature, mask)
+
+    monkeypatch.setattr(kd, "kd_loss", reverse_kl)
+    assert run_check(check(KD, "DKD-EQ-001")).status is Status.REFUTED

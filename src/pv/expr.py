@@ -9,7 +9,8 @@ names, lambdas, walrus, starred arguments, f-strings, calls through attributes)
 is a :class:`Problem`, reported at validate time as a finding.
 
 An accepted tree is rewritten (``**`` and ``*`` go through size guards) and
-compiled into a function whose globals hold only the helpers and no builtins.
+compiled into a function whose globals hold only the helpers and, of the builtins,
+only the import hook that C extensions need.
 Contract text is never handed to ``eval`` as written.
 
 This module imports neither torch, Hypothesis nor CrossHair.
@@ -18,6 +19,7 @@ This module imports neither torch, Hypothesis nor CrossHair.
 from __future__ import annotations
 
 import ast
+import builtins
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -351,6 +353,9 @@ def compile_expression(
         function_def.type_params = []
     module = ast.fix_missing_locations(ast.Module(body=[function_def], type_ignores=[]))
     namespace: dict[str, Any] = dict(helpers if helpers is not None else expr_helpers.namespace())
-    namespace["__builtins__"] = {}
+    # No builtins, except the import hook: C code called from the expression (a torch
+    # operator) imports through the calling frame's builtins. Expressions cannot name it
+    # (names starting with '_' are refused).
+    namespace["__builtins__"] = {"__import__": builtins.__import__}
     exec(compile(module, f"<pv {label}>", "exec"), namespace)  # the validated, rewritten tree only
     return CompiledExpression(text, tuple(params), namespace["_pv_expression"])
