@@ -38,7 +38,7 @@ BAD = [
     ("python tag", "metadata: !!python/object/apply:os.system [echo]\n", "PV-YAML-004", 1, "unsupported tag", 1),
     ("local tag", "metadata:\n  version: !custom 1\n", "PV-YAML-004", 2, "unsupported tag", 1),
     ("int tag on text", "metadata:\n  version: !!int one\n", "PV-YAML-004", 2, "does not match its tag", 1),
-    ("alias bomb", BILLION_LAUGHS, "PV-YAML-006", 1, "alias", 1),
+    ("alias bomb", BILLION_LAUGHS, "PV-YAML-006", 2, "alias", 1),
     ("recursive alias", "a: &a [1, *a]\n", "PV-YAML-003", 1, "nesting deeper", 1),
     ("flow nesting", "a: " + "[" * 100_000 + "\n", "PV-YAML-003", 1, "nesting deeper", 1),
     ("block nesting", "a:\n" + "- " * 5_000 + "x\n", "PV-YAML-003", 2, "nesting deeper", 1),

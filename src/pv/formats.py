@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 from pv import __version__
 from pv.errors import UserError
@@ -51,6 +49,8 @@ def rule_table() -> dict[str, tuple[str, Severity]]:
 
 def _uri(path: str) -> str:
     """A relative URI for a path under the working folder, else a file URI."""
+    from urllib.parse import quote
+
     absolute = Path(path).resolve()
     try:
         return quote(absolute.relative_to(Path.cwd().resolve()).as_posix())
@@ -94,6 +94,8 @@ def sarif(findings: list[Finding]) -> dict:
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written file."""
+    import tempfile
+
     target = Path(path)
     if not target.parent.is_dir():
         raise UserError(f"{target}: folder {target.parent} does not exist")

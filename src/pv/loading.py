@@ -102,6 +102,12 @@ class LoadError(UserError):
 class _Resolver(_Loader):  # type: ignore[misc, valid-type]
     """Composes nodes only; leaves plain scalars to :func:`_resolve_plain` (YAML 1.2 core)."""
 
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """Path-dependent resolvers are not used."""
+
+    def ascend_resolver(self) -> None:
+        """Path-dependent resolvers are not used."""
+
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode:
             return _PLAIN if implicit[0] else _STR
@@ -148,7 +154,11 @@ _EXPLICIT: dict[str, Any] = {
 
 
 class _TagValueError(ValueError):
-    pass
+    """A scalar whose tag we do not read, or whose value does not match its tag; ``node`` is where."""
+
+    def __init__(self, message: str, node: Any = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 def _bad_tag_value(value: Any) -> Any:
@@ -177,7 +187,7 @@ class Document:
     @property
     def stem(self) -> str:
         """The file name without its suffix: the contract's name in ``depends_on``."""
-        return Path(self.path).stem
+        return os.path.splitext(os.path.basename(self.path))[0]
 
     def locate(self, *keys: str | int) -> Location:
         """Where the value at ``keys`` starts (the nearest present ancestor if missing)."""
@@ -215,13 +225,19 @@ def _child(node: Any, key: str | int) -> tuple[Any, Any] | None:
 
 
 def _scalar(node: Any) -> Any:
+    """The plain value of a scalar node; raises :class:`_TagValueError` for a tag we do not read."""
     tag = node.tag
-    if tag == _PLAIN:
+    if tag is _STR:
+        return node.value
+    if tag is _PLAIN:
         return _resolve_plain(node.value)
     convert = _EXPLICIT.get(tag)
     if convert is None:
-        raise _TagValueError(f"unsupported tag {tag!r} (only plain YAML data is read)")
-    return convert(node.value)
+        raise _TagValueError(f"unsupported tag {tag!r} (only plain YAML data is read)", node)
+    try:
+        return convert(node.value)
+    except _TagValueError as err:
+        raise _TagValueError(str(err), node) from None
 
 
 def _compose(text: str) -> Any:
@@ -242,40 +258,36 @@ class _Builder:
         self.alias_nodes = 0
 
     def build(self, node: Any, depth: int = 0, via_alias: bool = False) -> Any:
-        if depth > MAX_DEPTH:
+        """The plain value of ``node``; a node met a second time was reached through an alias."""
+        kind = node.__class__
+        if kind is yaml.ScalarNode:
+            return _scalar(node)
+        if depth >= MAX_DEPTH:
             raise _fatal(TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", Location(self.path, *_position(node)))
         if not via_alias:
-            ident = id(node)
-            if ident in self.seen:
-                via_alias = True
-            elif not isinstance(node, yaml.ScalarNode):
-                self.seen.add(ident)
+            via_alias = id(node) in self.seen
+            self.seen.add(id(node))
         if via_alias:
-            self.alias_nodes += 1
+            self.alias_nodes += 1 + len(node.value)
             if self.alias_nodes > MAX_ALIAS_NODES:
                 raise _fatal(ALIAS_BOMB, f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias bomb?)",
                              Location(self.path, *_position(node)))
-        if isinstance(node, yaml.ScalarNode):
-            try:
-                return _scalar(node)
-            except _TagValueError as err:
-                raise _fatal(BAD_TAG, str(err), Location(self.path, *_position(node))) from None
         depth += 1
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                raise _fatal(BAD_TAG, f"unsupported tag {node.tag!r}", Location(self.path, *_position(node)))
-            return [self.build(item, depth, via_alias) for item in node.value]
-        if node.tag != _MAP:
+        build, scalar = self.build, _scalar
+        if kind is yaml.SequenceNode and node.tag == _SEQ:
+            return [scalar(item) if item.__class__ is yaml.ScalarNode else build(item, depth, via_alias)
+                    for item in node.value]
+        if kind is not yaml.MappingNode or node.tag != _MAP:
             raise _fatal(BAD_TAG, f"unsupported tag {node.tag!r}", Location(self.path, *_position(node)))
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
+            if key_node.__class__ is not yaml.ScalarNode:
                 raise _fatal(SYNTAX, "a mapping key must be a plain value, not a list or mapping",
                              Location(self.path, *_position(key_node)))
-            key = self.build(key_node, depth, via_alias)
+            key = scalar(key_node)
             if key in mapping:
                 self.duplicates.append((Location(self.path, *_position(key_node)), str(key)))
-            mapping[key] = self.build(value_node, depth, via_alias)
+            mapping[key] = scalar(value_node) if value_node.__class__ is yaml.ScalarNode else build(value_node, depth, via_alias)
         return mapping
 
 
@@ -301,6 +313,11 @@ def _decode(path: str, raw: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def _has_long_line(text: str) -> bool:
+    """Whether some line is long enough to hold ``MAX_DEPTH`` compact ``- `` indicators."""
+    return len(text) > 2 * MAX_DEPTH and max(map(len, text.split("\n"))) > 2 * MAX_DEPTH
+
+
 def _check_nesting(path: str, text: str) -> None:
     """Refuse, before parsing, nesting that would exhaust the parser's stack."""
     if text.count("[") + text.count("{") > MAX_DEPTH:
@@ -310,7 +327,7 @@ def _check_nesting(path: str, text: str) -> None:
             if depth > MAX_DEPTH:
                 raise _fatal(TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels",
                              Location(path, *_line_of(text, match.start())))
-    compact = _COMPACT_NESTING_RE.search(text)
+    compact = _COMPACT_NESTING_RE.search(text) if _has_long_line(text) else None
     if compact:
         raise _fatal(TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", Location(path, *_line_of(text, compact.start())))
 
@@ -347,7 +364,7 @@ def read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 def parse_text(path: str, text: str) -> tuple[Any, list[tuple[Location, str]]]:
     """(plain data, duplicate keys) of YAML ``text``; the top level must be a mapping."""
-    if not text.strip():
+    if not text or text.isspace():
         raise _fatal(EMPTY, "empty file: a contract is a YAML mapping", Location(path))
     _check_nesting(path, text)
     try:
@@ -357,7 +374,10 @@ def parse_text(path: str, text: str) -> tuple[Any, list[tuple[Location, str]]]:
     if root is None:
         raise _fatal(EMPTY, "no YAML document (only comments or blank lines)", Location(path))
     builder = _Builder(path)
-    data = builder.build(root)
+    try:
+        data = builder.build(root)
+    except _TagValueError as err:
+        raise _fatal(BAD_TAG, str(err), Location(path, *_position(err.node))) from None
     if not isinstance(data, dict):
         kind = "empty value" if data is None else ("list" if isinstance(data, list) else type(data).__name__)
         raise _fatal(NOT_MAPPING, f"the top level must be a mapping of sections, found a {kind}",

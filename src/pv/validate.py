@@ -65,13 +65,13 @@ def validate_documents(docs: Sequence[Document]) -> list[Finding]:
     from pv.rules.registry import corpus_rules, document_rules
 
     found: list[Finding] = []
-    rules = document_rules()
+    rules = document_rules(docs)
     for doc in docs:
         where = Location(doc.path)
         for rule in rules:
             found.extend(_run(rule, doc, where))
     if docs:
-        for rule in corpus_rules():
+        for rule in corpus_rules(docs):
             found.extend(_run(rule, docs, Location(docs[0].path)))
     return sorted(found, key=_order)
 

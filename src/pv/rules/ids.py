@@ -10,6 +10,14 @@ from pv.findings import Location, Severity
 from pv.rules.registry import rule
 from pv.rules.sections import entries, identified, is_contract
 
+
+def _ids(doc) -> list[tuple[tuple, str, str]]:
+    """(key path, kind, id) of every id of ``doc``, computed once per document."""
+    found = doc.derived.get("ids")
+    if found is None:
+        found = doc.derived["ids"] = list(identified(doc.data))
+    return found
+
 _FAMILY = r"[A-Z0-9]+(?:-[A-Z0-9]+)*-[0-9]{3}"
 #: kind -> (pattern, how the format is written in a message); obligations have no prescribed format.
 FORMATS = {
@@ -22,7 +30,7 @@ FORMATS = {
 @rule("PV-ID-001", Severity.ERROR, "id used twice in one contract")
 def duplicate_in_contract(doc) -> Iterable[tuple[Location, str]]:
     first: dict[str, tuple[tuple, str]] = {}
-    for keys, kind, ident in identified(doc.data):
+    for keys, kind, ident in _ids(doc):
         if ident not in first:
             first[ident] = (keys, kind)
             continue
@@ -34,7 +42,7 @@ def duplicate_in_contract(doc) -> Iterable[tuple[Location, str]]:
 
 @rule("PV-ID-002", Severity.ERROR, "id not in the expected format")
 def id_format(doc) -> Iterable[tuple[Location, str]]:
-    for keys, kind, ident in identified(doc.data):
+    for keys, kind, ident in _ids(doc):
         if kind in FORMATS and not FORMATS[kind][0].match(ident):
             yield doc.locate(*keys), f"{kind} id `{ident}` is not of the form {FORMATS[kind][1]}"
 
@@ -44,7 +52,7 @@ def duplicate_across_contracts(docs: Sequence) -> Iterable[tuple[Location, str]]
     uses: dict[str, list[tuple]] = defaultdict(list)
     for doc in docs:
         if is_contract(doc.data):
-            for keys, kind, ident in identified(doc.data):
+            for keys, kind, ident in _ids(doc):
                 if kind != "obligation":
                     uses[ident].append((doc, keys, kind))
     for ident, places in uses.items():

@@ -47,17 +47,19 @@ def rule(id: str, severity: Severity, summary: str, scope: Scope = "document") -
     return register
 
 
-def document_rules() -> Sequence[Rule]:
-    return [r for r in all_rules() if r.scope == "document"]
+def document_rules(documents: Sequence[Any] | None = None) -> Sequence[Rule]:
+    """The document rules needed for ``documents`` (all of them for None)."""
+    return [r for r in all_rules(documents) if r.scope == "document"]
 
 
-def corpus_rules() -> Sequence[Rule]:
-    return [r for r in all_rules() if r.scope == "corpus"]
+def corpus_rules(documents: Sequence[Any] | None = None) -> Sequence[Rule]:
+    """The corpus rules needed for ``documents`` (all of them for None)."""
+    return [r for r in all_rules(documents) if r.scope == "corpus"]
 
 
-def all_rules() -> list[Rule]:
-    """Every registered rule, after importing the rule modules listed in :mod:`pv.rules`."""
+def all_rules(documents: Sequence[Any] | None = None) -> list[Rule]:
+    """The registered rules, after importing the rule modules that ``documents`` need (all for None)."""
     from pv.rules import load_rule_modules
 
-    load_rule_modules()
+    load_rule_modules(documents)
     return sorted(RULES.values(), key=lambda r: r.id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pv.contract_schema import CONTRACT, document_kind
+
 #: Sections that hold identified items, and the kind of id each holds.
 ID_SECTIONS = {
     "proof_obligations": "obligation",
@@ -19,8 +21,6 @@ ID_SECTIONS = {
 
 def is_contract(data: Any) -> bool:
     """Whether ``data`` is read as a contract (not a binding registry)."""
-    from pv.contract_schema import CONTRACT, document_kind
-
     return document_kind(data) == CONTRACT
 
 
