@@ -198,6 +198,7 @@ class GitProject:
         cpu_check: str = STRONG_CHECK,
         mutants: bool = True,
         checks: dict[str, str] | None = None,
+        require: dict[str, list[str]] = REQUIRE,
     ) -> None:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
@@ -209,7 +210,7 @@ class GitProject:
             "FT-G-001", marks=["gpu"],
             prelude="assert os.environ.get('SYN_BREAK_GPU') != '1', 'peak memory over the threshold'",
         )
-        contract = contract_text(list(REQUIRE), REQUIRE, checks=checks)
+        contract = contract_text(list(REQUIRE), require, checks=checks)
         write_project(self.root, {"syn-v1": contract}, {"test_ft_syn.py": tests})
         pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
         (self.root / ".gitignore").write_text("reports/\n__pycache__/\n")

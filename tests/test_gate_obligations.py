@@ -21,7 +21,11 @@ def gate_cpu(project: GitProject, capsys: pytest.CaptureFixture[str], report: Pa
     return code, out
 
 
-def test_a_proved_obligation_passes_and_an_unchecked_one_is_named(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_proved_obligation_passes_and_an_unchecked_one_is_named(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     report = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
     entries = {e["obligation"]: e for e in json.loads(report.read_text())["obligations"]}
@@ -31,7 +35,11 @@ def test_a_proved_obligation_passes_and_an_unchecked_one_is_named(pytester: pyte
     assert "note: 1 obligation(s) without an executable check: OB-INV-001" in out
 
 
-def test_a_refuted_obligation_fails_the_gate_with_its_counterexample(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_refuted_obligation_fails_the_gate_with_its_counterexample(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x", "OB-FALSE": "x * 2 == x"})
     code, out = gate_cpu(project, capsys, project.cpu(paths=CONTRACT_AND_FALSIFIERS))
     assert code == 1
@@ -40,14 +48,22 @@ def test_a_refuted_obligation_fails_the_gate_with_its_counterexample(pytester: p
     assert "OB-TRUE" not in out.split("FAIL", 1)[1].split("note:")[0]
 
 
-def test_a_checked_obligation_without_a_verdict_fails_the_gate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_checked_obligation_without_a_verdict_fails_the_gate(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     code, out = gate_cpu(project, capsys, project.cpu())  # the falsifiers only: contracts/ not run
     assert code == 1
     assert "- obligation OB-TRUE: not-run: no verdict in any report" in out
 
 
-def test_not_confirmed_is_not_a_pass(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_confirmed_is_not_a_pass(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     report = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
     data = json.loads(report.read_text())
@@ -60,7 +76,11 @@ def test_not_confirmed_is_not_a_pass(pytester: pytest.Pytester, monkeypatch: pyt
     assert "- obligation OB-TRUE: not-confirmed: exhaustive: budget of 10 s spent" in out
 
 
-def test_verdicts_merge_across_reports(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verdicts_merge_across_reports(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     with_checks = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
     code, out, _ = project.gate(capsys, "--release", with_checks, project.gpu())

@@ -19,14 +19,20 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitPr
     return GitProject(pytester, monkeypatch)
 
 
-def test_cpu_and_gpu_reports_together_pass_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cpu_and_gpu_reports_together_pass_the_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu())
     assert code == 0, out
     assert "release: PASS (1 of 1 gates pass)" in out
     assert re.search(r"^syn-v1 +F-SYN-001 +PASS$", out, re.M)
 
 
-def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cpu = project.cpu()
     code, out, _ = project.gate(capsys, cpu)
     assert code == 0, out
@@ -38,27 +44,40 @@ def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(project: GitP
     assert "release: FAIL (0 of 1 gates pass)" in out
 
 
-def test_the_gpu_half_alone_fails_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_gpu_half_alone_fails_the_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = project.gate(capsys, "--release", project.gpu())
     assert code == 1
     assert "- FT-A-001: required on cpu: no report from any of them" in out
 
 
-def test_a_failing_gpu_half_fails_the_merged_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_gpu_half_fails_the_merged_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu(SYN_BREAK_GPU="1"))
     assert code == 1
     assert "- FT-G-001: failed on h100" in out
+    assert out.count("- FT-G-001") == 1  # one reason per cause
     assert "peak memory over the threshold" in out
 
 
-def test_a_skipped_required_falsifier_fails_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_skipped_required_falsifier_fails_the_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = project.gate(capsys, "--release", project.cpu(SYN_SKIP="1"), project.gpu())
     assert code == 1
     assert "- FT-A-001: required on cpu: skipped on cpu" in out
     assert "no test data on this host" in out
 
 
-def test_a_report_of_zero_tests_fails_the_gate(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_report_of_zero_tests_fails_the_gate(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     empty = project.report("empty", "cpu", "-k", "no_such_test")
     code, out, _ = project.gate(capsys, empty)
     assert code == 1
@@ -67,7 +86,10 @@ def test_a_report_of_zero_tests_fails_the_gate(project: GitProject, capsys: pyte
     assert code == 1
 
 
-def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pretend = project.report("pretend", "h100", *GPU_ONLY)  # h100 chosen on a machine that is not one
     code, out, _ = project.gate(capsys, "--release", project.cpu(), pretend)
     assert code == 1
@@ -75,7 +97,10 @@ def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(pro
     assert "passed on h100 (" in out and "that run's device does not match profile h100" in out
 
 
-def test_uncommitted_changes_or_mixed_commits_fail_the_release(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_uncommitted_changes_or_mixed_commits_fail_the_release(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cpu = project.cpu()
     (project.root / "notes.txt").write_text("local edit")
     gpu = project.gpu()
@@ -90,7 +115,11 @@ def test_uncommitted_changes_or_mixed_commits_fail_the_release(project: GitProje
 
 
 @pytest.mark.parametrize("fmt", ["json", "markdown", "junit"])
-def test_output_formats_carry_the_verdict_and_reasons(project: GitProject, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+def test_output_formats_carry_the_verdict_and_reasons(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+    fmt: str,
+) -> None:
     cpu = project.cpu()
     code, out, _ = project.gate(capsys, "--release", "--format", fmt, cpu)
     assert code == 1
@@ -108,14 +137,21 @@ def test_output_formats_carry_the_verdict_and_reasons(project: GitProject, capsy
         assert failure is not None and "FT-G-001" in failure.get("message", "")
 
 
-def test_output_file_is_written_instead_of_stdout(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_file_is_written_instead_of_stdout(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     target = project.root / "reports" / "gate.md"
     code, out, _ = project.gate(capsys, "--format", "markdown", "-o", target, project.cpu())
     assert code == 0 and out == ""
     assert target.read_text().startswith("## pv gate: PASS")
 
 
-def test_vacuous_falsifier_fails_everywhere(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_vacuous_falsifier_fails_everywhere(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     weak = GitProject(pytester, monkeypatch, cpu_check=WEAK_CHECK)
     code, out, _ = weak.gate(capsys, weak.cpu())
     assert code == 1
@@ -123,7 +159,11 @@ def test_vacuous_falsifier_fails_everywhere(pytester: pytest.Pytester, monkeypat
     assert "mutant returns-native survived" in out
 
 
-def test_a_falsifier_never_run_against_its_mutants_is_not_evidence(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_falsifier_never_run_against_its_mutants_is_not_evidence(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     plain = GitProject(pytester, monkeypatch, mutants=False)
     code, out, _ = plain.gate(capsys, plain.cpu())
     assert code == 1
@@ -135,3 +175,31 @@ def test_bad_usage_is_exit_2(project: GitProject, capsys: pytest.CaptureFixture[
     assert code == 2
     assert "--contracts:" in err and "is not a folder" in err
     assert os.path.exists(project.root / "reports" / "cpu.json")
+
+
+def test_a_gate_that_requires_nothing_fails_the_release(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = GitProject(pytester, monkeypatch, require={})
+    cpu, gpu = empty.cpu(), empty.gpu()
+    code, out, _ = empty.gate(capsys, cpu, gpu)
+    assert code == 0, out
+    assert "note: qa_gate requires no falsifier (qa_gate.require), so nothing is evidence for it" in out
+    assert "FT-A-001 (not required)" not in out  # it passed on cpu: nothing to say
+    assert "note: FT-G-001 (not required) passed nowhere" not in out  # it passed on h100
+    code, out, _ = empty.gate(capsys, "--release", cpu, gpu)
+    assert code == 1
+    assert "- qa_gate requires no falsifier" in out
+
+
+def test_a_falsifier_no_gate_requires_is_noted_when_it_passed_nowhere(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    partial = GitProject(pytester, monkeypatch, require={"FT-G-001": ["h100"]})
+    code, out, _ = partial.gate(capsys, partial.cpu(SYN_SKIP="1"), partial.gpu())
+    assert "note: FT-A-001 (not required) passed nowhere: skipped on cpu: " in out
+    assert "no test data on this host" in out

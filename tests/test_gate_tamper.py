@@ -58,14 +58,20 @@ def test_an_edited_digest_is_refused(project: GitProject, capsys: pytest.Capture
     assert "integrity check failed" in refused(project, capsys, report)
 
 
-def test_an_edited_contract_hash_is_refused_naming_the_contract(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_edited_contract_hash_is_refused_naming_the_contract(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     report = edit(project.cpu(), lambda d: d["contracts"][0].update(sha256="ab" * 32), reseal=True)
     err = refused(project, capsys, report)
     assert "contract syn-v1 has sha256 abababababababab... in the report" in err
     assert "syn-v1.yaml" in err and "another version of the contract" in err
 
 
-def test_a_contract_changed_after_the_run_is_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_contract_changed_after_the_run_is_refused(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     report = project.cpu()
     contract = project.root / "contracts" / "syn-v1.yaml"
     contract.write_text(contract.read_text().replace("synthetic gate", "a renamed gate"))
@@ -100,7 +106,10 @@ def test_unreadable_reports_are_refused(project: GitProject, capsys: pytest.Capt
     assert "no such report file" in refused(project, capsys, project.root / "reports" / "missing.json")
 
 
-def test_one_bad_report_refuses_the_whole_set(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_bad_report_refuses_the_whole_set(
+    project: GitProject,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     good = project.cpu()
     bad = edit(project.gpu(), lambda d: d["profile"].update(name="cpu"))
     assert "integrity check failed" in refused(project, capsys, good, bad)

@@ -99,13 +99,18 @@ def test_missing_threshold_names_profile_falsifier_and_key(folder: Path) -> None
         ("[H100]", "[]", r"detect.device_name_contains: expected a non-empty list"),
         ("memory_gib: 80", "memory_gib: -1", r"memory_gib: expected a number > 0"),
         ("memory_gib: 80", "memory_gib: .nan", r"memory_gib: expected a finite number"),
-        ("{peak_extra_ratio: 1.25}", "{peak_extra_ratio: true}", r"thresholds.FT-KD-006.peak_extra_ratio: expected a finite number"),
-        ("{peak_extra_ratio: 1.25}", "{peak_extra_ratio: '1.25'}", r"thresholds.FT-KD-006.peak_extra_ratio: expected a finite number"),
+        ("{peak_extra_ratio: 1.25}", "{peak_extra_ratio: true}", r"FT-KD-006.peak_extra_ratio: expected a finite number"),
+        ("{peak_extra_ratio: 1.25}", "{peak_extra_ratio: '1'}", r"FT-KD-006.peak_extra_ratio: expected a finite number"),
         ("FT-KD-006:", "KD-006:", r"thresholds.KD-006: expected a falsifier id"),
         ("description: NVIDIA H100 SXM", "description: ''", r"description: expected a non-empty string"),
     ],
 )
-def test_invalid_profile_is_refused_naming_file_and_key(tmp_path: Path, old: str, new: str, message: str) -> None:
+def test_invalid_profile_is_refused_naming_file_and_key(
+    tmp_path: Path,
+    old: str,
+    new: str,
+    message: str,
+) -> None:
     assert old in H100
     path = tmp_path / "h100.yaml"
     path.write_text(H100.replace(old, new, 1))

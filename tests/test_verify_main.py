@@ -56,7 +56,10 @@ def test_the_command_runs_everything_with_mutants_and_deselects_gpu_tests_on_a_c
 
 
 @pytest.mark.slow
-def test_verify_passes_the_active_profile_and_writes_every_report(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_verify_passes_the_active_profile_and_writes_every_report(
+    project: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     code, out, err = verify(project, capfd)
     assert code == 0, out + err
     assert "validate: 1 contracts, 0 errors" in out
@@ -72,7 +75,11 @@ def test_verify_passes_the_active_profile_and_writes_every_report(project: Path,
 
 
 @pytest.mark.slow
-def test_verify_fails_with_the_reason_when_a_falsifier_fails(project: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_fails_with_the_reason_when_a_falsifier_fails(
+    project: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SYN_BREAK_CPU", "1")
     code, out, _ = verify(project, capfd)
     assert code == 1
@@ -80,7 +87,10 @@ def test_verify_fails_with_the_reason_when_a_falsifier_fails(project: Path, capf
     assert "gate for profile(s) cpu: FAIL" in out
 
 
-def test_an_invalid_contract_stops_verify_before_anything_runs(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_an_invalid_contract_stops_verify_before_anything_runs(
+    project: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     contract = project / "contracts" / "syn-v1.yaml"
     contract.write_text(contract.read_text().replace("qa_gate:", "qa_gates:"))
     code, out, _ = verify(project, capfd)

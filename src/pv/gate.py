@@ -17,7 +17,8 @@ the profiles the given reports come from (``pv verify`` gates the active
 profile); the rest are listed as out of scope, and the release needs
 ``pv gate --release`` over reports from every required profile.
 
-A report that executed zero tests fails the gate in either mode.
+In either mode, a report that executed zero tests, or whose profile does not
+match the device it ran on (``--profile h100`` on a CPU), fails the gate.
 """
 
 from __future__ import annotations
@@ -241,7 +242,9 @@ def _requirement(req: Requirement, reports: Sequence[Report], scope: set[str] | 
         )
     candidates = [r for r in reports if r.profile in wanted]
     if not candidates:
-        return RequirementResult(req.falsifier, list(req.profiles), UNMET, f"required on {names}: no report from any of them")
+        return RequirementResult(
+            req.falsifier, list(req.profiles), UNMET, f"required on {names}: no report from any of them"
+        )
     for report in candidates:
         entry = report.falsifier(req.falsifier)
         if _satisfied(entry, report):
@@ -250,7 +253,9 @@ def _requirement(req: Requirement, reports: Sequence[Report], scope: set[str] | 
     return RequirementResult(req.falsifier, list(req.profiles), UNMET, f"required on {names}: {details}")
 
 
-def _obligation_status(contract: ContractInfo, obligation: str, reports: Sequence[Report]) -> tuple[str, str]:
+def _obligation_status(
+    contract: ContractInfo, obligation: str, reports: Sequence[Report]
+) -> tuple[str, str]:
     verdicts = [
         v
         for report in reports
@@ -266,7 +271,35 @@ def _obligation_status(contract: ContractInfo, obligation: str, reports: Sequenc
     return status, f"{deciding['engine']}: {detail[0][:200] if detail else status}"
 
 
-def _gate_contract(contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None, release: bool) -> ContractGate:
+def _negative_results(contract: ContractInfo, reports: Sequence[Report]) -> dict[str, list[str]]:
+    """Falsifier id -> why it failed, was vacuous or errored, over every report."""
+    found: dict[str, list[str]] = {}
+    for ft_id in contract.falsifiers:
+        for report in reports:
+            entry = report.falsifier(ft_id)
+            if entry is not None and entry["status"] in _NEGATIVE_FALSIFIER:
+                found.setdefault(ft_id, []).append(
+                    f"{ft_id}: {entry['status']} on {report.profile} ({report.path}): {entry['reason']}"
+                )
+    return found
+
+
+def _unrequired_notes(contract: ContractInfo, reports: Sequence[Report]) -> list[str]:
+    """Falsifiers no requirement names that passed nowhere (not a failure: a note)."""
+    required = {req.falsifier for req in contract.requirements}
+    notes = []
+    for ft_id in contract.falsifiers:
+        found = [(r, e) for r in reports if (e := r.falsifier(ft_id)) is not None]
+        if ft_id in required or any(e["status"] == F_PASSED for _, e in found):
+            continue
+        seen = "; ".join(f"{e['status']} on {r.profile}: {e['reason']}" for r, e in found) or "in no report"
+        notes.append(f"{ft_id} (not required) passed nowhere: {seen}")
+    return notes
+
+
+def _gate_contract(
+    contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None, release: bool
+) -> ContractGate:
     gate = ContractGate(contract.name, contract.gate_id, contract.path)
     own = [r for r in reports if r.contract_hash(contract.name) == contract.sha256]
     if not own:
@@ -278,29 +311,27 @@ def _gate_contract(contract: ContractInfo, reports: Sequence[Report], scope: set
             gate.fail(message)
         else:
             gate.notes.append(message)
+    negative = _negative_results(contract, own)
+    for reasons in negative.values():
+        for reason in reasons:
+            gate.fail(reason)
     for req in contract.requirements:
         result = _requirement(req, own, scope)
         gate.requirements.append(result)
-        if result.status == UNMET:
+        if result.status == UNMET and req.falsifier not in negative:
             gate.fail(f"{req.falsifier}: {result.detail}")
         elif result.status == OUT_OF_SCOPE:
             gate.notes.append(f"{req.falsifier}: {result.detail}")
-    required = {req.falsifier for req in contract.requirements}
-    for ft_id in contract.falsifiers:
-        for report in own:
-            entry = report.falsifier(ft_id)
-            if entry is not None and entry["status"] in _NEGATIVE_FALSIFIER:
-                gate.fail(f"{ft_id}: {entry['status']} on {report.profile} ({report.path}): {entry['reason']}")
-            elif entry is not None and ft_id not in required and entry["status"] != F_PASSED:
-                gate.notes.append(f"{ft_id} (not required): {entry['status']} on {report.profile}: {entry['reason']}")
+    gate.notes += _unrequired_notes(contract, own)
     if contract.compile_error:
         gate.fail(f"the contract's checks do not compile: {contract.compile_error}")
+    checked = set(contract.checked_obligations)
     for obligation in contract.checked_obligations:
         status, detail = _obligation_status(contract, obligation, own)
         gate.obligations[obligation] = status
         if status not in _SUCCESS_OBLIGATION:
             gate.fail(f"obligation {obligation}: {status}: {detail}")
-    unchecked = [ob for ob in contract.obligations if ob not in set(contract.checked_obligations)]
+    unchecked = [ob for ob in contract.obligations if ob not in checked]
     if unchecked:
         gate.notes.append(f"{len(unchecked)} obligation(s) without an executable check: {', '.join(unchecked)}")
     return gate

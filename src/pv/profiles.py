@@ -256,14 +256,17 @@ def _validate_detect(detect: Any, device_class: str, path: Path) -> dict[str, An
         return dict(detect)
     keys = {"device_name_contains", "unified"}
     if set(detect) != keys:
-        raise _fail(path, "detect", f"a GPU profile needs exactly the keys {sorted(keys)}, got {sorted(map(str, detect))}")
+        got = sorted(map(str, detect))
+        raise _fail(path, "detect", f"a GPU profile needs exactly the keys {sorted(keys)}, got {got}")
     fragments = detect["device_name_contains"]
     if (
         not isinstance(fragments, list)
         or not fragments
         or not all(isinstance(f, str) and f.strip() for f in fragments)
     ):
-        raise _fail(path, "detect.device_name_contains", f"expected a non-empty list of non-empty strings, got {fragments!r}")
+        raise _fail(
+            path, "detect.device_name_contains", f"expected a non-empty list of non-empty strings, got {fragments!r}"
+        )
     unified = detect["unified"]
     if not isinstance(unified, bool):
         raise _fail(path, "detect.unified", f"expected true or false, got {unified!r}")

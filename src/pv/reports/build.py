@@ -148,7 +148,9 @@ def _mutant_entries(record: TestRecord, mutant: str, falsifiers: Sequence[str]) 
     return entries
 
 
-def _split(records: Iterable[TestRecord]) -> tuple[dict[str, list[TestRecord]], dict[str, list[dict[str, Any]]]]:
+def _split(
+    records: Iterable[TestRecord],
+) -> tuple[dict[str, list[TestRecord]], dict[str, list[dict[str, Any]]]]:
     """Falsifier id -> its test records, and falsifier id -> its mutant-run entries."""
     tests: dict[str, list[TestRecord]] = defaultdict(list)
     mutants: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -163,7 +165,10 @@ def _split(records: Iterable[TestRecord]) -> tuple[dict[str, list[TestRecord]], 
     return tests, mutants
 
 
-def falsifier_status(tests: Sequence[TestRecord], mutants: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
+def falsifier_status(
+    tests: Sequence[TestRecord],
+    mutants: Sequence[dict[str, Any]],
+) -> tuple[str, str | None]:
     """Status and reason of a falsifier from its tests and mutant runs (tests non-empty).
 
     Precedence: failed, error, vacuous, skipped, passed. A skip is never a pass.
@@ -237,12 +242,16 @@ def falsifier_entries(
 # --- obligations --------------------------------------------------------------------------
 
 
-def obligation_entries(records: Iterable[TestRecord], contracts: Sequence[ContractInfo]) -> list[dict[str, Any]]:
+def obligation_entries(
+    records: Iterable[TestRecord],
+    contracts: Sequence[ContractInfo],
+) -> list[dict[str, Any]]:
     """One entry per obligation of every contract, with the verdicts the run produced."""
     verdicts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         for verdict in record.values(VERDICT_PROPERTY):
-            verdicts[(str(verdict.get("contract")), str(verdict.get("obligation")))].append({**verdict, "nodeid": record.nodeid})
+            key = (str(verdict.get("contract")), str(verdict.get("obligation")))
+            verdicts[key].append({**verdict, "nodeid": record.nodeid})
     keys: list[tuple[str, str, bool]] = []
     for contract in contracts:
         checked = set(contract.checked_obligations)
