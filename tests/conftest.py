@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """The folder of real test data (vocabularies, upstream contracts): ``$PV_SHARED_DIR`` or ``../shared``."""
-    return Path(os.environ.get("PV_SHARED_DIR", REPO_ROOT.parent / "shared"))
+from shared_data import shared_dir
 
 
 @pytest.fixture(scope="session")

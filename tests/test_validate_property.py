@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pv import contract_schema
 from pv.validate import INTERNAL, validate_paths
 
-from conftest import shared_dir
+from shared_data import shared_dir
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
