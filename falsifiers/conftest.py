@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 import ft_mutants
 from pv import vacuity
@@ -32,6 +33,40 @@ def vocab_dir(pytestconfig: pytest.Config) -> Path:
     if not path.is_dir():
         pytest.fail(f"real vocabulary files not found at {path} (set PV_SHARED_DIR)", pytrace=False)
     return path
+
+
+#: name -> (preset, quantization, real vocabulary or None, seed, embedding rows) of the models the
+#: falsifiers run on: the real sizes of Qwen2.5-7B/0.5B with the real qwen2 tokens, and a tiny pair
+#: (a Q4_K_M teacher with 128 padding rows more than its f32 student)
+MODEL_FILES: dict[str, tuple[str, str, str | None, int, int]] = {
+    "qwen2-teacher": ("tiny", "q4_k_m", "ggml-vocab-qwen2.gguf", 11, 152064),
+    "qwen2-student": ("tiny", "f32", "ggml-vocab-qwen2.gguf", 12, 151936),
+    "tiny-teacher": ("tiny", "q4_k_m", None, 21, 1152),
+    "tiny-student": ("tiny", "f32", None, 22, 1024),
+}
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory, vocab_dir: Path) -> Callable[[str], Path]:
+    """``model_file(name)``: the GGUF file of ``MODEL_FILES[name]``, written once per run.
+
+    Under xdist the workers of one run share the folder (a file lock lets one build each file).
+    """
+    from distill.synth import make_model_file
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "ft-models"
+    folder.mkdir(exist_ok=True)
+
+    def get(name: str) -> Path:
+        preset, quant, vocab, seed, rows = MODEL_FILES[name]
+        path = folder / f"{name}.gguf"
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():
+                make_model_file(path, preset, quant, None if vocab is None else vocab_dir / vocab, seed, rows)
+        return path
+
+    return get
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

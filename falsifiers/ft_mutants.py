@@ -291,6 +291,23 @@ def _prefix_check_skipped(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.vocab:require_shared_prefix", lambda original: lambda comparison: None)
 
 
+@mutant("vocab-target-clamped", "a target larger than the teacher is silently clamped to the native size")
+def _target_clamped(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.vocab:effective_vocab",
+            lambda original: lambda native, target: original(native, None if target is None else min(target, native)))
+
+
+@mutant("vocab-larger-student-accepted", "the prefix check compares only the rows both have")
+def _larger_student(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def require_shared_prefix(c: Any) -> None:
+            if c.first_diff is None or c.first_diff < min(c.teacher_len, c.student_len):
+                original(c)
+
+        return require_shared_prefix
+
+    replace(mp, "distill.vocab:require_shared_prefix", build)
+
 @mutant("vocab-check-exit-by-size", "pv vocab-check exits 0 whenever the student is not larger than the teacher")
 def _vocab_check_exit_by_size(mp: pytest.MonkeyPatch) -> None:
     def build(original: Callable[..., int]) -> Callable[..., int]:
@@ -574,3 +591,12 @@ def _start_line_every_step(mp: pytest.MonkeyPatch) -> None:
         return step_fn(student, teacher, *rest)
 
     _step_wrapper(mp, body)
+
+
+@mutant("train-target-vocab-not-passed", "the training loop loads the teacher without the student's vocabulary size")
+def _target_not_passed(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda source, backend, **kwargs: original(source, backend, **{**kwargs, "target_vocab": None})
+
+    train = importlib.import_module("distill.train")
+    mp.setattr(train, "load_teacher", build(train.load_teacher))

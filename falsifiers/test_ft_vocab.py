@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from distill import vocab
-from distill.errors import VocabAlignmentError
+import ft_reference as ref
+from distill import gguf_io, kd, model, teacher, train, vocab
+from distill.errors import DistillError, VocabAlignmentError
+from ft_runs import spy_on_teacher
 from pv import cli
 
 #: measured on the real files with gguf's GGUFReader (the reference reader), not with the code under test
@@ -16,6 +22,87 @@ QWEN2_LLAMA_FIRST_DIFF = 410
 QWEN2_TOKEN_410 = "ith"
 LLAMA_BPE_TOKEN_410 = "00"
 QWEN2_ROWS, LLAMA_BPE_ROWS, NEOX_ROWS = 151936, 128256, 50432
+#: embedding rows of the model files (conftest.MODEL_FILES): Qwen2.5-7B and 0.5B, and the tiny pair
+TEACHER_7B_ROWS, STUDENT_05B_ROWS = 152064, 151936
+TINY_TEACHER_ROWS, TINY_STUDENT_ROWS = 1152, 1024
+
+ModelFile = Callable[[str], Path]
+
+
+def _ids(rows: int, shape: tuple[int, int] = (2, 8), seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, rows, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-001", mutants=[
+    "teacher-no-truncation", "teacher-truncate-last-rows", "train-target-vocab-not-passed"])
+def test_first_kd_step_of_a_152064_teacher_and_151936_student(model_file: ModelFile, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    teacher_path, student_path = model_file("qwen2-teacher"), model_file("qwen2-student")
+    teachers, _ = spy_on_teacher(monkeypatch)
+    config = train.DistillConfig(out_dir=tmp_path / "run", teacher=teacher_path, student=student_path,
+                                 steps=1, batch=1, seq=8, backend="dequant")
+    result = train.run_distillation(config, echo=lambda line: None)
+    assert len(result.losses) == 1 and math.isfinite(result.losses[0]) and result.losses[0] > 0
+
+    (used,) = teachers
+    ids = _ids(STUDENT_05B_ROWS)
+    handed_out = used.logits(ids)
+    native = teacher.load_teacher(teacher_path, "dequant").logits(ids)
+    assert native.shape[-1] == TEACHER_7B_ROWS
+    assert handed_out.shape == (*ids.shape, STUDENT_05B_ROWS)
+    assert torch.equal(handed_out, native[..., :STUDENT_05B_ROWS])  # the shared rows, aligned
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-002", mutants=["teacher-reports-native-vocab", "teacher-no-truncation"])
+def test_teacher_reports_its_effective_vocabulary(model_file: ModelFile) -> None:
+    cases = [("qwen2-teacher", "dequant", TEACHER_7B_ROWS, STUDENT_05B_ROWS),
+             ("tiny-teacher", "dequant", TINY_TEACHER_ROWS, TINY_STUDENT_ROWS),
+             ("tiny-teacher", "q4k-native", TINY_TEACHER_ROWS, TINY_STUDENT_ROWS)]
+    for name, backend, native_rows, target in cases:
+        loaded = teacher.load_teacher(model_file(name), backend, target_vocab=target)
+        assert (loaded.native_vocab_size, loaded.vocab_size) == (native_rows, target), (name, backend)
+        assert loaded.logits(_ids(target)).shape[-1] == target, (name, backend)
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-003", mutants=["vocab-target-clamped", "vocab-larger-student-accepted"])
+def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    small = gguf_io.read_gguf(model_file("qwen2-student"))
+    builds: list[object] = []
+    monkeypatch.setattr(teacher, "build_model", lambda *args, **kwargs: builds.append(args) or model.build_model(*args, **kwargs))
+    with pytest.raises(VocabAlignmentError) as caught:
+        teacher.load_teacher(small, "dequant", target_vocab=TEACHER_7B_ROWS)
+    assert str(TEACHER_7B_ROWS) in str(caught.value) and str(STUDENT_05B_ROWS) in str(caught.value), caught.value
+    assert builds == []  # refused before any model was built
+
+    # a student with more rows than the teacher: same tokens, 128 rows more
+    comparison = vocab.compare_tokenizers(small.tokenizer, small.tokenizer, teacher_rows=STUDENT_05B_ROWS,
+                                          student_rows=TEACHER_7B_ROWS)
+    with pytest.raises(VocabAlignmentError) as caught:
+        vocab.require_shared_prefix(comparison)
+    assert str(TEACHER_7B_ROWS) in str(caught.value) and str(STUDENT_05B_ROWS) in str(caught.value), caught.value
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-004", mutants=["truncate-after-softmax", "teacher-truncate-last-rows"])
+def test_truncation_happens_before_softmax(model_file: ModelFile) -> None:
+    teacher_file = gguf_io.read_gguf(model_file("tiny-teacher"))
+    student_file = gguf_io.read_gguf(model_file("tiny-student"))
+    ids, temperature = _ids(TINY_STUDENT_ROWS, (2, 6)), 2.0
+    full = teacher.load_teacher(teacher_file, "dequant").logits(ids)
+    assert full.shape[-1] == TINY_TEACHER_ROWS
+    handed_out = teacher.load_teacher(teacher_file, "dequant", target_vocab=TINY_STUDENT_ROWS).logits(ids)
+    student = model.build_model(student_file.config, student_file.tensors)(ids).detach().requires_grad_(True)
+    loss = kd.kd_loss(student, handed_out, temperature)
+    loss.backward()
+
+    # The teacher distribution the loss used, recovered from its gradient T/n (p_s - p_t):
+    n = ids.numel()
+    s64 = ref.as64(student)
+    used = ref.softmax64(s64 / temperature) - ref.as64(student.grad) * n / temperature
+    want = ref.softmax64(ref.as64(full)[..., :TINY_STUDENT_ROWS] / temperature)  # softmax of the cut logits
+    np.testing.assert_allclose(used.sum(-1), 1.0, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(used, want, rtol=0, atol=1e-6)
+    expected_loss = ref.kd_loss64(s64, ref.as64(full)[..., :TINY_STUDENT_ROWS], temperature)
+    assert math.isclose(loss.item(), expected_loss, rel_tol=1e-4), (loss.item(), expected_loss)
 
 
 @pytest.fixture(scope="session")
