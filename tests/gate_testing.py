@@ -215,11 +215,16 @@ class GitProject:
         pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
         (self.root / ".gitignore").write_text("reports/\n__pycache__/\n")
         self.git("init", "-q")
-        self.git("add", "-A")
-        self.git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "synthetic")
+        self.commit("synthetic")
 
     def git(self, *args: str) -> None:
         subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
+
+    def commit(self, message: str) -> None:
+        """Commit everything (whatever the user's git configuration)."""
+        self.git("add", "-A")
+        identity = ["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+        self.git(*identity, "commit", "-q", "-m", message)
 
     def report(
         self,

@@ -107,8 +107,7 @@ def test_uncommitted_changes_or_mixed_commits_fail_the_release(
     code, out, _ = project.gate(capsys, "--release", cpu, gpu)
     assert code == 1
     assert "h100.json: made from a working tree with uncommitted changes" in out
-    project.git("add", "notes.txt")
-    project.git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "more")
+    project.commit("more")
     code, out, _ = project.gate(capsys, "--release", cpu, project.gpu())
     assert code == 1
     assert "reports come from different commits" in out
