@@ -205,7 +205,8 @@ class GitProject:
         self.root = pytester.path
         tests = falsifier_source(
             "FT-A-001", cpu_check, mutants=mutants,
-            prelude="if os.environ.get('SYN_SKIP') == '1':\n    pytest.skip('no test data on this host')",
+            prelude="if os.environ.get('SYN_SKIP') == '1':\n    pytest.skip('no test data on this host')\n"
+            "assert os.environ.get('SYN_BREAK_CPU') != '1', 'the truncation is off by one'",
         ) + falsifier_source(
             "FT-G-001", marks=["gpu"],
             prelude="assert os.environ.get('SYN_BREAK_GPU') != '1', 'peak memory over the threshold'",
@@ -252,8 +253,8 @@ class GitProject:
         assert out.is_file()
         return out
 
-    def cpu(self, paths: Sequence[str] = ("test_ft_syn.py",), **env: str) -> Path:
-        return self.report("cpu", "cpu", *CPU_ONLY, paths=paths, **env)
+    def cpu(self, paths: Sequence[str] = ("test_ft_syn.py",), name: str = "cpu", **env: str) -> Path:
+        return self.report(name, "cpu", *CPU_ONLY, paths=paths, **env)
 
     def gpu(self, **env: str) -> Path:
         return self.report("h100", "h100", *GPU_ONLY, device=H100_DEVICE, **env)

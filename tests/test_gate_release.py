@@ -64,6 +64,18 @@ def test_a_failing_gpu_half_fails_the_merged_release(
     assert "peak memory over the threshold" in out
 
 
+def test_reports_of_several_hosts_merge_and_one_failure_fails_them_all(
+    project: GitProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, gpu = project.cpu(name="host-a"), project.gpu()
+    code, out, _ = project.gate(capsys, "--release", first, project.cpu(name="host-b"), gpu)
+    assert code == 0, out
+    code, out, _ = project.gate(capsys, "--release", first, project.cpu(name="host-c", SYN_BREAK_CPU="1"), gpu)
+    assert code == 1
+    assert "- FT-A-001: failed on cpu (" in out and "host-c.json): " in out
+    assert "the truncation is off by one" in out
+
+
 def test_a_skipped_required_falsifier_fails_the_release(
     project: GitProject,
     capsys: pytest.CaptureFixture[str],
