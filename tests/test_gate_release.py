@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gate_testing import GPU_ONLY, WEAK_CHECK, GitProject
+from gate_testing import CPU_ONLY, GPU_ONLY, WEAK_CHECK, GitProject
 
 pytest_plugins = ["pytester"]
 
@@ -214,3 +214,11 @@ def test_a_falsifier_no_gate_requires_is_noted_when_it_passed_nowhere(
     code, out, _ = partial.gate(capsys, partial.cpu(SYN_SKIP="1"), partial.gpu())
     assert "note: FT-A-001 (not required) passed nowhere: skipped on cpu: " in out
     assert "no test data on this host" in out
+
+
+def test_a_collection_error_fails_the_gate(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
+    (project.root / "test_ft_broken.py").write_text("import no_such_module_here\n")
+    report = project.report("cpu", "cpu", *CPU_ONLY, paths=("test_ft_syn.py", "test_ft_broken.py"))
+    code, out, _ = project.gate(capsys, report)
+    assert code == 1
+    assert "cpu.json: collection error in test_ft_broken.py: " in out and "no_such_module_here" in out

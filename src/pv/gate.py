@@ -17,8 +17,9 @@ the profiles the given reports come from (``pv verify`` gates the active
 profile); the rest are listed as out of scope, and the release needs
 ``pv gate --release`` over reports from every required profile.
 
-In either mode, a report that executed zero tests, or whose profile does not
-match the device it ran on (``--profile h100`` on a CPU), fails the gate.
+In either mode, a report that executed zero tests, had collection errors, or
+whose profile does not match the device it ran on (``--profile h100`` on a
+CPU), fails the gate.
 """
 
 from __future__ import annotations
@@ -183,6 +184,11 @@ def _report_problems(reports: Sequence[Report], release: bool) -> list[str]:
         f"{r.path}: zero tests executed: this run is evidence of nothing"
         for r in reports
         if r.tests_executed == 0
+    ]
+    problems += [
+        f"{r.path}: collection error in {error['nodeid']}: {error['message']}"
+        for r in reports
+        for error in r.data["session"]["collection_errors"]
     ]
     problems += [
         f"{r.path}: profile {r.profile} was chosen but does not match the device it ran on "
