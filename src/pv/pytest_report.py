@@ -62,7 +62,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "falsifies(id): binds a test to the FT-* falsification test id of a contract")
+    config.addinivalue_line(
+        "markers", "falsifies(id): binds a test to the FT-* falsification test id of a contract"
+    )
     if not (config.getoption("pv_gate_report") or config.getoption("pv_gate_markdown")):
         return
     try:

@@ -29,11 +29,11 @@ GATE_NAME = "gate.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contracts", metavar="DIR", type=Path, default=None,
-                        help=f"contracts to verify (default: {Path('contracts')} of the repository)")
+                        help="contracts to verify (default: contracts/ of the repository)")
     parser.add_argument("--falsifiers", metavar="DIR", type=Path, default=None,
                         help="falsifier tests to run (default: falsifiers/ of the repository)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
-                        help=f"output folder (default: {Path('reports', 'local')} of the repository)")
+                        help="output folder (default: reports/local/ of the repository)")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="hardware profile (default: detected from the machine)")
     parser.add_argument("-n", "--workers", metavar="N", default=None,
