@@ -41,7 +41,7 @@ def by_id(report: dict) -> dict[str, dict]:
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """Falsifiers of every outcome; the contract names one more falsifier that has no test."""
-    ids = ["FT-A-001", "FT-A-002", "FT-A-003", "FT-A-004", "FT-A-005", "FT-A-006", "FT-A-007"]
+    ids = [f"FT-A-00{n}" for n in range(1, 9)]
     tests = (
         falsifier_source("FT-A-001", prelude="import time\ntime.sleep(0)")
         + falsifier_source("FT-A-002", WEAK_CHECK)
@@ -49,6 +49,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
         + falsifier_source("FT-A-004", prelude="pytest.skip('needs CUDA')")
         + falsifier_source("FT-A-005", marks=["gpu"])
         + falsifier_source("FT-A-006", mutants=False)
+        + falsifier_source("FT-A-008", prelude="if mutant:\n    pytest.skip('the mutant needs a GPU')")
     )
     write_project(
         pytester.path,
@@ -71,12 +72,16 @@ def test_each_falsifier_gets_the_status_its_tests_earned(project: pytest.Pyteste
         "FT-A-005": "not-run",
         "FT-A-006": "passed",
         "FT-A-007": "not-run",
+        "FT-A-008": "vacuous",
     }
     assert "mutant returns-native survived" in found["FT-A-002"]["reason"]
     assert "assert 3 == 5" in found["FT-A-003"]["reason"]
     assert found["FT-A-004"]["reason"].endswith("needs CUDA")
     assert found["FT-A-005"]["reason"] == "2 test(s) deselected by -m 'not gpu'"
     assert found["FT-A-007"]["reason"] == "no collected test is marked falsifies(FT-A-007)"
+    assert found["FT-A-008"]["reason"] == (
+        "mutant returns-native was skipped (the mutant needs a GPU): not shown able to fail"
+    )
     assert [m["status"] for m in found["FT-A-001"]["mutants"]] == ["killed"]
     assert found["FT-A-006"]["mutants"] == []
     assert all(entry["contract"] == "syn-v1" for entry in found.values())
@@ -87,10 +92,10 @@ def test_report_is_schema_valid_sealed_and_counts_tests(project: pytest.Pytester
     assert schema_problems(report) == []
     assert is_intact(report)
     session = report["session"]
-    # 6 collected falsifiers minus the gpu one: 5 tests x 2 runs + FT-A-006 (no mutant)
-    assert session["tests_collected"] == 9
-    assert session["outcomes"]["skipped"] == 2
-    assert session["tests_executed"] == 7
+    # 7 collected falsifiers minus the gpu one: 6 tests x 2 runs + FT-A-006 (no mutant)
+    assert session["tests_collected"] == 11
+    assert session["outcomes"]["skipped"] == 3
+    assert session["tests_executed"] == 8
     assert session["markexpr"] == "not gpu"
     assert session["args"] == ["test_syn.py"]
     assert report["profile"]["name"] == "cpu"
@@ -117,7 +122,7 @@ def test_environment_names_versions_git_host_and_device(project: pytest.Pytester
 def test_markdown_summary_lists_what_did_not_pass(project: pytest.Pytester) -> None:
     run(project, "test_syn.py", "-m", "not gpu")
     text = (project.path / "out" / "summary.md").read_text()
-    assert "**7 tests executed**" in text
+    assert "**8 tests executed**" in text
     assert "| FT-A-001 | syn-v1 | passed | 1 | 1/1 |" in text
     assert "| FT-A-002 | syn-v1 | vacuous | 1 | 0/1 |" in text
     assert "- FT-A-002: vacuous: mutant returns-native survived" in text

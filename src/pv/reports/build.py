@@ -171,7 +171,9 @@ def falsifier_status(
 ) -> tuple[str, str | None]:
     """Status and reason of a falsifier from its tests and mutant runs (tests non-empty).
 
-    Precedence: failed, error, vacuous, skipped, passed. A skip is never a pass.
+    Precedence: failed, error, vacuous (a mutant survived), error (a mutant run
+    broke), skipped, vacuous (the tests passed but a mutant run was skipped, so
+    the falsifier was not shown able to fail), passed. A skip is never a pass.
     """
     by_outcome: dict[str, list[TestRecord]] = defaultdict(list)
     for record in tests:
@@ -180,16 +182,21 @@ def falsifier_status(
         if by_outcome[outcome]:
             first = by_outcome[outcome][0]
             return status, f"{first.nodeid}: {first.reason}"
-    survived = [m for m in mutants if m["status"] == SURVIVED]
-    if survived:
-        first = survived[0]
+    by_status: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for mutant in mutants:
+        by_status[mutant["status"]].append(mutant)
+    if by_status[SURVIVED]:
+        first = by_status[SURVIVED][0]
         return F_VACUOUS, f"mutant {first['mutant']} survived: {first['nodeid']} passed with it applied"
-    broken = [m for m in mutants if m["status"] == ERROR]
-    if broken:
-        return F_ERROR, f"mutant run {broken[0]['nodeid']} errored: {broken[0]['detail']}"
+    if by_status[ERROR]:
+        first = by_status[ERROR][0]
+        return F_ERROR, f"mutant run {first['nodeid']} errored: {first['detail']}"
     if by_outcome[SKIPPED]:
         first = by_outcome[SKIPPED][0]
         return F_SKIPPED, f"{first.nodeid}: {first.reason}"
+    if by_status[SKIPPED]:
+        first = by_status[SKIPPED][0]
+        return F_VACUOUS, f"mutant {first['mutant']} was skipped ({first['detail']}): not shown able to fail"
     return F_PASSED, None
 
 
