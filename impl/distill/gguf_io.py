@@ -22,7 +22,6 @@ import gguf
 import numpy as np
 import torch
 from gguf.constants import (
-    GGML_QUANT_SIZES,
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGMLQuantizationType,
@@ -31,7 +30,7 @@ from gguf.constants import (
 
 from distill.errors import DistillError, GGUFFormatError, QuantError
 from distill.model import Qwen2Config, check_tensors
-from distill.quant import QTYPES, TensorData, byte_size, check_scales, raw_shape
+from distill.quant import QTYPES, TensorData, check_scales, raw_shape
 
 SUPPORTED_VERSIONS = (2, 3)
 TOKENIZER_PREFIX = "tokenizer.ggml."
@@ -62,18 +61,6 @@ class TensorEntry:
     qtype: GGMLQuantizationType
     ggml_shape: tuple[int, ...]
     offset: int
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for dim in self.ggml_shape:
-            n *= dim
-        return n
-
-    @property
-    def n_bytes(self) -> int:
-        block_elems, block_bytes = GGML_QUANT_SIZES[self.qtype]
-        return self.n_elements // block_elems * block_bytes
 
 
 @dataclass
@@ -390,7 +377,7 @@ def _tensor_data(path: Path, header: GGUFHeader, data: np.ndarray, entry: Tensor
         )
     shape = tuple(reversed(entry.ggml_shape))
     try:
-        nbytes = math.prod(shape[:-1]) * byte_size(shape[-1], name)
+        nbytes = math.prod(raw_shape(shape, name))
     except QuantError as err:
         raise GGUFFormatError(f"{path}: tensor {entry.name!r} with shape {shape}: {err}") from None
     start = header.data_offset + entry.offset

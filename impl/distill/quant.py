@@ -23,7 +23,6 @@ Layouts (little-endian), per block:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -186,8 +185,8 @@ def dequantize(raw: torch.Tensor, qtype: str | GGMLQuantizationType, *, check: b
     name = qtype_name(qtype)
     blocks = _as_blocks(raw, name)
     out_shape = (*raw.shape[:-1], raw.shape[-1] // block_bytes(name) * block_elems(name))
-    if name in _PLAIN_DTYPES:
-        return blocks.contiguous().view(_PLAIN_DTYPES[name]).float().reshape(out_shape)
+    if name in _PLAIN_DTYPES:  # always a new tensor: never an alias of the (possibly memory-mapped) bytes
+        return blocks.contiguous().view(_PLAIN_DTYPES[name]).to(torch.float32, copy=True).reshape(out_shape)
     if check:
         check_scales(raw, name)
     out = torch.empty((blocks.shape[0], block_elems(name)), dtype=torch.float32, device=raw.device)
@@ -429,10 +428,6 @@ class TensorData:
     qtype: str
     shape: tuple[int, ...]
     raw: torch.Tensor
-
-    @property
-    def n_elements(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
