@@ -130,26 +130,31 @@ def _elements(tensor) -> int:
 
 
 def bit_exact_sample(tensors: list, rows: int) -> dict[str, Any]:
-    """Our float32 dequantization of the first ``rows`` rows of the first tensor of each type vs gguf's, bit for bit."""
+    """Our float32 dequantization vs gguf's, bit for bit, on the first ``rows`` rows of the first, middle and
+    last tensor of each quantized type."""
+    samples = []
+    for qtype in sorted({_qtype(t) for t in tensors}):
+        of_type = [t for t in tensors if _qtype(t) == qtype]
+        picked = {id(t): t for t in (of_type[0], of_type[len(of_type) // 2], of_type[-1])}.values()
+        samples += [_compare_rows(tensor, qtype, rows) for tensor in picked]
+    return {"elements_checked": sum(s["elements"] for s in samples),
+            "mismatches": sum(s["mismatches"] for s in samples), "samples": samples,
+            "reference": "gguf.quants.dequantize (float32), compared as bit patterns"}
+
+
+def _compare_rows(tensor, qtype: str, rows: int) -> dict[str, Any]:
     import numpy as np
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize as gguf_dequantize
 
     from distill.quant import dequantize
 
-    checked, mismatches, samples = 0, 0, []
-    for qtype in sorted({_qtype(t) for t in tensors}):
-        tensor = next(t for t in tensors if _qtype(t) == qtype)
-        raw = tensor.raw[:rows]
-        ours = dequantize(raw, qtype).cpu().numpy()
-        reference = gguf_dequantize(raw.cpu().numpy(), GGMLQuantizationType[qtype]).reshape(ours.shape)
-        bad = int((ours.view(np.uint32) != reference.astype(np.float32).view(np.uint32)).sum())
-        checked += ours.size
-        mismatches += bad
-        samples.append({"tensor": tensor.name, "qtype": qtype, "rows": int(raw.shape[0]), "elements": int(ours.size),
-                        "mismatches": bad})
-    return {"elements_checked": checked, "mismatches": mismatches, "samples": samples,
-            "reference": "gguf.quants.dequantize (float32), compared as bit patterns"}
+    raw = tensor.raw[:rows]
+    ours = dequantize(raw, qtype).cpu().numpy()
+    reference = gguf_dequantize(raw.cpu().numpy(), GGMLQuantizationType[qtype]).reshape(ours.shape)
+    bad = int((ours.view(np.uint32) != reference.astype(np.float32).view(np.uint32)).sum())
+    return {"tensor": tensor.name, "qtype": qtype, "rows": int(raw.shape[0]), "elements": int(ours.size),
+            "mismatches": bad}
 
 
 def main(argv: list[str] | None = None) -> int:

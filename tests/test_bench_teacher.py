@@ -59,3 +59,17 @@ def test_teacher_bench_refuses_an_unknown_preset(tmp_path: Path, capsys: pytest.
     assert teacher.main([*TINY, "--teacher-preset", "qwen9", "--out", str(tmp_path)]) == 2
     assert "qwen9" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_bit_exact_sample_counts_a_one_ulp_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from distill import quant
+
+    weights = torch.randn(4, 512, generator=torch.Generator().manual_seed(1))
+    tensor = quant.TensorData("blk.0.ffn_up.weight", "Q4_K", (4, 512), quant.quantize(weights, "Q4_K"))
+    assert teacher.bit_exact_sample([tensor], rows=4)["mismatches"] == 0
+    exact = quant.dequantize
+    monkeypatch.setattr(quant, "dequantize", lambda raw, qtype: torch.nextafter(exact(raw, qtype), torch.tensor(1e9)))
+    sample = teacher.bit_exact_sample([tensor], rows=4)
+    assert sample["mismatches"] == sample["elements_checked"] == 4 * 512
