@@ -32,8 +32,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -258,14 +258,20 @@ def token_batches(ids: torch.Tensor | None, vocab_size: int, batch: int, seq: in
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    The temporary name is unique (process id and a random part); the final file
+    gets the usual permissions (0666 less the umask), whatever ``write`` used.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        write(Path(tmp))
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
