@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from gguf import GGMLQuantizationType
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize as reference_dequantize
 
-from distill import quant
+from distill import gguf_io, quant, teacher
+from distill.errors import FrozenTeacherError
+from ft_runs import pv_distill
+
+ModelFile = Callable[[str], Path]
 
 #: byte offsets of the fp16 super-block scales (d, dmin) per type (llama.cpp block layouts)
 FP16_SCALE_OFFSETS = {"Q4_K": (0, 2), "Q6_K": (208,)}
@@ -36,3 +43,85 @@ def test_block_dequantization_bit_exact_with_reference() -> None:
             assert got.shape == want.shape, (qtype, got.shape, want.shape)
             differ = got.view(np.uint32) != want.view(np.uint32)
             assert not differ.any(), (qtype, rows, blocks_per_row, int(differ.sum()), got[differ][:4], want[differ][:4])
+
+
+def _module_tensors(loaded: teacher.Teacher) -> dict[str, torch.Tensor]:
+    """Every tensor (parameters and buffers) of the modules a teacher object holds, by name."""
+    found: dict[str, torch.Tensor] = {}
+    for attr, value in vars(loaded).items():
+        if isinstance(value, torch.nn.Module):
+            found.update({f"{attr}.{k}": v for k, v in value.named_parameters(remove_duplicate=False)})
+            found.update({f"{attr}.{k}": v for k, v in value.named_buffers(remove_duplicate=False)})
+    return found
+
+
+def _storage_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind ``tensors``."""
+    storages = {(str(t.device), t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in tensors.values()}
+    return sum(storages.values())
+
+
+def _file_tensor_bytes(path: Path) -> int:
+    """Bytes of all tensor data in a GGUF file, read with gguf's reader (not the code under test)."""
+    return sum(int(tensor.n_bytes) for tensor in GGUFReader(path).tensors)
+
+
+@pytest.mark.falsifies("FT-FROZEN-001", mutants=[
+    "teacher-grad-enabled", "teacher-parameters-exposed", "teacher-weights-decayed"])
+@pytest.mark.parametrize("backend", ["dequant", "q4k-native"])
+def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFile, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    at_load: dict[str, bytes] = {}
+
+    def snapshot(loaded: teacher.Teacher) -> None:
+        at_load.update({name: t.detach().cpu().numpy().tobytes() for name, t in _module_tensors(loaded).items()})
+
+    run = pv_distill(capsys, monkeypatch, model_file("tiny-teacher"), model_file("tiny-student"), tmp_path / "run",
+                     "--steps", "3", "--backend", backend, "--lr", "1e-2", on_load=snapshot)
+    assert run.code == 0, run.stderr
+    (used,) = run.teachers
+    tensors = _module_tensors(used)
+    assert at_load and set(tensors) == set(at_load)
+    assert not any(t.requires_grad or t.grad is not None for t in tensors.values())
+    changed = [name for name, t in tensors.items() if t.detach().cpu().numpy().tobytes() != at_load[name]]
+    assert changed == [], f"teacher tensors changed by training: {changed[:5]}"
+    ids = torch.randint(0, used.vocab_size, (1, 4))
+    with torch.enable_grad():
+        assert not used.logits(ids).requires_grad
+    for attempt in (lambda: used.parameters(), lambda: torch.optim.SGD(used.parameters(), lr=0.1),
+                    lambda: used.train(), lambda: used.requires_grad_(True)):
+        with pytest.raises(FrozenTeacherError):
+            attempt()
+
+
+@pytest.mark.falsifies("FT-FROZEN-002", mutants=["q4k-native-dequantizes-at-load", "q4k-native-caches-expanded-weights"])
+def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_profile, evidence) -> None:
+    path = model_file("tiny-teacher")
+    factor = hw_profile.threshold("FT-FROZEN-002", "resident_factor_max")
+    file_bytes = _file_tensor_bytes(path)
+    loaded = teacher.load_teacher(path, "q4k-native", target_vocab=1024)
+    loaded.logits(torch.randint(0, 1024, (2, 8)))  # a forward first: nothing may stay expanded after it
+    resident = _storage_bytes(_module_tensors(loaded))
+    evidence("resident_bytes", resident, "B")
+    evidence("file_tensor_bytes", file_bytes, "B")
+    evidence("resident_factor", resident / file_bytes)
+    assert loaded.backend == "q4k-native"
+    assert resident <= factor * file_bytes, f"resident {resident} B > {factor} x file {file_bytes} B"
+    assert loaded.resident_bytes() == resident  # the teacher's own account agrees with its tensors
+
+
+@pytest.mark.falsifies("FT-FROZEN-003", mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
+def test_backends_give_the_same_logits(model_file: ModelFile, hw_profile, evidence) -> None:
+    source = gguf_io.read_gguf(model_file("tiny-teacher"))
+    cosine_min = hw_profile.threshold("FT-FROZEN-003", "cosine_min")
+    max_abs = hw_profile.threshold("FT-FROZEN-003", "max_abs_diff_max")
+    ids = torch.randint(0, 1024, (2, 16), generator=torch.Generator().manual_seed(3))
+    dense = teacher.load_teacher(source, "dequant").logits(ids).double()
+    native = teacher.load_teacher(source, "q4k-native").logits(ids).double()
+    cosine = torch.nn.functional.cosine_similarity(dense.reshape(-1), native.reshape(-1), dim=0).item()
+    diff = (dense - native).abs().max().item()
+    evidence("cosine", cosine)
+    evidence("max_abs_diff", diff)
+    assert dense.std().item() > 0.1  # varied logits, not a constant both backends agree on
+    assert cosine >= cosine_min and diff <= max_abs, (cosine, diff)
