@@ -407,6 +407,25 @@ def _check_next_offsets(path: Path, header: GGUFHeader, tensors: list[TensorData
             )
 
 
+def _check_block_scales(header: GGUFHeader, tensors: list[TensorData]) -> None:
+    """NaN/Inf fp16 scales -> GGUFFormatError naming the tensor and block.
+
+    Each tensor is scanned through its own short-lived mapping, so the pages read
+    are released after each tensor instead of staying resident with the model.
+    """
+    for tensor, entry in zip(tensors, header.tensors):
+        if not tensor.nbytes:
+            continue
+        scan = np.memmap(header.path, dtype=np.uint8, mode="c", offset=header.data_offset + entry.offset,
+                         shape=(tensor.nbytes,))
+        try:
+            check_scales(torch.from_numpy(np.asarray(scan)).reshape(tensor.raw.shape), tensor.qtype)
+        except QuantError as err:
+            raise GGUFFormatError(f"{header.path}: tensor {tensor.name!r}: {err}") from None
+        finally:
+            del scan
+
+
 def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel:
     """Read a Qwen2 GGUF file: config, memory-mapped tensors, tokenizer.
 
@@ -430,11 +449,7 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel
     if problems:
         raise GGUFFormatError(f"{path}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     if check_block_scales:
-        for tensor in tensor_list:
-            try:
-                check_scales(tensor.raw, tensor.qtype)
-            except QuantError as err:
-                raise GGUFFormatError(f"{path}: tensor {tensor.name!r}: {err}") from None
+        _check_block_scales(header, tensor_list)
 
     tokenizer = None
     if TOKENIZER_PREFIX + "model" in header.metadata:
