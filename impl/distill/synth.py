@@ -34,7 +34,7 @@ import torch
 from distill.errors import DistillError
 from distill.gguf_io import Tokenizer, read_tokenizer, write_gguf
 from distill.model import Qwen2, Qwen2Config, build_model
-from distill.quant import TensorData, block_bytes, block_elems, quantize, raw_shape
+from distill.quant import TensorData, block_elems, quantize, raw_shape
 
 PRESETS: dict[str, Qwen2Config] = {
     # Structurally a Qwen2.5 (GQA, biases, tied head) in miniature; 256-wide rows so K-quants apply.
