@@ -54,20 +54,15 @@ def describe(config, preset: str) -> dict[str, Any]:
 
 
 def linear_parameters(config) -> int:
-    """Weights of every matrix product of a forward: attention, MLP and the output head (not the embedding)."""
-    h, kv = config.hidden_size, config.n_kv_heads * config.head_dim
-    per_layer = h * h * 2 + h * kv * 2 + 3 * h * config.ffn_size
-    return config.n_layers * per_layer + config.vocab_size * h
+    """Weights of every matrix product of a forward: attention, MLP and the output head (not the embedding lookup)."""
+    shapes = config.tensor_shapes()
+    matrices = sum(math.prod(s) for name, s in shapes.items() if len(s) == 2 and name != "token_embd.weight")
+    return matrices + (config.vocab_size * config.hidden_size if config.tied_embeddings else 0)
 
 
 def parameter_count(config) -> int:
-    """All weights: the matrices, the biases, the norms and the embedding (once when tied)."""
-    h, kv = config.hidden_size, config.n_kv_heads * config.head_dim
-    per_layer_extra = (h + 2 * kv) + 2 * h  # qkv biases, two norms
-    embedding = config.vocab_size * h
-    output = 0 if config.tied_embeddings else config.vocab_size * h
-    matrices = linear_parameters(config) - config.vocab_size * h
-    return matrices + config.n_layers * per_layer_extra + h + embedding + output
+    """All weights of the model's tensors (the embedding once when tied)."""
+    return sum(math.prod(s) for s in config.tensor_shapes().values())
 
 
 def forward_flops(config, batch: int, seq: int) -> dict[str, float]:
