@@ -20,7 +20,7 @@ from pv.validate import INTERNAL, validate_paths
 
 from shared_data import shared_dir
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @lru_cache(maxsize=1)
