@@ -86,12 +86,12 @@ def test_yaml_1_2_scalars(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
         "a: 1e-5\nb: 2026-05-22\nc: yes\nd: 0x1F\ne: 0o17\nf: .inf\ng: ~\nh: 1.0.0\ni: True\nj: '1'\n"
-        "k: !!str 3\nl: !!float 3\nm: -0\nn: +12\no: 1_000\n"
+        "k: !!str 3\nl: !!float 3\nm: -0\nn: +12\no: 1_000\np: " + "9" * 5000 + "\n"
     )
     data = load_document(path).data
     assert data == {
         "a": 1e-5, "b": "2026-05-22", "c": "yes", "d": 31, "e": 15, "f": float("inf"), "g": None,
-        "h": "1.0.0", "i": True, "j": "1", "k": "3", "l": 3.0, "m": 0, "n": 12, "o": "1_000",
+        "h": "1.0.0", "i": True, "j": "1", "k": "3", "l": 3.0, "m": 0, "n": 12, "o": "1_000", "p": "9" * 5000,
     }
     assert type(data["l"]) is float and type(data["d"]) is int
 

@@ -85,6 +85,8 @@ _SPECIAL_FLOATS = {
     "-.inf": float("-inf"), "-.Inf": float("-inf"), "-.INF": float("-inf"),
     ".nan": float("nan"), ".NaN": float("nan"), ".NAN": float("nan"),
 }
+#: Longer decimal integers stay strings (Python refuses to convert them quickly).
+_MAX_INT_DIGITS = 4000
 #: First characters of plain scalars that may be something other than a string.
 _MAYBE_TYPED = frozenset("0123456789+-.~nNtTfF")
 _FLOW_OPEN_RE = re.compile(r"[\[\]{}]")
@@ -123,7 +125,7 @@ def _resolve_plain(value: str) -> Any:
     if value in _BOOLS:
         return _BOOLS[value]
     if _INT_RE.match(value):
-        return int(value)
+        return int(value) if len(value) <= _MAX_INT_DIGITS else value
     if _FLOAT_RE.match(value):
         return float(value)
     if value in _SPECIAL_FLOATS:
