@@ -216,6 +216,30 @@ def test_float_npy_is_refused(tmp_path):
         read_token_file(tmp_path / "f.npy", 50, 8)
 
 
+def test_a_run_reads_its_batches_from_the_data_file(pair, tmp_path, monkeypatch):
+    ids = np.arange(TINY_ROWS - 40, TINY_ROWS, dtype=np.int64)  # only the last 40 ids of the vocabulary
+    np.save(tmp_path / "ids.npy", ids)
+    calls: list[torch.Tensor] = []
+    monkeypatch.setattr(train, "_step", lambda student, teacher, opt, input_ids, *a: calls.append(input_ids) or 1.0)
+    run_distillation(_config(pair, tmp_path / "out", steps=3, batch=2, data=tmp_path / "ids.npy"), echo=lambda _: None)
+    assert len(calls) == 3
+    for batch in calls:
+        assert batch.shape == (2, 8) and int(batch.min()) >= TINY_ROWS - 40
+
+
+def test_data_ids_outside_the_student_vocabulary_are_refused_without_output(pair, tmp_path):
+    (tmp_path / "ids.txt").write_text(" ".join(str(i) for i in range(TINY_ROWS, TINY_ROWS + 20)))
+    with pytest.raises(DistillError, match=f"token id {TINY_ROWS} at position 0"):
+        run_distillation(_config(pair, tmp_path / "out", data=tmp_path / "ids.txt"), echo=lambda _: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bf16_student_trains_and_is_saved_in_bf16(pair, tmp_path):
+    result = run_distillation(_config(pair, tmp_path / "out", steps=2, student_dtype="bf16"), echo=lambda _: None)
+    assert result.status == "completed" and all(math.isfinite(x) for x in result.losses)
+    assert {t.dtype for t in load_file(tmp_path / "out" / CHECKPOINT_FILE).values()} == {torch.bfloat16}
+
+
 # --- configuration ---------------------------------------------------------------------------------
 
 
