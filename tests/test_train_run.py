@@ -110,6 +110,17 @@ def test_student_larger_than_teacher_is_refused(pair, tmp_path):
     assert not out.exists()
 
 
+def test_a_model_file_without_tokens_is_refused(pair, tmp_path):
+    from distill.gguf_io import write_gguf
+    from distill.synth import synth_tensors
+
+    bare = tmp_path / "bare.gguf"
+    write_gguf(bare, PRESETS["tiny"], synth_tensors(PRESETS["tiny"], "f32", 3), None)
+    with pytest.raises(VocabAlignmentError, match=f"{bare} has no tokenizer.ggml.tokens"):
+        run_distillation(_config((pair[0], bare), tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 # --- backend choice --------------------------------------------------------------------------------
 
 

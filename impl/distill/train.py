@@ -49,7 +49,7 @@ from distill.dispatch import (
     decide_teacher_backend,
     format_start_line,
 )
-from distill.errors import DistillError, TrainingDiverged
+from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
 from distill.gguf_io import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -189,6 +189,12 @@ def _decide_backend(
 
 
 def _compare(teacher: GGUFModel, student: GGUFModel) -> VocabComparison:
+    """Compare the token rows of both files; refuse a pair that is not a shared prefix."""
+    for model in (teacher, student):
+        if model.tokenizer is None:
+            raise VocabAlignmentError(
+                f"{model.path} has no tokenizer.ggml.tokens: the vocabulary alignment cannot be checked"
+            )
     comparison = compare_tokenizers(
         teacher.tokenizer,
         student.tokenizer,
