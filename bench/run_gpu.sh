@@ -66,7 +66,7 @@ if [ "$QUICK" = 1 ]; then
     KD_ARGS=(--rows 64 --vocab 4096 --repeats 2 --warmup 1)
     TEACHER_ARGS=(--teacher-preset tiny --batch 2 --seq 32 --repeats 2)
     DISTILL_ARGS=(--teacher-preset tiny --student-preset tiny --steps 3 --batch 2 --seq 32)
-    DEQUANT_ARGS=()
+    DEQUANT_ARGS=(--rows 256 --cols 1024 --repeats 2)
 else
     KD_ARGS=() TEACHER_ARGS=() DISTILL_ARGS=() DEQUANT_ARGS=()
 fi
@@ -129,7 +129,7 @@ dequant() {
         echo "bench/dequant.py is not in this checkout"
         return 1
     fi
-    "$PY" bench/dequant.py --out "$OUT" ${DEQUANT_ARGS[@]+"${DEQUANT_ARGS[@]}"}
+    "$PY" bench/dequant.py --device "$DEVICE" --out "$OUT" ${DEQUANT_ARGS[@]+"${DEQUANT_ARGS[@]}"}
 }
 
 echo "run_gpu.sh: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') $(git status --porcelain 2>/dev/null | head -c1 | sed 's/./(dirty)/'), stages $STAGES, out $OUT"
