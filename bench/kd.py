@@ -75,6 +75,8 @@ def _liger(build: Callable[[Any], torch.nn.Module]) -> Callable[[float], LossFn]
             import liger_kernel.transformers as liger
         except ImportError as exc:
             raise Unavailable(f"not installed ({exc.msg})") from None
+        except Exception as exc:  # an installed version that cannot load here
+            raise Unavailable(f"cannot be imported ({type(exc).__name__}: {exc})") from None
         module = build(liger)
 
         def loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -106,6 +108,12 @@ def make_inputs(rows: int, vocab: int, dtype: torch.dtype, device: torch.device,
     return student, teacher
 
 
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _rel_diff(value: torch.Tensor, reference: torch.Tensor, chunk_rows: int = 256) -> float:
     """||value - reference|| / ||reference|| in float64, a few rows at a time (no logits-sized float64 copy)."""
     width = reference.shape[-1] if reference.dim() else 1
@@ -131,7 +139,7 @@ def measure_one(loss_fn: LossFn, student: torch.Tensor, teacher: torch.Tensor, d
     step()  # a first run raises Unavailable before any timing
     timing = hardware.time_fn(step, device, warmup=args.warmup, repeats=args.repeats)
     student.grad = None
-    gc.collect()
+    _release(device)
     loss, peak, method = hardware.peak_extra_bytes(step, device)
     grad = student.grad
     student.grad = None
@@ -152,7 +160,10 @@ def run_case(dtype: torch.dtype, device: torch.device, bandwidth: float, args: a
                              **measure_one(IMPLEMENTATIONS[name](args.temperature), student, teacher, device, args)}
         except Unavailable as exc:
             results[name] = {"status": "not available", "reason": str(exc)}
-        gc.collect()
+        except (RuntimeError, ValueError) as exc:  # out of memory, a kernel that fails to compile, ...
+            results[name] = {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        student.grad = None
+        _release(device)
     baseline = results.get(BASELINE, {})
     ours = results.get("kd_loss", {})
     for name, result in results.items():
@@ -172,7 +183,7 @@ def run_case(dtype: torch.dtype, device: torch.device, bandwidth: float, args: a
         result.pop("_loss", None)
         result.pop("_grad", None)
     del student, teacher
-    gc.collect()
+    _release(device)
     return {"dtype": report.dtype_name(dtype), "rows": args.rows, "vocab": args.vocab, "logits_bytes": logits_bytes,
             "roofline_bytes": roofline_bytes, "roofline_s": roofline_s,
             "implementations": [{"name": name, **result} for name, result in results.items()],
@@ -256,6 +267,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     payload = {"benchmark": "kd", "device": info, "config": {**config, "dtypes": [report.dtype_name(d) for d in dtypes]},
                "ceilings": {"copy_bandwidth": bandwidth.to_json()}, "byte_model": BYTE_MODEL, "cases": cases}
     print(f"wrote {report.write_json(args.out, f'kd-{hardware.device_tag(info)}', payload)}")
+    failed = [f"{case['dtype']} {impl['name']}: {impl['reason']}" for case in cases
+              for impl in case["implementations"] if impl["status"] == "failed"]
+    if failed:
+        raise report.BenchFailed("; ".join(failed))
     return payload
 
 

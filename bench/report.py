@@ -2,7 +2,9 @@
 
 A benchmark's ``main(argv)`` parses its arguments and hands a function that
 measures and returns its JSON payload to ``run_main``, which turns a bad
-argument into one line on stderr and exit status 2 (never a traceback).
+argument into one line on stderr and exit status 2, and a measurement that
+failed after its JSON was written (``BenchFailed``) into exit status 1; never
+a traceback. In the JSON, a non-finite number is written as null.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 class BenchError(Exception):
     """A bad argument or an impossible request: reported as one line, exit status 2."""
+
+
+class BenchFailed(Exception):
+    """Something measured failed (the JSON says what): reported as one line, exit status 1."""
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -70,6 +76,9 @@ def run_main(measure: Callable[[], dict[str, Any]]) -> int:
     except (BenchError, DistillError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
+    except BenchFailed as exc:
+        print(f"bench: failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -129,13 +138,24 @@ def write_json(out_dir: Path, stem: str, payload: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=out_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, allow_nan=False, default=_json_default)
+            json.dump(_finite(payload), handle, indent=2, sort_keys=False, allow_nan=False, default=_json_default)
             handle.write("\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -75,3 +75,9 @@ def test_targets_are_never_met_without_a_measurement() -> None:
     missing = report.target("t", None, 2.0, "<=", missing="needs CUDA")
     assert missing["met"] is None and missing["status"] == "not measured"
     assert missing["why_not_measured"] == "needs CUDA"
+
+
+def test_json_is_written_whole_with_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    path = report.write_json(tmp_path, "x", {"loss": float("nan"), "steps": [1.0, float("inf")], "ok": 2.5})
+    assert json.loads(path.read_text()) == {"loss": None, "steps": [1.0, None], "ok": 2.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left behind

@@ -51,3 +51,19 @@ def test_kd_bench_refuses_an_unknown_implementation_without_writing(tmp_path: Pa
     assert kd.main([*TINY, "--impls", "kd_loss,fused", "--out", str(tmp_path)]) == 2
     assert "fused" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_side_that_fails_is_recorded_and_the_run_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(temperature: float):
+        def loss(student, teacher):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 4.64 GiB\nmore detail")
+
+        return loss
+
+    monkeypatch.setitem(kd.IMPLEMENTATIONS, "broken", broken)
+    assert kd.main([*TINY, "--dtypes", "f32", "--impls", "kd_loss,broken", "--out", str(tmp_path)]) == 1
+    (case,) = json.loads((tmp_path / "kd-cpu.json").read_text())["cases"]
+    impls = {impl["name"]: impl for impl in case["implementations"]}
+    assert impls["kd_loss"]["status"] == "measured"
+    assert impls["broken"] == {"name": "broken", "status": "failed",
+                               "reason": "RuntimeError: CUDA out of memory. Tried to allocate 4.64 GiB"}
