@@ -8,6 +8,7 @@ finding (PV-INTERNAL-001), so that one broken rule never hides the others.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -82,12 +83,18 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], strict: bool = False
     A path that does not exist is a :class:`~pv.errors.UserError`.
     """
     result = ValidationResult()
-    for path in collect_paths(paths):
-        try:
-            result.documents.append(load_document(path))
-        except LoadError as err:
-            result.load_errors.append(err)
-    result.findings = validate_documents(result.documents)
+    collecting = gc.isenabled()
+    gc.disable()  # plain data has no cycles to collect; scanning a growing heap cost a third of the time
+    try:
+        for path in collect_paths(paths):
+            try:
+                result.documents.append(load_document(path))
+            except LoadError as err:
+                result.load_errors.append(err)
+        result.findings = validate_documents(result.documents)
+    finally:
+        if collecting:
+            gc.enable()
     if strict:
         result.findings = [replace(f, severity=Severity.ERROR) for f in result.findings]
     return result
