@@ -44,6 +44,8 @@ def test_kd_bench_json_has_every_side_and_ratios_to_the_measured_roofline(tmp_pa
     assert targets["kd_loss time / two-pass roofline"]["measured"] == ours["ratio_to_roofline"]
     assert targets["kd_loss time / fastest Liger time"]["met"] is None
     assert targets["kd_loss peak extra / one logits tensor"]["measured"] == ours["peak_extra_vs_logits"]
+    agreement = targets["kd_loss gradient vs plain PyTorch (relative)"]
+    assert agreement["measured"] == ours["grad_rel_diff_vs_torch"] and agreement["met"] is True
 
 
 def test_kd_bench_refuses_an_unknown_implementation_without_writing(tmp_path: Path,

@@ -53,6 +53,7 @@ def test_teacher_bench_json_has_both_backends_and_ratios_to_the_measured_ceiling
     targets = {t["target"]: t for t in data["targets"]}
     assert targets["dequant forward / compute floor"]["measured"] == backends["dequant"]["ratio_to_compute_floor"]
     assert targets["dequantization mismatches vs gguf (bits)"]["met"] is True
+    assert targets["q4k-native vs dequant logits cosine"]["measured"] == data["backend_logits_agreement"]["cosine"]
 
 
 def test_teacher_bench_refuses_an_unknown_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
