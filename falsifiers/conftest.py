@@ -36,18 +36,21 @@ def vocab_dir(pytestconfig: pytest.Config) -> Path:
 
 
 #: name -> (preset, quantization, real vocabulary or None, seed, embedding rows) of the models the
-#: falsifiers run on: the real sizes of Qwen2.5-7B/0.5B with the real qwen2 tokens, and a tiny pair
-#: (a Q4_K_M teacher with 128 padding rows more than its f32 student)
+#: falsifiers run on: the real row counts of Qwen2.5-7B/0.5B with the real qwen2 tokens on tiny
+#: shapes; a tiny pair (a Q4_K_M teacher with 128 padding rows more than its f32 student); and,
+#: for the GPU, the real shapes of Qwen2.5-Coder-7B (Q4_K) and 0.5B (F32 file, trained in BF16)
 MODEL_FILES: dict[str, tuple[str, str, str | None, int, int]] = {
     "qwen2-teacher": ("tiny", "q4_k_m", "ggml-vocab-qwen2.gguf", 11, 152064),
     "qwen2-student": ("tiny", "f32", "ggml-vocab-qwen2.gguf", 12, 151936),
     "tiny-teacher": ("tiny", "q4_k_m", None, 21, 1152),
     "tiny-student": ("tiny", "f32", None, 22, 1024),
+    "7b-teacher": ("qwen2.5-coder-7b", "q4_k", None, 31, 152064),
+    "0.5b-student": ("qwen2.5-coder-0.5b", "f32", None, 32, 151936),
 }
 
 
 @pytest.fixture(scope="session")
-def model_file(tmp_path_factory: pytest.TempPathFactory, vocab_dir: Path) -> Callable[[str], Path]:
+def model_file(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Callable[[str], Path]:
     """``model_file(name)``: the GGUF file of ``MODEL_FILES[name]``, written once per run.
 
     Under xdist the workers of one run share the folder (a file lock lets one build each file).
@@ -60,10 +63,11 @@ def model_file(tmp_path_factory: pytest.TempPathFactory, vocab_dir: Path) -> Cal
 
     def get(name: str) -> Path:
         preset, quant, vocab, seed, rows = MODEL_FILES[name]
+        vocab_path = None if vocab is None else request.getfixturevalue("vocab_dir") / vocab
         path = folder / f"{name}.gguf"
         with FileLock(str(path) + ".lock"):
             if not path.exists():
-                make_model_file(path, preset, quant, None if vocab is None else vocab_dir / vocab, seed, rows)
+                make_model_file(path, preset, quant, vocab_path, seed, rows)
         return path
 
     return get

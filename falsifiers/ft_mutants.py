@@ -402,6 +402,18 @@ def _native_mins(mp: pytest.MonkeyPatch) -> None:
     _quant_linear_raw(mp, _mins_dropped)
 
 
+@mutant("teacher-cpu-bound", "the teacher runs q4k-native whatever was chosen, expanding its blocks on the host")
+def _teacher_cpu_bound(mp: pytest.MonkeyPatch) -> None:
+    model = importlib.import_module("distill.model")
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide("q4k-native" if q else o, c, q, d, f))
+
+    def expand(raw: torch.Tensor, qtype: str, dtype: torch.dtype) -> torch.Tensor:
+        return model.dequantize(raw.cpu(), qtype, check=False).to(raw.device, dtype)
+
+    mp.setattr(model.QuantLinear, "weight", lambda self: expand(self.raw, self.qtype, self.compute_dtype))
+    mp.setattr(model.QuantLinear, "rows", lambda self, index: expand(self.raw[index], self.qtype, self.compute_dtype))
+
+
 @mutant("q4k-native-caches-expanded-weights", "each q4k-native layer keeps its expanded weight after the first forward")
 def _native_cache(mp: pytest.MonkeyPatch) -> None:
     def build(original: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from distill import dispatch
+from distill import dispatch, train
 from distill.errors import BackendSelectionError
+from ft_runs import pv_distill
 
 GIB = 1024**3
 #: the reserve as the code under test declares it, bound at import (before any mutant)
@@ -102,3 +105,54 @@ def test_real_device_class(evidence) -> None:
     evidence("device_name", name)
     evidence("device_class", dispatch.classify_device(0))
     assert dispatch.classify_device(0) == expected
+
+
+def _distill_files(model_file) -> tuple[Path, Path]:
+    return model_file("tiny-teacher"), model_file("tiny-student")
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-004", mutants=["backend-env-ignored", "backend-env-over-flag"])
+def test_environment_read_without_flag_and_flag_wins(model_file, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    teacher, student = _distill_files(model_file)
+    cases = [("q4k-native", [], "q4k-native"),  # auto alone would choose dequant on this machine class
+             ("q4k-native", ["--backend", "dequant"], "dequant"),
+             ("dequant", ["--backend", "q4k-native"], "q4k-native")]
+    for index, (from_env, flags, expected) in enumerate(cases):
+        monkeypatch.setenv(dispatch.ENV_VAR, from_env)
+        run = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / f"run{index}", "--steps", "1", *flags)
+        assert run.code == 0, run.stderr
+        assert run.backends == [expected] and run.teachers[0].backend == expected, (from_env, flags, run.backends)
+        assert run.summary()["backend"]["backend"] == expected
+
+
+BACKEND_NAME = re.compile(r"\b(dequant|q4k-native)\b")
+STEP_MARK = "-- a training step starts --"
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-005", mutants=["start-line-missing", "start-line-every-step"])
+def test_start_line_printed_once_before_the_first_step(model_file, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    teacher, student = _distill_files(model_file)
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    step = train._step
+
+    def marked_step(*args, **kwargs):
+        print(STEP_MARK, flush=True)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_step", marked_step)
+    reasons = []
+    for index, (flags, expected) in enumerate([([], "dequant"), (["--backend", "q4k-native"], "q4k-native")]):
+        run = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / f"run{index}", "--steps", "2", *flags)
+        assert run.code == 0, run.stderr
+        named = [line for line in run.stdout if BACKEND_NAME.search(line)]
+        assert len(named) == 1, run.stdout
+        (line,) = named
+        reason = run.summary()["backend"]["reason"]
+        assert expected in line and reason and reason in line, (line, reason)
+        assert run.stdout.index(line) < run.stdout.index(STEP_MARK), run.stdout
+        assert run.stdout.count(STEP_MARK) == 2
+        reasons.append(reason)
+    assert reasons[0] != reasons[1]  # the reason says why: auto's rule differs from an explicit request

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import statistics
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from gguf import GGUFReader
+from safetensors.torch import load_file
 
 import ft_reference as ref
 from distill import kd
 from distill.errors import VocabAlignmentError
+from ft_runs import pv_distill
 
 #: (leading shape, vocabulary, temperature, seed): T != 1 so that temperature defects show
 CASES = [((5,), 37, 2.5, 1), ((2, 3), 50, 0.7, 2), ((4, 2), 129, 4.0, 3), ((3,), 200, 1.0, 4)]
@@ -127,3 +133,46 @@ def test_zero_nonnegative_finite_in_bf16() -> None:
             for half in (torch.float32, torch.bfloat16):
                 assert kd.kd_loss(s32.to(half), t32.to(half), temperature).item() >= -ZERO_TOL
                 assert abs(kd.kd_loss(s32.to(half), s32.to(half), temperature).item()) <= ZERO_TOL
+
+
+@pytest.mark.falsifies("FT-KD-007", mutants=[
+    "train-optimizer-step-skipped", "train-nan-check-removed", "train-checkpoint-not-written"])
+def test_short_distillation_learns_and_stops_on_divergence(model_file, tmp_path: Path, hw_profile, evidence,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = int(hw_profile.threshold("FT-KD-007", "steps"))
+    min_drop = hw_profile.threshold("FT-KD-007", "min_relative_decrease")
+    max_seconds = hw_profile.threshold("FT-KD-007", "max_seconds")
+    teacher, student = model_file("tiny-teacher"), model_file("tiny-student")
+
+    diverged = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / "nan", "--steps", "5", "--lr", "1e30")
+    assert diverged.code == 1, (diverged.code, diverged.stdout, diverged.stderr)
+    message = diverged.stderr.lower()
+    assert ("nan" in message or "inf" in message) and "step" in message and "traceback" not in message, message
+    summary = diverged.summary()
+    assert summary["status"] == "failed" and summary["steps_completed"] < 5
+    assert not (diverged.out_dir / "student.safetensors").exists()
+
+    started = time.perf_counter()
+    run = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / "run", "--steps", str(steps))
+    seconds = time.perf_counter() - started
+    assert run.code == 0, run.stderr
+    losses = [record["loss"] for record in run.step_records()]
+    window = max(1, steps // 5)
+    first, last = statistics.mean(losses[:window]), statistics.mean(losses[-window:])
+    evidence("loss_first_mean", first)
+    evidence("loss_last_mean", last)
+    evidence("run_seconds", seconds, "s")
+    assert len(losses) == steps and all(math.isfinite(loss) for loss in losses)
+    assert last <= (1 - min_drop) * first, f"loss {first:.4f} -> {last:.4f} over {steps} steps"
+    assert seconds <= max_seconds
+    summary = run.summary()
+    assert (summary["status"], summary["steps_completed"]) == ("completed", steps)
+    trained = load_file(run.out_dir / "student.safetensors")
+    assert sum(t.numel() for t in trained.values()) == _element_count(student)
+    assert all(bool(torch.isfinite(t).all()) for t in trained.values())
+
+
+def _element_count(path: Path) -> int:
+    """Weights in a GGUF file, counted with gguf's reader (not the code under test)."""
+    return sum(int(tensor.n_elements) for tensor in GGUFReader(path).tensors)
