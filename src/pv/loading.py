@@ -191,6 +191,10 @@ class Document:
         """The file name without its suffix: the contract's name in ``depends_on``."""
         return os.path.splitext(os.path.basename(self.path))[0]
 
+    def release_nodes(self) -> None:
+        """Drop the node tree (memory); a later locate parses the text again."""
+        self._root = None
+
     def locate(self, *keys: str | int) -> Location:
         """Where the value at ``keys`` starts (the nearest present ancestor if missing)."""
         return self._find(keys, want_key=False)
@@ -366,6 +370,12 @@ def read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 def parse_text(path: str, text: str) -> tuple[Any, list[tuple[Location, str]]]:
     """(plain data, duplicate keys) of YAML ``text``; the top level must be a mapping."""
+    _, data, duplicates = _parse(path, text)
+    return data, duplicates
+
+
+def _parse(path: str, text: str) -> tuple[Any, dict[str, Any], list[tuple[Location, str]]]:
+    """(node tree, plain data, duplicate keys) of YAML ``text``."""
     if not text or text.isspace():
         raise _fatal(EMPTY, "empty file: a contract is a YAML mapping", Location(path))
     _check_nesting(path, text)
@@ -384,15 +394,20 @@ def parse_text(path: str, text: str) -> tuple[Any, list[tuple[Location, str]]]:
         kind = "empty value" if data is None else ("list" if isinstance(data, list) else type(data).__name__)
         raise _fatal(NOT_MAPPING, f"the top level must be a mapping of sections, found a {kind}",
                      Location(path, *_position(root)))
-    return data, builder.duplicates
+    return root, data, builder.duplicates
 
 
-def load_document(path: str | os.PathLike[str]) -> Document:
-    """Read and parse one contract file; raises :class:`LoadError` for a file that is not one."""
+def load_document(path: str | os.PathLike[str], keep_nodes: bool = False) -> Document:
+    """Read and parse one contract file; raises :class:`LoadError` for a file that is not one.
+
+    ``keep_nodes`` keeps the parsed node tree for :meth:`Document.locate` until
+    :meth:`Document.release_nodes` (else it is parsed again on the first locate).
+    """
     shown = str(path)
     text, digest = read_text(path)
-    data, duplicates = parse_text(shown, text)
-    return Document(path=shown, data=data, sha256=digest, text=text, duplicate_keys=duplicates)
+    root, data, duplicates = _parse(shown, text)
+    return Document(path=shown, data=data, sha256=digest, text=text, duplicate_keys=duplicates,
+                    _root=root if keep_nodes else None)
 
 
 def collect_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -61,20 +61,26 @@ def _run(rule, subject, fallback: Location) -> Iterable[Finding]:
         return [Finding(INTERNAL, Severity.ERROR, f"rule {rule.id} failed: {type(err).__name__}: {err}", fallback)]
 
 
+def _document_findings(doc: Document, rules) -> list[Finding]:
+    where = Location(doc.path)
+    return [finding for rule in rules for finding in _run(rule, doc, where)]
+
+
+def _corpus_findings(docs: Sequence[Document]) -> list[Finding]:
+    from pv.rules.registry import corpus_rules
+
+    if not docs:
+        return []
+    return [finding for rule in corpus_rules(docs) for finding in _run(rule, docs, Location(docs[0].path))]
+
+
 def validate_documents(docs: Sequence[Document]) -> list[Finding]:
     """Every finding of every rule over ``docs`` (validated together), sorted."""
-    from pv.rules.registry import corpus_rules, document_rules
+    from pv.rules.registry import document_rules
 
-    found: list[Finding] = []
     rules = document_rules(docs)
-    for doc in docs:
-        where = Location(doc.path)
-        for rule in rules:
-            found.extend(_run(rule, doc, where))
-    if docs:
-        for rule in corpus_rules(docs):
-            found.extend(_run(rule, docs, Location(docs[0].path)))
-    return sorted(found, key=_order)
+    found = [finding for doc in docs for finding in _document_findings(doc, rules)]
+    return sorted(found + _corpus_findings(docs), key=_order)
 
 
 def validate_paths(paths: Iterable[str | os.PathLike[str]], strict: bool = False) -> ValidationResult:
@@ -82,16 +88,22 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], strict: bool = False
 
     A path that does not exist is a :class:`~pv.errors.UserError`.
     """
+    from pv.rules.registry import document_rules
+
     result = ValidationResult()
     collecting = gc.isenabled()
     gc.disable()  # plain data has no cycles to collect; scanning a growing heap cost a third of the time
     try:
         for path in collect_paths(paths):
             try:
-                result.documents.append(load_document(path))
+                doc = load_document(path, keep_nodes=True)
             except LoadError as err:
                 result.load_errors.append(err)
-        result.findings = validate_documents(result.documents)
+                continue
+            result.documents.append(doc)
+            result.findings += _document_findings(doc, document_rules([doc]))  # the node tree locates them,
+            doc.release_nodes()  # then goes: one tree in memory at a time
+        result.findings = sorted(result.findings + _corpus_findings(result.documents), key=_order)
     finally:
         if collecting:
             gc.enable()
