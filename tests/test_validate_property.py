@@ -134,6 +134,79 @@ def test_fast_check_agrees_with_jsonschema_on_mutated_contracts(data: st.DataObj
         assert fast == _jsonschema_valid(parsed, kind)
 
 
+EDGE_VALUES = [None, True, False, 0, 1, -1, 0.0, 2.5, -0.5, float("nan"), float("inf"), "", "  ", "x", "FT-X-001",
+               [], [1], {}, {"k": 1}]
+
+
+def _paths(tree: object, prefix: tuple = (), first_items: bool = False) -> list[tuple]:
+    """Every key path in a tree of plain data, containers included (``first_items``: of lists, the first only)."""
+    found = [prefix] if prefix else []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found += _paths(value, (*prefix, key), first_items)
+    elif isinstance(tree, list):
+        for index, value in enumerate(tree[:1] if first_items else tree):
+            found += _paths(value, (*prefix, index), first_items)
+    return found
+
+
+def _edited(tree: object, path: tuple, value: object, delete: bool = False) -> object:
+    """A copy of ``tree`` with the node at ``path`` replaced by ``value`` (or deleted)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        copy = dict(tree)
+    else:
+        copy = list(tree)
+    if delete and not rest:
+        del copy[head]
+    else:
+        copy[head] = _edited(tree[head], rest, value, delete)
+    return copy
+
+
+def _edits(tree: object, values: list = EDGE_VALUES, first_items: bool = False) -> list[object]:
+    """Every single edit of ``tree``: each node replaced by each of ``values``, and each node deleted."""
+    paths = _paths(tree, first_items=first_items)
+    return [_edited(tree, p, v) for p in paths for v in values] + [_edited(tree, p, None, delete=True) for p in paths]
+
+
+def _base_data() -> dict:
+    from test_rules_each import BASE
+
+    return yaml.safe_load(BASE)
+
+
+def test_every_single_edit_of_a_contract_gives_findings_not_exceptions() -> None:
+    from pv.loading import Document, parse_text
+    from pv.validate import validate_documents
+
+    for data in _edits(_base_data()):
+        text = yaml.safe_dump(data, allow_unicode=True)
+        try:
+            parsed, duplicates = parse_text("c-v1.yaml", text)
+        except Exception as err:  # only the loader's own refusals are allowed
+            assert type(err).__name__ == "LoadError", text
+            continue
+        doc = Document(path="c-v1.yaml", data=parsed, sha256="", text=text, duplicate_keys=duplicates)
+        findings = validate_documents([doc])
+        assert not [f for f in findings if f.rule == INTERNAL], (text, findings)
+
+
+def test_fast_check_agrees_with_jsonschema_on_every_single_edit() -> None:
+    from pv.loading import parse_text
+
+    softmax = shared_dir() / "upstream-contracts" / "provable-contracts" / "softmax-kernel-v1.yaml"
+    rich = parse_text("s.yaml", softmax.read_text(encoding="utf-8"))[0]  # lean, kernel_structure, simd, enforcement...
+    one_of_each_type = [None, True, 0, 2.5, "x", [], {}]
+    for data in _edits(_base_data()) + _edits(rich, one_of_each_type, first_items=True):
+        kind = contract_schema.document_kind(data)
+        fast = contract_schema.is_valid(data, kind)
+        if fast is not None:
+            assert fast == _jsonschema_valid(data, kind), data
+
+
 def test_fast_check_decides_every_real_contract() -> None:
     texts = upstream_texts() + [p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("contracts/*.yaml"))]
     from pv.loading import parse_text
