@@ -1,15 +1,19 @@
-"""Falsifier plumbing: binding checks, and mutant runs under ``--pv-vacuity``.
+"""Falsifier plumbing: binding checks, shared model files, and mutant runs under ``--pv-vacuity``.
 
 A falsifier is a test marked ``@pytest.mark.falsifies("FT-...", mutants=[...])``
 naming the planted defects of ``ft_mutants`` that it must detect. At collection
 every falsifier must cite an id declared in a contract of ``contracts/`` and
-name at least one registered mutant (else a collection error). With ``--pv-vacuity`` each falsifier is parametrized over
-``[unmutated, *mutants]``; a mutant is applied by the autouse fixture
-``pv_mutant`` before the test body, and the outcome of a mutant run is
-inverted: a failing falsifier has killed the mutant (pass), a passing one is
+name at least one registered mutant, else its module is a collection error.
+
+With ``--pv-vacuity`` each falsifier is parametrized over ``[unmutated,
+*mutants]``; the autouse fixture ``pv_mutant`` applies a mutant before the
+test body (and undoes it after), and the outcome of a mutant run is inverted:
+a falsifier that fails has killed the mutant (pass), one that still passes is
 vacuous (fail). Each executed mutant run records ``("pv_mutant", {"falsifier",
-"mutant", "killed", ...})`` in its user_properties (this survives xdist);
-``--pv-vacuity-log PATH`` writes all runs as JSON for ``pv vacuity``.
+"mutant", "killed", "test", "detail"})`` in its user_properties, and every item
+of a vacuity run ``("pv_vacuity", {"test", "falsifiers", "mutant"})``; both
+travel with the reports through xdist. ``--pv-vacuity-log PATH`` writes all
+runs as JSON (read by ``pv vacuity``).
 """
 
 from __future__ import annotations
