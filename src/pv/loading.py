@@ -232,16 +232,16 @@ def _child(node: Any, key: str | int) -> tuple[Any, Any] | None:
 
 def _scalar(node: Any) -> Any:
     """The plain value of a scalar node; raises :class:`_TagValueError` for a tag we do not read."""
-    tag = node.tag
-    if tag is _STR:
-        return node.value
+    tag, value = node.tag, node.value
     if tag is _PLAIN:
-        return _resolve_plain(node.value)
+        return value if value and value[0] not in _MAYBE_TYPED else _resolve_plain(value)
+    if tag is _STR:
+        return value
     convert = _EXPLICIT.get(tag)
     if convert is None:
         raise _TagValueError(f"unsupported tag {tag!r} (only plain YAML data is read)", node)
     try:
-        return convert(node.value)
+        return convert(value)
     except _TagValueError as err:
         raise _TagValueError(str(err), node) from None
 
