@@ -18,6 +18,7 @@ runs as JSON (read by ``pv vacuity``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -39,18 +40,32 @@ def vocab_dir(pytestconfig: pytest.Config) -> Path:
     return path
 
 
-#: name -> (preset, quantization, real vocabulary or None, seed, embedding rows) of the models the
-#: falsifiers run on: the real row counts of Qwen2.5-7B/0.5B with the real qwen2 tokens on tiny
-#: shapes; a tiny pair (a Q4_K_M teacher with 128 padding rows more than its f32 student); and,
-#: for the GPU, the real shapes of Qwen2.5-Coder-7B (Q4_K) and 0.5B (F32 file, trained in BF16)
-MODEL_FILES: dict[str, tuple[str, str, str | None, int, int]] = {
-    "qwen2-teacher": ("tiny", "q4_k_m", "ggml-vocab-qwen2.gguf", 11, 152064),
-    "qwen2-student": ("tiny", "f32", "ggml-vocab-qwen2.gguf", 12, 151936),
-    "tiny-teacher": ("tiny", "q4_k_m", None, 21, 1152),
-    "tiny-student": ("tiny", "f32", None, 22, 1024),
-    "7b-teacher": ("qwen2.5-coder-7b", "q4_k", None, 31, 152064),
-    "0.5b-student": ("qwen2.5-coder-0.5b", "f32", None, 32, 151936),
+#: name -> (preset, quantization, real vocabulary or None, seed, embedding rows, device that draws
+#: the weights) of the models the falsifiers run on: the real row counts of Qwen2.5-7B/0.5B with the
+#: real qwen2 tokens on tiny shapes; a tiny pair (a Q4_K_M teacher with 128 padding rows more than
+#: its f32 student); and, for the GPU, the real shapes of Qwen2.5-Coder-7B (Q4_K) and 0.5B (F32
+#: file, trained in BF16), drawn on the GPU (minutes on a CPU, seconds there)
+MODEL_FILES: dict[str, tuple[str, str, str | None, int, int, str]] = {
+    "qwen2-teacher": ("tiny", "q4_k_m", "ggml-vocab-qwen2.gguf", 11, 152064, "cpu"),
+    "qwen2-student": ("tiny", "f32", "ggml-vocab-qwen2.gguf", 12, 151936, "cpu"),
+    "tiny-teacher": ("tiny", "q4_k_m", None, 21, 1152, "cpu"),
+    "tiny-student": ("tiny", "f32", None, 22, 1024, "cpu"),
+    "7b-teacher": ("qwen2.5-coder-7b", "q4_k", None, 31, 152064, "cuda"),
+    "0.5b-student": ("qwen2.5-coder-0.5b", "f32", None, 32, 151936, "cuda"),
 }
+
+
+def _write_model(path: Path, preset: str, quant: str, vocab: Path | None, seed: int, rows: int, device: str) -> None:
+    from distill import synth
+    from distill.gguf_io import write_gguf
+
+    if device == "cpu":
+        synth.make_model_file(path, preset, quant, vocab, seed, rows)
+        return
+    # make_model_file draws on the CPU; the same file, with weights drawn on ``device``:
+    config = dataclasses.replace(synth.PRESETS[preset], vocab_size=rows)
+    tokenizer = synth.padded_tokenizer(synth.placeholder_tokenizer(), rows, "no vocabulary file")
+    write_gguf(path, config, synth.synth_tensors(config, quant, seed, device), tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -59,19 +74,17 @@ def model_file(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
 
     Under xdist the workers of one run share the folder (a file lock lets one build each file).
     """
-    from distill.synth import make_model_file
-
     base = tmp_path_factory.getbasetemp()
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "ft-models"
     folder.mkdir(exist_ok=True)
 
     def get(name: str) -> Path:
-        preset, quant, vocab, seed, rows = MODEL_FILES[name]
+        preset, quant, vocab, seed, rows, device = MODEL_FILES[name]
         vocab_path = None if vocab is None else request.getfixturevalue("vocab_dir") / vocab
         path = folder / f"{name}.gguf"
         with FileLock(str(path) + ".lock"):
             if not path.exists():
-                make_model_file(path, preset, quant, vocab_path, seed, rows)
+                _write_model(path, preset, quant, vocab_path, seed, rows, device)
         return path
 
     return get
