@@ -11,7 +11,9 @@ run, on the same device:
 - ``peak_extra_bytes``: the peak memory a piece of work allocates beyond what
   was allocated when it started: the CUDA caching allocator's statistics on a
   GPU; on CPU the allocation events that PyTorch's profiler records (every
-  allocation and free of the CPU allocator, summed in time order);
+  allocation and free of the CPU allocator, summed in time order; the profiler
+  does not see frees of memory allocated before the region, so a region that
+  frees such memory is over-counted: an upper bound);
 - ``storage_bytes``: the bytes of distinct tensor storages an object holds
   (resident memory that does not depend on the allocator).
 
@@ -163,7 +165,8 @@ def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> tuple[ob
         result = fn()
         synchronize(device)
         return result, torch.cuda.max_memory_allocated(device) - base, "cuda caching allocator (max_memory_allocated)"
-    return (*_cpu_peak_extra(fn), "cpu allocator events (torch.autograd.profiler, profile_memory)")
+    return (*_cpu_peak_extra(fn), "cpu allocator events (torch.autograd.profiler, profile_memory); frees of "
+            "memory allocated before the region are not seen, so an upper bound when the region frees such memory")
 
 
 def _cpu_peak_extra(fn: Callable[[], object]) -> tuple[object, int]:
@@ -205,7 +208,8 @@ def allocated_bytes(device: torch.device) -> int | None:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    """Who measured: device name, memory, capability, host, software versions, and the UTC date."""
+    """Who measured what: device name, memory, capability, host, software versions, the code's git commit
+    (and whether the tree was dirty), and the UTC date."""
     info: dict[str, Any] = {
         "type": device.type,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -214,6 +218,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "source": source_revision(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -228,6 +233,24 @@ def device_info(device: torch.device) -> dict[str, Any]:
     else:
         info.update(name=f"cpu ({os.cpu_count()} cores, {platform.machine()})", threads=torch.get_num_threads())
     return info
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit of the code measured and whether the working tree had changes (None without git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def device_tag(info: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ def test_hardware_main_writes_ceilings_computed_from_its_timings(tmp_path: Path)
     assert hardware.main(["--device", "cpu", "--copy-mib", "1", "--matmul-n", "64", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "hardware-cpu.json").read_text())
     assert data["device"]["type"] == "cpu" and data["device"]["date"]
+    assert set(data["device"]["source"]) == {"commit", "dirty"}
     copy, matmul = data["ceilings"]["copy_bandwidth"], data["ceilings"]["matmul_rate"]
     assert copy["amount"] == 2 * MIB  # bytes read + bytes written
     assert copy["per_s"] == pytest.approx(copy["amount"] / copy["timing"]["median_s"])
