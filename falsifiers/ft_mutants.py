@@ -169,17 +169,27 @@ def _kd_silent_slice(mp: pytest.MonkeyPatch) -> None:
     _kd_wrapper(mp, body)
 
 
+def _plain_kd(s: torch.Tensor, t: torch.Tensor, T: float, mask: torch.Tensor | None, dtype: torch.dtype,
+              guard: bool) -> torch.Tensor:
+    """T^2/n sum KL(softmax(t/T) || softmax(s/T)) computed in ``dtype``, with or without 0 log 0 = 0."""
+    log_q = torch.log_softmax(s.to(dtype) / T, dim=-1)
+    log_p = torch.log_softmax(t.detach().to(dtype) / T, dim=-1)
+    p = log_p.exp()
+    terms = p * (log_p - log_q)
+    if guard:
+        terms = torch.where(p > 0, terms, torch.zeros((), dtype=dtype))
+    rows = terms.sum(dim=-1)
+    return (T * T * (rows.mean() if mask is None else rows[mask].mean())).float()
+
+
 @mutant("kd-bf16-accumulation", "the softmaxes and the KL sum run in the logits' dtype (bf16), not float32")
 def _kd_bf16(mp: pytest.MonkeyPatch) -> None:
-    def build(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        return lambda flat, selector, temperature: original(flat, selector, temperature).to(flat.dtype)
-
-    replace(mp, "distill.kd:_scaled", build)
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: _plain_kd(s, t, T, mask, s.dtype, guard=True))
 
 
-@mutant("kd-no-zero-p-guard", "0 * log 0 is not taken as 0: teacher probabilities that underflow give NaN")
+@mutant("kd-no-zero-p-guard", "0 * log 0 is not taken as 0: tokens the teacher rules out (-inf) give NaN")
 def _kd_no_guard(mp: pytest.MonkeyPatch) -> None:
-    replace(mp, "distill.kd:_row_kl", lambda original: lambda log_p, log_q: (log_p.exp() * (log_p - log_q)).sum(-1))
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: _plain_kd(s, t, T, mask, torch.float32, guard=False))
 
 
 @mutant("kd-unchunked", "the KD loss materialises the float32 softmaxes of all positions at once")

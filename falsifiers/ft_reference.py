@@ -30,7 +30,8 @@ def kd_loss64(s: np.ndarray, t: np.ndarray, temperature: float, mask: np.ndarray
     valid = _valid(s.shape[:-1], mask)
     log_p, log_q = log_softmax64(t[valid] / temperature), log_softmax64(s[valid] / temperature)
     p = np.exp(log_p)
-    terms = np.where(p > 0, p * (log_p - np.where(p > 0, log_q, 0.0)), 0.0)
+    with np.errstate(invalid="ignore"):  # 0 * -inf where p = 0: those terms are taken as 0 below
+        terms = np.where(p > 0, p * (log_p - log_q), 0.0)
     return float(temperature**2 / valid.sum() * terms.sum())
 
 

@@ -110,12 +110,13 @@ BF16_NEAR_MAX = 3.0e38  # bf16 max is about 3.39e38
 
 
 def _extreme_pair(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """bf16 logits with entries near +-the dtype's range: teacher probabilities underflow to exactly 0."""
+    """bf16 logits near +-the dtype's range, and tokens the teacher rules out (-inf): p = 0 exactly there."""
     t, s = _logits((6,), 96, seed), _logits((6,), 96, seed + 1)
     generator = torch.Generator().manual_seed(seed + 2)
     far = torch.rand(6, 96, generator=generator) < 0.3
     t[far], s[far] = -BF16_NEAR_MAX, -BF16_NEAR_MAX
     t[:2, 0], s[:2, 0] = BF16_NEAR_MAX, BF16_NEAR_MAX  # two rows dominated by one huge logit
+    t[2:, -3:] = -math.inf
     return s.to(torch.bfloat16), t.to(torch.bfloat16)
 
 
