@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         name = callspec.params["pv_mutant"]
         item.user_properties.append((vacuity.ITEM_PROPERTY, {
-            "test": vacuity.test_key(item.nodeid, name),
+            "test": vacuity.run_key(item.nodeid, name),
             "falsifiers": [ft_id for ft_id, mutants in bindings(item) if name is None or name in mutants],
             "mutant": name,
         }))
@@ -177,7 +177,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if name in mutants:
                 item.user_properties.append((vacuity.MUTANT_PROPERTY, {
                     "falsifier": ft_id, "mutant": name, "killed": killed,
-                    "test": vacuity.test_key(item.nodeid, name), "detail": detail}))
+                    "test": vacuity.run_key(item.nodeid, name), "detail": detail}))
     report = yield
     if executed:
         if call.excinfo is not None:

@@ -4,8 +4,10 @@ A falsifier names the mutants it must detect: ``@pytest.mark.falsifies("FT-...",
 mutants=[...])``. Under ``--pv-vacuity`` each mutant is applied (and undone)
 around one extra run of the falsifier, which must then fail. A mutant replaces
 a function or method of ``distill`` with a subtly wrong version; ``replace``
-also rebinds every copy of the original imported into other modules, so the
-defect is seen wherever the code under test calls it.
+also rebinds every copy of the original imported into other modules (and in
+their dispatch tables), so the defect is seen wherever the code under test
+calls it. A mutant that no longer fits the code (a function renamed, say)
+fails while being applied: its runs are errors, never kills.
 """
 
 from __future__ import annotations

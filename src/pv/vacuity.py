@@ -39,7 +39,7 @@ def mutant_id(name: str | None) -> str:
     return BASELINE_ID if name is None else MUTANT_ID_PREFIX + name
 
 
-def test_key(nodeid: str, name: str | None) -> str:
+def run_key(nodeid: str, name: str | None) -> str:
     """The node id of a test with its vacuity id replaced by ``*``: shared by all its runs."""
     return nodeid.replace(mutant_id(name), "*", 1)
 

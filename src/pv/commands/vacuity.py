@@ -47,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     markexpr = args.markexpr
     if markexpr is None and not _cuda_available():
         markexpr = "not gpu"
-        print("note: no CUDA device: gpu falsifiers deselected (-m 'not gpu'); "
-              "run on a GPU host to check their mutants", file=sys.stderr)
+        print("pv vacuity: note: no CUDA device: gpu falsifiers deselected (-m 'not gpu'); "
+              "run on a GPU host to check their mutants", file=sys.stderr, flush=True)
+    print(f"pv vacuity: running {' '.join(paths)} once unmutated and once per mutant (pytest --pv-vacuity)",
+          file=sys.stderr, flush=True)
     outcome = vacuity.run_vacuity(paths, markexpr, args.workers)
     problems = outcome.result.problems()
     if args.verbose or outcome.exit_code not in (0, 1, 5):
