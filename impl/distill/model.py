@@ -276,7 +276,7 @@ def build_model(
     if keep_quantized and embd.qtype.startswith("Q"):
         token_embd: nn.Module = QuantLinear(embd, None, dtype, device)
     else:
-        token_embd = nn.Embedding(config.vocab_size, config.hidden_size, device="meta")
-        token_embd.weight = param("token_embd.weight")
+        # from_pretrained skips the random initialisation (which would import torch._dynamo).
+        token_embd = nn.Embedding.from_pretrained(param("token_embd.weight").data, freeze=False)
     output = None if config.tied_embeddings else linear("output")
     return Qwen2(config, token_embd, blocks, norm("output_norm.weight"), output)
