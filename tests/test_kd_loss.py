@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from distill.errors import DistillError, VocabAlignmentError
+from distill import kd
 from distill.kd import kd_loss
 
 
@@ -133,7 +134,20 @@ def test_forward_saves_no_new_logits_sized_tensor():
     input_storages = {student.untyped_storage().data_ptr(), teacher.untyped_storage().data_ptr()}
     new_bytes = sum(x.numel() * x.element_size() for x in saved if x.untyped_storage().data_ptr() not in input_storages)
     assert saved, "the loss saved nothing for backward: the hook saw no custom function"
-    assert new_bytes <= mask.numel() * 8  # at most the int64 indices of valid rows
+    assert new_bytes <= mask.numel() * (8 + 2 * 4)  # int64 indices and two float32 normalisers per valid row
+
+
+@pytest.mark.parametrize(
+    "rows, vocab, expected_rows",
+    [
+        (8192, 151936, 110),  # capped: 64 MiB float32 buffers
+        (256, 151936, 8),  # about 1/32 of the positions
+        (32, 1024, 1024),  # floor of 4 MiB: one chunk for small logits
+    ],
+)
+def test_automatic_chunks_are_bounded(rows, vocab, expected_rows):
+    assert max(1, kd._chunk_elems(rows, vocab, None) // vocab) == expected_rows
+    assert kd._chunk_elems(rows, vocab, 12345) == 12345
 
 
 def test_vocabulary_mismatch_is_an_alignment_error_naming_both_sizes():

@@ -11,13 +11,19 @@ For student logits ``s`` and teacher logits ``t`` over the same vocabulary, with
 constant target: no gradient flows to them.
 
 Memory: the loss is a custom autograd function that walks the positions in
-chunks. The forward keeps references to its inputs (no copies) and the valid
-row indices; the backward recomputes both softmaxes chunk by chunk and writes
-into one preallocated gradient of the student's dtype. Besides that gradient,
-which any backward needs, the extra memory is one chunk of float32 work
-buffers (``max_chunk_elems`` elements each), not several logits-sized tensors.
+chunks. The forward keeps references to its inputs (no copies), the valid row
+indices and the two float32 log-normalisers (logsumexp of s/T and of t/T) of
+each valid row; the backward recomputes both softmaxes chunk by chunk from
+them (one exp per element) and writes into one preallocated gradient of the
+student's dtype. Besides that gradient, which any backward needs, the extra
+memory is a few float32 chunk buffers: about 1/32 of the positions, at least
+4 MiB and at most 64 MiB each (``max_chunk_elems`` fixes the size instead).
 All arithmetic runs in float32 (the loss sum in float64), whatever the input
 dtype.
+
+Per row the forward uses KL(p || q) = sum_v p_v (t_v - s_v)/T - lse_t + lse_s
+(with sum_v p_v = 1); a term with p_v = 0 counts 0, so teacher logits of -inf
+(tokens it rules out) give a finite loss.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import torch
 
 from distill.errors import DistillError, VocabAlignmentError
 
-#: Elements of one float32 work buffer (16 Mi elements = 64 MiB): the chunk size.
-DEFAULT_CHUNK_ELEMS = 1 << 24
+#: Bounds of the elements of one float32 chunk buffer (4 MiB .. 64 MiB) and the chunk count aimed at.
+MIN_CHUNK_ELEMS = 1 << 20
+MAX_CHUNK_ELEMS = 1 << 24
+TARGET_CHUNKS = 32
 
 
 def kd_loss(
@@ -39,7 +47,7 @@ def kd_loss(
     temperature: float = 1.0,
     mask: torch.Tensor | None = None,
     *,
-    max_chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+    max_chunk_elems: int | None = None,
 ) -> torch.Tensor:
     """Return the float32 scalar KD loss of ``student_logits`` against ``teacher_logits``.
 
@@ -47,10 +55,12 @@ def kd_loss(
     tensor of the leading shape, True where a position counts. Raises
     VocabAlignmentError when the vocabularies differ (align them before: see
     ``distill.vocab``), DistillError for other bad arguments or an empty mask.
+    ``max_chunk_elems`` sets the elements of one chunk buffer (default: automatic).
     """
     rows = _valid_rows(student_logits, teacher_logits, temperature, mask)
     vocab = student_logits.shape[-1]
-    chunk_rows = max(1, int(max_chunk_elems) // max(vocab, 1))
+    n = student_logits[..., 0].numel() if rows is None else rows.numel()
+    chunk_rows = max(1, _chunk_elems(n, vocab, max_chunk_elems) // vocab)
     return _KDLoss.apply(student_logits, teacher_logits.detach(), float(temperature), rows, chunk_rows)
 
 
@@ -91,6 +101,13 @@ def _valid_rows(
     return rows
 
 
+def _chunk_elems(n_rows: int, vocab: int, requested: int | None) -> int:
+    """Elements of one chunk buffer: ``requested``, or about 1/TARGET_CHUNKS of the logits within the bounds."""
+    if requested is not None:
+        return int(requested)
+    return min(MAX_CHUNK_ELEMS, max(MIN_CHUNK_ELEMS, n_rows * vocab // TARGET_CHUNKS))
+
+
 def _selectors(n_rows: int, rows: torch.Tensor | None, chunk_rows: int) -> Iterator[slice | torch.Tensor]:
     """Yield row selectors (a slice, or a tensor of row indices) for consecutive chunks of valid rows."""
     if rows is None:
@@ -102,49 +119,59 @@ def _selectors(n_rows: int, rows: torch.Tensor | None, chunk_rows: int) -> Itera
 
 
 def _scaled(flat: torch.Tensor, selector: slice | torch.Tensor, temperature: float) -> torch.Tensor:
-    """The selected rows in float32, divided by the temperature."""
+    """The selected rows in float32, divided by the temperature: new memory, which callers modify in place."""
     picked = flat[selector] if isinstance(selector, slice) else flat.index_select(0, selector)
-    return picked.float() / temperature
+    return picked.to(torch.float32, copy=True).div_(temperature)
 
 
-def _row_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(p || q) from log-probabilities; terms with p = 0 count 0 (0 log 0 = 0)."""
-    p = log_p.exp()
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=p.dtype, device=p.device))
-    return terms.sum(dim=-1)
+def _kl_rows(p: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
+    """Per-row sum of ``p * diff`` where terms with p = 0 count 0 (``diff`` is overwritten there)."""
+    diff.masked_fill_(p == 0, 0.0)
+    return torch.linalg.vecdot(p, diff)
 
 
 class _KDLoss(torch.autograd.Function):
-    """Chunked KD loss: saves only its inputs; the backward recomputes per chunk."""
+    """Chunked KD loss: saves its inputs and per-row log-normalisers; the backward recomputes per chunk."""
 
     @staticmethod
     def forward(ctx, student, teacher, temperature, rows, chunk_rows):  # type: ignore[override]
         vocab = student.shape[-1]
         s_flat, t_flat = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
         n = s_flat.shape[0] if rows is None else rows.numel()
+        log_norms = torch.empty(2, n, dtype=torch.float32, device=student.device)  # lse of s/T, of t/T
         total = torch.zeros((), dtype=torch.float64, device=student.device)
+        done = 0
         for selector in _selectors(s_flat.shape[0], rows, chunk_rows):
-            log_q = torch.log_softmax(_scaled(s_flat, selector, temperature), dim=-1)
-            log_p = torch.log_softmax(_scaled(t_flat, selector, temperature), dim=-1)
-            total += _row_kl(log_p, log_q).sum(dtype=torch.float64)
-            del log_q, log_p
-        ctx.save_for_backward(student, teacher, *(() if rows is None else (rows,)))
+            s = _scaled(s_flat, selector, temperature)
+            t = _scaled(t_flat, selector, temperature)
+            lse_s, lse_t = torch.logsumexp(s, dim=-1), torch.logsumexp(t, dim=-1)
+            p = (t - lse_t[:, None]).exp_()
+            kl = _kl_rows(p, t.sub_(s)) - lse_t + lse_s
+            total += kl.sum(dtype=torch.float64)
+            log_norms[0, done : done + len(kl)] = lse_s
+            log_norms[1, done : done + len(kl)] = lse_t
+            done += len(kl)
+            del s, t, p
+        ctx.save_for_backward(student, teacher, log_norms, *(() if rows is None else (rows,)))
         ctx.temperature, ctx.chunk_rows, ctx.n, ctx.masked = temperature, chunk_rows, n, rows is not None
         return (total * (temperature * temperature / n)).to(torch.float32)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
-        student, teacher, *maybe_rows = ctx.saved_tensors
+        student, teacher, log_norms, *maybe_rows = ctx.saved_tensors
         rows = maybe_rows[0] if ctx.masked else None
         temperature, vocab = ctx.temperature, student.shape[-1]
         s_flat, t_flat = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
         grad = (torch.zeros_like if ctx.masked else torch.empty_like)(s_flat)
         scale = grad_out.to(torch.float32) * (temperature / ctx.n)
+        done = 0
         for selector in _selectors(s_flat.shape[0], rows, ctx.chunk_rows):
-            diff = torch.softmax(_scaled(s_flat, selector, temperature), dim=-1)
-            diff -= torch.softmax(_scaled(t_flat, selector, temperature), dim=-1)
-            diff *= scale
-            grad[selector] = diff.to(grad.dtype)
-            del diff
+            q = _scaled(s_flat, selector, temperature)
+            k = len(q)
+            q.sub_(log_norms[0, done : done + k, None]).exp_()
+            q.sub_(_scaled(t_flat, selector, temperature).sub_(log_norms[1, done : done + k, None]).exp_())
+            grad[selector] = q.mul_(scale).to(grad.dtype)
+            done += k
+            del q
         return grad.view(student.shape), None, None, None, None
