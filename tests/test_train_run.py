@@ -387,6 +387,14 @@ def test_pv_distill_usage_errors_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_pv_distill_output_path_that_is_a_file_exits_2(pair, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    code = pv_main(["distill", "--teacher", str(pair[0]), "--student", str(pair[1]), "--out", str(target)])
+    assert code == 2
+    assert f"output folder {target} exists and is not a folder" in capsys.readouterr().err
+
+
 def test_pv_distill_divergence_exits_1(pair, tmp_path, capsys, monkeypatch):
     _failing_kd(monkeypatch, 0, lambda loss: loss * float("nan"))
     code = pv_main(["distill", "--teacher", str(pair[0]), "--student", str(pair[1]), "--steps", "3",

@@ -18,8 +18,9 @@ Output folder (``out_dir``):
   alignment, configuration), then one record per step (loss, step time,
   memory: the CUDA allocator's peak on a GPU, the process's resident set on
   CPU), written and flushed as they happen;
-- ``student.safetensors``: the trained student, written only when every step
-  completed, through a temporary file and a rename (never half-written);
+- ``student.safetensors``: the trained student (its parameters by their
+  ``distill.model.Qwen2`` names), written only when every step completed,
+  through a temporary file and a rename (never half-written);
 - ``run.json``: the summary (status ``completed``, ``interrupted`` or
   ``failed``, steps done, final loss, error), written atomically at the end
   whatever happened.
@@ -152,6 +153,8 @@ def _check_config(config: DistillConfig) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DistillError(f"device {config.device!r}: only {torch.cuda.device_count()} CUDA device(s)")
     out_dir = Path(config.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DistillError(f"output folder {out_dir} exists and is not a folder")
     existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
     if existing:
         raise DistillError(f"{out_dir} already holds a run ({', '.join(existing)}); choose another output folder")

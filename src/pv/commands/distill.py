@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{err} (summary in {args.out / 'run.json'})", exit_code=1) from None
     except DistillError as err:
         raise UserError(str(err)) from None
+    except OSError as err:  # a folder that cannot be created, a full disk: run.json says how far it got
+        raise UserError(f"cannot write the run's files: {err}") from None
     losses, times = result.losses, result.step_times
     print(
         f"completed {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
