@@ -334,7 +334,9 @@ def test_a_failing_checkpoint_write_leaves_no_partial_file(pair, tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         run_distillation(_config(pair, out, steps=2), echo=lambda _: None)
     assert not (out / CHECKPOINT_FILE).exists() and _leftovers(out) == []
-    assert _summary(out)["status"] == "failed" and "disk full" in _summary(out)["error"]
+    summary = _summary(out)
+    assert (summary["status"], summary["checkpoint"], summary["steps_completed"]) == ("failed", None, 2)
+    assert "disk full" in summary["error"]
 
 
 # --- a full run through the command line -----------------------------------------------------------

@@ -401,8 +401,8 @@ def _train(
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
+        _save_student(student, out_dir / CHECKPOINT_FILE)
         checkpoint = out_dir / CHECKPOINT_FILE
-        _save_student(student, checkpoint)
         status = "completed"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user (Ctrl-C)"
