@@ -108,3 +108,10 @@ def test_compile_writes_nothing_when_a_check_is_invalid(tmp_path, capsys):
     assert not out.exists()
     (tmp_path / "file").write_text("")
     assert main(["compile", PLUGIN_CONTRACT, "-o", str(tmp_path / "file")]) == 2
+
+
+def test_compile_into_an_unusable_folder_is_one_message_and_exit_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["compile", PLUGIN_CONTRACT, "-o", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create the folder" in err and "Traceback" not in err

@@ -156,6 +156,9 @@ def test_output_file_is_written_instead_of_stdout(
     code, out, _ = project.gate(capsys, "--format", "markdown", "-o", target, project.cpu())
     assert code == 0 and out == ""
     assert target.read_text().startswith("## pv gate: PASS")
+    blocked = project.root / "reports" / "gate.md" / "inside.md"
+    code, _, err = project.gate(capsys, "-o", blocked, project.cpu())
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
 
 
 def test_vacuous_falsifier_fails_everywhere(

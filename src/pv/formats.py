@@ -93,20 +93,10 @@ def sarif(findings: list[Finding]) -> dict:
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written file."""
-    import tempfile
+    """Write ``text`` to ``path`` whole or not at all; the folder of ``path`` must exist."""
+    from pv.reports.files import write_atomic as write_whole
 
     target = Path(path)
     if not target.parent.is_dir():
         raise UserError(f"{target}: folder {target.parent} does not exist")
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except OSError as err:
-        Path(handle.name).unlink(missing_ok=True)
-        raise UserError(f"{target}: cannot write: {err.strerror or err}") from None
+    write_whole(target, text)

@@ -8,10 +8,8 @@ deterministic: no timestamps, stable order, stable literal formatting.
 
 from __future__ import annotations
 
-import os
 import pprint
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +92,3 @@ def render_module(doc: Any, compiled: list[CompiledCheck]) -> str:
             "",
         ]))
     return "\n".join(parts)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pv.compiling import collect_contracts, compile_document
-    from pv.generated import module_name, render_module, write_atomically
+    from pv.generated import module_name, render_module
+    from pv.reports.files import write_atomic
 
     found = collect_contracts(args.paths)
     if found.load_errors:
@@ -41,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise UserError(f"{output}: exists and is not a folder")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{output}: cannot create the folder: {err.strerror or err}") from None
     for name, text in sorted(modules.items()):
-        write_atomically(output / name, text)
+        write_atomic(output / name, text)
     print(f"wrote {len(modules)} modules to {output}")
     return 0
