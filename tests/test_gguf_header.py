@@ -12,8 +12,6 @@ import pytest
 from distill.errors import GGUFFormatError
 from distill.gguf_io import read_header, read_metadata, read_tokenizer
 
-VOCABS = ("gpt-neox", "mpt", "llama-bpe", "qwen2")
-
 
 def reference_metadata(path: Path) -> tuple[dict, dict]:
     """Metadata and value types as gguf.GGUFReader sees them (slow on big vocabularies)."""

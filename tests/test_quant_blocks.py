@@ -12,7 +12,7 @@ from distill.errors import QuantError
 from distill.quant import QTYPES, block_bytes, block_elems, check_scales, dequantize, quantize
 
 BLOCK_TYPES = ("Q8_0", "Q5_0", "Q4_K", "Q6_K")
-#: byte offsets of the fp16 block scales, from the block layouts of llama.cpp (BRIEF §3)
+#: byte offsets of the fp16 block scales, from the block layouts of llama.cpp (ggml-common.h)
 SCALE_OFFSETS = {"Q8_0": (0,), "Q5_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

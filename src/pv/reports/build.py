@@ -37,13 +37,10 @@ VERDICT_PROPERTY = "pv_verdict"
 F_PASSED, F_FAILED, F_VACUOUS, F_SKIPPED, F_NOT_RUN, F_ERROR = (
     "passed", "failed", "vacuous", "skipped", "not-run", "error",
 )
-FALSIFIER_STATUSES = (F_PASSED, F_FAILED, F_VACUOUS, F_SKIPPED, F_NOT_RUN, F_ERROR)
 #: status of one mutant run (its outcome is already inverted by the vacuity plugin)
 KILLED, SURVIVED = "killed", "survived"
-MUTANT_STATUSES = (KILLED, SURVIVED, SKIPPED, ERROR)
-#: status of an obligation: a verdict status, or not-run (a check that produced no verdict)
+#: status of an obligation without a verdict (a check that produced none); otherwise a verdict status
 NOT_RUN = "not-run"
-OBLIGATION_STATUSES = tuple(s.value for s in Status) + (NOT_RUN,)
 
 _NEGATIVE_VERDICTS = (Status.REFUTED, Status.ERROR, Status.VACUOUS)
 _POSITIVE_ORDER = (Status.PROVED, Status.PASSED, Status.NOT_CONFIRMED, Status.NOT_APPLICABLE, Status.UNCHECKED)

@@ -15,8 +15,6 @@ PASSED, FAILED, SKIPPED, ERROR, XFAILED, XPASSED = (
     "passed", "failed", "skipped", "error", "xfailed", "xpassed",
 )
 TEST_OUTCOMES = (PASSED, FAILED, SKIPPED, ERROR, XFAILED, XPASSED)
-#: outcomes that mean the test body ran
-EXECUTED = (PASSED, FAILED, XFAILED, XPASSED)
 
 _REASON_LIMIT = 500
 
