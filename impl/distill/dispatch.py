@@ -64,6 +64,7 @@ class BackendDecision:
     reason: str
 
     def to_json(self) -> dict[str, str]:
+        """``{"backend": ..., "reason": ...}``."""
         return {"backend": self.backend, "reason": self.reason}
 
 

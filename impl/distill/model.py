@@ -98,6 +98,8 @@ def _wide(dtype: torch.dtype) -> torch.dtype:
 
 
 class RMSNorm(nn.Module):
+    """Root-mean-square normalisation with a learned scale, computed in at least float32."""
+
     def __init__(self, weight: torch.Tensor, eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -149,6 +151,7 @@ def rope_tables(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of each head of ``x`` by the rotary angles (``cos``, ``sin``)."""
     wide = x.to(cos.dtype)
     first, second = wide.chunk(2, dim=-1)
     rotated = torch.cat([-second, first], dim=-1)
@@ -156,6 +159,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
+    """Causal grouped-query self-attention with rotary positions (projections given as modules)."""
+
     def __init__(self, config: Qwen2Config, q: nn.Module, k: nn.Module, v: nn.Module, o: nn.Module) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
@@ -175,6 +180,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """SwiGLU feed-forward: ``down(silu(gate(x)) * up(x))``."""
+
     def __init__(self, gate: nn.Module, up: nn.Module, down: nn.Module) -> None:
         super().__init__()
         self.gate, self.up, self.down = gate, up, down
@@ -184,6 +191,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-norm transformer layer: attention, then the MLP, each with a residual."""
+
     def __init__(self, attn_norm: RMSNorm, attn: Attention, ffn_norm: RMSNorm, mlp: MLP) -> None:
         super().__init__()
         self.attn_norm, self.attn, self.ffn_norm, self.mlp = attn_norm, attn, ffn_norm, mlp
@@ -207,11 +216,13 @@ class Qwen2(nn.Module):
         self.output = output  # None: tied to token_embd
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The embedding rows of ``input_ids`` (dequantized rows when the table is quantized)."""
         if isinstance(self.token_embd, QuantLinear):
             return self.token_embd.rows(input_ids)
         return self.token_embd(input_ids)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the final hidden states ``x``: the output matrix, or the embedding when tied."""
         if self.output is not None:
             return self.output(x)
         if isinstance(self.token_embd, QuantLinear):

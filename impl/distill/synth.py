@@ -57,6 +57,7 @@ def _more_bits(layer: int, n_layers: int) -> bool:
 
 
 def check_quant(quant: str) -> None:
+    """Refuse a quantization scheme that is not one of ``QUANTS``."""
     if quant not in QUANTS:
         raise DistillError(f"unknown quantization {quant!r}; known: {', '.join(QUANTS)}")
 
@@ -78,6 +79,7 @@ def tensor_type(config: Qwen2Config, name: str, shape: tuple[int, ...], quant: s
 
 
 def weight_std(config: Qwen2Config, name: str, shape: tuple[int, ...]) -> float:
+    """Standard deviation of the random weights of tensor ``name``: ``1/sqrt(fan_in)``, halved except for the head."""
     head = name == "output.weight" or (name == "token_embd.weight" and config.tied_embeddings)
     return (1.0 if head else 0.5) / math.sqrt(shape[-1])
 

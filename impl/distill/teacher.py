@@ -16,6 +16,7 @@ effective vocabulary) entries, before anyone can apply a softmax.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -51,7 +52,7 @@ def dequantized_bytes(model: GGUFModel, dtype: torch.dtype) -> int:
     return total
 
 
-def tensor_storage_bytes(tensors) -> int:
+def tensor_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind ``tensors`` (shared storage counted once)."""
     storages: dict[tuple[str, int], int] = {}
     for tensor in tensors:
@@ -75,6 +76,7 @@ class Teacher:
 
     @property
     def device(self) -> torch.device:
+        """The device the teacher's weights live on."""
         return next(iter(self._tensors())).device
 
     def _tensors(self):
@@ -99,6 +101,7 @@ class Teacher:
         self._frozen("handing its parameters to an optimizer")
 
     def named_parameters(self, *args, **kwargs) -> NoReturn:
+        """Refused, like :meth:`parameters`."""
         self._frozen("handing its parameters to an optimizer")
 
     def train(self, mode: bool = True) -> NoReturn:
