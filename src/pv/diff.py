@@ -43,6 +43,8 @@ BOUND = "bound"  # lowered: major; raised: minor
 
 @dataclass(frozen=True)
 class Change:
+    """One difference between two versions of a contract, with its semver level."""
+
     level: str
     where: str
     what: str
@@ -218,5 +220,6 @@ def declared_level(old_version: str, new_version: str) -> str | None:
 
 
 def level_at_least(level: str, required: str) -> bool:
+    """Whether ``level`` is ``required`` or higher in :data:`LEVELS` (none < patch < minor < major)."""
     return LEVELS.index(level) >= LEVELS.index(required)
 

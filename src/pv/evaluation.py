@@ -99,6 +99,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Bindings:
+    """What a check's names resolved to: implementation functions, constants, the expected exception."""
+
     implementations: dict[str, Any]
     constants: dict[str, Any]
     error: type[BaseException] | None

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pv import __version__
 from pv.errors import UserError
 from pv.findings import Finding, Severity
 
+if TYPE_CHECKING:
+    from pv.validate import ValidationResult
+
 FORMATS = ("text", "json", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
-def render(result, fmt: str) -> str:
+def render(result: ValidationResult, fmt: str) -> str:
     """The findings of a ``ValidationResult`` in ``fmt`` (one of :data:`FORMATS`), ending in a newline."""
     findings = result.all_findings()
     if fmt == "text":
@@ -30,7 +34,7 @@ def render(result, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def summary(result) -> str:
+def summary(result: ValidationResult) -> str:
     """``N files: E errors, W warnings``."""
     return f"{result.files} files: {result.errors} errors, {result.warnings} warnings"
 

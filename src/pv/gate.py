@@ -134,6 +134,8 @@ def check_contract_hashes(reports: Sequence[Report], contracts: Sequence[Contrac
 
 @dataclass
 class RequirementResult:
+    """How one ``qa_gate.require`` entry (a falsifier on its profiles) fared."""
+
     falsifier: str
     profiles: list[str]
     status: str
@@ -142,6 +144,8 @@ class RequirementResult:
 
 @dataclass
 class ContractGate:
+    """The gate of one contract: its verdict, the reasons for it, and what it rests on."""
+
     contract: str
     gate: str | None
     path: str
@@ -152,12 +156,15 @@ class ContractGate:
     obligations: dict[str, str] = field(default_factory=dict)
 
     def fail(self, reason: str) -> None:
+        """Fail the gate for ``reason`` (reasons accumulate)."""
         self.verdict = FAIL
         self.reasons.append(reason)
 
 
 @dataclass
 class GateDecision:
+    """Every contract's gate from a set of reports, and the problems with the reports themselves."""
+
     release: bool
     scope: list[str] | None
     reports: list[dict[str, Any]]
@@ -166,6 +173,7 @@ class GateDecision:
 
     @property
     def passed(self) -> bool:
+        """No problem with the reports, and every contract's gate passed."""
         return not self.problems and all(g.verdict == PASS for g in self.gates)
 
     def to_json(self) -> dict[str, Any]:

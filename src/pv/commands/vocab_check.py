@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from pv.errors import UserError
+
+if TYPE_CHECKING:
+    from distill.vocab import VocabComparison
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if comparison.student_is_teacher_prefix else 1
 
 
-def format_comparison(comparison, teacher: str, student: str) -> str:
+def format_comparison(comparison: VocabComparison, teacher: str, student: str) -> str:
     """The human-readable report of a VocabComparison."""
     c = comparison
     lines = [f"teacher: {teacher} ({c.teacher_len} rows)", f"student: {student} ({c.student_len} rows)"]

@@ -91,6 +91,7 @@ def _generated_function(spec: CheckSpec, prop: Property, recorded: dict[str, Any
 
 
 def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
+    """Look for a counterexample to ``spec`` symbolically with CrossHair within its budget."""
     from crosshair.core_and_libs import analyze_function
     from crosshair.options import AnalysisKind, AnalysisOptionSet
     from crosshair.statespace import MessageType

@@ -20,6 +20,7 @@ DEFAULT_SECONDS = 60.0
 
 
 def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
+    """Try every combination of the finite inputs of ``spec`` within its budget."""
     total = product_size(spec.given)
     assert total is not None, "engine selection keeps infinite domains away from exhaustive"
     seconds = spec.budget.seconds or DEFAULT_SECONDS

@@ -63,6 +63,7 @@ def _one_torch_thread(tensors: bool) -> Iterator[None]:
 
 
 def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
+    """Search the inputs of ``spec`` with Hypothesis under the deterministic CI settings."""
     with _one_torch_thread(not spec.plain):
         return _run(spec, bindings)
 

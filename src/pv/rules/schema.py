@@ -10,11 +10,14 @@ shared by the five rules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pv.findings import Location, Severity
 from pv.rules.registry import rule
 from pv.rules.sections import suggestion
+
+if TYPE_CHECKING:
+    from pv.loading import Document
 
 UNKNOWN_KEY = "PV-SCHEMA-001"
 BAD_ENUM = "PV-SCHEMA-002"
@@ -50,7 +53,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def schema_findings(doc) -> list[tuple[str, Location, str]]:
+def schema_findings(doc: Document) -> list[tuple[str, Location, str]]:
     """(rule id, location, message) for every schema error of ``doc``, computed once."""
     cached = doc.derived.get("schema")
     if cached is None:
