@@ -8,6 +8,7 @@ import torch
 
 import distill.dispatch as dispatch
 import distill.kd as kd
+import distill.quant as quant
 import distill.vocab as vocab
 from distill.errors import VocabAlignmentError
 
@@ -19,7 +20,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCAB = REPO_ROOT / "contracts" / "distill-teacher-vocab-alignment-v1.yaml"
 BACKEND = REPO_ROOT / "contracts" / "distill-teacher-backend-selection-v1.yaml"
 KD = REPO_ROOT / "contracts" / "distill-kd-loss-v1.yaml"
+FROZEN = REPO_ROOT / "contracts" / "distill-frozen-q4k-teacher-v1.yaml"
 REAL_KD_LOSS = kd.kd_loss
+REAL_KD_BACKWARD = kd._KDLoss.backward
+REAL_FIRST_DIFFERENCE = vocab.first_difference
+REAL_SCALES_MINS = quant._q4_k_scales_mins
+REAL_DEQUANT_Q4_K = quant._DEQUANT["Q4_K"]
 REAL_EFFECTIVE_VOCAB = vocab.effective_vocab
 REAL_SELECT = dispatch.select_teacher_backend
 
@@ -33,10 +39,14 @@ def test_every_bound_obligation_names_an_implementation_and_compiles():
     compiled = [c for path in (VOCAB, BACKEND) for c in compile_document(load_document(path))]
     checked = {c.obligation: c for c in compiled if c.checked}
     assert set(checked) == {
-        "DTVA-INV-001", "DTVA-INV-002", "DTVA-CONS-003",
+        "DTVA-INV-001", "DTVA-INV-002", "DTVA-CONS-003", "DTVA-CLS-004",
         "DTBS-INV-001", "DTBS-INV-002", "DTBS-CLS-003", "DTBS-MONO-004",
     }
-    assert {c.obligation for c in compile_document(load_document(KD)) if c.checked} == {"DKD-EQ-001", "DKD-BND-003"}
+    assert {c.obligation for c in compile_document(load_document(KD)) if c.checked} == {
+        "DKD-EQ-001", "DKD-EQ-002", "DKD-BND-003", "DKD-INV-004",
+    }
+    # The other obligations of this contract need whole models: falsifiers cover them.
+    assert {c.obligation for c in compile_document(load_document(FROZEN)) if c.checked} == {"DFQT-EQ-001"}
     assert all(c.spec is not None for c in checked.values()), [c.issues for c in checked.values()]
 
 
@@ -135,3 +145,74 @@ def test_a_kd_loss_of_the_wrong_direction_is_refuted(monkeypatch):
 
     monkeypatch.setattr(kd, "kd_loss", reverse_kl)
     assert run_check(check(KD, "DKD-EQ-001")).status is Status.REFUTED
+
+
+def test_a_backward_scaled_by_t_squared_is_refuted(monkeypatch):
+    def one_factor_of_t_too_many(ctx, grad_out):
+        grad, *rest = REAL_KD_BACKWARD(ctx, grad_out)
+        return (grad * ctx.temperature, *rest)
+
+    monkeypatch.setattr(kd._KDLoss, "backward", staticmethod(one_factor_of_t_too_many))
+    verdict = run_check(check(KD, "DKD-EQ-002"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert verdict.counterexample["inputs"]["T"] != 1.0
+
+
+def test_a_loss_averaged_over_every_position_is_refuted(monkeypatch):
+    def mean_over_all_positions(student, teacher, temperature=1.0, mask=None, **options):
+        loss = REAL_KD_LOSS(student, teacher, temperature, mask, **options)
+        return loss if mask is None else loss * mask.sum() / mask.numel()
+
+    monkeypatch.setattr(kd, "kd_loss", mean_over_all_positions)
+    for obligation in ("DKD-EQ-002", "DKD-INV-004"):
+        verdict = run_check(check(KD, obligation))
+        assert verdict.status is Status.REFUTED, (obligation, verdict.detail)
+
+
+def test_a_loss_that_ignores_the_mask_is_refuted(monkeypatch):
+    def ignores_mask(student, teacher, temperature=1.0, mask=None, **options):
+        return REAL_KD_LOSS(student, teacher, temperature, None, **options)
+
+    monkeypatch.setattr(kd, "kd_loss", ignores_mask)
+    verdict = run_check(check(KD, "DKD-INV-004"))
+    assert verdict.status is Status.REFUTED, verdict.detail
+
+
+def test_comparing_sizes_instead_of_tokens_is_refuted_over_the_grid(monkeypatch):
+    def sizes_only(teacher, student):
+        return None if len(student) <= len(teacher) else len(teacher)
+
+    monkeypatch.setattr(vocab, "first_difference", sizes_only)
+    verdict = run_check(check(VOCAB, "DTVA-CLS-004"))
+    assert (verdict.engine, verdict.status) == ("exhaustive", Status.REFUTED), verdict.detail
+    inputs = verdict.counterexample["inputs"]
+    assert len(inputs["student"]) <= len(inputs["teacher"]) and inputs["student"] != inputs["teacher"][: len(inputs["student"])]
+
+
+def test_reporting_the_wrong_first_index_is_refuted(monkeypatch):
+    def one_late(teacher, student):
+        first = REAL_FIRST_DIFFERENCE(teacher, student)
+        return None if first is None else first + 1
+
+    monkeypatch.setattr(vocab, "first_difference", one_late)
+    assert run_check(check(VOCAB, "DTVA-CLS-004")).status is Status.REFUTED
+
+
+def test_q4_k_mins_without_their_high_bits_are_refuted(monkeypatch):
+    def low_bits_only(packed):
+        scales, mins = REAL_SCALES_MINS(packed)
+        return scales, mins % 16
+
+    monkeypatch.setattr(quant, "_q4_k_scales_mins", low_bits_only)
+    verdict = run_check(check(FROZEN, "DFQT-EQ-001"))
+    assert (verdict.engine, verdict.status) == ("hypothesis", Status.REFUTED), verdict.detail
+
+
+def test_q4_k_weights_one_ulp_off_are_refuted(monkeypatch):
+    def one_ulp_up(blocks, out):
+        REAL_DEQUANT_Q4_K(blocks, out)
+        out.copy_(torch.where(out == 0, out, torch.nextafter(out, torch.full_like(out, torch.inf))))
+
+    monkeypatch.setitem(quant._DEQUANT, "Q4_K", one_ulp_up)
+    verdict = run_check(check(FROZEN, "DFQT-EQ-001"))
+    assert verdict.status is Status.REFUTED, verdict.detail

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from pv.expr_helpers import (
-    HelperError, Tolerance, allclose, has_non_finite, isclose, kl, log_softmax, softmax, topk_indices,
+    HelperError, Tolerance, allclose, grad, has_non_finite, isclose, kl, log_softmax, requires_grad, softmax,
+    tensor, topk_indices, where,
 )
 
 
@@ -82,3 +83,45 @@ def test_non_finite_results_are_detected_for_the_forbid_policy():
     torch = pytest.importorskip("torch")
     assert has_non_finite(torch.tensor([0.0, math.inf]))
     assert not has_non_finite(torch.tensor([1, 2]))
+
+
+def test_grad_of_a_compiled_expression_is_the_autograd_gradient():
+    torch = pytest.importorskip("torch")
+    from pv import expr
+
+    compiled = expr.compile_expression("grad(sum(exp(v) * 2.0), v)", ["v"], label="grad test")
+    x = torch.tensor([0.0, 1.0, -2.0])
+    assert torch.allclose(compiled({"v": requires_grad(x)}), 2.0 * x.exp())
+    assert not x.requires_grad  # the input itself is never marked
+
+
+def test_grad_is_zero_where_the_output_does_not_depend_on_the_input():
+    torch = pytest.importorskip("torch")
+    x, y = requires_grad(torch.ones(3)), requires_grad(torch.ones(2))
+    assert torch.equal(grad((y * 3).sum(), x), torch.zeros(3))
+
+
+def test_grad_refuses_what_autograd_cannot_differentiate():
+    torch = pytest.importorskip("torch")
+    x = requires_grad(torch.ones(3))
+    with pytest.raises(HelperError, match="scalar"):
+        grad(x * 2, x)
+    with pytest.raises(HelperError, match="requires_grad"):
+        grad(x.sum(), torch.ones(3))
+    with pytest.raises(HelperError, match="floating-point"):
+        requires_grad(torch.ones(3, dtype=torch.int64))
+
+
+def test_where_chooses_per_entry_with_broadcasting():
+    torch = pytest.importorskip("torch")
+    rows = tensor([True, False])
+    a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    assert torch.equal(where(rows[:, None], a, b), torch.tensor([[0.0] * 3, [1.0] * 3]))
+    assert where([True, False], 5, 7).tolist() == [5, 7]
+
+
+def test_tensor_infers_the_dtype_of_plain_values():
+    torch = pytest.importorskip("torch")
+    assert tensor([True, False]).dtype == torch.bool
+    assert tensor([[1, 2]]).dtype == torch.int64
+    assert tensor([1.5]).dtype == torch.float32

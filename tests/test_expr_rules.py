@@ -82,6 +82,8 @@ proof_obligations:
         ("    given: {x: float}\n    expect: isclose(x, x)", "declares no tolerance"),
         ("    given: {x: {int: {min: 3, max: 1}}}\n    expect: x > 0", "min 3 is greater than max 1"),
         ("    given: {len: int}\n    expect: len > 0", "is a helper"),
+        ("    given: {x: {tensor: {dtype: uint8, shape: [2], elements: {max: 256}}}}\n    expect: True",
+         "uint8 elements must lie in [0, 255]"),
         ("    given: {x: int}\n    expect: x > 0\n    budget: {examples: 0}", "budget.examples"),
     ],
 )

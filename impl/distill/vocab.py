@@ -115,7 +115,9 @@ def padded_tokens(tokens: list[str], rows: int | None, who: str) -> list[str]:
     return tokens + [f"[PAD{i}]" for i in range(len(tokens), rows)]
 
 
-def _first_difference(teacher: list[str], student: list[str]) -> int | None:
+def first_difference(teacher: list[str], student: list[str]) -> int | None:
+    """The first row where two token lists differ (the teacher's length when the student is
+    longer and agrees on every shared row), or None when the student is a prefix of the teacher."""
     shared = min(len(teacher), len(student))
     if teacher[:shared] == student[:shared]:  # C-speed comparison; locate the index only on a mismatch
         return None if len(student) <= len(teacher) else shared
@@ -145,7 +147,7 @@ def compare_tokenizers(
     """Compare two tokenizers row by row (lists padded to their embedding rows when given)."""
     t_tokens = padded_tokens(teacher.tokens, teacher_rows, "teacher")
     s_tokens = padded_tokens(student.tokens, student_rows, "student")
-    first = _first_difference(t_tokens, s_tokens)
+    first = first_difference(t_tokens, s_tokens)
     shared = min(len(t_tokens), len(s_tokens))
     return VocabComparison(
         teacher_len=len(t_tokens),

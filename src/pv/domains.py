@@ -20,7 +20,9 @@ from typing import Any, Optional
 
 #: Elements a tensor domain may have at most (Hypothesis draws each one).
 MAX_TENSOR_ELEMENTS = 65_536
-TENSOR_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "bool")
+TENSOR_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
+#: Element range of byte tensors (their default bounds too).
+UINT8_RANGE = (0, 255)
 FLOAT_WIDTHS = (16, 32, 64)
 DEVICES = ("cpu", "cuda")
 
@@ -342,9 +344,10 @@ class TensorDomain(Domain):
         import numpy as np
         from hypothesis.extra.numpy import arrays
 
-        numpy_dtype = {"float64": np.float64, "int64": np.int64, "int32": np.int32, "bool": np.bool_}.get(
-            self.dtype, np.float32
-        )
+        numpy_dtypes = {
+            "float64": np.float64, "int64": np.int64, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_,
+        }
+        numpy_dtype = numpy_dtypes.get(self.dtype, np.float32)
         return arrays(numpy_dtype, dims, elements=self._element_strategy()).map(self._to_tensor)
 
     def _to_tensor(self, array: Any) -> Any:
@@ -495,6 +498,10 @@ def _parse_tensor(spec: Mapping) -> TensorDomain:
     elements: FloatDomain | IntDomain | BoolDomain
     if dtype == "bool":
         elements = BoolDomain()
+    elif dtype == "uint8":
+        elements = _parse_int({"min": UINT8_RANGE[0], "max": UINT8_RANGE[1], **elements_spec})
+        if elements.min < UINT8_RANGE[0] or elements.max > UINT8_RANGE[1]:  # type: ignore[operator]
+            raise DomainError("tensor: uint8 elements must lie in [0, 255]", ("tensor", "elements"))
     elif dtype.startswith("int"):
         elements = _parse_int(elements_spec)
     else:

@@ -278,6 +278,38 @@ def kl(p: Any, q: Any) -> Any:
     return builtins.sum(a * (_log(a) - _log(b)) for a, b in zip(p, q) if a > 0)
 
 
+def tensor(value: Any) -> Any:
+    """Nested lists (or a tensor) as a CPU tensor; torch infers the dtype (bool, int64, float32)."""
+    if is_tensor(value):
+        return value
+    return _torch().tensor(value)
+
+
+def where(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """Entries of ``if_true`` where ``condition`` holds, of ``if_false`` elsewhere (torch broadcasting)."""
+    torch = _torch()
+    values = [x if is_tensor(x) else torch.tensor(x) for x in (condition, if_true, if_false)]
+    return torch.where(values[0].to(torch.bool), values[1], values[2])
+
+
+def requires_grad(value: Any) -> Any:
+    """A float copy of ``value`` that autograd tracks: a leaf for :func:`grad`."""
+    if not (is_tensor(value) and value.is_floating_point()):
+        raise HelperError("requires_grad() takes a floating-point tensor")
+    return value.detach().clone().requires_grad_(True)
+
+
+def grad(output: Any, wrt: Any) -> Any:
+    """d(output)/d(wrt) by autograd: ``output`` a scalar tensor computed from ``wrt``, a
+    :func:`requires_grad` leaf; zeros where ``output`` does not depend on ``wrt``."""
+    if not (is_tensor(output) and output.numel() == 1 and output.requires_grad):
+        raise HelperError("grad() needs a scalar tensor computed from a requires_grad() tensor")
+    if not (is_tensor(wrt) and wrt.requires_grad and wrt.is_leaf):
+        raise HelperError("grad() differentiates with respect to a requires_grad() tensor")
+    (gradient,) = _torch().autograd.grad(output.reshape(()), wrt, allow_unused=True)
+    return _torch().zeros_like(wrt) if gradient is None else gradient
+
+
 def topk_indices(value: Any, k: int) -> list[int]:
     """Indices of the ``k`` largest entries of a 1-D value, largest first, ties by lower index."""
     if k < 0:
@@ -377,6 +409,10 @@ HELPERS: dict[str, Helper] = {
     "softmax": Helper(softmax, 1, 2, ("temperature",), summary="softmax over the last dim, float64"),
     "log_softmax": Helper(log_softmax, 1, 2, ("temperature",), summary="log-softmax, float64"),
     "kl": Helper(kl, 2, 2, summary="KL(p || q) of probability vectors"),
+    "tensor": Helper(tensor, 1, 1, summary="nested lists as a tensor (dtype inferred)"),
+    "where": Helper(where, 3, 3, summary="element-wise choice between two values by a condition"),
+    "requires_grad": Helper(requires_grad, 1, 1, summary="a copy of a float tensor that autograd tracks"),
+    "grad": Helper(grad, 2, 2, summary="gradient of a scalar tensor w.r.t. a requires_grad() tensor"),
     "topk_indices": Helper(topk_indices, 2, 2, summary="indices of the k largest, ties by index"),
     "argmax": Helper(argmax, 1, 1, summary="index of the first largest entry"),
     "argmin": Helper(argmin, 1, 1, summary="index of the first smallest entry"),
