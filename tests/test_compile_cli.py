@@ -59,6 +59,9 @@ def test_a_contract_that_cannot_be_loaded_fails_the_run(tmp_path, capsys):
     (tmp_path / "broken.yaml").write_text("proof_obligations: [\n")
     assert main(["check", str(tmp_path), *ALLOW, "--obligation", "PVC-P-001"]) == 1
     assert "cannot load" in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "broken.yaml"), *ALLOW]) == 1
+    err = capsys.readouterr().err
+    assert "cannot load" in err and "Traceback" not in err
 
 
 def test_bad_arguments_are_one_message_and_exit_2(tmp_path, capsys):

@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     jobs = [(c, engine) for c in compiled for engine in _engines(c, args.engine)]
     widths = (
-        max(len(f"{c.contract}::{c.obligation}") for c, _ in jobs), max(len(e or "none") for _, e in jobs) + 2, 14,
+        max((len(f"{c.contract}::{c.obligation}") for c, _ in jobs), default=0),
+        max((len(e or "none") for _, e in jobs), default=0) + 2,
+        14,
     )
     text = args.format == "text"
     for error in found.load_errors:
