@@ -162,4 +162,6 @@ def test_cli_names_a_bad_vocabulary_file(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "missing.gguf"
     assert main(["make-model", "--preset", "tiny", "--quant", "f32", "--vocab", str(missing), "-o", str(tmp_path / "o.gguf")]) == 2
     assert f"--vocab {missing}: no such file" in capsys.readouterr().err
+    assert main(["make-model", "--preset", "tiny", "--quant", "f32", "--vocab", str(tmp_path), "-o", str(tmp_path / "o.gguf")]) == 2
+    assert f"--vocab {tmp_path}: is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vocab.gguf"]

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.synth import make_model_file
 
     if not args.vocab.is_file():
-        raise UserError(f"--vocab {args.vocab}: no such file")
+        raise UserError(f"--vocab {args.vocab}: {'is a folder, expected a GGUF file' if args.vocab.is_dir() else 'no such file'}")
     if args.vocab_rows is not None and args.vocab_rows < 1:
         raise UserError(f"--vocab-rows {args.vocab_rows}: must be a positive integer")
     if not args.output.parent.is_dir():
