@@ -194,6 +194,17 @@ def _kd_no_guard(mp: pytest.MonkeyPatch) -> None:
     _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: _plain_kd(s, t, T, mask, torch.float32, guard=False))
 
 
+@mutant("kd-unshifted-scaling", "logits are divided by T before the row maximum is taken out: x / T overflows for T < 1")
+def _kd_unshifted(mp: pytest.MonkeyPatch) -> None:
+    def scaled(flat: torch.Tensor, selector: Any, temperature: float) -> torch.Tensor:
+        picked = flat[selector] if isinstance(selector, slice) else flat.index_select(0, selector)
+        return picked.to(torch.float32, copy=True).div_(temperature)
+
+    import distill.kd
+
+    mp.setattr(distill.kd, "_scaled", scaled)
+
+
 @mutant("kd-unchunked", "the KD loss materialises the float32 softmaxes of all positions at once")
 def _kd_unchunked(mp: pytest.MonkeyPatch) -> None:
     _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{**kw, "max_chunk_elems": 1 << 62}))

@@ -119,9 +119,14 @@ def _selectors(n_rows: int, rows: torch.Tensor | None, chunk_rows: int) -> Itera
 
 
 def _scaled(flat: torch.Tensor, selector: slice | torch.Tensor, temperature: float) -> torch.Tensor:
-    """The selected rows in float32, divided by the temperature: new memory, which callers modify in place."""
+    """The selected rows in float32, less their row maximum, divided by the temperature.
+
+    Softmax is unchanged by the shift, and it keeps ``x / T`` from overflowing float32
+    for logits near the dtype's range when T < 1. New memory, which callers modify in place.
+    """
     picked = flat[selector] if isinstance(selector, slice) else flat.index_select(0, selector)
-    return picked.to(torch.float32, copy=True).div_(temperature)
+    rows = picked.to(torch.float32, copy=True)
+    return rows.sub_(rows.amax(dim=-1, keepdim=True)).div_(temperature)
 
 
 def _kl_rows(p: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
