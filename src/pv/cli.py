@@ -6,13 +6,14 @@ through the ``pv.commands`` entry-point group (loaded only when a name is not
 built in, or for ``pv --help``), so ``pv validate`` never pays for torch.
 
 Exit codes: 0 success, 1 the checked thing failed, 2 usage error or unreadable
-input, 130 interrupted.
+input, 130 interrupted, 141 output pipe closed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -94,3 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pv {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`pv check | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
