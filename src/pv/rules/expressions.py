@@ -16,28 +16,12 @@ Nothing is imported from ``impl/`` and nothing from the contract is executed her
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from pv import expr
 from pv.checkspec import STRUCTURE, Issue, check_issues, parse_binding
 from pv.compiling import equation_implementations, is_contract
 from pv.findings import Location, Severity
 from pv.rules.registry import rule
-
-RULE_IDS = {
-    expr.SYNTAX: "PV-EXPR-001",
-    expr.CONSTRUCT: "PV-EXPR-002",
-    expr.ATTRIBUTE: "PV-EXPR-003",
-    expr.CALL: "PV-EXPR-004",
-    expr.NAME: "PV-EXPR-005",
-    STRUCTURE: "PV-EXPR-006",
-}
-
-
-#: The issues of the last documents seen, so that the six rules read each check once.
-_CACHE: dict[int, tuple[Any, list[tuple[tuple, Issue]]]] = {}
-_CACHE_SIZE = 64
-
 
 def _read_document(doc) -> list[tuple[tuple, Issue]]:
     """(key path in the document, issue) for every problem of every check block."""
@@ -59,12 +43,11 @@ def _read_document(doc) -> list[tuple[tuple, Issue]]:
 
 
 def _check_issues(doc) -> list[tuple[tuple, Issue]]:
-    cached = _CACHE.get(id(doc))
-    if cached is None or cached[0] is not doc:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        cached = _CACHE[id(doc)] = (doc, _read_document(doc))
-    return cached[1]
+    """The issues of ``doc``, read once and kept with the document for the six rules."""
+    found = doc.derived.get("check_issues")
+    if found is None:
+        found = doc.derived["check_issues"] = _read_document(doc)
+    return found
 
 
 def _of_kind(doc, kind: str) -> Iterable[tuple[Location, str]]:
