@@ -13,11 +13,15 @@ import argparse
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from bench import report
+
+if TYPE_CHECKING:
+    from distill.gguf_io import GGUFModel
+    from distill.model import Qwen2Config
 
 TEACHER_PRESET = "qwen2.5-coder-7b"
 STUDENT_PRESET = "qwen2.5-coder-0.5b"
@@ -32,7 +36,7 @@ def add_shape_arguments(parser: argparse.ArgumentParser, role: str, preset: str)
                         help=f"vocabulary rows of the {role} (default: the preset's)")
 
 
-def shape(args: argparse.Namespace, role: str):
+def shape(args: argparse.Namespace, role: str) -> Qwen2Config:
     """The Qwen2Config a benchmark runs for ``role``: the preset with the requested overrides."""
     from distill.synth import PRESETS
 
@@ -44,7 +48,7 @@ def shape(args: argparse.Namespace, role: str):
     return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
 
 
-def describe(config, preset: str) -> dict[str, Any]:
+def describe(config: Qwen2Config, preset: str) -> dict[str, Any]:
     """The shape as JSON, with whether it is the preset's full shape."""
     from distill.synth import PRESETS
 
@@ -53,19 +57,19 @@ def describe(config, preset: str) -> dict[str, Any]:
             "parameters": parameter_count(config)}
 
 
-def linear_parameters(config) -> int:
+def linear_parameters(config: Qwen2Config) -> int:
     """Weights of every matrix product of a forward: attention, MLP and the output head (not the embedding lookup)."""
     shapes = config.tensor_shapes()
     matrices = sum(math.prod(s) for name, s in shapes.items() if len(s) == 2 and name != "token_embd.weight")
     return matrices + (config.vocab_size * config.hidden_size if config.tied_embeddings else 0)
 
 
-def parameter_count(config) -> int:
+def parameter_count(config: Qwen2Config) -> int:
     """All weights of the model's tensors (the embedding once when tied)."""
     return sum(math.prod(s) for s in config.tensor_shapes().values())
 
 
-def forward_flops(config, batch: int, seq: int) -> dict[str, float]:
+def forward_flops(config: Qwen2Config, batch: int, seq: int) -> dict[str, float]:
     """FLOPs of one forward: 2 * matmul weights * tokens, plus causal attention (QK^T and PV, half the square)."""
     tokens = batch * seq
     matmul = 2.0 * linear_parameters(config) * tokens
@@ -75,7 +79,7 @@ def forward_flops(config, batch: int, seq: int) -> dict[str, float]:
                      "(QK^T and PV: 2 * 2 * batch * heads * seq^2 * head_dim / 2 per layer)"}
 
 
-def synth_model(config, quant: str, seed: int, device: torch.device):
+def synth_model(config: Qwen2Config, quant: str, seed: int, device: torch.device) -> GGUFModel:
     """An in-memory GGUFModel of random weights in ``quant``, built on ``device`` (no file, no tokenizer)."""
     from distill.gguf_io import GGUFModel
     from distill.synth import synth_tensors
@@ -86,13 +90,16 @@ def synth_model(config, quant: str, seed: int, device: torch.device):
 
 
 def random_ids(vocab: int, batch: int, seq: int, device: torch.device, seed: int) -> torch.Tensor:
+    """Token ids drawn uniformly from ``[0, vocab)``, the same for a given seed on every device."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
 
 
 def gib(n: float | None) -> str:
+    """Bytes as GiB with two decimals, ``-`` for unknown."""
     return "-" if n is None else f"{n / 2**30:.2f}"
 
 
 def mean(values: list[float]) -> float:
+    """Arithmetic mean (``math.fsum``) of a non-empty list."""
     return math.fsum(values) / len(values)
