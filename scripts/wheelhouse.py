@@ -226,8 +226,13 @@ def build(requested: list[Requirement], out: Path, target: Target, skip: tuple[s
     existing = [p for p in out.iterdir() if p.suffix == ".whl" or p.name == REQUIREMENTS_FILE] if out.is_dir() else []
     if existing and not replace:
         raise WheelhouseError(f"{out} already holds wheels; pass --replace to rebuild it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    if out.exists() and not out.is_dir():
+        raise WheelhouseError(f"{out} is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise WheelhouseError(f"{out}: cannot create a folder beside it ({exc.strerror or exc})") from None
     try:
         house = Wheelhouse(target, skip, scratch, requested, download)
         house.required_by = {name: requirers for name, (_, requirers) in house.resolve().items()}
@@ -246,6 +251,7 @@ def build(requested: list[Requirement], out: Path, target: Target, skip: tuple[s
 
 
 def install_commands(out: Path) -> list[str]:
+    """The commands that install the wheelhouse ``out`` and then the project, offline."""
     return [f"python -m pip install --no-index --find-links {out} -r {out / REQUIREMENTS_FILE}",
             "python -m pip install --no-index --no-deps --no-build-isolation -e .   # in the repository"]
 

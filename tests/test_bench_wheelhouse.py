@@ -107,3 +107,13 @@ def test_project_requirements_come_from_pyproject(tmp_path: Path) -> None:
     pyproject.write_text('[project]\nname = "x"\n')
     with pytest.raises(wheelhouse.WheelhouseError, match="dependencies"):
         wheelhouse.project_requirements(pyproject)
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    calls: list[str] = []
+    for out in (tmp_path / "file", tmp_path / "file" / "house"):
+        with pytest.raises(wheelhouse.WheelhouseError, match=str(out)):
+            wheelhouse.build([Requirement("app")], out, wheelhouse.Target("3.12"), wheelhouse.DEFAULT_SKIP,
+                             download=fake_download(calls))
+    assert calls == []
