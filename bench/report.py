@@ -131,11 +131,17 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_json(out_dir: Path, stem: str, payload: dict[str, Any]) -> Path:
-    """Write ``out_dir/stem.json`` atomically (temp file, then rename); return its path."""
+    """Write ``out_dir/stem.json`` atomically (temp file, then rename); return its path.
+
+    An OS error (``--out`` under a file, no permission) is a :class:`BenchError` naming the folder.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=out_dir)
+    except OSError as exc:
+        raise BenchError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(_finite(payload), handle, indent=2, sort_keys=False, allow_nan=False, default=_json_default)

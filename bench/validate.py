@@ -233,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes: expected whole numbers, got {args.sizes!r}")
     if not sizes or min(sizes) < 1 or args.repeats < 1:
         parser.error("--sizes and --repeats must be at least 1")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {args.out}: cannot create its folder ({err.strerror or err})")
     result = measure(sizes, args.repeats)
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_name(args.out.name + ".tmp")
     temporary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     temporary.replace(args.out)

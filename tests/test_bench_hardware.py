@@ -82,3 +82,15 @@ def test_json_is_written_whole_with_non_finite_numbers_as_null(tmp_path: Path) -
     path = report.write_json(tmp_path, "x", {"loss": float("nan"), "steps": [1.0, float("inf")], "ok": 2.5})
     assert json.loads(path.read_text()) == {"loss": None, "steps": [1.0, None], "ok": 2.5}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left behind
+
+
+def test_an_output_folder_under_a_file_is_a_bench_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "sub"
+
+    def measure() -> dict:
+        return {"path": str(report.write_json(out, "x", {}))}
+
+    assert report.run_main(measure) == 2
+    err = capsys.readouterr().err
+    assert f"bench: error: --out {out}: cannot write there" in err and "Traceback" not in err
