@@ -104,3 +104,13 @@ def test_missing_folders_are_usage_errors(project: Path, capfd: pytest.CaptureFi
     code, _, err = verify(project, capfd, "--falsifiers", str(project / "nope"))
     assert code == 2
     assert "--falsifiers:" in err and "is not a folder" in err
+
+
+def test_an_output_folder_that_cannot_be_created_is_a_usage_error(
+    project: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    (project / "file").write_text("")
+    code, _, err = verify(project, capfd, "--out", str(project / "file" / "out"))
+    assert code == 2
+    assert "--out" in err and "cannot create the folder" in err and "Traceback" not in err

@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
     selection = "all tests" if gpu else "tests not marked gpu"
     print(f"\n== 2. obligations and falsifiers (pytest, {selection}, with mutants)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
     report_path = out / REPORT_NAME
     report_path.unlink(missing_ok=True)
     command = pytest_command(contracts, falsifiers, out, args.profile, gpu, args.workers)
