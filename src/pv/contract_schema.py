@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from pv.fastschema import SchemaCompiler, Undecided
+from pv.reports.locations import repo_root
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+SCHEMA_DIR = repo_root() / "schema"
 CONTRACT_SCHEMA = "contract.schema.json"
 CHECK_SCHEMA = "check.schema.json"
 
