@@ -168,7 +168,7 @@ def run_case(dtype: torch.dtype, device: torch.device, bandwidth: float, args: a
         _release(device)
     baseline = results.get(BASELINE, {})
     ours = results.get("kd_loss", {})
-    for name, result in results.items():
+    for result in results.values():
         if result["status"] != "measured":
             continue
         median = result["timing"]["median_s"]
