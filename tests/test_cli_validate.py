@@ -130,3 +130,10 @@ def test_installed_command_starts_without_torch(tmp_path: Path) -> None:
            "assert 'torch' not in sys.modules and 'jsonschema' not in sys.modules, 'heavy import'; sys.exit(rc)"
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_paths_without_any_contract_file_are_a_usage_error(tmp_path: Path, capsys) -> None:
+    write(tmp_path, "notes.txt", "not a contract\n")
+    code, out, err = run(capsys, tmp_path)
+    assert code == 2 and out == ""
+    assert f"pv validate: error: no contract files (*.yaml, *.yml) in {tmp_path}" in err

@@ -3,7 +3,8 @@
 Prints one line per finding, ``path:line:col: error|warning RULE-ID message``
 (or JSON, or SARIF 2.1.0 for code-scanning tools), and a summary on standard
 error. Exit 0 when there is no error, 1 when there is one, 2 for a usage error
-or a file that cannot be read.
+or a file that cannot be read; also 2 when the paths hold no YAML file at all
+(nothing validated is never a pass).
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pv.errors import UserError
     from pv.formats import render, summary, write_atomic
     from pv.validate import validate_paths
 
     result = validate_paths(args.paths, strict=args.strict)
+    if result.files == 0:
+        raise UserError(f"no contract files (*.yaml, *.yml) in {', '.join(args.paths)}: nothing to validate")
     report = render(result, args.format)
     if args.output:
         write_atomic(args.output, report)

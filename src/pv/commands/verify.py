@@ -60,7 +60,7 @@ def validate_contracts(folder: Path) -> bool:
         print(finding.format_text())
     errors = sum(f.severity == Severity.ERROR for f in findings)
     print(f"validate: {len(result.documents)} contracts, {errors} errors, {len(findings) - errors} warnings")
-    return errors == 0
+    return errors == 0 and result.files > 0
 
 
 def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | None, gpu: bool,
