@@ -55,6 +55,7 @@ class Report:
 
     @property
     def profile(self) -> str:
+        """The name of the profile the report was made under."""
         return self.data["profile"]["name"]
 
     @property
@@ -64,15 +65,19 @@ class Report:
 
     @property
     def tests_executed(self) -> int:
+        """How many tests ran their body (skips and deselections excluded)."""
         return int(self.data["session"]["tests_executed"])
 
     def contract_hash(self, name: str) -> str | None:
+        """The sha256 the report records for contract ``name``, or None when it does not cover it."""
         return next((c["sha256"] for c in self.data["contracts"] if c["name"] == name), None)
 
     def falsifier(self, ft_id: str) -> dict[str, Any] | None:
+        """The report's entry for falsifier ``ft_id``, or None."""
         return next((f for f in self.data["falsifiers"] if f["id"] == ft_id), None)
 
     def summary(self) -> dict[str, Any]:
+        """Where the report came from (path, profile, commit, host), for the decision's output."""
         env = self.data["environment"]
         return {
             "path": self.path,

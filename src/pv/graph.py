@@ -16,6 +16,7 @@ class DependencyGraph:
 
     @property
     def nodes(self) -> list[str]:
+        """The contract stems of the graph, sorted."""
         return sorted(self.edges)
 
     def missing(self) -> dict[str, list[str]]:

@@ -73,6 +73,7 @@ class Collection:
     errors: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: "Collection") -> None:
+        """Add what another process (an xdist worker) collected."""
         for mine, theirs in ((self.selected, other.selected), (self.deselected, other.deselected)):
             for ft_id, nodeids in theirs.items():
                 mine[ft_id] |= nodeids
@@ -90,6 +91,7 @@ class Collection:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Collection":
+        """The inverse of :meth:`to_json`."""
         found = cls(items=int(data["items"]), errors=dict(data["errors"]))
         for key in ("selected", "deselected"):
             for ft_id, nodeids in data[key].items():
@@ -106,6 +108,7 @@ class Selection:
     keyword: str | None
 
     def describe(self) -> str:
+        """The ``-m``/``-k`` filters as typed, or "the run's selection" when there were none."""
         parts = [f"-m {self.markexpr!r}" if self.markexpr else "", f"-k {self.keyword!r}" if self.keyword else ""]
         return " ".join(p for p in parts if p) or "the run's selection"
 

@@ -51,6 +51,7 @@ def format_text(decision: "GateDecision") -> str:
 
 
 def format_json(decision: "GateDecision") -> str:
+    """The decision as indented JSON, ending in a newline."""
     return json.dumps(decision.to_json(), indent=1, ensure_ascii=False) + "\n"
 
 
