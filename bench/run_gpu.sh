@@ -8,11 +8,11 @@
 #
 #   OUT           folder for everything (created): log.txt (all output), stages.txt (each
 #                 stage's exit status), the benchmarks' JSON (hardware-*, kd-*, teacher-*,
-#                 distill_steps-*, dequant-* when bench/dequant.py exists), gate-report-gpu.json,
+#                 distill_steps-*, dequant-*), gate-report-gpu.json,
 #                 gate-gpu.md, junit-gpu.xml, gate.txt
 #   --wheelhouse  first install the wheels built by scripts/wheelhouse.py (air-gapped hosts)
 #   --cpu-report  the CPU run's gate report to gate together with this one
-#                 (default: reports/gate-report-cpu.json)
+#                 (default: reports/gate/cpu/gate-report.json)
 #   --stages      comma-separated subset, in this order:
 #                 setup,hardware,kd,teacher,distill,dequant,falsifiers,gate (default: all)
 #   --device      passed to the benchmarks (default auto: CUDA when present)
@@ -29,7 +29,7 @@ case ${1:-} in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { usage >&2; exit 2; }
 OUT=$1
 shift
-WHEELHOUSE="" CPU_REPORT="reports/gate-report-cpu.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,gate"
+WHEELHOUSE="" CPU_REPORT="reports/gate/cpu/gate-report.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,gate"
 DEVICE=auto QUICK=0
 while [ $# -gt 0 ]; do
     case $1 in

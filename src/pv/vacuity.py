@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pv.reports.files import write_atomic
+
 #: user_properties entry of an executed mutant run (read by the gate report):
 #: ``{"falsifier": FT-id, "mutant": name, "killed": bool}`` plus ``test`` and ``detail``.
 MUTANT_PROPERTY = "pv_mutant"
@@ -83,7 +85,7 @@ class VacuityLog:
 
     def pytest_sessionfinish(self) -> None:
         data = {"runs": [asdict(run) for run in self.runs.values()]}
-        _write_atomic(self.path, json.dumps(data, indent=1))
+        write_atomic(self.path, json.dumps(data, indent=1))
 
 
 def _property(properties: Iterable[tuple[str, Any]], name: str) -> Any:
@@ -96,18 +98,6 @@ def _detail(report: Any) -> str:
     text = str(report.longrepr or "")
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # --- the verdict ---------------------------------------------------------------------------

@@ -24,11 +24,6 @@ class Status(str, Enum):
     NOT_APPLICABLE = "not-applicable"
     UNCHECKED = "unchecked"
 
-    @property
-    def is_success(self) -> bool:
-        """Only evidence counts: ``proved`` or ``passed``."""
-        return self in (Status.PROVED, Status.PASSED)
-
 
 @dataclass
 class Verdict:
