@@ -194,3 +194,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _first_line(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     lines = str(excinfo.value).strip().splitlines()
     return f"{excinfo.typename}: {lines[0][:200]}" if lines else excinfo.typename
+
+
+# --- a run in which every selected falsifier skipped is not a pass --------------------------
+
+_OUTCOMES = {"executed": 0, "skipped": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count falsifier runs (on the controller under xdist, from the workers' reports)."""
+    if "falsifies" not in report.keywords:
+        return
+    if report.skipped:
+        _OUTCOMES["skipped"] += 1
+    elif report.when == "call":
+        _OUTCOMES["executed"] += 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Exit 5 (no tests) when falsifiers were selected but every one of them skipped."""
+    if hasattr(session.config, "workerinput") or exitstatus != 0:
+        return
+    if _OUTCOMES["skipped"] and not _OUTCOMES["executed"]:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"every selected falsifier skipped ({_OUTCOMES['skipped']}): nothing was falsified, "
+                "which is not a pass (exit 5)", red=True)
