@@ -112,6 +112,25 @@ def test_size_guards_stop_runaway_arithmetic():
     assert expr.compile_expression("2 ** 10 * 3", NAMES)({}) == 3072
 
 
+@pytest.mark.parametrize("text", [
+    "((10 ** 9999) ** 9999) ** 9999",  # each exponent is small, the integer is not
+    "[len(c) for a in [[0] * 1000] for b in [a * 1000] for c in [b * 1000]]",  # repeated repeats
+    "[len(c) for a in [[0] * 600000] for b in [a + a] for c in [b + b]]",  # doubling by '+'
+    "[c for a in [2 ** 9999] for b in [a * a] for c in [b ** 100]]",  # squaring big integers
+])
+def test_size_guards_bound_results_not_only_operands(text):
+    with pytest.raises(HelperError):
+        expr.compile_expression(text, NAMES)({})
+
+
+def test_size_guards_leave_ordinary_arithmetic_alone():
+    run = lambda text: expr.compile_expression(text, NAMES)({})  # noqa: E731
+    assert run("[0] * 3 + [1] * 2") == [0, 0, 0, 1, 1]
+    assert run("'ab' * 2 + 'c'") == "ababc"
+    assert run("(2 ** 31 - 1) * 2 + 2") == 2 ** 32
+    assert run("2 ** -1 + 0.5 * 2") == 1.5
+
+
 def test_attribute_whitelist_reads_shape():
     torch = pytest.importorskip("torch")
     compiled = expr.compile_expression("x.shape[1] == 3 and x.ndim == 2", NAMES)

@@ -8,7 +8,7 @@ a check binds, and names in scope. Everything else (attribute walks, dunder
 names, lambdas, walrus, starred arguments, f-strings, calls through attributes)
 is a :class:`Problem`, reported at validate time as a finding.
 
-An accepted tree is rewritten (``**`` and ``*`` go through size guards) and
+An accepted tree is rewritten (``**``, ``*`` and ``+`` go through size guards) and
 compiled into a function whose globals hold only the helpers and, of the builtins,
 only the import hook that C extensions need.
 Contract text is never handed to ``eval`` as written.
@@ -290,9 +290,9 @@ def check_expression(
 
 
 class _Guard(ast.NodeTransformer):
-    """Routes ``**`` and ``*`` through the size guards of :mod:`pv.expr_helpers`."""
+    """Routes ``**``, ``*`` and ``+`` through the size guards of :mod:`pv.expr_helpers`."""
 
-    GUARDS = {ast.Pow: "_pv_pow", ast.Mult: "_pv_mul"}
+    GUARDS = {ast.Pow: "_pv_pow", ast.Mult: "_pv_mul", ast.Add: "_pv_add"}
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)

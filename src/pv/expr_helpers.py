@@ -19,9 +19,12 @@ from typing import Any
 
 #: Longest ``range`` a comprehension may walk.
 MAX_RANGE = 1_000_000
-#: Largest exponent of ``**`` and largest repeat count of sequence ``*``.
+#: Largest exponent of ``**``.
 MAX_EXPONENT = 10_000
-MAX_REPEAT = 1_000_000
+#: Longest sequence (string, list, tuple) that ``*`` and ``+`` may build.
+MAX_SEQUENCE = 1_000_000
+#: Most bits of an integer that ``**`` and ``*`` may build.
+MAX_INT_BITS = 1_000_000
 NAN_POLICIES = ("forbid", "equal", "ieee")
 
 
@@ -196,19 +199,41 @@ def range_(*args: int) -> range:
     return steps
 
 
+def _check_int_bits(bits: int, operator: str) -> None:
+    if bits > MAX_INT_BITS:
+        raise HelperError(f"integer {operator} of about {bits} bits is larger than {MAX_INT_BITS} bits")
+
+
+def _check_sequence_length(length: int, operator: str) -> None:
+    if length > MAX_SEQUENCE:
+        raise HelperError(f"sequence {operator} of {length} items is longer than {MAX_SEQUENCE}")
+
+
 def guarded_pow(base: Any, exponent: Any) -> Any:
-    """``base ** exponent`` refusing huge exponents (the language's ``**``)."""
+    """``base ** exponent`` refusing huge exponents and huge integer results (the language's ``**``)."""
     if not is_tensor(exponent) and builtins.abs(exponent) > MAX_EXPONENT:
         raise HelperError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        _check_int_bits(base.bit_length() * exponent, "**")
     return base**exponent
 
 
 def guarded_mul(left: Any, right: Any) -> Any:
-    """``left * right`` refusing to repeat a sequence more than :data:`MAX_REPEAT` times."""
+    """``left * right`` refusing sequences longer than :data:`MAX_SEQUENCE` and integers
+    of more than :data:`MAX_INT_BITS` bits (the language's ``*``)."""
     for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and count > MAX_REPEAT:
-            raise HelperError(f"repeating a sequence {count} times is more than {MAX_REPEAT}")
+        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+            _check_sequence_length(len(sequence) * count, "*")
+    if isinstance(left, int) and isinstance(right, int):
+        _check_int_bits(left.bit_length() + right.bit_length(), "*")
     return left * right
+
+
+def guarded_add(left: Any, right: Any) -> Any:
+    """``left + right`` refusing to build a sequence longer than :data:`MAX_SEQUENCE` (the language's ``+``)."""
+    if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+        _check_sequence_length(len(left) + len(right), "+")
+    return left + right
 
 
 def _elementwise(scalar: Callable[[float], Any], tensor_method: str) -> Callable[[Any], Any]:
@@ -440,6 +465,7 @@ def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") ->
     names.update(CONSTANTS)
     names["_pv_pow"] = guarded_pow
     names["_pv_mul"] = guarded_mul
+    names["_pv_add"] = guarded_add
     return names
 
 
