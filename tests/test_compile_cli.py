@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
 import subprocess
 import sys
+
+import yaml
 
 from compiler_data.pvc_units import DATA_DIR
 
@@ -118,3 +121,15 @@ def test_compile_into_an_unusable_folder_is_one_message_and_exit_2(tmp_path, cap
     assert main(["compile", PLUGIN_CONTRACT, "-o", str(tmp_path / "file" / "sub")]) == 2
     err = capsys.readouterr().err
     assert "cannot create the folder" in err and "Traceback" not in err
+
+
+def test_compile_keeps_contract_text_out_of_the_code(tmp_path, capsys):
+    data = yaml.safe_load(open(PLUGIN_CONTRACT, encoding="utf-8"))
+    data["proof_obligations"][0]["property"] = "first line\nraise SystemExit('contract text ran')\n#"
+    contract = tmp_path / 'quote"""and\\backslash.yaml'
+    contract.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    assert main(["compile", str(contract), "-o", str(tmp_path / "out")]) == 0
+    (module,) = (tmp_path / "out").iterdir()
+    tree = ast.parse(module.read_text(encoding="utf-8"))  # the quoted file name still parses
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Raise)], \
+        "a line of the contract's property became code"

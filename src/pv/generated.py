@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pprint
 import re
-from pathlib import Path
 from typing import Any
 
 from pv.compiling import CompiledCheck
+from pv.loading import Document
 
 _HEADER = '''"""Obligation checks of {path}, written by `pv compile`; do not edit.
 
@@ -39,6 +39,17 @@ def module_name(contract: str) -> str:
     return f"test_pvc_{re.sub(r'[^0-9A-Za-z_]', '_', contract)}.py"
 
 
+def _one_line(text: Any) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, as one space): contract
+    text put in a comment must not reach a line of code."""
+    return " ".join(str(text).split())
+
+
+def _docstring_text(text: Any) -> str:
+    """``text`` safe inside the module's docstring: one line, backslashes and quotes escaped."""
+    return _one_line(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _identifier(obligation: str, taken: set[str]) -> str:
     base = re.sub(r"[^0-9A-Za-z_]", "_", obligation).upper()
     name, counter = base, 2
@@ -50,17 +61,17 @@ def _identifier(obligation: str, taken: set[str]) -> str:
 
 def _comment(compiled: CompiledCheck) -> list[str]:
     unit, spec = compiled.unit, compiled.spec
-    lines = [f"# {unit.obligation}: {unit.property}".rstrip()]
+    lines = [_one_line(f"# {unit.obligation}: {unit.property}")]
     if spec is None:
         lines.append("#   no executable check: reported as unchecked")
         return lines
-    texts = {key: " ".join(text.split()) for key, text in spec.texts.items()}
-    lines += [f"#   given   {name}: {domain.describe()}" for name, domain in spec.given.items()]
-    lines += [f"#   {key}: {text}" for key, text in texts.items() if key.startswith("let ")]
+    texts = {key: _one_line(text) for key, text in spec.texts.items()}
+    lines += [f"#   given   {_one_line(name)}: {_one_line(domain.describe())}" for name, domain in spec.given.items()]
+    lines += [f"#   {_one_line(key)}: {text}" for key, text in texts.items() if key.startswith("let ")]
     lines += [f"#   {key:<7} {texts[key]}" for key in ("assume", "result") if key in texts]
     if spec.raises:
         when = f" when {texts['raises.when']}" if "raises.when" in texts else " always"
-        lines.append(f"#   raises  {spec.raises.error}{when}")
+        lines.append(f"#   raises  {_one_line(spec.raises.error)}{when}")
     if "expect" in texts:
         lines.append(f"#   expect  {texts['expect']}")
     lines.append(f"#   engines {', '.join(spec.engines)}")
@@ -71,9 +82,9 @@ def _literal(data: Any) -> str:
     return pprint.pformat(data, indent=1, width=100, sort_dicts=False)
 
 
-def render_module(doc: Any, compiled: list[CompiledCheck]) -> str:
+def render_module(doc: Document, compiled: list[CompiledCheck]) -> str:
     """The test module of one contract's compiled checks."""
-    parts = [_HEADER.format(path=doc.path, contract=doc.stem, sha256=doc.sha256)]
+    parts = [_HEADER.format(path=_docstring_text(doc.path), contract=_docstring_text(doc.stem), sha256=doc.sha256)]
     taken: set[str] = set()
     for check in compiled:
         name = _identifier(check.obligation, taken)
