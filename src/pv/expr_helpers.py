@@ -160,22 +160,27 @@ def _reduce_tensor(name: str, value: Any, args: tuple, reduce: Callable) -> Any:
 
 
 def sum_(value: Any, *args: Any) -> Any:
+    """The language's ``sum``: all entries of a tensor, else the builtin."""
     return _reduce_tensor("sum", value, args, lambda t: t.sum())
 
 
 def min_(value: Any, *args: Any) -> Any:
+    """The language's ``min``: the smallest entry of a tensor, else the builtin."""
     return _reduce_tensor("min", value, args, lambda t: t.min())
 
 
 def max_(value: Any, *args: Any) -> Any:
+    """The language's ``max``: the largest entry of a tensor, else the builtin."""
     return _reduce_tensor("max", value, args, lambda t: t.max())
 
 
 def all_(value: Any) -> bool:
+    """Every entry true (tensor or iterable)."""
     return bool(value.all()) if is_tensor(value) else builtins.all(value)
 
 
 def any_(value: Any) -> bool:
+    """Some entry true (tensor or iterable)."""
     return bool(value.any()) if is_tensor(value) else builtins.any(value)
 
 
@@ -188,6 +193,7 @@ def _converter(kind: type) -> Callable[..., Any]:
 
 
 def sorted_(value: Any, *, reverse: bool = False) -> list:
+    """A sorted list of the entries (a tensor as nested lists)."""
     return builtins.sorted(tolist(value), reverse=reverse)
 
 
@@ -371,10 +377,12 @@ def numel(value: Any) -> int:
 
 
 def prod(value: Any) -> Any:
+    """Product of the entries of a tensor or a sequence of numbers."""
     return value.prod() if is_tensor(value) else math.prod(value)
 
 
 def mean(value: Any) -> Any:
+    """Arithmetic mean (float64 for tensors); an empty sequence is an error."""
     if is_tensor(value):
         return _tensor64(value).mean()
     items = list(value)
