@@ -123,6 +123,22 @@ def test_size_guards_bound_results_not_only_operands(text):
         expr.compile_expression(text, NAMES)({})
 
 
+@pytest.mark.parametrize("text", [
+    "[[0] * 1000000 for a in range(1000000)]",  # each bound holds, nesting multiplies them
+    "sum(a * b for a in range(10000) for b in range(10000))",  # 10^8 steps of plain arithmetic
+    "tensor([[0] * 1000000] * 1000)",  # a list of shared rows, expanded by tensor()
+    "len(tensor(list(range(100000)))[:, None] - tensor(list(range(100000))))",  # broadcasting
+])
+def test_work_budget_bounds_a_whole_evaluation(text):
+    with pytest.raises(HelperError):
+        expr.compile_expression(text, NAMES)({})
+
+
+def test_work_budget_restarts_with_each_evaluation():
+    count = expr.compile_expression("len([v for v in range(900000)])", NAMES)
+    assert [count({}) for _ in range(3)] == [900000] * 3  # 2.7M steps in all, 0.9M per evaluation
+
+
 def test_size_guards_leave_ordinary_arithmetic_alone():
     run = lambda text: expr.compile_expression(text, NAMES)({})  # noqa: E731
     assert run("[0] * 3 + [1] * 2") == [0, 0, 0, 1, 1]

@@ -290,17 +290,25 @@ def check_expression(
 
 
 class _Guard(ast.NodeTransformer):
-    """Routes ``**``, ``*`` and ``+`` through the size guards of :mod:`pv.expr_helpers`."""
+    """Routes every arithmetic operator through the size guards of :mod:`pv.expr_helpers`,
+    and every comprehension's iterable through the evaluation's work budget."""
 
-    GUARDS = {ast.Pow: "_pv_pow", ast.Mult: "_pv_mul", ast.Add: "_pv_add"}
+    GUARDS = {
+        ast.Pow: "_pv_pow", ast.Mult: "_pv_mul", ast.Add: "_pv_add", ast.Sub: "_pv_sub",
+        ast.Div: "_pv_div", ast.FloorDiv: "_pv_floordiv", ast.Mod: "_pv_mod",
+    }
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
-        guard = self.GUARDS.get(type(node.op))
-        if guard is None:
-            return node
-        call = ast.Call(func=ast.Name(guard, ast.Load()), args=[node.left, node.right], keywords=[])
+        call = ast.Call(func=ast.Name(self.GUARDS[type(node.op)], ast.Load()), args=[node.left, node.right], keywords=[])
         return ast.copy_location(call, node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
+        self.generic_visit(node)
+        node.iter = ast.copy_location(
+            ast.Call(func=ast.Name("_pv_iter", ast.Load()), args=[node.iter], keywords=[]), node.iter
+        )
+        return node
 
 
 def _free_names(tree: ast.AST, candidates: Collection[str]) -> list[str]:
@@ -314,8 +322,10 @@ class CompiledExpression:
     text: str
     params: tuple[str, ...]
     function: Callable[..., Any]
+    budget: expr_helpers.WorkBudget
 
     def __call__(self, env: Mapping[str, Any]) -> Any:
+        self.budget.reset()
         return self.function(**{name: env[name] for name in self.params})
 
 
@@ -357,5 +367,9 @@ def compile_expression(
     # operator) imports through the calling frame's builtins. Expressions cannot name it
     # (names starting with '_' are refused).
     namespace["__builtins__"] = {"__import__": builtins.__import__}
+    budget = expr_helpers.WorkBudget()
+    namespace["_pv_iter"] = budget.iterate
+    for guard in ("_pv_mul", "_pv_add"):
+        namespace[guard] = budget.charged(namespace[guard])
     exec(compile(module, f"<pv {label}>", "exec"), namespace)  # the validated, rewritten tree only
-    return CompiledExpression(text, tuple(params), namespace["_pv_expression"])
+    return CompiledExpression(text, tuple(params), namespace["_pv_expression"], budget)

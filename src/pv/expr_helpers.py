@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import operator
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ MAX_EXPONENT = 10_000
 MAX_SEQUENCE = 1_000_000
 #: Most bits of an integer that ``**`` and ``*`` may build.
 MAX_INT_BITS = 1_000_000
+#: Most comprehension steps plus built sequence items of one evaluation of an expression.
+MAX_WORK = 1_000_000
+#: Most elements of a tensor that an operator or ``tensor()`` may build.
+MAX_TENSOR_ELEMENTS = 10_000_000
 NAN_POLICIES = ("forbid", "equal", "ieee")
 
 
@@ -215,8 +220,74 @@ def _check_sequence_length(length: int, operator: str) -> None:
         raise HelperError(f"sequence {operator} of {length} items is longer than {MAX_SEQUENCE}")
 
 
+class WorkBudget:
+    """The work one evaluation of an expression may do: comprehension steps and the items
+    of the sequences its operators build, summed, at most :data:`MAX_WORK`.
+
+    Each bound on its own (a range, a sequence) still lets nesting multiply them; this
+    bounds the product. :meth:`reset` starts a new evaluation.
+    """
+
+    def __init__(self, limit: int = MAX_WORK) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def reset(self) -> None:
+        """Start the count of a new evaluation."""
+        self.used = 0
+
+    def spend(self, amount: int) -> None:
+        """Count ``amount`` units of work; refuse when the evaluation's total passes the limit."""
+        self.used += amount
+        if self.used > self.limit:
+            raise HelperError(f"the expression does more than {self.limit} steps of work (comprehensions and built sequences)")
+
+    def iterate(self, iterable: Any) -> Any:
+        """``iterable``'s items, one unit of work each (the iterable of every comprehension)."""
+        for item in iterable:
+            self.spend(1)
+            yield item
+
+    def charged(self, operator: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """``operator`` whose sequence results cost their length."""
+
+        def apply(left: Any, right: Any) -> Any:
+            result = operator(left, right)
+            if isinstance(result, (str, list, tuple)):
+                self.spend(len(result))
+            return result
+
+        return apply
+
+
+def _check_broadcast(left: Any, right: Any, operator: str) -> None:
+    """Refuse a tensor operation whose broadcast result has more than :data:`MAX_TENSOR_ELEMENTS`."""
+    if not (is_tensor(left) or is_tensor(right)):
+        return
+    torch = _torch()
+    shapes = [tuple(x.shape) if is_tensor(x) else () for x in (left, right)]
+    try:
+        shape = torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        return  # not broadcastable: the operator raises its own error
+    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+        raise HelperError(f"tensor {operator} of shape {tuple(shape)} has more than {MAX_TENSOR_ELEMENTS} elements")
+
+
+def guarded_binary(operator: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
+    """``operator`` refusing tensor results larger than :data:`MAX_TENSOR_ELEMENTS` (the language's
+    ``-``, ``/``, ``//`` and ``%``; ``**``, ``*`` and ``+`` have guards of their own that also check this)."""
+
+    def apply(left: Any, right: Any) -> Any:
+        _check_broadcast(left, right, symbol)
+        return operator(left, right)
+
+    return apply
+
+
 def guarded_pow(base: Any, exponent: Any) -> Any:
     """``base ** exponent`` refusing huge exponents and huge integer results (the language's ``**``)."""
+    _check_broadcast(base, exponent, "**")
     if not is_tensor(exponent) and builtins.abs(exponent) > MAX_EXPONENT:
         raise HelperError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
@@ -227,6 +298,7 @@ def guarded_pow(base: Any, exponent: Any) -> Any:
 def guarded_mul(left: Any, right: Any) -> Any:
     """``left * right`` refusing sequences longer than :data:`MAX_SEQUENCE` and integers
     of more than :data:`MAX_INT_BITS` bits (the language's ``*``)."""
+    _check_broadcast(left, right, "*")
     for sequence, count in ((left, right), (right, left)):
         if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
             _check_sequence_length(len(sequence) * count, "*")
@@ -237,6 +309,7 @@ def guarded_mul(left: Any, right: Any) -> Any:
 
 def guarded_add(left: Any, right: Any) -> Any:
     """``left + right`` refusing to build a sequence longer than :data:`MAX_SEQUENCE` (the language's ``+``)."""
+    _check_broadcast(left, right, "+")
     if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
         _check_sequence_length(len(left) + len(right), "+")
     return left + right
@@ -313,6 +386,12 @@ def tensor(value: Any) -> Any:
     """Nested lists (or a tensor) as a CPU tensor; torch infers the dtype (bool, int64, float32)."""
     if is_tensor(value):
         return value
+    elements, level = 1, value
+    while isinstance(level, (list, tuple)):  # the shape, read down the first items
+        elements *= len(level)
+        if elements > MAX_TENSOR_ELEMENTS:
+            raise HelperError(f"tensor() of more than {MAX_TENSOR_ELEMENTS} elements")
+        level = level[0] if level else None
     return _torch().tensor(value)
 
 
@@ -474,6 +553,10 @@ def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") ->
     names["_pv_pow"] = guarded_pow
     names["_pv_mul"] = guarded_mul
     names["_pv_add"] = guarded_add
+    names["_pv_sub"] = guarded_binary(operator.sub, "-")
+    names["_pv_div"] = guarded_binary(operator.truediv, "/")
+    names["_pv_floordiv"] = guarded_binary(operator.floordiv, "//")
+    names["_pv_mod"] = guarded_binary(operator.mod, "%")
     return names
 
 
