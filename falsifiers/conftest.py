@@ -29,6 +29,7 @@ import yaml
 from filelock import FileLock
 
 import ft_mutants
+from distill.errors import DistillError
 from pv import vacuity
 
 @pytest.fixture(scope="session")
@@ -171,8 +172,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     executed = call.when == "call" and name is not None and not (
         call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception))
     if executed:
-        killed = call.excinfo is not None
-        detail = _first_line(call.excinfo) if killed else "the falsifier passed with the mutant applied"
+        failed = call.excinfo is not None
+        killed = failed and call.excinfo.errisinstance(KILLING_EXCEPTIONS)
+        detail = (
+            _first_line(call.excinfo) if killed
+            else f"not a kill: the test crashed ({_first_line(call.excinfo)})" if failed
+            else "the falsifier passed with the mutant applied"
+        )
         for ft_id, mutants in bindings(item):
             if name in mutants:
                 item.user_properties.append((vacuity.MUTANT_PROPERTY, {
@@ -180,15 +186,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                     "test": vacuity.run_key(item.nodeid, name), "detail": detail}))
     report = yield
     if executed:
-        if call.excinfo is not None:
+        if killed:
             report.outcome = "passed"
             report.longrepr = None
             report.sections.append(("pv vacuity", f"mutant {name} killed: {detail}"))
+        elif call.excinfo is not None:
+            report.outcome = "failed"
+            report.longrepr = (f"mutant {name!r} of {item.nodeid}: {detail}; a kill is a failed assertion "
+                               "or a refusal by the code under test (DistillError)")
         else:
             report.outcome = "failed"
             report.longrepr = (f"vacuous: {item.nodeid} still passes with mutant {name!r} applied "
                                f"({ft_mutants.MUTANTS[name].description})")
     return report
+
+
+#: How a falsifier kills a mutant: a failed assertion (or pytest.fail), or the code under
+#: test refusing with its own error. Any other exception is a crash, which proves nothing.
+KILLING_EXCEPTIONS = (AssertionError, pytest.fail.Exception, DistillError)
 
 
 def _first_line(excinfo: pytest.ExceptionInfo[BaseException]) -> str:

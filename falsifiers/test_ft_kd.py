@@ -169,7 +169,9 @@ def test_short_distillation_learns_and_stops_on_divergence(model_file, tmp_path:
     assert seconds <= max_seconds
     summary = run.summary()
     assert (summary["status"], summary["steps_completed"]) == ("completed", steps)
-    trained = load_file(run.out_dir / "student.safetensors")
+    checkpoint = run.out_dir / "student.safetensors"
+    assert checkpoint.is_file(), f"a completed run left no checkpoint at {checkpoint}"
+    trained = load_file(checkpoint)
     assert sum(t.numel() for t in trained.values()) == _element_count(student)
     assert all(bool(torch.isfinite(t).all()) for t in trained.values())
 

@@ -166,3 +166,24 @@ def test_pv_vacuity_command_with_workers(tmp_path: Path, capsys: pytest.CaptureF
     assert {tuple(line.split()[:4]) for line in out.splitlines()[2:-1]} == {
         row for row in EXPECTED_ROWS if row[0] == "FT-X-001"}
     assert "mutant kd-no-t-squared survived (the falsifier passed with the mutant applied)" in err
+
+
+def test_a_crash_under_a_mutant_is_not_a_kill(pytester: pytest.Pytester) -> None:
+    crashing = '''\
+import pytest
+import torch
+
+from distill import kd
+
+S, T = torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([[0.0, 1.0, 3.0]])
+
+
+@pytest.mark.falsifies("FT-X-001", mutants=["kd-no-t-squared"])
+def test_crashes_when_mutated():
+    if kd.kd_loss(S, T, 2.0).item() < 1.0:  # only under the mutant (1.47 with T^2, 0.37 without)
+        raise KeyError("a crash, not a failed check")
+'''
+    _project(pytester.path, {"test_ft_crash.py": crashing})
+    result = pytester.runpytest("falsifiers", "--pv-vacuity", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)  # unmutated passes; the mutant run is no kill
+    result.stdout.fnmatch_lines(["*not a kill: the test crashed (KeyError*"])
