@@ -21,7 +21,7 @@ from pv import expr
 from pv.checkspec import STRUCTURE, Issue, check_issues, parse_binding
 from pv.compiling import equation_implementations, is_contract
 from pv.findings import Location, Severity
-from pv.rules.registry import rule
+from pv.rules.registry import rule_family
 
 def _read_document(doc) -> list[tuple[tuple, Issue]]:
     """(key path in the document, issue) for every problem of every check block."""
@@ -50,37 +50,23 @@ def _check_issues(doc) -> list[tuple[tuple, Issue]]:
     return found
 
 
-def _of_kind(doc, kind: str) -> Iterable[tuple[Location, str]]:
+#: rule id of each kind of problem
+_RULE_OF_KIND = {
+    expr.SYNTAX: "PV-EXPR-001", expr.CONSTRUCT: "PV-EXPR-002", expr.ATTRIBUTE: "PV-EXPR-003",
+    expr.CALL: "PV-EXPR-004", expr.NAME: "PV-EXPR-005", STRUCTURE: "PV-EXPR-006",
+}
+
+
+def _findings(doc) -> Iterable[tuple[str, Location, str]]:
     for keys, issue in _check_issues(doc):
-        if issue.kind == kind:
-            yield doc.locate(*keys), issue.message
+        yield _RULE_OF_KIND[issue.kind], doc.locate(*keys), issue.message
 
 
-@rule("PV-EXPR-001", Severity.ERROR, "check expression does not parse")
-def expression_syntax(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, expr.SYNTAX)
-
-
-@rule("PV-EXPR-002", Severity.ERROR, "check expression uses a construct outside the language")
-def expression_construct(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, expr.CONSTRUCT)
-
-
-@rule("PV-EXPR-003", Severity.ERROR, "check expression reads an attribute that is not whitelisted")
-def expression_attribute(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, expr.ATTRIBUTE)
-
-
-@rule("PV-EXPR-004", Severity.ERROR, "check expression calls outside the helper vocabulary and bound implementations")
-def expression_call(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, expr.CALL)
-
-
-@rule("PV-EXPR-005", Severity.ERROR, "check expression uses an unknown or reserved name")
-def expression_name(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, expr.NAME)
-
-
-@rule("PV-EXPR-006", Severity.ERROR, "check block cannot run as written")
-def check_block(doc) -> Iterable[tuple[Location, str]]:
-    return _of_kind(doc, STRUCTURE)
+rule_family(_findings, {
+    "PV-EXPR-001": (Severity.ERROR, "check expression does not parse"),
+    "PV-EXPR-002": (Severity.ERROR, "check expression uses a construct outside the language"),
+    "PV-EXPR-003": (Severity.ERROR, "check expression reads an attribute that is not whitelisted"),
+    "PV-EXPR-004": (Severity.ERROR, "check expression calls outside the helper vocabulary and bound implementations"),
+    "PV-EXPR-005": (Severity.ERROR, "check expression uses an unknown or reserved name"),
+    "PV-EXPR-006": (Severity.ERROR, "check block cannot run as written"),
+})

@@ -47,6 +47,27 @@ def rule(id: str, severity: Severity, summary: str, scope: Scope = "document") -
     return register
 
 
+Analysis = Callable[[Any], Iterable[tuple[str, Location, str]]]
+
+
+def rule_family(analysis: Analysis, rules: dict[str, tuple[Severity, str]], scope: Scope = "document") -> None:
+    """Register one rule per id of ``rules`` (id -> (severity, summary)) over one ``analysis``
+    that yields ``(rule id, location, message)``: each rule keeps the findings of its own id.
+
+    For checks that find several kinds of problem in one pass (a schema, an expression
+    parser); the analysis should keep its result with the document, as it runs once per rule.
+    """
+    for rule_id, (severity, summary) in rules.items():
+        rule(rule_id, severity, summary, scope)(_findings_of(analysis, rule_id))
+
+
+def _findings_of(analysis: Analysis, rule_id: str) -> Check:
+    def check(subject: Any) -> list[tuple[Location, str]]:
+        return [(location, message) for found_id, location, message in analysis(subject) if found_id == rule_id]
+
+    return check
+
+
 def document_rules(documents: Sequence[Any] | None = None) -> Sequence[Rule]:
     """The document rules needed for ``documents`` (all of them for None)."""
     return [r for r in all_rules(documents) if r.scope == "document"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pv.findings import Location, Severity
-from pv.rules.registry import rule
+from pv.rules.registry import rule_family
 from pv.rules.sections import suggestion
 
 if TYPE_CHECKING:
@@ -110,30 +110,10 @@ def _explain(doc, error: Any) -> Iterable[tuple[str, Location, str]]:
         yield CONSTRAINT, doc.locate(*path), f"{where(path)}: {error.message}"
 
 
-def _of_rule(doc, rule_id: str) -> Iterable[tuple[Location, str]]:
-    return [(location, message) for rid, location, message in schema_findings(doc) if rid == rule_id]
-
-
-@rule(UNKNOWN_KEY, Severity.ERROR, "unknown key (a typo would silently lose the section)")
-def unknown_key(doc) -> Iterable[tuple[Location, str]]:
-    return _of_rule(doc, UNKNOWN_KEY)
-
-
-@rule(BAD_ENUM, Severity.ERROR, "value outside the allowed set")
-def bad_enum(doc) -> Iterable[tuple[Location, str]]:
-    return _of_rule(doc, BAD_ENUM)
-
-
-@rule(BAD_TYPE, Severity.ERROR, "value of the wrong type")
-def bad_type(doc) -> Iterable[tuple[Location, str]]:
-    return _of_rule(doc, BAD_TYPE)
-
-
-@rule(MISSING_KEY, Severity.ERROR, "required key missing")
-def missing_key(doc) -> Iterable[tuple[Location, str]]:
-    return _of_rule(doc, MISSING_KEY)
-
-
-@rule(CONSTRAINT, Severity.ERROR, "other schema constraint violated")
-def constraint(doc) -> Iterable[tuple[Location, str]]:
-    return _of_rule(doc, CONSTRAINT)
+rule_family(schema_findings, {
+    UNKNOWN_KEY: (Severity.ERROR, "unknown key (a typo would silently lose the section)"),
+    BAD_ENUM: (Severity.ERROR, "value outside the allowed set"),
+    BAD_TYPE: (Severity.ERROR, "value of the wrong type"),
+    MISSING_KEY: (Severity.ERROR, "required key missing"),
+    CONSTRAINT: (Severity.ERROR, "other schema constraint violated"),
+})
