@@ -128,6 +128,7 @@ def test_size_guards_bound_results_not_only_operands(text):
     "sum(a * b for a in range(10000) for b in range(10000))",  # 10^8 steps of plain arithmetic
     "tensor([[0] * 1000000] * 1000)",  # a list of shared rows, expanded by tensor()
     "len(tensor(list(range(100000)))[:, None] - tensor(list(range(100000))))",  # broadcasting
+    "len(tensor(list(range(1000000)))[:, None] < tensor(list(range(1000000))))",  # broadcasting by a comparison
 ])
 def test_work_budget_bounds_a_whole_evaluation(text):
     with pytest.raises(HelperError):

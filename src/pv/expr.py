@@ -290,8 +290,8 @@ def check_expression(
 
 
 class _Guard(ast.NodeTransformer):
-    """Routes every arithmetic operator through the size guards of :mod:`pv.expr_helpers`,
-    and every comprehension's iterable through the evaluation's work budget."""
+    """Routes every arithmetic operator and single comparison through the size guards of
+    :mod:`pv.expr_helpers`, and every comprehension's iterable through the evaluation's work budget."""
 
     GUARDS = {
         ast.Pow: "_pv_pow", ast.Mult: "_pv_mul", ast.Add: "_pv_add", ast.Sub: "_pv_sub",
@@ -301,6 +301,17 @@ class _Guard(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         call = ast.Call(func=ast.Name(self.GUARDS[type(node.op)], ast.Load()), args=[node.left, node.right], keywords=[])
+        return ast.copy_location(call, node)
+
+    #: the element-wise comparisons (``in``, ``is`` and chains broadcast nothing)
+    COMPARISONS = {ast.Eq: "_pv_eq", ast.NotEq: "_pv_ne", ast.Lt: "_pv_lt", ast.LtE: "_pv_le", ast.Gt: "_pv_gt", ast.GtE: "_pv_ge"}
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        guard = self.COMPARISONS.get(type(node.ops[0])) if len(node.ops) == 1 else None
+        if guard is None:
+            return node
+        call = ast.Call(func=ast.Name(guard, ast.Load()), args=[node.left, node.comparators[0]], keywords=[])
         return ast.copy_location(call, node)
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:

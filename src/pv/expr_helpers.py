@@ -276,7 +276,8 @@ def _check_broadcast(left: Any, right: Any, operator: str) -> None:
 
 def guarded_binary(operator: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
     """``operator`` refusing tensor results larger than :data:`MAX_TENSOR_ELEMENTS` (the language's
-    ``-``, ``/``, ``//`` and ``%``; ``**``, ``*`` and ``+`` have guards of their own that also check this)."""
+    ``-``, ``/``, ``//``, ``%`` and comparisons; ``**``, ``*`` and ``+`` have guards of their own that
+    also check this)."""
 
     def apply(left: Any, right: Any) -> Any:
         _check_broadcast(left, right, symbol)
@@ -557,6 +558,9 @@ def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") ->
     names["_pv_div"] = guarded_binary(operator.truediv, "/")
     names["_pv_floordiv"] = guarded_binary(operator.floordiv, "//")
     names["_pv_mod"] = guarded_binary(operator.mod, "%")
+    for name, compare, symbol in (("eq", operator.eq, "=="), ("ne", operator.ne, "!="), ("lt", operator.lt, "<"),
+                                  ("le", operator.le, "<="), ("gt", operator.gt, ">"), ("ge", operator.ge, ">=")):
+        names[f"_pv_{name}"] = guarded_binary(compare, symbol)
     return names
 
 
