@@ -348,15 +348,8 @@ def _scalar_test(name: str, test: Callable[[float], bool], every: bool) -> Calla
 
 def softmax(value: Any, temperature: float = 1.0) -> Any:
     """softmax(value / temperature) over the last dimension, computed in float64."""
-    if temperature <= 0:
-        raise HelperError(f"temperature must be > 0, got {temperature}")
-    if is_tensor(value):
-        return _torch().softmax(_tensor64(value) / temperature, dim=-1)
-    scaled = [float(x) / temperature for x in value]
-    top = builtins.max(scaled)
-    weights = [math.exp(x - top) for x in scaled]
-    total = builtins.sum(weights)
-    return [w / total for w in weights]
+    logs = log_softmax(value, temperature)
+    return logs.exp() if is_tensor(logs) else [math.exp(x) for x in logs]
 
 
 def log_softmax(value: Any, temperature: float = 1.0) -> Any:
