@@ -528,12 +528,12 @@ def _parameters_exposed(mp: pytest.MonkeyPatch) -> None:
 
 
 def _step_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., float]) -> None:
-    """Replace ``distill.train._step`` by ``body(original, student, teacher, optimizer, ids, T, step)``."""
+    """Replace ``distill.train._step`` by ``body(original, student, teacher, optimizer, ids, T, step, plan)``."""
 
     def build(original: Callable[..., float]) -> Callable[..., float]:
         def _step(student: Any, teacher: Any, optimizer: Any, input_ids: torch.Tensor, temperature: float,
-                  step: int) -> float:
-            return body(original, student, teacher, optimizer, input_ids, temperature, step)
+                  step: int, plan: Any) -> float:
+            return body(original, student, teacher, optimizer, input_ids, temperature, step, plan)
 
         return _step
 
@@ -577,7 +577,7 @@ def _nan_check_removed(mp: pytest.MonkeyPatch) -> None:
     train = importlib.import_module("distill.train")
 
     def body(step_fn: Callable[..., float], student: Any, teacher: Any, optimizer: Any, input_ids: torch.Tensor,
-             temperature: float, step: int) -> float:
+             temperature: float, step: int, plan: Any) -> float:
         loss = train.kd_loss(student(input_ids), teacher.logits(input_ids), temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

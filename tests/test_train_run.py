@@ -24,8 +24,8 @@ from distill.train import (
     DistillConfig,
     read_token_file,
     run_distillation,
-    token_batches,
 )
+from distill.data import TokenStream
 from pv.cli import main as pv_main
 
 TINY_ROWS = PRESETS["tiny"].vocab_size
@@ -190,9 +190,9 @@ def test_token_files_npy_and_text_give_the_same_ids(tmp_path):
 
 def test_batches_are_windows_of_the_token_stream():
     ids = torch.arange(1000, 1100)
-    batches = token_batches(ids, 5000, batch=3, seq=7, seed=1)
+    stream = TokenStream(ids, 5000, seq=7, seed=1)
     for _ in range(5):
-        batch = next(batches)
+        batch = stream.take(3)
         assert batch.shape == (3, 7)
         for row in batch:
             start = int(row[0]) - 1000
@@ -200,9 +200,9 @@ def test_batches_are_windows_of_the_token_stream():
 
 
 def test_random_batches_are_seeded_and_in_range():
-    first = [next(token_batches(None, 50, 2, 9, seed=4)) for _ in range(2)]
+    first = [TokenStream(None, 50, 9, seed=4).take(2) for _ in range(2)]
     assert torch.equal(first[0], first[1])
-    assert not torch.equal(first[0], next(token_batches(None, 50, 2, 9, seed=5)))
+    assert not torch.equal(first[0], TokenStream(None, 50, 9, seed=5).take(2))
     assert int(first[0].min()) >= 0 and int(first[0].max()) < 50
 
 
@@ -356,7 +356,7 @@ def test_pv_distill_tiny_preset_learns_and_leaves_a_complete_folder(tmp_path, ca
     assert sum(line.startswith("teacher backend: ") for line in captured.out.splitlines()) == 1
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["teacher.gguf", "student.gguf", LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE]
+        ["teacher.gguf", "student.gguf", LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, "curves.png", "summary.md"]
     )
     header, *steps = _records(out)
     assert header["record"] == "header" and header["backend"]["backend"] == "dequant"

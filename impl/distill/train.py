@@ -1,31 +1,54 @@
 """The distillation loop: a frozen GGUF teacher, a trainable GGUF student, the KD loss, AdamW.
 
 Start-up, in this order, before anything is written (bad input leaves no files):
-read both GGUF files; compare their vocabularies and refuse a pair whose
-student rows are not a prefix of the teacher's (``distill.vocab``); choose the
-teacher backend (flag, else ``DISTILL_TEACHER_BACKEND``, else auto; see
-``distill.dispatch``) and print it as one line; load the teacher with its
-logits cut to the student's rows; load the student (quantized student weights
-are expanded; parameters in f32 or bf16, all trainable); read the data.
+join the ranks of a data-parallel run (``distill.parallel``; one rank without
+a torch.distributed environment); read both GGUF files; compare their
+vocabularies and refuse a pair whose student rows are not a prefix of the
+teacher's (``distill.vocab``); choose the teacher backend (flag, else
+``DISTILL_TEACHER_BACKEND``, else auto; see ``distill.dispatch``) and print it
+as one line; on a resume, refuse a run whose teacher, student, data,
+vocabulary decision or fixed options differ from the checkpoint's, naming each
+difference; load the teacher with its logits cut to the student's rows; load
+the student (quantized student weights are expanded; parameters in f32 or
+bf16, all trainable); read the data.
 
 Data: ``data`` is a file of token ids: ``.npy`` (an integer array of any shape,
-read flat) or text (whitespace-separated integers). Each batch takes ``batch``
-windows of ``seq`` consecutive ids at random offsets. Without a file, batches
-are uniformly random ids. Both draw from a generator seeded with ``seed``.
+read flat) or text (whitespace-separated integers), read in shuffled epochs of
+``seq``-id windows; without a file, rows of uniformly random ids. Step ``t``
+reads the global rows ``[t*G, (t+1)*G)``, ``G = batch * grad_accum * ranks``,
+and each rank its own slice of them (``distill.data``).
 
-Output folder (``out_dir``):
+A step: each of ``grad_accum`` micro-batches of ``batch`` rows runs the student
+(under bf16 autocast with ``amp="bf16"``) and the teacher, takes the KD loss,
+and back-propagates it divided by ``grad_accum``; DDP averages the gradients
+over the ranks at the last micro-batch; then one AdamW step. The logged loss is
+the mean over micro-batches and ranks. A NaN or Inf loss stops the run
+(TrainingDiverged) before the optimizer step, on every rank.
+
+Output folder (``out_dir``), written by rank 0 only:
 - ``train_log.jsonl``: a header record (backend decision, vocabulary
-  alignment, configuration), then one record per step (loss, step time,
-  memory: the CUDA allocator's peak on a GPU, the process's resident set on
-  CPU), written and flushed as they happen;
+  alignment, configuration, the run's identity), then one record per step
+  (loss, step time, memory: the CUDA allocator's peak on a GPU, the process's
+  resident set on CPU), written and flushed as they happen; a resumed run
+  keeps the records before its checkpoint and adds a ``resume`` record;
+- ``checkpoints/step-NNNNNNNN``: every ``checkpoint_every`` steps and at the
+  end, the last ``keep`` of them (``distill.checkpoints``);
 - ``student.safetensors``: the trained student (its parameters by their
   ``distill.model.Qwen2`` names), written only when every step completed,
   through a temporary file and a rename (never half-written);
-- ``run.json``: the summary (status ``completed``, ``interrupted`` or
-  ``failed``, steps done, final loss, error), written atomically at the end
-  whatever happened.
+- ``run.json``: the summary (status ``running``, ``completed``,
+  ``interrupted`` or ``failed``, steps done, final loss, last checkpoint,
+  error), written atomically at the start, at each checkpoint and at the end
+  whatever happened; SIGINT, SIGTERM and SIGHUP end the run as ``interrupted``
+  (``RunInterrupted``); after a SIGKILL it says ``running`` and names the
+  checkpoint a resume continues from;
+- ``curves.png`` and ``summary.md``: the loss and step-time curves and a
+  summary embedding them, rewritten at each checkpoint and at the end.
 
-A NaN or Inf loss stops the run (TrainingDiverged) before the optimizer step.
+Resume (``resume=True``, see ``resume_config``): the run continues from its
+newest checkpoint (student, optimizer, RNG and data states, step), or from
+step 0 when it has none. On one CPU thread, 10 steps and a resume for 10 more
+give bit for bit the student of 20 uninterrupted steps.
 """
 
 from __future__ import annotations
@@ -33,16 +56,34 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from distill import __version__
+from distill.checkpoints import (
+    CHECKPOINT_DIR,
+    CONTRACT_VERSIONS,
+    differences,
+    file_fingerprint,
+    list_checkpoints,
+    load_checkpoint,
+    read_record,
+    remove_leftovers,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
+from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
+from distill.data import TokenStream, read_token_file, shard_slice
 from distill.dispatch import (
     BackendDecision,
     backend_override_from_env,
@@ -54,6 +95,7 @@ from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
 from distill.gguf_io import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
+from distill.parallel import World, mean_over_ranks, unwrap, wrap_student
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
@@ -62,13 +104,23 @@ CHECKPOINT_FILE = "student.safetensors"
 SUMMARY_FILE = "run.json"
 OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+AMP_DTYPES = {"bf16": torch.bfloat16}
 #: AdamW keeps, per parameter, the weight, its gradient and two moments, all in the parameter's dtype.
 TRAINING_STATE_COPIES = 4
+#: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
+RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
+                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
+#: signals that end a run as interrupted, like SIGINT (Ctrl-C)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
 class DistillConfig:
-    """One distillation run. ``teacher``/``student`` are GGUF paths (or set ``preset_pair``)."""
+    """One distillation run. ``teacher``/``student`` are GGUF paths (or set ``preset_pair``).
+
+    ``batch`` is per rank and micro-batch; ``checkpoint_every`` None writes no
+    checkpoints; ``resume`` continues the run in ``out_dir``.
+    """
 
     out_dir: Path
     teacher: Path | None = None
@@ -85,6 +137,11 @@ class DistillConfig:
     seed: int = 0
     student_dtype: str = "f32"
     progress: bool = False
+    grad_accum: int = 1
+    amp: str | None = None
+    checkpoint_every: int | None = None
+    keep: int = 3
+    resume: bool = False
 
 
 @dataclass
@@ -99,6 +156,14 @@ class DistillResult:
     alignment: VocabComparison
     checkpoint: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM, SIGHUP); the exit code is 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 # --- preset pairs --------------------------------------------------------------------------------
@@ -127,12 +192,17 @@ def build_preset_pair(name: str, out_dir: Path, seed: int) -> tuple[Path, Path]:
 # --- start-up ------------------------------------------------------------------------------------
 
 
-def _check_config(config: DistillConfig) -> torch.device:
-    """Validate the numbers and the device; return the device."""
-    for name in ("steps", "batch", "seq"):
+def check_config(config: DistillConfig) -> torch.device:
+    """Validate the numbers, the device and the output folder; return the device."""
+    for name in ("steps", "batch", "seq", "grad_accum", "keep"):
         value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DistillError(f"{name} must be an integer >= 1, got {value!r}")
+    every = config.checkpoint_every
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise DistillError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    if config.amp is not None and config.amp not in AMP_DTYPES:
+        raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
     for name in ("temperature", "lr"):
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -155,9 +225,12 @@ def _check_config(config: DistillConfig) -> torch.device:
     out_dir = Path(config.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DistillError(f"output folder {out_dir} exists and is not a folder")
-    existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
-    if existing:
-        raise DistillError(f"{out_dir} already holds a run ({', '.join(existing)}); choose another output folder")
+    existing = [name for name in (*OUTPUT_FILES, CHECKPOINT_DIR) if (out_dir / name).exists()]
+    if config.resume and not (out_dir / LOG_FILE).is_file():
+        raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
+    if existing and not config.resume:
+        raise DistillError(f"{out_dir} already holds a run ({', '.join(existing)}); continue it with "
+                           f"--resume {out_dir}, or choose another output folder")
     return device
 
 
@@ -225,44 +298,6 @@ def _load_student(model: GGUFModel, dtype: torch.dtype, device: torch.device) ->
     return student.train()
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-
-def read_token_file(path: Path, vocab_size: int, seq: int) -> torch.Tensor:
-    """The ids of a ``.npy`` or whitespace-separated text file as a flat int64 tensor, checked."""
-    import numpy as np
-
-    try:
-        if path.suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if not np.issubdtype(array.dtype, np.integer):
-                raise DistillError(f"{path}: token ids must be integers, got dtype {array.dtype}")
-            ids = torch.from_numpy(array.astype(np.int64).reshape(-1))
-        else:
-            words = path.read_text(encoding="utf-8").split()
-            ids = torch.tensor([int(word) for word in words], dtype=torch.int64)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DistillError(f"{path}: cannot read token ids: {err}") from None
-    if ids.numel() < seq:
-        raise DistillError(f"{path}: {ids.numel()} token ids, fewer than one sequence of {seq}")
-    bad = ((ids < 0) | (ids >= vocab_size)).nonzero()
-    if bad.numel():
-        i = int(bad[0, 0])
-        raise DistillError(f"{path}: token id {int(ids[i])} at position {i} is outside the vocabulary [0, {vocab_size})")
-    return ids
-
-
-def token_batches(ids: torch.Tensor | None, vocab_size: int, batch: int, seq: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless [batch, seq] int64 batches: windows of ``ids`` at random offsets, or random ids."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        if ids is None:
-            yield torch.randint(0, vocab_size, (batch, seq), generator=generator)
-        else:
-            starts = torch.randint(0, ids.numel() - seq + 1, (batch,), generator=generator)
-            yield torch.stack([ids[s : s + seq] for s in starts.tolist()])
-
-
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -322,21 +357,96 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# --- resume --------------------------------------------------------------------------------------
+
+
+def _saved_config(out_dir: Path) -> dict[str, Any]:
+    """The configuration a run folder was last run with: its newest checkpoint's, else its log header's."""
+    checkpoints = list_checkpoints(out_dir)
+    if checkpoints:
+        return read_record(checkpoints[-1])["config"]
+    try:
+        with open(out_dir / LOG_FILE, encoding="utf-8") as log:
+            header = json.loads(log.readline())
+        return header["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DistillError(f"{out_dir / LOG_FILE}: no readable header to resume from: {err}") from None
+
+
+def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
+    """The configuration that continues the run in ``out_dir``: its saved one, with ``changes`` applied.
+
+    Whether the changes are allowed is decided when the run starts (``run_distillation``).
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / LOG_FILE).is_file():
+        raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
+    saved = _saved_config(out_dir)
+    known = {f.name for f in fields(DistillConfig)}
+    values = {key: value for key, value in saved.items() if key in known}
+    for key in ("teacher", "student", "data"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    return DistillConfig(**{**values, **changes, "out_dir": out_dir, "resume": True})
+
+
+def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
+              comparison: VocabComparison) -> dict[str, Any]:
+    """What makes two runs the same run: the files by fingerprint, the vocabulary decision, the fixed options."""
+    return {
+        "teacher": file_fingerprint(teacher),
+        "student": file_fingerprint(student),
+        "data": None if config.data is None else file_fingerprint(Path(config.data)),
+        "vocabulary": comparison.to_json(),
+        "contracts": CONTRACT_VERSIONS,
+        **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
+        "global_batch": config.batch * config.grad_accum * world.size,
+    }
+
+
+def _refuse_changes(out_dir: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    changed = differences(saved, now)
+    if changed:
+        raise DistillError(f"cannot resume {out_dir}: the run differs from its checkpoint in "
+                           + "; ".join(changed))
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 
-def _prepare_inputs(config: DistillConfig, echo: Callable[[str], None]) -> tuple[Path, Path]:
+def _config_json(config: DistillConfig) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
+def _prepare_inputs(config: DistillConfig, echo: Callable[[str], None], world: World) -> tuple[Path, Path]:
     """The teacher and student paths: the configured files, or a preset pair built into the output folder."""
     if config.preset_pair is None:
         return Path(config.teacher), Path(config.student)
-    echo(f"building preset pair {config.preset_pair!r} in {config.out_dir}")
-    return build_preset_pair(config.preset_pair, Path(config.out_dir), config.seed)
+    out_dir = Path(config.out_dir)
+    if config.resume:
+        return out_dir / "teacher.gguf", out_dir / "student.gguf"
+    if world.writes:
+        echo(f"building preset pair {config.preset_pair!r} in {config.out_dir}")
+        build_preset_pair(config.preset_pair, out_dir, config.seed)
+    world.barrier()
+    return out_dir / "teacher.gguf", out_dir / "student.gguf"
 
 
 def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print) -> DistillResult:
-    """Run one distillation (see the module docstring); ``echo`` receives the start-up lines."""
-    device = _check_config(config)
-    teacher_path, student_path = _prepare_inputs(config, echo)
+    """Run one distillation (see the module docstring); ``echo`` receives the start-up lines (rank 0)."""
+    device = check_config(config)
+    world, device = World.from_env(device)
+    try:
+        return _run(config, world, device, echo if world.writes else lambda line: None)
+    finally:
+        world.close()
+
+
+def _run(config: DistillConfig, world: World, device: torch.device, echo: Callable[[str], None]) -> DistillResult:
+    out_dir = Path(config.out_dir)
+    world.barrier()  # every rank has checked the configuration before rank 0 writes anything
+    checkpoints = list_checkpoints(out_dir) if config.resume else []
+    teacher_path, student_path = _prepare_inputs(config, echo, world)
     teacher_file, student_file = read_gguf(teacher_path), read_gguf(student_path)
     comparison = _compare(teacher_file, student_file)
     for name, model in (("teacher", teacher_file), ("student", student_file)):
@@ -344,8 +454,17 @@ def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print)
             raise DistillError(f"seq {config.seq} exceeds the {name}'s context length {model.config.context_length}")
     teacher_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     decision, decision_inputs = _decide_backend(config, device, teacher_file, student_file, teacher_dtype)
+    identity = _identity(config, world, teacher_path, student_path, comparison)
+    checkpoint = load_checkpoint(checkpoints[-1]) if checkpoints else None
+    if checkpoint is not None:
+        _refuse_changes(out_dir, checkpoint.record["identity"], identity)
+        if config.steps <= checkpoint.step:
+            raise DistillError(f"cannot resume {out_dir}: its checkpoint is at step {checkpoint.step}; "
+                               f"give --steps N with N > {checkpoint.step} to train further")
     echo(format_start_line(decision))
     echo(alignment_line(comparison))
+    if checkpoint is not None:
+        echo(f"resuming from {checkpoint.path} (step {checkpoint.step} of {config.steps})")
     teacher = load_teacher(
         teacher_file, decision.backend, target_vocab=student_file.config.vocab_size, device=device, dtype=teacher_dtype
     )
@@ -357,77 +476,239 @@ def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print)
         "teacher": str(teacher_path),
         "student": str(student_path),
         "device": str(device),
+        "world_size": world.size,
         "backend": {**decision.to_json(), **decision_inputs},
         "alignment": {**comparison.to_json(), "effective_vocab": teacher.vocab_size},
         "teacher_resident_bytes": teacher.resident_bytes(),
         "teacher_quantized_bytes": teacher.quantized_bytes,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "config": _config_json(config),
+        "identity": identity,
     }
-    return _train(config, device, teacher, student, ids, header, decision, comparison)
+    stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint)
+    return run.train(teacher, student, stream)
 
 
-def _train(
-    config: DistillConfig,
-    device: torch.device,
-    teacher: Teacher,
-    student: torch.nn.Module,
-    ids: torch.Tensor | None,
-    header: dict[str, Any],
-    decision: BackendDecision,
-    comparison: VocabComparison,
-) -> DistillResult:
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
-    batches = token_batches(ids, teacher.vocab_size, config.batch, config.seq, config.seed)
-    memory = _Memory(device)
-    losses: list[float] = []
-    step_times: list[float] = []
-    status, error, checkpoint = "failed", None, None
-    bar = _progress(config)
-    try:
-        with open(out_dir / LOG_FILE, "w", encoding="utf-8") as log:
-            _log(log, header)
-            for step in range(config.steps):
-                memory.start_step()
-                start = time.perf_counter()
-                loss = _step(student, teacher, optimizer, next(batches).to(device), config.temperature, step)
-                _sync(device)
-                elapsed = time.perf_counter() - start
-                losses.append(loss)
-                step_times.append(elapsed)
-                _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
-                           "tokens": config.batch * config.seq, memory.kind: memory.read()})
+@dataclass(frozen=True)
+class StepPlan:
+    """How one optimizer step is split: ``grad_accum`` micro-batches of ``batch`` rows on each rank."""
+
+    batch: int
+    grad_accum: int
+    world: World
+    amp: torch.dtype | None = None
+
+    @property
+    def micro_weight(self) -> float:
+        """The factor of each micro-batch's loss in the step's gradient."""
+        return 1.0 / self.grad_accum
+
+    @property
+    def global_rows(self) -> int:
+        return self.batch * self.grad_accum * self.world.size
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of one step's global rows."""
+        first = shard_slice(self.world.rank, self.batch, self.grad_accum, 0)
+        return rows[first.start : first.start + self.batch * self.grad_accum]
+
+
+class _StopSignals:
+    """While active, SIGTERM and SIGHUP raise RunInterrupted (in the main thread; SIGINT already interrupts).
+
+    ``hold()`` defers them while the run writes its final files.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._held = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        if not self._held:
+            raise RunInterrupted(signum)
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def hold(self) -> None:
+        self._held = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+class _Run:
+    """The training loop of one run and the files rank 0 keeps of it."""
+
+    def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
+                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any) -> None:
+        self.config, self.world, self.device, self.header = config, world, device, header
+        self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
+        self.out_dir = Path(config.out_dir)
+        self.losses: list[float] = []
+        self.step_times: list[float] = []
+        self.last_checkpoint: Path | None = None
+        self.checkpointed_step: int | None = None
+        self.start = 0 if checkpoint is None else checkpoint.step
+        self._before = self._earlier() if world.writes else []
+
+    def train(self, teacher: Teacher, student: torch.nn.Module, stream: TokenStream) -> DistillResult:
+        config, world = self.config, self.world
+        optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
+        if self.resumed is not None:
+            self._restore(student, optimizer, stream)
+        model = wrap_student(student, world, self.device)
+        plan = StepPlan(config.batch, config.grad_accum, world, AMP_DTYPES.get(config.amp))
+        memory = _Memory(self.device)
+        status, error, final = "failed", None, None
+        bar = _progress(config) if world.writes else None
+        with _StopSignals() as signals:
+            try:
+                log = self._open_log()
+                try:
+                    self._write_summary("running", None, None)
+                    for step in range(self.start, config.steps):
+                        memory.start_step()
+                        begin = time.perf_counter()
+                        rows = plan.shard(stream.take(plan.global_rows)).to(self.device)
+                        loss = _step(model, teacher, optimizer, rows, config.temperature, step, plan)
+                        _sync(self.device)
+                        elapsed = time.perf_counter() - begin
+                        self.losses.append(loss)
+                        self.step_times.append(elapsed)
+                        if log is not None:
+                            _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
+                                       "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
+                        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                            self._checkpoint(step + 1, student, optimizer, stream)
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
+                finally:
+                    if log is not None:
+                        log.close()
+                done = self.start + len(self.losses)
+                if config.checkpoint_every and self.checkpointed_step != done:
+                    self._checkpoint(done, student, optimizer, stream)
+                if world.writes:
+                    _save_student(student, self.out_dir / CHECKPOINT_FILE)
+                    final = self.out_dir / CHECKPOINT_FILE
+                status = "completed"
+            except KeyboardInterrupt as err:
+                status = "interrupted"
+                error = str(err) if isinstance(err, RunInterrupted) else "interrupted by the user (Ctrl-C)"
+                raise
+            except Exception as err:  # recorded in run.json, then re-raised
+                if signals.received is not None:  # another rank stopped first: a collective failed
+                    status = "interrupted"
+                error = f"{type(err).__name__}: {err}"
+                raise
+            finally:
+                signals.hold()
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
-        _save_student(student, out_dir / CHECKPOINT_FILE)
-        checkpoint = out_dir / CHECKPOINT_FILE
-        status = "completed"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
-        raise
-    except Exception as err:  # recorded in run.json, then re-raised
-        error = f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+                    bar.close()
+                summary = self._write_summary(status, error, final)
+        return DistillResult(self.out_dir, status, self.all_losses(), self.all_times(), self.decision,
+                             self.comparison, final, summary)
+
+    # -- resume ------------------------------------------------------------------------------------
+
+    def _restore(self, student: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: TokenStream) -> None:
+        checkpoint = self.resumed
+        with torch.no_grad():
+            student.load_state_dict({k: v.to(self.device) for k, v in checkpoint.student.items()})
+        optimizer.load_state_dict(checkpoint.optimizer)
+        stream.load_state_dict(checkpoint.data)
+        set_rng_states(checkpoint.rng, self.device)
+        self.last_checkpoint, self.checkpointed_step = checkpoint.path, checkpoint.step
+
+    def _earlier(self) -> list[dict[str, Any]]:
+        """The step records of the run before its resume point (from the log)."""
+        if self.resumed is None:
+            return []
+        records = []
+        with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
+            for line in log:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a kill
+                    continue
+                if record.get("record") == "step" and record["step"] < self.start:
+                    records.append(record)
+        by_step = {r["step"]: r for r in records}
+        return [by_step[s] for s in sorted(by_step)]
+
+    def all_losses(self) -> list[float]:
+        return [r["loss"] for r in self._before] + self.losses
+
+    def all_times(self) -> list[float]:
+        return [r["step_time_s"] for r in self._before] + self.step_times
+
+    # -- files ---------------------------------------------------------------------------------------
+
+    def _open_log(self):
+        """The log, opened for appending: rank 0 only (None elsewhere); a resume rewrites its past first."""
+        if not self.world.writes:
+            return None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.out_dir)
+        records = [self.header]
+        if self.resumed is not None:
+            with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
+                records = [json.loads(log.readline())]
+            records += self._before
+            records.append({"record": "resume", "step": self.start, "checkpoint": str(self.resumed.path.name),
+                            "header": self.header})
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        _write_atomic(self.out_dir / LOG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return open(self.out_dir / LOG_FILE, "a", encoding="utf-8")
+
+    def _checkpoint(self, step: int, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    stream: TokenStream) -> None:
+        self.checkpointed_step = step
+        if self.world.writes:
+            record = {"step": step, "data_position": stream.position, "config": self.header["config"],
+                      "identity": self.header["identity"], "distill_version": __version__}
+            self.last_checkpoint = save_checkpoint(self.out_dir, record, student, optimizer.state_dict(),
+                                                   rng_states(self.device), stream.state_dict(), self.config.keep)
+            self._write_summary("running", None, None)
+        else:
+            self.last_checkpoint = self.out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
+
+    def _write_summary(self, status: str, error: str | None, final: Path | None) -> dict[str, Any]:
+        losses, times = self.all_losses(), self.all_times()
         summary = {
             "status": status,
-            "steps_requested": config.steps,
+            "steps_requested": self.config.steps,
             "steps_completed": len(losses),
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
-            "mean_step_time_s": sum(step_times) / len(step_times) if step_times else None,
-            "backend": decision.to_json(),
-            "alignment": comparison.to_json(),
-            "checkpoint": CHECKPOINT_FILE if checkpoint else None,
+            "mean_step_time_s": sum(times) / len(times) if times else None,
+            "world_size": self.world.size,
+            "grad_accum": self.config.grad_accum,
+            "backend": self.decision.to_json(),
+            "alignment": self.comparison.to_json(),
+            "checkpoint": CHECKPOINT_FILE if final else None,
+            "last_checkpoint": None if self.last_checkpoint is None else
+            f"{CHECKPOINT_DIR}/{self.last_checkpoint.name}",
+            "resumed_from_step": None if self.resumed is None else self.start,
             "log": LOG_FILE,
             "error": error,
         }
-        _write_json_atomic(out_dir / SUMMARY_FILE, summary)
-    return DistillResult(out_dir, status, losses, step_times, decision, comparison, checkpoint, summary)
+        if self.world.writes and self.out_dir.is_dir():
+            _write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
+            steps = list(range(len(losses)))
+            png = plot_png(steps, losses, times)
+            _write_atomic(self.out_dir / PLOT_FILE, lambda tmp: tmp.write_bytes(png))
+            text = summary_markdown(summary)
+            _write_atomic(self.out_dir / SUMMARY_MD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return summary
 
 
 def _step(
@@ -437,21 +718,33 @@ def _step(
     input_ids: torch.Tensor,
     temperature: float,
     step: int,
+    plan: StepPlan,
 ) -> float:
-    """One KD step; raises TrainingDiverged (before updating) when the loss is not finite."""
-    teacher_logits = teacher.logits(input_ids)
-    student_logits = student(input_ids)
-    loss = kd_loss(student_logits, teacher_logits, temperature)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise TrainingDiverged(
-            f"the KD loss became {value} at step {step}; training stopped before the optimizer step "
-            "(lower --lr, check the data, or the models' weights)"
-        )
+    """One optimizer step over this rank's rows; raises TrainingDiverged (before updating) on a non-finite loss.
+
+    ``input_ids`` holds ``plan.grad_accum`` micro-batches of ``plan.batch`` rows;
+    the returned loss is their mean, averaged over the ranks.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    micro_batches = input_ids.split(plan.batch)
+    for k, micro in enumerate(micro_batches):
+        syncs = k == len(micro_batches) - 1 or not plan.world.distributed
+        with nullcontext() if syncs else student.no_sync():
+            teacher_logits = teacher.logits(micro)
+            with torch.autocast(micro.device.type, dtype=plan.amp or torch.bfloat16, enabled=plan.amp is not None):
+                student_logits = student(micro)
+            loss = kd_loss(student_logits, teacher_logits, temperature)
+            value = float(mean_over_ranks(loss.detach(), plan.world))
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"the KD loss became {value} at step {step}; training stopped before the optimizer step "
+                    "(lower --lr, check the data, or the models' weights)"
+                )
+            (loss * plan.micro_weight).backward()
+        total += value
     optimizer.step()
-    return value
+    return total / len(micro_batches)
 
 
 def _log(log, record: dict[str, Any]) -> None:
