@@ -635,3 +635,8 @@ def _target_not_passed(mp: pytest.MonkeyPatch) -> None:
 
     train = importlib.import_module("distill.train")
     mp.setattr(train, "load_teacher", build(train.load_teacher))
+
+
+# --- data-parallel training, checkpoints and resume: registered by their own module -----------------
+
+import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)

@@ -82,6 +82,8 @@ class TokenStream:
             self.position += 1
             if offset == self.windows - 1:  # the epoch is over: the next row draws a new order
                 self._order = None
+        if not starts:
+            return torch.empty((0, self.seq), dtype=torch.int64)
         return torch.stack([self.ids[s : s + self.seq] for s in starts])
 
     def state_dict(self) -> dict[str, Any]:

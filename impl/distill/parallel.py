@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -139,6 +140,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_ranks(nproc: int, target: Callable[[], int], log_dir: Path) -> list[Any]:
+    """Start ``target()`` as ``nproc`` forked local CPU ranks (see ``fork_ranks``); their processes."""
+    import multiprocessing
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {"WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_rank_main, args=(rank, env, target, log_dir / f"rank{rank}.log"))
+                 for rank in range(nproc)]
+    for process in processes:
+        process.start()
+    return processes
+
+
 def fork_ranks(nproc: int, target: Callable[[], int], log_dir: Path, timeout_s: float = 120.0) -> list[int]:
     """Run ``target()`` as ``nproc`` local CPU ranks in forked processes; their exit codes, by rank.
 
@@ -148,16 +163,9 @@ def fork_ranks(nproc: int, target: Callable[[], int], log_dir: Path, timeout_s: 
     thread, and writes its output to ``log_dir/rank<N>.log``. When a rank
     fails, or ``timeout_s`` passes, the others are killed.
     """
-    import multiprocessing
     import time
 
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = {"WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_rank_main, args=(rank, env, target, log_dir / f"rank{rank}.log"))
-                 for rank in range(nproc)]
-    for process in processes:
-        process.start()
+    processes = start_ranks(nproc, target, log_dir)
     deadline = time.monotonic() + timeout_s
     while any(p.exitcode is None for p in processes):
         failed = any(p.exitcode not in (None, 0) for p in processes)

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             check_config(config)  # refuse bad input once, before any rank starts
             from distill.parallel import launch
 
-            return launch(args.nproc, _rank_argv(args)[1:])
+            return launch(args.nproc, _rank_argv(args))
         result = run_distillation(config, echo=lambda line: print(line, flush=True))
     except TrainingDiverged as err:
         raise UserError(f"{where}{err} (summary in {Path(args.resume or args.out) / 'run.json'})", exit_code=1) from None

@@ -1,0 +1,140 @@
+"""Planted defects of data-parallel training, checkpoints and resume (distill.parallel, distill.train,
+distill.checkpoints), registered with ``ft_mutants.mutant``.
+
+The falsifiers run their ranks and killed processes as forks of the test
+process (``distill.parallel.start_ranks``), so a mutant applied here is the
+code every rank runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from ft_mutants import mutant, replace
+
+# --- distill.parallel and the step ----------------------------------------------------------------
+
+
+@mutant("dp-gradients-not-averaged", "the student is not DDP-wrapped: each rank steps on its own gradients")
+def _dp_not_averaged(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.parallel:wrap_student", lambda original: lambda student, world, device: student)
+
+
+@mutant("dp-gradients-summed", "DDP sums the ranks' gradients instead of averaging them")
+def _dp_summed(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
+        def wrap_student(student: torch.nn.Module, world: Any, device: torch.device) -> torch.nn.Module:
+            import torch.distributed as dist
+
+            wrapped = original(student, world, device)
+            if world.distributed:
+                def summed(state: Any, bucket: Any) -> Any:
+                    future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
+                    return future.then(lambda done: done.value()[0])
+
+                wrapped.register_comm_hook(None, summed)
+            return wrapped
+
+        return wrap_student
+
+    replace(mp, "distill.parallel:wrap_student", build)
+
+
+@mutant("dp-same-shard", "every rank reads rank 0's rows of the step")
+def _dp_same_shard(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    mp.setattr(train.StepPlan, "shard", lambda self, rows: rows[: self.batch * self.grad_accum])
+
+
+@mutant("accum-loss-not-divided", "each micro-batch's loss is back-propagated without the 1/K of the mean")
+def _accum_not_divided(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    mp.setattr(train.StepPlan, "micro_weight", property(lambda self: 1.0))
+
+
+# --- distill.checkpoints and the resume --------------------------------------------------------------
+
+
+def _loaded_checkpoint(monkeypatch: pytest.MonkeyPatch, edit: Callable[[Any], Any]) -> None:
+    """``load_checkpoint`` hands the run ``edit(checkpoint)``: the restore ignores part of what was saved."""
+    replace(monkeypatch, "distill.checkpoints:load_checkpoint", lambda original: lambda path: edit(original(path)))
+
+
+@mutant("resume-optimizer-not-restored", "a resumed run starts with fresh AdamW moments")
+def _optimizer_not_restored(mp: pytest.MonkeyPatch) -> None:
+    _loaded_checkpoint(mp, lambda c: dataclasses.replace(
+        c, optimizer={"state": {}, "param_groups": c.optimizer["param_groups"]}))
+
+
+@mutant("resume-rng-not-restored", "a resumed run's data generator starts again from the seed")
+def _rng_not_restored(mp: pytest.MonkeyPatch) -> None:
+    def edit(c: Any) -> Any:
+        fresh = torch.Generator().manual_seed(int(c.record["config"]["seed"])).get_state()
+        return dataclasses.replace(c, data={**c.data, "generator": fresh})
+
+    _loaded_checkpoint(mp, edit)
+
+
+@mutant("resume-data-position-restarted", "a resumed run reads its data from position 0 again")
+def _position_restarted(mp: pytest.MonkeyPatch) -> None:
+    _loaded_checkpoint(mp, lambda c: dataclasses.replace(c, data={**c.data, "position": 0}))
+
+
+@mutant("resume-log-not-trimmed", "a resumed run keeps the log records of the steps after its checkpoint")
+def _log_not_trimmed(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+
+    def build(original: Callable[[Any], list[dict[str, Any]]]) -> Callable[[Any], list[dict[str, Any]]]:
+        def _earlier(self: Any) -> list[dict[str, Any]]:
+            start, self.start = self.start, 1 << 62
+            try:
+                return original(self)
+            finally:
+                self.start = start
+
+        return _earlier
+
+    mp.setattr(train._Run, "_earlier", build(train._Run._earlier))
+
+
+@mutant("checkpoint-summary-not-updated", "run.json is written only at the start and the end, not at checkpoints")
+def _summary_not_updated(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    original = train._Run._checkpoint
+
+    def _checkpoint(self: Any, *args: Any) -> None:
+        write, self._write_summary = self._write_summary, lambda *a: {}
+        try:
+            original(self, *args)
+        finally:
+            self._write_summary = write
+
+    mp.setattr(train._Run, "_checkpoint", _checkpoint)
+
+
+@mutant("checkpoint-keep-ignored", "every checkpoint is kept whatever --keep says")
+def _keep_ignored(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.checkpoints:save_checkpoint",
+            lambda original: lambda out_dir, record, student, optimizer, rng, data, keep:
+            original(out_dir, record, student, optimizer, rng, data, 1 << 30))
+
+
+@mutant("resume-identity-unchecked", "a resume accepts a changed teacher, student or option")
+def _identity_unchecked(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    mp.setattr(train, "_refuse_changes", lambda out_dir, saved, now: None)
+
+
+# --- signals ---------------------------------------------------------------------------------------
+
+
+@mutant("signals-sigterm-sighup-unhandled", "SIGTERM and SIGHUP keep their default action (the process dies)")
+def _signals_unhandled(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    mp.setattr(train, "STOP_SIGNALS", ())
