@@ -586,7 +586,7 @@ class _Run:
                             _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
                                        "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
                         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-                            self._checkpoint(step + 1, student, optimizer, stream)
+                            self._checkpoint(step + 1, student, optimizer, stream, log)
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
@@ -670,14 +670,20 @@ class _Run:
         return open(self.out_dir / LOG_FILE, "a", encoding="utf-8")
 
     def _checkpoint(self, step: int, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    stream: TokenStream) -> None:
+                    stream: TokenStream, log=None) -> None:
+        """Write checkpoint ``step`` (rank 0), run.json and the curves; log its cost when ``log`` is given."""
         self.checkpointed_step = step
         if self.world.writes:
+            begin = time.perf_counter()
             record = {"step": step, "data_position": stream.position, "config": self.header["config"],
                       "identity": self.header["identity"], "distill_version": __version__}
             self.last_checkpoint = save_checkpoint(self.out_dir, record, student, optimizer.state_dict(),
                                                    rng_states(self.device), stream.state_dict(), self.config.keep)
             self._write_summary("running", None, None)
+            if log is not None:
+                size = sum(p.stat().st_size for p in self.last_checkpoint.iterdir())
+                _log(log, {"record": "checkpoint", "step": step, "seconds": time.perf_counter() - begin,
+                           "bytes": size})
         else:
             self.last_checkpoint = self.out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
 
@@ -745,6 +751,12 @@ def _step(
         total += value
     optimizer.step()
     return total / len(micro_batches)
+
+
+def train_step(student: torch.nn.Module, teacher: Teacher, optimizer: torch.optim.Optimizer, input_ids: torch.Tensor,
+               temperature: float, step: int) -> float:
+    """One single-rank optimizer step over one batch, through the loop's own ``_step``."""
+    return _step(student, teacher, optimizer, input_ids, temperature, step, StepPlan(input_ids.shape[0], 1, World()))
 
 
 def _log(log, record: dict[str, Any]) -> None:
