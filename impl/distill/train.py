@@ -567,7 +567,7 @@ class _Run:
         plan = StepPlan(config.batch, config.grad_accum, world, AMP_DTYPES.get(config.amp))
         memory = _Memory(self.device)
         status, error, final = "failed", None, None
-        bar = _progress(config) if world.writes else None
+        bar = _progress(config, self.start) if world.writes else None
         with _StopSignals() as signals:
             try:
                 log = self._open_log()
@@ -764,9 +764,9 @@ def _log(log, record: dict[str, Any]) -> None:
     log.flush()
 
 
-def _progress(config: DistillConfig):
+def _progress(config: DistillConfig, start: int):
     if not config.progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=config.steps, desc="distill", unit="step", dynamic_ncols=True)
+    return tqdm(total=config.steps, initial=start, desc="distill", unit="step", dynamic_ncols=True)
