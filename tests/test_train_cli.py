@@ -111,9 +111,11 @@ def test_amp_bf16_runs_the_student_under_autocast(tmp_path: Path, tiny_argv) -> 
     (["--resume", "{tmp}/none"], "holds no run to resume"),
     (["--resume", "{tmp}/done", "--out", "{tmp}/other"], "do not give another --out"),
     (["--resume", "{tmp}/done"], "give --steps N with N > 2"),
+    (["--resume", "{tmp}/plain", "--steps", "5"], "completed without checkpoints"),
 ])
 def test_resume_usage_errors_exit_2(tmp_path: Path, capsys, argv, message, tiny_argv) -> None:
     assert pv_main(tiny_argv(tmp_path / "done", "--steps", "2", "--checkpoint-every", "2")) == 0
+    assert pv_main(tiny_argv(tmp_path / "plain", "--steps", "2")) == 0
     capsys.readouterr()
     assert pv_main(["distill", "--no-progress", *[a.format(tmp=tmp_path) for a in argv]]) == 2
     assert message in capsys.readouterr().err

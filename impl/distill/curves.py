@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 PLOT_FILE = "curves.png"

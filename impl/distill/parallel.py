@@ -89,11 +89,6 @@ def wrap_student(student: torch.nn.Module, world: World, device: torch.device) -
     return DistributedDataParallel(student, device_ids=ids)
 
 
-def unwrap(student: torch.nn.Module) -> torch.nn.Module:
-    """The plain student inside a DDP wrapper."""
-    return getattr(student, "module", student)
-
-
 def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
     """The mean of a float tensor over all ranks (itself on one rank)."""
     if not world.distributed:

@@ -95,7 +95,7 @@ from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
 from distill.gguf_io import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
-from distill.parallel import World, mean_over_ranks, unwrap, wrap_student
+from distill.parallel import World, mean_over_ranks, wrap_student
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
@@ -373,6 +373,14 @@ def _saved_config(out_dir: Path) -> dict[str, Any]:
         raise DistillError(f"{out_dir / LOG_FILE}: no readable header to resume from: {err}") from None
 
 
+def _saved_status(out_dir: Path) -> str | None:
+    """The status in a run folder's run.json (None when it has none that reads)."""
+    try:
+        return json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     """The configuration that continues the run in ``out_dir``: its saved one, with ``changes`` applied.
 
@@ -446,6 +454,9 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     out_dir = Path(config.out_dir)
     world.barrier()  # every rank has checked the configuration before rank 0 writes anything
     checkpoints = list_checkpoints(out_dir) if config.resume else []
+    if config.resume and not checkpoints and _saved_status(out_dir) == "completed":
+        raise DistillError(f"cannot resume {out_dir}: the run completed without checkpoints, so it would start "
+                           "again from step 0; give --checkpoint-every S to runs that may be continued")
     teacher_path, student_path = _prepare_inputs(config, echo, world)
     teacher_file, student_file = read_gguf(teacher_path), read_gguf(student_path)
     comparison = _compare(teacher_file, student_file)
