@@ -52,6 +52,11 @@ def _dp_same_shard(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(train.StepPlan, "shard", lambda self, rows: rows[: self.batch * self.grad_accum])
 
 
+@mutant("dp-loss-of-rank-0", "the logged loss (and the divergence check) is rank 0's own, not the mean over ranks")
+def _dp_loss_of_rank_0(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.parallel:mean_over_ranks", lambda original: lambda value, world: value)
+
+
 @mutant("accum-loss-not-divided", "each micro-batch's loss is back-propagated without the 1/K of the mean")
 def _accum_not_divided(mp: pytest.MonkeyPatch) -> None:
     train = importlib.import_module("distill.train")

@@ -97,7 +97,8 @@ def _assert_same_training(got: Path, want: Path, initial: dict[str, torch.Tensor
     assert apart <= WEIGHT_RTOL * moved, f"students {apart:.3g} apart, {moved:.3g} from their start"
 
 
-@pytest.mark.falsifies("FT-TRAIN-001", mutants=["dp-gradients-not-averaged", "dp-gradients-summed", "dp-same-shard"])
+@pytest.mark.falsifies("FT-TRAIN-001", mutants=[
+    "dp-gradients-not-averaged", "dp-gradients-summed", "dp-same-shard", "dp-loss-of-rank-0"])
 def test_two_ranks_of_batch_b_train_like_one_rank_of_batch_2b(pair, tmp_path: Path, evidence) -> None:
     steps = ("--steps", "4", "--checkpoint-every", "4")
     assert _pv(_argv(pair, tmp_path / "one", "--batch", "4", *steps)) == 0
