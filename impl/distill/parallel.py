@@ -104,15 +104,16 @@ def launch(nproc: int, command: Sequence[str]) -> int:
     """Run ``python -m <command...>`` on ``nproc`` local ranks through torch's launcher; its exit code.
 
     The exit code is rank 0's when a rank failed (128+n when a signal ended it,
-    the launcher's 128+n when a signal stopped the launcher); only rank 0's
-    output is shown.
+    the launcher's 128+n when a signal stopped the launcher). Every rank's
+    output is shown; ``pv distill`` prints only on rank 0, and errors of the
+    other ranks with their rank.
     """
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
-                                "--local-ranks-filter=0", "--monitor-interval=0.05", "--module", *command])
+                                "--monitor-interval=0.05", "--module", *command])
     try:
         torchrun.run(args)
     except ChildFailedError as err:
