@@ -30,7 +30,7 @@ from filelock import FileLock
 
 import ft_mutants
 from distill.errors import DistillError
-from pv import vacuity
+from pv.evidence import vacuity
 
 @pytest.fixture(scope="session")
 def vocab_dir(pytestconfig: pytest.Config) -> Path:
