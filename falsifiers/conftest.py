@@ -58,7 +58,7 @@ MODEL_FILES: dict[str, tuple[str, str, str | None, int, int, str]] = {
 
 def _write_model(path: Path, preset: str, quant: str, vocab: Path | None, seed: int, rows: int, device: str) -> None:
     from distill import synth
-    from distill.gguf_io import write_gguf
+    from distill.qwen2_gguf import write_gguf
 
     if device == "cpu":
         synth.make_model_file(path, preset, quant, vocab, seed, rows)

@@ -1,13 +1,12 @@
 """The code reads as the chain it implements: each stage of ``pv`` imports only from the stages
-before it, and the system under test (``distill``) never imports the tool, except its commands."""
+before it, each module of ``distill`` only from the modules before it in its chain, and the
+system under test never imports the tool, except its commands."""
 
 from __future__ import annotations
 
 import ast
 import shutil
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,12 +68,41 @@ def test_a_planted_back_edge_is_found(tmp_path: Path) -> None:
     assert "pv.evidence.gate.decide" in problems[0]
 
 
-@pytest.mark.parametrize("package", ["distill"])
-def test_the_system_under_test_does_not_import_the_tool(package: str) -> None:
-    source = ROOT / "impl" / package
-    offenders = [
-        f"{path.relative_to(source)}:{line}: {module}"
-        for path in sorted(source.rglob("*.py")) if "commands" not in path.relative_to(source).parts
-        for line, module in _imported_modules(path) if module.split(".")[0] == "pv"
-    ]
-    assert offenders == []
+#: The modules of ``impl/distill`` in the order of its chain; a module may import only earlier ones.
+DISTILL_CHAIN = (
+    "errors", "kernels", "quant", "gguf_file", "tokenizer", "model", "qwen2_gguf", "synth",
+    "vocab", "teacher", "dispatch", "kd", "train", "commands",
+)
+
+
+def chain_violations(package: Path, name: str, chain: tuple[str, ...]) -> list[str]:
+    """Every import in ``package`` (imported as ``name``) of a module later in ``chain`` than its own,
+    and every import of the tool ``pv`` outside the package's commands."""
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        top = path.relative_to(package).parts[0].removesuffix(".py")
+        if top == "__init__":
+            continue
+        if top not in chain:
+            problems.append(f"{path.relative_to(package)}: not in the chain {chain}")
+            continue
+        for line, module in _imported_modules(path):
+            parts = module.split(".")
+            if parts[0] == "pv" and top != "commands":
+                problems.append(f"{path.relative_to(package)}:{line}: imports the tool ({module})")
+            elif parts[0] == name and len(parts) > 1 and parts[1] in chain and chain.index(parts[1]) > chain.index(top):
+                problems.append(f"{path.relative_to(package)}:{line}: imports {module}, later in the chain")
+    return problems
+
+
+def test_distill_imports_follow_its_chain() -> None:
+    assert chain_violations(ROOT / "impl" / "distill", "distill", DISTILL_CHAIN) == []
+
+
+def test_a_planted_distill_back_edge_is_found(tmp_path: Path) -> None:
+    copy = tmp_path / "distill"
+    shutil.copytree(ROOT / "impl" / "distill", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "quant.py"
+    target.write_text(target.read_text(encoding="utf-8") + "\nfrom distill.kd import kd_loss\n", encoding="utf-8")
+    problems = chain_violations(copy, "distill", DISTILL_CHAIN)
+    assert len(problems) == 1 and problems[0].startswith("quant.py:") and "distill.kd.kd_loss" in problems[0]

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.gguf_io import read_gguf, read_tokenizer
+from distill.qwen2_gguf import read_gguf
+from distill.tokenizer import read_tokenizer
 from distill.synth import PRESETS, QUANTS, make_model, make_model_file, random_blocks, synth_tensors, tensor_type
 from pv.cli import main
 from distill.commands import make_model as make_model_command
