@@ -20,7 +20,7 @@ import torch
 from bench import report
 
 if TYPE_CHECKING:
-    from distill.gguf_io import GGUFModel
+    from distill.qwen2_gguf import GGUFModel
     from distill.model import Qwen2Config
 
 TEACHER_PRESET = "qwen2.5-coder-7b"
@@ -81,7 +81,7 @@ def forward_flops(config: Qwen2Config, batch: int, seq: int) -> dict[str, float]
 
 def synth_model(config: Qwen2Config, quant: str, seed: int, device: torch.device) -> GGUFModel:
     """An in-memory GGUFModel of random weights in ``quant``, built on ``device`` (no file, no tokenizer)."""
-    from distill.gguf_io import GGUFModel
+    from distill.qwen2_gguf import GGUFModel
     from distill.synth import synth_tensors
 
     tensors = {t.name: t for t in synth_tensors(config, quant, seed, device=device)}

@@ -90,7 +90,7 @@ setup() {
     if [ -n "$WHEELHOUSE" ]; then
         "$PY" -m pip install --no-index --find-links "$WHEELHOUSE" -r "$WHEELHOUSE/requirements.txt" || return 1
     fi
-    if ! "$PY" -c "import pv.pytest_report, distill.kd" 2>/dev/null; then
+    if ! "$PY" -c "import pv.plugins.report, distill.kd" 2>/dev/null; then
         "$PY" -m pip install --no-index --no-deps --no-build-isolation -e . || return 1
     fi
     "$PY" - <<'EOF'

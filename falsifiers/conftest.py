@@ -30,7 +30,7 @@ from filelock import FileLock
 
 import ft_mutants
 from distill.errors import DistillError
-from pv import vacuity
+from pv.evidence import vacuity
 
 @pytest.fixture(scope="session")
 def vocab_dir(pytestconfig: pytest.Config) -> Path:
@@ -58,7 +58,7 @@ MODEL_FILES: dict[str, tuple[str, str, str | None, int, int, str]] = {
 
 def _write_model(path: Path, preset: str, quant: str, vocab: Path | None, seed: int, rows: int, device: str) -> None:
     from distill import synth
-    from distill.gguf_io import write_gguf
+    from distill.qwen2_gguf import write_gguf
 
     if device == "cpu":
         synth.make_model_file(path, preset, quant, vocab, seed, rows)

@@ -341,7 +341,7 @@ def _vocab_check_exit_by_size(mp: pytest.MonkeyPatch) -> None:
 
         return run
 
-    replace(mp, "pv.commands.vocab_check:run", build)
+    replace(mp, "distill.commands.vocab_check:run", build)
 
 
 # --- distill.quant ------------------------------------------------------------------------

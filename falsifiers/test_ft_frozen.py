@@ -11,7 +11,7 @@ import torch
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize as reference_dequantize
 
-from distill import gguf_io, quant, teacher
+from distill import qwen2_gguf, quant, teacher
 from distill.errors import FrozenTeacherError
 from ft_runs import pv_distill
 
@@ -113,7 +113,7 @@ def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_pro
 
 @pytest.mark.falsifies("FT-FROZEN-003", mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
 def test_backends_give_the_same_logits(model_file: ModelFile, hw_profile, evidence) -> None:
-    source = gguf_io.read_gguf(model_file("tiny-teacher"))
+    source = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
     cosine_min = hw_profile.threshold("FT-FROZEN-003", "cosine_min")
     max_abs = hw_profile.threshold("FT-FROZEN-003", "max_abs_diff_max")
     ids = torch.randint(0, 1024, (2, 16), generator=torch.Generator().manual_seed(3))

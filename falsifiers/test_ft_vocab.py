@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ft_reference as ref
-from distill import gguf_io, kd, model, teacher, train, vocab
+from distill import qwen2_gguf, kd, model, teacher, train, vocab
 from distill.errors import DistillError, VocabAlignmentError
 from ft_runs import spy_on_teacher
 from pv import cli
@@ -66,7 +66,7 @@ def test_teacher_reports_its_effective_vocabulary(model_file: ModelFile) -> None
 
 @pytest.mark.falsifies("FT-VOCAB-ALIGN-003", mutants=["vocab-target-clamped", "vocab-larger-student-accepted"])
 def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monkeypatch: pytest.MonkeyPatch) -> None:
-    small = gguf_io.read_gguf(model_file("qwen2-student"))
+    small = qwen2_gguf.read_gguf(model_file("qwen2-student"))
     builds: list[object] = []
     monkeypatch.setattr(teacher, "build_model", lambda *args, **kwargs: builds.append(args) or model.build_model(*args, **kwargs))
     with pytest.raises(VocabAlignmentError) as caught:
@@ -84,8 +84,8 @@ def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monk
 
 @pytest.mark.falsifies("FT-VOCAB-ALIGN-004", mutants=["truncate-after-softmax", "teacher-truncate-last-rows"])
 def test_truncation_happens_before_softmax(model_file: ModelFile) -> None:
-    teacher_file = gguf_io.read_gguf(model_file("tiny-teacher"))
-    student_file = gguf_io.read_gguf(model_file("tiny-student"))
+    teacher_file = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
+    student_file = qwen2_gguf.read_gguf(model_file("tiny-student"))
     ids, temperature = _ids(TINY_STUDENT_ROWS, (2, 6)), 2.0
     full = teacher.load_teacher(teacher_file, "dequant").logits(ids)
     assert full.shape[-1] == TINY_TEACHER_ROWS

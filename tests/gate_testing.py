@@ -24,8 +24,8 @@ import torch  # noqa: F401
 import yaml
 
 from pv.cli import main
-from pv.reports import environment
-from pv.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
+from pv.evidence import environment
+from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 
 CPU_PROFILE = {
     "name": "cpu",
@@ -45,7 +45,7 @@ H100_PROFILE = {
     "bandwidth_gbs": 3350,
     "thresholds": {"FT-G-001": {"max_ratio": 1.25}},
 }
-#: what ``pv.reports.environment.device_facts`` reports on an H100
+#: what ``pv.evidence.environment.device_facts`` reports on an H100
 H100_DEVICE = {
     "kind": "cuda",
     "name": "NVIDIA H100 80GB HBM3",

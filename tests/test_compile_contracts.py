@@ -12,9 +12,9 @@ import distill.quant as quant
 import distill.vocab as vocab
 from distill.errors import VocabAlignmentError
 
-from pv.compiling import compile_document, run_check
-from pv.loading import load_document
-from pv.verdicts import Status
+from pv.checks.compiling import compile_document, run_check
+from pv.contracts.loading import load_document
+from pv.checks.verdicts import Status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCAB = REPO_ROOT / "contracts" / "distill-teacher-vocab-alignment-v1.yaml"

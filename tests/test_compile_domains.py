@@ -7,8 +7,8 @@ import math
 import pytest
 from hypothesis import given, settings
 
-from pv.checkspec import select_engines
-from pv.domains import DomainError, parse_domain
+from pv.contracts.checkspec import select_engines
+from pv.contracts.domains import DomainError, parse_domain
 
 
 def test_sizes_and_simplest_first_enumeration():

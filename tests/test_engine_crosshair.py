@@ -7,9 +7,9 @@ import dataclasses
 from compiler_data.pvc_targets import RESERVE_BYTES
 from compiler_data.pvc_units import ALLOW, compiled, units
 
-from pv.compiling import compile_unit, run_check
-from pv.engines import crosshair_engine
-from pv.verdicts import Status
+from pv.checks.compiling import compile_unit, run_check
+from pv.checks.engines import crosshair_engine
+from pv.checks.verdicts import Status
 
 
 def test_reference_is_proved_over_all_paths_with_the_budget_reported():

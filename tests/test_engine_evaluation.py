@@ -7,8 +7,8 @@ import math
 import pytest
 from compiler_data.pvc_units import ALLOW, inline
 
-from pv.compiling import run_check
-from pv.verdicts import Status
+from pv.checks.compiling import run_check
+from pv.checks.verdicts import Status
 
 SIZES = {"native": {"int": {"min": 0, "max": 6}}, "target": {"optional": {"of": {"int": {"min": 0, "max": 6}}}}}
 
@@ -88,7 +88,7 @@ def test_bindings_outside_the_allowed_modules_are_refused_before_import(binding,
              "call": "shell", "result": "shell(cmd)", "expect": "True"}
     compiled = inline(check)
     compiled.unit.implementations["shell"] = binding
-    from pv.compiling import compile_unit
+    from pv.checks.compiling import compile_unit
 
     verdict = run_check(compile_unit(compiled.unit), allow=ALLOW)
     assert verdict.status is Status.ERROR

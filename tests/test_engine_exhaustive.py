@@ -6,8 +6,8 @@ import dataclasses
 
 from compiler_data.pvc_units import ALLOW, compiled, units
 
-from pv.compiling import compile_unit, run_check
-from pv.verdicts import Status
+from pv.checks.compiling import compile_unit, run_check
+from pv.checks.verdicts import Status
 
 
 def topk(values, k):

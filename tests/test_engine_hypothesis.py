@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from compiler_data.pvc_units import ALLOW, compiled
 
-from pv.compiling import run_check
-from pv.verdicts import Status
+from pv.checks.compiling import run_check
+from pv.checks.verdicts import Status
 
 
 def topk(values, k):

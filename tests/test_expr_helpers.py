@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pv.expr_helpers import (
+from pv.contracts.expr_helpers import (
     HelperError, Tolerance, allclose, grad, has_non_finite, isclose, kl, log_softmax, requires_grad, softmax,
     tensor, topk_indices, where,
 )
@@ -87,7 +87,7 @@ def test_non_finite_results_are_detected_for_the_forbid_policy():
 
 def test_grad_of_a_compiled_expression_is_the_autograd_gradient():
     torch = pytest.importorskip("torch")
-    from pv import expr
+    from pv.contracts import expr
 
     compiled = expr.compile_expression("grad(sum(exp(v) * 2.0), v)", ["v"], label="grad test")
     x = torch.tensor([0.0, 1.0, -2.0])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pv import expr
-from pv.expr_helpers import HelperError
+from pv.contracts import expr
+from pv.contracts.expr_helpers import HelperError
 
 NAMES = ["x", "l", "N", "K", "flag"]
 

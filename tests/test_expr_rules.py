@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from compiler_data.pvc_units import DATA_DIR
 
-from pv.validate import validate_paths
+from pv.contracts.validate import validate_paths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INJECTION = DATA_DIR / "pvc-injection-v1.yaml"

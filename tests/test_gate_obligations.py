@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gate_testing import GitProject
-from pv.reports.integrity import seal
+from pv.evidence.integrity import seal
 
 pytest_plugins = ["pytester"]
 

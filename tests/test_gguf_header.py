@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from distill.errors import GGUFFormatError
-from distill.gguf_io import read_header, read_metadata, read_tokenizer
+from distill.gguf_file import read_header, read_metadata
+from distill.tokenizer import read_tokenizer
 
 
 def reference_metadata(path: Path) -> tuple[dict, dict]:

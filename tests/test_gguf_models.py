@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from distill.errors import GGUFFormatError
-from distill.gguf_io import Tokenizer, read_gguf, read_metadata, read_tokenizer, write_gguf
+from distill.gguf_file import read_metadata
+from distill.qwen2_gguf import read_gguf, write_gguf
+from distill.tokenizer import Tokenizer, read_tokenizer
 from distill.synth import PRESETS, synth_tensors
 
 CONFIG = dataclasses.replace(PRESETS["tiny"], vocab_size=300, n_layers=2, tied_embeddings=False)

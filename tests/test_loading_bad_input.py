@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pv import loading
-from pv.errors import UserError
-from pv.loading import LoadError, collect_paths, load_document
+from pv.contracts import loading
+from pv._util.errors import UserError
+from pv.contracts.loading import LoadError, collect_paths, load_document
 
 
 def load_error(tmp_path: Path, content: bytes | str, name: str = "c.yaml") -> tuple[str, int, str, int]:

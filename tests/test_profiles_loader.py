@@ -1,4 +1,4 @@
-"""pv.profiles: loading, strict validation, thresholds and detection of hardware profiles."""
+"""pv.evidence.profiles: loading, strict validation, thresholds and detection of hardware profiles."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pv.profiles import (
+from pv.evidence.profiles import (
     DeviceFacts,
     ProfileError,
     available_profiles,

@@ -14,9 +14,9 @@ from gate_testing import (
     read_report,
     write_project,
 )
-from pv.pytest_report import evidence_entry
-from pv.reports.integrity import is_intact
-from pv.reports.schema import schema_problems
+from pv.plugins.report import evidence_entry
+from pv.evidence.integrity import is_intact
+from pv.evidence.report_schema import schema_problems
 
 pytest_plugins = ["pytester"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pv.validate import validate_paths
+from pv.contracts.validate import validate_paths
 
 BASE = """\
 metadata:
@@ -154,7 +154,7 @@ def test_binding_registry_schema(tmp_path: Path) -> None:
 
 
 def test_every_registered_rule_has_a_case() -> None:
-    from pv.rules.registry import all_rules
+    from pv.contracts.rules.registry import all_rules
 
     covered = {case[0] for case in CASES} | {"PV-ID-003", "PV-REF-003", "PV-REF-005"}
     ours = {r.id for r in all_rules() if not r.id.startswith("PV-EXPR")}

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.gguf_io import read_gguf, read_tokenizer
+from distill.qwen2_gguf import read_gguf
+from distill.tokenizer import read_tokenizer
 from distill.synth import PRESETS, QUANTS, make_model, make_model_file, random_blocks, synth_tensors, tensor_type
 from pv.cli import main
-from pv.commands import make_model as make_model_command
+from distill.commands import make_model as make_model_command
 
 
 def test_presets_have_the_published_qwen25_shapes() -> None:

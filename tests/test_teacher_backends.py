@@ -11,7 +11,7 @@ import yaml
 
 from distill import teacher as teacher_module
 from distill.errors import BackendSelectionError, FrozenTeacherError, VocabAlignmentError
-from distill.gguf_io import read_gguf
+from distill.qwen2_gguf import read_gguf
 from distill.kd import kd_loss
 from distill.synth import PRESETS, make_model, make_model_file
 from distill.teacher import dequantized_bytes, is_quantized, load_teacher

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from distill import train
 from distill.dispatch import DEQUANT_RESERVE_BYTES, ENV_VAR
 from distill.errors import BackendSelectionError, DistillError, TrainingDiverged, VocabAlignmentError
-from distill.gguf_io import read_gguf
+from distill.qwen2_gguf import read_gguf
 from distill.model import build_model
 from distill.synth import PRESETS, make_model_file
 from distill.train import (
@@ -111,7 +111,7 @@ def test_student_larger_than_teacher_is_refused(pair, tmp_path):
 
 
 def test_a_model_file_without_tokens_is_refused(pair, tmp_path):
-    from distill.gguf_io import write_gguf
+    from distill.qwen2_gguf import write_gguf
     from distill.synth import synth_tensors
 
     bare = tmp_path / "bare.gguf"

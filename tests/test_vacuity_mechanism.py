@@ -20,7 +20,7 @@ import torch  # noqa: F401
 
 import distill.kd  # noqa: F401
 from pv import cli
-from pv.vacuity import ItemRun, format_table, result_from_runs
+from pv.evidence.vacuity import ItemRun, format_table, result_from_runs
 
 pytest_plugins = ["pytester"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from pv.validate import validate_paths
+from pv.contracts.validate import validate_paths
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "validate.py"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pv.validate import validate_paths
+from pv.contracts.validate import validate_paths
 
 REPO = Path(__file__).resolve().parents[1]
 

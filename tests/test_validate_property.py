@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pv import contract_schema
-from pv.validate import INTERNAL, validate_paths
+from pv.contracts import schema as contract_schema
+from pv.contracts.validate import INTERNAL, validate_paths
 
 from shared_data import shared_dir
 
@@ -120,7 +120,7 @@ def test_fast_check_agrees_with_jsonschema_on_random_documents(data: dict) -> No
 @SETTINGS
 @given(st.data())
 def test_fast_check_agrees_with_jsonschema_on_mutated_contracts(data: st.DataObject) -> None:
-    from pv.loading import LoadError, parse_text
+    from pv.contracts.loading import LoadError, parse_text
 
     texts = upstream_texts() + [p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("contracts/*.yaml"))]
     text = _mutate(data.draw(st.sampled_from(texts)), data)
@@ -179,8 +179,8 @@ def _base_data() -> dict:
 
 
 def test_every_single_edit_of_a_contract_gives_findings_not_exceptions() -> None:
-    from pv.loading import Document, parse_text
-    from pv.validate import validate_documents
+    from pv.contracts.loading import Document, parse_text
+    from pv.contracts.validate import validate_documents
 
     for data in _edits(_base_data()):
         text = yaml.safe_dump(data, allow_unicode=True)
@@ -195,7 +195,7 @@ def test_every_single_edit_of_a_contract_gives_findings_not_exceptions() -> None
 
 
 def test_fast_check_agrees_with_jsonschema_on_every_single_edit() -> None:
-    from pv.loading import parse_text
+    from pv.contracts.loading import parse_text
 
     softmax = shared_dir() / "upstream-contracts" / "provable-contracts" / "softmax-kernel-v1.yaml"
     rich = parse_text("s.yaml", softmax.read_text(encoding="utf-8"))[0]  # lean, kernel_structure, simd, enforcement...
@@ -209,7 +209,7 @@ def test_fast_check_agrees_with_jsonschema_on_every_single_edit() -> None:
 
 def test_fast_check_decides_every_real_contract() -> None:
     texts = upstream_texts() + [p.read_bytes() for p in sorted(Path(__file__).resolve().parents[1].glob("contracts/*.yaml"))]
-    from pv.loading import parse_text
+    from pv.contracts.loading import parse_text
 
     for text in texts:
         parsed, _ = parse_text("c.yaml", text.decode("utf-8"))

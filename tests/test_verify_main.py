@@ -9,7 +9,7 @@ import pytest
 
 from gate_testing import REQUIRE, contract_text, falsifier_source, write_project
 from pv.cli import main
-from pv.commands.verify import pytest_command
+from pv.cli.verify import pytest_command
 
 #: the synthetic falsifiers need the option that `pv verify` passes; the repository's conftest defines it
 VACUITY_OPTION = '''

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distill.errors import VocabAlignmentError
-from distill.gguf_io import Tokenizer, read_tokenizer
+from distill.tokenizer import Tokenizer, read_tokenizer
 from distill.vocab import (
     compare_tokenizers,
     compare_vocabs,

@@ -1,10 +1,12 @@
 """distill: a minimal but real knowledge-distillation stack, the system under test.
 
-The modules read as the chain they implement: ``quant`` (Q4_K/Q6_K blocks) ->
-``gguf_io`` (GGUF files) -> ``model`` (the Qwen2 transformer) -> ``synth``
-(shape-faithful random models) -> ``teacher`` (frozen teacher backends) ->
-``dispatch`` and ``vocab`` (backend selection, vocabulary alignment) -> ``kd``
-(the KD loss) -> ``train`` (the distillation loop).
+The modules read as the chain they implement, each importing only earlier ones:
+``quant`` (Q4_K/Q6_K blocks) -> ``gguf_file`` (the GGUF container) -> ``tokenizer``
+(its token lists) -> ``model`` (the Qwen2 transformer) -> ``qwen2_gguf`` (Qwen2
+checkpoints as GGUF files) -> ``synth`` (shape-faithful random models) -> ``vocab``
+(vocabulary alignment) -> ``teacher`` (frozen teacher backends, truncating at their
+boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``train``
+(the distillation loop); ``commands`` are its `pv` subcommands.
 """
 
 __version__ = "0.1.0"

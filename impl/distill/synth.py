@@ -32,7 +32,8 @@ import gguf
 import torch
 
 from distill.errors import DistillError
-from distill.gguf_io import Tokenizer, read_tokenizer, write_gguf
+from distill.qwen2_gguf import write_gguf
+from distill.tokenizer import Tokenizer, read_tokenizer
 from distill.model import Qwen2, Qwen2Config, build_model
 from distill.quant import TensorData, block_elems, quantize, raw_shape
 

@@ -23,7 +23,7 @@ from typing import NoReturn
 import torch
 
 from distill.errors import BackendSelectionError, FrozenTeacherError
-from distill.gguf_io import GGUFModel, read_gguf
+from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.model import build_model
 from distill.vocab import effective_vocab, truncate_logits
 

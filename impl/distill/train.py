@@ -92,7 +92,7 @@ from distill.dispatch import (
     format_start_line,
 )
 from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
-from distill.gguf_io import GGUFModel, read_gguf
+from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
 from distill.parallel import World, mean_over_ranks, wrap_student

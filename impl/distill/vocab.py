@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.errors import VocabAlignmentError
-from distill.gguf_io import TOKENIZER_PREFIX, Tokenizer, read_header, tokenizer_from_metadata
+from distill.gguf_file import read_header
+from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from pv.compiling import CheckUnit, CompiledCheck, compile_unit, equation_implementations
+from pv.checks.compiling import CheckUnit, CompiledCheck, compile_unit
+from pv.contracts.checkspec import equation_implementations
 
 DATA_DIR = Path(__file__).resolve().parent
 ALLOW = ("compiler_data",)

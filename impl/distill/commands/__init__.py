@@ -1,0 +1,1 @@
+"""Commands of the distill package, registered with `pv` through the ``pv.commands`` entry points."""

@@ -1,0 +1,148 @@
+"""Distil a teacher GGUF into a student GGUF with the KD loss; write a log, checkpoints, a summary and the student.
+
+The teacher's backend comes from --backend, else DISTILL_TEACHER_BACKEND, else
+auto; the choice and its reason are printed first, then the vocabulary
+alignment. A pair whose student tokens are not a prefix of the teacher's is
+refused before step 0. The output folder receives train_log.jsonl (a header and
+one record per step), checkpoints/step-N every --checkpoint-every steps (the
+last --keep of them), student.safetensors (only when every step completed),
+run.json (status running, completed, interrupted or failed), curves.png and
+summary.md.
+
+Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
+which launches through torch's own launcher): every rank holds the teacher and
+a DDP student and reads its own shard; --batch is per rank and micro-batch, so
+a step reads batch x grad-accum x ranks sequences. Only rank 0 writes.
+
+Resume: `pv distill --resume DIR` continues the run in DIR from its newest
+checkpoint (from step 0 when it has none) with the options it was started
+with; give --steps N to train further. Options given with --resume replace
+the run's; a changed teacher, student, data file, vocabulary decision, --seq,
+--temperature, --lr, --seed, --student-dtype, --amp or global batch is refused
+with the difference named. A plain run into a folder that holds a run is
+refused. Exit 0 when the run completed, 1 when the loss diverged (NaN or Inf),
+2 for bad input, 128+n when signal n stopped it (130 Ctrl-C, 143 SIGTERM, 129
+SIGHUP; run.json then says interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pv._util.errors import UserError
+
+PRESET_PAIRS = ("tiny",)
+BACKEND_CHOICES = ("auto", "dequant", "q4k-native")
+#: defaults of a new run; a resumed run takes its own instead
+DEFAULTS = {"steps": 50, "batch": 2, "seq": 32, "temperature": 1.0, "lr": 1e-3, "device": "cpu", "seed": 0,
+            "student_dtype": "f32", "grad_accum": 1, "keep": 3}
+#: options that set a field of the run's configuration (named like the field)
+CONFIG_OPTIONS = ("teacher", "student", "preset_pair", "steps", "batch", "seq", "temperature", "lr", "backend",
+                  "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    models = parser.add_argument_group("models (give --teacher and --student, or --preset-pair)")
+    models.add_argument("--teacher", type=Path, metavar="T.gguf", help="the teacher's GGUF file")
+    models.add_argument("--student", type=Path, metavar="S.gguf", help="the student's GGUF file")
+    models.add_argument("--preset-pair", choices=PRESET_PAIRS,
+                        help="build a small quantized teacher and a student on the fly into the output folder")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (required unless --resume)")
+    parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    parser.add_argument("--steps", type=int, help="optimizer steps of the whole run (default 50)")
+    parser.add_argument("--batch", type=int, help="sequences per rank and micro-batch (default 2)")
+    parser.add_argument("--seq", type=int, help="tokens per sequence (default 32)")
+    parser.add_argument("--temperature", type=float, help="KD temperature T (default 1.0)")
+    parser.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
+                        help="teacher backend (default: $DISTILL_TEACHER_BACKEND, else auto)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu; each rank of a CUDA run uses "
+                                         "cuda:LOCAL_RANK)")
+    parser.add_argument("--data", type=Path, metavar="FILE",
+                        help="token ids: .npy integer array or whitespace-separated text (default: random ids)")
+    parser.add_argument("--seed", type=int, help="seed of the data and preset models (default 0)")
+    parser.add_argument("--student-dtype", choices=("f32", "bf16"),
+                        help="dtype of the student's trainable parameters (default f32)")
+    parser.add_argument("--grad-accum", type=int, metavar="K", help="micro-batches per optimizer step (default 1)")
+    parser.add_argument("--amp", choices=("bf16",), help="run the student's forward under bf16 autocast")
+    parser.add_argument("--checkpoint-every", type=int, metavar="S",
+                        help="write a checkpoint every S steps and at the end (default: none)")
+    parser.add_argument("--keep", type=int, help="checkpoints kept, newest first (default 3)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="run N data-parallel ranks on this machine through torch.distributed.run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
+
+
+def _config(args: argparse.Namespace):
+    from distill.train import DistillConfig, resume_config
+
+    given = _given(args)
+    if args.resume is not None:
+        if args.out is not None and Path(args.out) != Path(args.resume):
+            raise UserError("--resume DIR continues the run in DIR: do not give another --out")
+        return resume_config(args.resume, {**given, "progress": not args.no_progress})
+    if args.out is None:
+        raise UserError("give --out DIR (or --resume DIR)")
+    if args.preset_pair is None and (args.teacher is None or args.student is None):
+        raise UserError("give --teacher and --student, or --preset-pair")
+    if args.preset_pair is not None and (args.teacher is not None or args.student is not None):
+        raise UserError("--preset-pair builds its own models: do not combine it with --teacher/--student")
+    return DistillConfig(out_dir=args.out, **{**DEFAULTS, **given}, progress=not args.no_progress)
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """The command line each rank of ``--nproc`` runs: these options without --nproc."""
+    argv = ["pv", "distill"]
+    for name, value in _given(args).items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    for name in ("out", "resume"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return argv + (["--no-progress"] if args.no_progress else [])
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.errors import DistillError, TrainingDiverged
+    from distill.train import RunInterrupted, check_config, run_distillation
+
+    rank = int(os.environ["RANK"]) if os.environ.get("RANK", "").isdigit() else 0
+    where = "" if rank == 0 else f"rank {rank}: "
+    try:
+        config = _config(args)
+        if args.nproc is not None:
+            if args.nproc < 1:
+                raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+            if "WORLD_SIZE" in os.environ:
+                raise UserError("--nproc launches its own ranks: do not give it under torchrun")
+            check_config(config)  # refuse bad input once, before any rank starts
+            from distill.parallel import launch
+
+            return launch(args.nproc, _rank_argv(args))
+        result = run_distillation(config, echo=lambda line: print(line, flush=True))
+    except TrainingDiverged as err:
+        raise UserError(f"{where}{err} (summary in {Path(args.resume or args.out) / 'run.json'})", exit_code=1) from None
+    except DistillError as err:
+        raise UserError(f"{where}{err}") from None
+    except RunInterrupted as err:
+        folder = Path(args.resume or args.out)
+        if rank == 0:
+            print(f"pv distill: {err}; run.json in {folder} says how far it got; continue with "
+                  f"pv distill --resume {folder}", file=sys.stderr, flush=True)
+        return 128 + err.signum
+    except OSError as err:  # a folder that cannot be created, a full disk: run.json says how far it got
+        raise UserError(f"{where}cannot write the run's files: {err}") from None
+    if rank != 0:
+        return 0
+    losses, times = result.losses, result.step_times
+    print(
+        f"completed {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
+        f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint}"
+    )
+    return 0

@@ -1,0 +1,264 @@
+"""Qwen2 models as GGUF files: the metadata keys and tensor names of a Qwen2 checkpoint, in and out.
+
+Tensor data is never copied on reading: tensors are numpy views of a
+memory-mapped file. Writing streams the tensors through ``gguf.GGUFWriter``
+into a temporary file that replaces the target whole.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import gguf
+import numpy as np
+import torch
+from gguf.constants import (
+    GGMLQuantizationType,
+    GGUFValueType,
+)
+
+from distill.errors import DistillError, GGUFFormatError, QuantError
+from distill.gguf_file import GGUFHeader, TensorEntry, read_header
+from distill.model import Qwen2Config, check_tensors
+from distill.quant import QTYPES, TensorData, check_scales, raw_shape
+from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
+
+ARCHITECTURE = "qwen2"
+#: Qwen2Config field <- GGUF key (``{arch}`` = qwen2), and the Python type the value must have.
+CONFIG_KEYS: dict[str, tuple[str, type]] = {
+    "n_layers": ("{arch}.block_count", int),
+    "hidden_size": ("{arch}.embedding_length", int),
+    "ffn_size": ("{arch}.feed_forward_length", int),
+    "context_length": ("{arch}.context_length", int),
+    "n_heads": ("{arch}.attention.head_count", int),
+    "n_kv_heads": ("{arch}.attention.head_count_kv", int),
+    "rms_eps": ("{arch}.attention.layer_norm_rms_epsilon", float),
+    "rope_theta": ("{arch}.rope.freq_base", float),
+}
+
+
+@dataclass
+class GGUFModel:
+    """A Qwen2 GGUF file: its config, its tensors by GGUF name (memory-mapped), its tokenizer.
+
+    A tied model has no ``output.weight``; the model reuses ``token_embd.weight``.
+    ``quantized_bytes`` is the size of all tensor data as stored.
+    """
+
+    path: Path
+    config: Qwen2Config
+    tensors: dict[str, TensorData]
+    tokenizer: Tokenizer | None
+    quantized_bytes: int
+
+
+def _config_from_metadata(path: Path, metadata: dict[str, Any], vocab_size: int, tied: bool) -> Qwen2Config:
+    arch = metadata.get("general.architecture")
+    if arch is None:
+        raise GGUFFormatError(f"{path}: required metadata key 'general.architecture' is missing")
+    if arch != ARCHITECTURE:
+        raise GGUFFormatError(
+            f"{path}: metadata key 'general.architecture' is {arch!r}: unknown architecture (expected {ARCHITECTURE!r})"
+        )
+    values: dict[str, Any] = {}
+    for field_name, (template, kind) in CONFIG_KEYS.items():
+        key = template.format(arch=ARCHITECTURE)
+        if key not in metadata:
+            raise GGUFFormatError(f"{path}: required metadata key {key!r} is missing")
+        value = metadata[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise GGUFFormatError(f"{path}: metadata key {key!r} is {value!r}, expected a {kind.__name__}")
+        # float32 in the file: take the shortest decimal that rounds to it (1e-06, not 9.99999997e-07)
+        values[field_name] = float(str(np.float32(value))) if kind is float else value
+    try:
+        return Qwen2Config(vocab_size=vocab_size, tied_embeddings=tied, **values)
+    except DistillError as err:
+        raise GGUFFormatError(f"{path}: the qwen2.* metadata is inconsistent: {err}") from None
+
+
+def _tensor_data(path: Path, header: GGUFHeader, data: np.ndarray, entry: TensorEntry) -> TensorData:
+    """The memory-mapped bytes of one tensor, after checking its type, size and position."""
+    name = entry.qtype.name
+    if name not in QTYPES:
+        raise GGUFFormatError(
+            f"{path}: tensor {entry.name!r} has type {name}, which is not supported (supported: {', '.join(QTYPES)})"
+        )
+    shape = tuple(reversed(entry.ggml_shape))
+    try:
+        nbytes = math.prod(raw_shape(shape, name))
+    except QuantError as err:
+        raise GGUFFormatError(f"{path}: tensor {entry.name!r} with shape {shape}: {err}") from None
+    start = header.data_offset + entry.offset
+    if entry.offset % header.alignment:
+        raise GGUFFormatError(
+            f"{path}: tensor {entry.name!r} starts at data offset {entry.offset}, "
+            f"not a multiple of the alignment {header.alignment}"
+        )
+    if start + nbytes > header.file_size:
+        raise GGUFFormatError(
+            f"{path}: truncated: tensor {entry.name!r} ({name}, shape {shape}) needs bytes "
+            f"{start}..{start + nbytes} but the file has {header.file_size} bytes"
+        )
+    raw = torch.from_numpy(data[start : start + nbytes]).reshape(raw_shape(shape, name))
+    return TensorData(entry.name, name, shape, raw)
+
+
+def _check_next_offsets(path: Path, header: GGUFHeader, tensors: list[TensorData]) -> None:
+    """Tensors must not overlap: each one's bytes end before the next one starts."""
+    entries = sorted(header.tensors, key=lambda e: e.offset)
+    sizes = {t.name: t.nbytes for t in tensors}
+    for a, b in zip(entries, entries[1:]):
+        if a.offset + sizes[a.name] > b.offset:
+            raise GGUFFormatError(
+                f"{path}: tensor {a.name!r} has {sizes[a.name]} bytes at data offset {a.offset}, "
+                f"which runs into tensor {b.name!r} at {b.offset}: its byte size does not match its shape and type"
+            )
+
+
+def _check_block_scales(header: GGUFHeader, tensors: list[TensorData]) -> None:
+    """NaN/Inf fp16 scales -> GGUFFormatError naming the tensor and block.
+
+    Each tensor is scanned through its own short-lived mapping, so the pages read
+    are released after each tensor instead of staying resident with the model.
+    """
+    for tensor, entry in zip(tensors, header.tensors):
+        if not tensor.nbytes:
+            continue
+        scan = np.memmap(header.path, dtype=np.uint8, mode="c", offset=header.data_offset + entry.offset,
+                         shape=(tensor.nbytes,))
+        try:
+            check_scales(torch.from_numpy(np.asarray(scan)).reshape(tensor.raw.shape), tensor.qtype)
+        except QuantError as err:
+            raise GGUFFormatError(f"{header.path}: tensor {tensor.name!r}: {err}") from None
+        finally:
+            del scan
+
+
+def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel:
+    """Read a Qwen2 GGUF file: config, memory-mapped tensors, tokenizer.
+
+    Raises GGUFFormatError naming the file, the key or tensor, and what was
+    expected, for: a bad magic or version, truncation, an unknown architecture or
+    tensor type, missing ``qwen2.*`` keys, a tensor whose byte size does not fit
+    its shape and type, and (``check_block_scales``) NaN/Inf fp16 block scales.
+    """
+    header = read_header(path)
+    path = header.path
+    data = np.memmap(path, dtype=np.uint8, mode="c") if header.file_size else np.zeros(0, np.uint8)
+    tensor_list = [_tensor_data(path, header, data, entry) for entry in header.tensors]
+    _check_next_offsets(path, header, tensor_list)
+    tensors = {t.name: t for t in tensor_list}
+
+    embd = tensors.get("token_embd.weight")
+    if embd is None or len(embd.shape) != 2:
+        raise GGUFFormatError(f"{path}: tensor 'token_embd.weight' is missing or not 2-D (expected [vocab, hidden])")
+    config = _config_from_metadata(path, header.metadata, embd.shape[0], "output.weight" not in tensors)
+    problems = check_tensors(config, tensors)
+    if problems:
+        raise GGUFFormatError(f"{path}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    if check_block_scales:
+        _check_block_scales(header, tensor_list)
+
+    tokenizer = None
+    if TOKENIZER_PREFIX + "model" in header.metadata:
+        tokenizer = tokenizer_from_metadata(path, header.metadata)
+        if len(tokenizer.tokens) != config.vocab_size:
+            raise GGUFFormatError(
+                f"{path}: 'tokenizer.ggml.tokens' has {len(tokenizer.tokens)} tokens, expected one per "
+                f"embedding row of 'token_embd.weight' ({config.vocab_size})"
+            )
+    return GGUFModel(path, config, tensors, tokenizer, sum(t.nbytes for t in tensor_list))
+
+
+def _metadata_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
+    """The GGUF type llama.cpp's converters use for a Python value (ids as uint32)."""
+    if isinstance(value, list):
+        if not value:
+            raise GGUFFormatError("cannot write an empty metadata array")
+        return GGUFValueType.ARRAY, _metadata_type(value[0])[0]
+    if isinstance(value, bool):
+        return GGUFValueType.BOOL, None
+    if isinstance(value, int):
+        return (GGUFValueType.UINT32 if 0 <= value < 2**32 else GGUFValueType.INT64), None
+    if isinstance(value, float):
+        return GGUFValueType.FLOAT32, None
+    return GGUFValueType.STRING, None
+
+
+def _add_metadata(writer: gguf.GGUFWriter, config: Qwen2Config, tokenizer: Tokenizer | None) -> None:
+    for field_name, (template, kind) in CONFIG_KEYS.items():
+        key = template.format(arch=ARCHITECTURE)
+        value = getattr(config, field_name)
+        writer.add_key_value(key, value, GGUFValueType.UINT32 if kind is int else GGUFValueType.FLOAT32)
+    if tokenizer is None:
+        return
+    fields: dict[str, Any] = {
+        "model": tokenizer.model, "pre": tokenizer.pre, "tokens": tokenizer.tokens,
+        "token_type": tokenizer.token_types, "merges": tokenizer.merges,
+    }
+    items = {TOKENIZER_PREFIX + k: v for k, v in fields.items() if v not in (None, [])}
+    items.update(tokenizer.extra)
+    for key, value in items.items():
+        vtype, sub_type = (GGUFValueType.ARRAY, GGUFValueType.INT32) if key.endswith("token_type") else _metadata_type(value)
+        writer.add_key_value(key, value, vtype, sub_type)
+
+
+def _spool(tensors: Iterable[TensorData], spool: BinaryIO) -> tuple[list[TensorData], dict[str, int]]:
+    """Copy each tensor's bytes to ``spool``; return the tensors (bytes left on the meta device) and offsets."""
+    plan, offsets = [], {}
+    for tensor in tensors:
+        offsets[tensor.name] = spool.tell()
+        tensor.raw.detach().cpu().contiguous().numpy().tofile(spool)
+        placeholder = torch.empty(tuple(tensor.raw.shape), dtype=torch.uint8, device="meta")
+        plan.append(TensorData(tensor.name, tensor.qtype, tuple(tensor.shape), placeholder))
+    spool.flush()
+    return plan, offsets
+
+
+def write_gguf(path: str | Path, config: Qwen2Config, tensors: Iterable[TensorData], tokenizer: Tokenizer | None) -> None:
+    """Write a Qwen2 GGUF file with gguf's writer, tensor by tensor, atomically.
+
+    ``tensors`` may be a generator: its tensors are then spooled one by one to a
+    temporary file next to ``path`` (the header, which lists every tensor, must
+    come first), so memory holds one tensor at a time. Nothing appears at
+    ``path`` unless the whole file was written.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    spool_path = path.with_name(f".{path.name}.{os.getpid()}.spool")
+    try:
+        with open(spool_path, "w+b") as spool:
+            if isinstance(tensors, (list, tuple)):
+                plan, offsets = list(tensors), {}
+            else:
+                plan, offsets = _spool(tensors, spool)
+            problems = check_tensors(config, {t.name: t for t in plan})
+            if problems:
+                raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
+            writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
+            _add_metadata(writer, config, tokenizer)
+            for t in plan:
+                writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
+                                       raw_dtype=GGMLQuantizationType[t.qtype])
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            for t in plan:
+                if t.name in offsets:
+                    spool.seek(offsets[t.name])
+                    data = np.fromfile(spool, dtype=np.uint8, count=t.nbytes)
+                else:
+                    data = t.raw.detach().cpu().contiguous().numpy().reshape(-1)
+                writer.write_tensor_data(data)
+            writer.close()
+        os.replace(tmp, path)
+    except OSError as err:
+        raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
+    finally:
+        for leftover in (tmp, spool_path):
+            leftover.unlink(missing_ok=True)

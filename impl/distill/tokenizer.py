@@ -1,0 +1,67 @@
+"""The tokenizer lists of a GGUF file (``tokenizer.ggml.*``), vocabulary-only or a full model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.errors import GGUFFormatError
+from distill.gguf_file import read_header
+
+TOKENIZER_PREFIX = "tokenizer.ggml."
+
+
+@dataclass
+class Tokenizer:
+    """The ``tokenizer.ggml.*`` metadata of a GGUF file.
+
+    ``extra`` holds the other ``tokenizer.ggml.*`` keys (special token ids, flags,
+    chat template...), by their full key.
+    """
+
+    model: str
+    pre: str | None
+    tokens: list[str]
+    token_types: list[int]
+    merges: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+_TOKENIZER_FIELDS = {"model": "model", "pre": "pre", "tokens": "tokens", "token_type": "token_types", "merges": "merges"}
+
+
+def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
+    """Build a Tokenizer from parsed metadata; ``path`` names the file in errors."""
+    for key in ("model", "tokens"):
+        if TOKENIZER_PREFIX + key not in metadata:
+            raise GGUFFormatError(f"{path}: required metadata key '{TOKENIZER_PREFIX}{key}' is missing")
+    tokens = metadata[TOKENIZER_PREFIX + "tokens"]
+    token_types = metadata.get(TOKENIZER_PREFIX + "token_type", [])
+    if token_types and len(token_types) != len(tokens):
+        raise GGUFFormatError(
+            f"{path}: '{TOKENIZER_PREFIX}token_type' has {len(token_types)} entries, "
+            f"expected one per token ({len(tokens)})"
+        )
+    extra = {
+        key: value
+        for key, value in metadata.items()
+        if key.startswith(TOKENIZER_PREFIX) and key[len(TOKENIZER_PREFIX) :] not in _TOKENIZER_FIELDS
+    }
+    return Tokenizer(
+        model=metadata[TOKENIZER_PREFIX + "model"],
+        pre=metadata.get(TOKENIZER_PREFIX + "pre"),
+        tokens=tokens,
+        token_types=token_types,
+        merges=metadata.get(TOKENIZER_PREFIX + "merges", []),
+        extra=extra,
+    )
+
+
+def read_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer lists of a GGUF file (vocabulary-only or a full model)."""
+    header = read_header(path)
+    return tokenizer_from_metadata(header.path, header.metadata)

@@ -1,0 +1,106 @@
+"""The `pv` command line: a table of subcommands, each imported only when invoked.
+
+A subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> int``.
+Built-in commands are listed in ``COMMANDS``; other packages add commands
+through the ``pv.commands`` entry-point group (loaded only when a name is not
+built in, or for ``pv --help``), so ``pv validate`` never pays for torch.
+
+Exit codes: 0 success, 1 the checked thing failed, 2 usage error or unreadable
+input, 130 interrupted, 141 output pipe closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pv import __version__
+from pv._util.errors import UserError
+
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("pv.cli.validate", "check contracts against the schema and the rules"),
+    "status": ("pv.cli.status", "counts and QA gate of one contract"),
+    "graph": ("pv.cli.graph", "the depends_on graph of a set of contracts"),
+    "diff": ("pv.cli.diff", "semantic diff of two contract versions, with a version bump"),
+    "check": ("pv.cli.check", "run the compiled obligation checks and print verdicts"),
+    "compile": ("pv.cli.compile", "write the compiled checks as Python test modules"),
+    "vacuity": ("pv.cli.vacuity", "run every falsifier against its mutants; all must fail"),
+    "gate": ("pv.cli.gate", "decide QA gates and the release from gate reports"),
+    "verify": ("pv.cli.verify", "the main job: validate, check, falsify, report, gate"),
+}
+
+ENTRY_POINT_GROUP = "pv.commands"
+
+
+def _plugin_commands() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in COMMANDS:
+        return importlib.import_module(COMMANDS[name][0])
+    target = _plugin_commands().get(name)
+    if target is None:
+        return None
+    return importlib.import_module(target.split(":")[0])
+
+
+def _summary(name: str) -> str:
+    """The first line of a plugin command's docstring (its module is imported, not run)."""
+    try:
+        module = _load(name)
+    except Exception as err:  # a broken plugin must not break `pv --help`
+        return f"(cannot be loaded: {type(err).__name__}: {err})"
+    return (module.__doc__ or "").strip().splitlines()[0] if module and module.__doc__ else ""
+
+
+def _usage() -> str:
+    lines = [f"usage: pv <command> [options]   (pv {__version__})", "", "commands:"]
+    plugins = sorted(set(_plugin_commands()) - set(COMMANDS))
+    width = max(len(n) for n in [*COMMANDS, *plugins])
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    if plugins:
+        lines += ["", "plugin commands:"] + [f"  {name:<{width}}  {_summary(name)}" for name in plugins]
+    lines += ["", "Run `pv <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pv`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"pv {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    module = _load(name)
+    if module is None:
+        print(f"pv: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    help_ = COMMANDS[name][1] if name in COMMANDS else _summary(name)
+    parser = argparse.ArgumentParser(prog=f"pv {name}", description=module.__doc__ or help_)
+    module.add_arguments(parser)
+    try:
+        parsed = parser.parse_args(rest)
+    except SystemExit as exit_:  # argparse already printed its message
+        return int(exit_.code or 0)
+    try:
+        return int(module.run(parsed))
+    except UserError as err:
+        print(f"pv {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"pv {name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`pv check | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

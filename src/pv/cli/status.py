@@ -1,0 +1,78 @@
+"""Counts of one contract's sections, its QA gate, and its validation findings.
+
+The counts come from the file; nothing here is taken from the self-declared
+``verification_summary``. Exit 0, or 1/2 when the file cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contract", metavar="CONTRACT", help="a contract file")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+
+
+def contract_status(doc: Any) -> dict[str, Any]:
+    """The status of one loaded contract as plain data."""
+    from pv.contracts.findings import Severity
+    from pv.contracts.rules.sections import depends_on, entries, mapping
+    from pv.contracts.validate import validate_documents
+
+    data = doc.data
+    obligations = [ob for _, ob in entries(data, "proof_obligations")]
+    gate = mapping(data, "qa_gate")
+    findings = [f for f in validate_documents([doc]) if f.rule not in ("PV-REF-002", "PV-REF-005")]
+    return {
+        "contract": doc.stem,
+        "path": doc.path,
+        "version": mapping(data, "metadata").get("version") or data.get("version"),
+        "equations": len(mapping(data, "equations")),
+        "obligations": len(obligations),
+        "obligations_with_id": sum("id" in ob for ob in obligations),
+        "obligations_with_check": sum("check" in ob for ob in obligations),
+        "falsification_tests": sum(1 for _ in entries(data, "falsification_tests")),
+        "kani_harnesses": sum(1 for _ in entries(data, "kani_harnesses")),
+        "depends_on": [stem for _, stem in depends_on(data)],
+        "qa_gate": None if not gate else {
+            "id": gate.get("id"), "name": gate.get("name"), "checks": gate.get("checks") or [],
+            "require": [r for _, r in entries(gate, "require")],
+        },
+        "errors": sum(f.severity is Severity.ERROR for f in findings),
+        "warnings": sum(f.severity is Severity.WARNING for f in findings),
+    }
+
+
+def _text(status: dict[str, Any]) -> str:
+    lines = [
+        f"contract:            {status['contract']} (version {status['version']})",
+        f"path:                {status['path']}",
+        f"equations:           {status['equations']}",
+        f"proof obligations:   {status['obligations']} ({status['obligations_with_id']} with id, "
+        f"{status['obligations_with_check']} with an executable check)",
+        f"falsification tests: {status['falsification_tests']}",
+        f"kani harnesses:      {status['kani_harnesses']}",
+        f"depends on:          {', '.join(status['depends_on']) or '-'}",
+    ]
+    gate = status["qa_gate"]
+    if gate is None:
+        lines.append("qa gate:             none")
+    else:
+        lines.append(f"qa gate:             {gate['id']} ({gate['name']}); checks: {', '.join(map(str, gate['checks'])) or '-'}")
+        for requirement in gate["require"]:
+            profiles = ", ".join(map(str, requirement.get("profiles") or []))
+            lines.append(f"  requires {requirement.get('falsifier')} on {profiles}")
+    lines.append(f"validation:          {status['errors']} errors, {status['warnings']} warnings"
+                 + (" (run pv validate for details)" if status["errors"] or status["warnings"] else ""))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pv.contracts.loading import load_document
+
+    status = contract_status(load_document(args.contract))
+    print(json.dumps(status, indent=2) if args.format == "json" else _text(status))
+    return 0

@@ -1,0 +1,128 @@
+"""The main job: validate the contracts, run their checks and the falsifiers, report, gate.
+
+Steps: (1) `pv validate` of the contracts; (2) pytest in a subprocess over the
+contracts (compiled obligation checks) and the falsifiers, each falsifier also
+run against its mutants (--pv-vacuity); on a machine without CUDA the tests
+marked `gpu` are deselected; (3) the gate report (JSON), JUnit XML and a
+Markdown summary in the output folder; (4) the gate for the active profile,
+printed as a table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
+
+`pv verify` decides the contracts' requirements on the active profile only: a
+CPU machine cannot show what a GPU must show. The release is decided by
+`pv gate --release` over the reports of a CPU run and of the GPU runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from pv._util.locations import repo_root
+
+REPORT_NAME = "gate-report.json"
+JUNIT_NAME = "junit.xml"
+SUMMARY_NAME = "summary.md"
+GATE_NAME = "gate.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--contracts", metavar="DIR", type=Path, default=None,
+                        help="contracts to verify (default: contracts/ of the repository)")
+    parser.add_argument("--falsifiers", metavar="DIR", type=Path, default=None,
+                        help="falsifier tests to run (default: falsifiers/ of the repository)")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="output folder (default: reports/local/ of the repository)")
+    parser.add_argument("--profile", metavar="NAME|PATH", default=None,
+                        help="hardware profile (default: detected from the machine)")
+    parser.add_argument("-n", "--workers", metavar="N", default=None,
+                        help="run pytest with N xdist workers (a number or 'auto')")
+
+
+def _folder(option: Path | None, default: Path, what: str) -> Path:
+    from pv._util.errors import UserError
+
+    folder = (option if option is not None else default).resolve()
+    if not folder.is_dir():
+        raise UserError(f"--{what}: {folder} is not a folder")
+    return folder
+
+
+def validate_contracts(folder: Path) -> bool:
+    """Print the findings of `pv validate` on ``folder``; whether it has no error."""
+    from pv.contracts.findings import Severity
+    from pv.contracts.validate import validate_paths
+
+    result = validate_paths([folder])
+    findings = [e.finding for e in result.load_errors] + list(result.findings)
+    for finding in findings:
+        print(finding.format_text())
+    errors = sum(f.severity == Severity.ERROR for f in findings)
+    print(f"validate: {len(result.documents)} contracts, {errors} errors, {len(findings) - errors} warnings")
+    return errors == 0 and result.files > 0
+
+
+def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | None, gpu: bool,
+                   workers: str | None) -> list[str]:
+    """The pytest invocation of the main job (``profile`` None: pytest detects it too)."""
+    command = [
+        sys.executable, "-m", "pytest", str(contracts), str(falsifiers),
+        "--pv-vacuity",
+        f"--gate-contracts={contracts}",
+        f"--gate-report={out / REPORT_NAME}",
+        f"--gate-markdown={out / SUMMARY_NAME}",
+        f"--junitxml={out / JUNIT_NAME}",
+        "-q", "-p", "no:cacheprovider",
+    ]
+    if profile is not None:
+        command += [f"--profile={profile}"]
+    if not gpu:
+        command += ["-m", "not gpu"]
+    if workers is not None:
+        command += [f"--numprocesses={workers}"]
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    from pv._util.errors import UserError
+    from pv.evidence.gate import decide, load_report
+    from pv.evidence.profiles import detect_profile, load_profile
+    from pv.evidence.contracts import load_contracts
+    from pv._util.files import write_atomic
+    from pv.evidence.gate_output import format_json, format_text
+
+    root = repo_root()
+    contracts = _folder(args.contracts, root / "contracts", "contracts")
+    falsifiers = _folder(args.falsifiers, root / "falsifiers", "falsifiers")
+    out = (args.out if args.out is not None else root / "reports" / "local").resolve()
+    profile = load_profile(args.profile) if args.profile else detect_profile()
+    gpu = profile.device_class != "cpu"
+    print(f"pv verify: profile {profile.name} ({'chosen' if args.profile else 'detected'}, "
+          f"{profile.device_class}); output in {out}")
+
+    print("\n== 1. validate contracts")
+    if not validate_contracts(contracts):
+        print("pv verify: FAIL: the contracts do not validate; nothing else was run")
+        return 1
+
+    selection = "all tests" if gpu else "tests not marked gpu"
+    print(f"\n== 2. obligations and falsifiers (pytest, {selection}, with mutants)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
+    report_path = out / REPORT_NAME
+    report_path.unlink(missing_ok=True)
+    command = pytest_command(contracts, falsifiers, out, args.profile, gpu, args.workers)
+    sys.stdout.flush()
+    status = subprocess.run(command, cwd=root, check=False).returncode
+    if not report_path.is_file():
+        raise UserError(f"pytest ended with status {status} and wrote no gate report ({report_path})")
+
+    print(f"\n== 3. gate for profile {profile.name}")
+    decision = decide([load_report(report_path)], load_contracts(contracts, root), release=False)
+    write_atomic(out / GATE_NAME, format_json(decision))
+    print(format_text(decision), end="")
+    print(f"reports: {report_path}, {out / JUNIT_NAME}, {out / SUMMARY_NAME}, {out / GATE_NAME}")
+    return 0 if decision.passed else 1

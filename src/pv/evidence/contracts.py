@@ -1,0 +1,117 @@
+"""What a gate needs to know about each contract: identity, falsifiers, obligations, requirements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pv._util.errors import UserError
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """``qa_gate.require`` entry: ``falsifier`` must pass on one of ``profiles``."""
+
+    falsifier: str
+    profiles: tuple[str, ...]
+
+
+@dataclass
+class ContractInfo:
+    """One contract file as gate reports and the gate see it."""
+
+    #: the file stem, as verdicts and reports name the contract
+    name: str
+    path: str
+    sha256: str
+    gate_id: str | None
+    requirements: list[Requirement]
+    falsifiers: list[str]
+    obligations: list[str]
+    checked_obligations: list[str]
+    compile_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "qa_gate": self.gate_id,
+            "falsifiers": self.falsifiers,
+            "obligations": self.obligations,
+            "checked_obligations": self.checked_obligations,
+            "compile_error": self.compile_error,
+        }
+
+
+def _falsifier_ids(data: dict[str, Any]) -> list[str]:
+    tests = data.get("falsification_tests") or []
+    return [str(t["id"]) for t in tests if isinstance(t, dict) and t.get("id")]
+
+
+def _requirements(data: dict[str, Any], path: str) -> list[Requirement]:
+    gate = data.get("qa_gate")
+    require = gate.get("require") if isinstance(gate, dict) else None
+    if require is None:
+        return []
+    if not isinstance(require, list):
+        raise UserError(f"{path}: qa_gate.require: expected a list of {{falsifier, profiles}}")
+    found = []
+    for index, entry in enumerate(require):
+        where = f"{path}: qa_gate.require[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("falsifier"), str):
+            raise UserError(f"{where}: expected {{falsifier: FT-id, profiles: [names]}}")
+        profiles = entry.get("profiles")
+        if not isinstance(profiles, list) or not profiles or not all(isinstance(p, str) for p in profiles):
+            raise UserError(f"{where}.profiles: expected a non-empty list of profile names")
+        found.append(Requirement(entry["falsifier"], tuple(profiles)))
+    return found
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _obligations(doc: Any) -> tuple[list[str], list[str], str | None]:
+    """All obligation ids, the ids of those with an executable check, and a compile failure."""
+    from pv.checks.compiling import compile_document, obligation_id
+
+    try:
+        compiled = compile_document(doc)
+    except Exception as err:  # a broken check is recorded as such; the gate fails the contract
+        listed = doc.data.get("proof_obligations")
+        ids = [obligation_id(ob, i) for i, ob in enumerate(listed if isinstance(listed, list) else [])]
+        return ids, [], f"{type(err).__name__}: {err}"
+    return [c.obligation for c in compiled], [c.obligation for c in compiled if c.checked], None
+
+
+def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
+    """Every contract under ``folder``, compiled, sorted by path; paths shown relative to ``root``.
+
+    Raises ``pv.contracts.loading.LoadError`` (a UserError) for an unreadable contract file.
+    """
+    from pv.contracts.loading import collect_paths, load_document
+
+    contracts = []
+    for path in collect_paths([folder]):
+        doc = load_document(path)
+        data = doc.data if isinstance(doc.data, dict) else {}
+        shown = _relative(Path(doc.path), root)
+        gate = data.get("qa_gate")
+        obligations, checked, error = _obligations(doc)
+        contracts.append(ContractInfo(
+            name=doc.stem,
+            path=shown,
+            sha256=doc.sha256,
+            gate_id=str(gate["id"]) if isinstance(gate, dict) and gate.get("id") else None,
+            requirements=_requirements(data, shown),
+            falsifiers=_falsifier_ids(data),
+            obligations=obligations,
+            checked_obligations=checked,
+            compile_error=error,
+        ))
+    return contracts

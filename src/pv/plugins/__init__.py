@@ -1,0 +1,1 @@
+"""Stage 4, plugins: the pytest plugins (contracts as test items; gate reports)."""

@@ -1,0 +1,132 @@
+"""pytest plugin: each contract obligation x engine is a test item.
+
+``pytest contracts/`` or ``pytest path/to/contract.yaml`` collects, for every
+obligation with a ``check:``, one item per engine, named
+``<obligation-id>[<engine>]`` inside the contract file's node (node id
+``contracts/<contract>.yaml::<obligation-id>[<engine>]``), so ``-k``, ``-n``
+(xdist) and JUnit work as for any test.
+
+Which YAML files are collected: those named on the command line, and those below
+a directory called ``contracts``; of them, only files that load as contracts
+(a ``proof_obligations`` list). Other YAML (``profiles/*.yaml``, test data) is
+left alone. A file below ``contracts/`` that cannot be loaded gives one failing
+item, so a broken contract is never silently dropped.
+
+Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` and
+``not-confirmed`` fail; an obligation without a check is collected as
+``<id>[unchecked]`` and skipped with the reason, as is ``not-applicable`` (for
+example a CUDA input on a machine without CUDA). A skip is never a pass. Each
+item appends ``("pv_verdict", verdict.to_json())`` to its ``user_properties``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pv.checks.compiling import (
+    FAILING, CheckUnit, CompiledCheck, compile_document, compile_unit, format_verdict, is_contract, run_check,
+)
+from pv.checks.verdicts import Status, Verdict
+
+YAML_SUFFIXES = (".yaml", ".yml")
+CONTRACTS_DIR = "contracts"
+UNCHECKED_ITEM = "unchecked"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pv-contracts", "contract obligation checks")
+    group.addoption(
+        "--pv-allow-module", action="append", default=[], metavar="PREFIX",
+        help="also allow check bindings (implementations, constants) from modules under PREFIX",
+    )
+
+
+def enforce_verdict(verdict: Verdict) -> None:
+    """Turn a verdict into a pytest outcome: pass, skip (unchecked, not-applicable) or fail."""
+    if verdict.status in (Status.UNCHECKED, Status.NOT_APPLICABLE):
+        pytest.skip(f"{verdict.contract}::{verdict.obligation} {verdict.status.value}: {verdict.detail}")
+    if verdict.status in FAILING:
+        pytest.fail(format_verdict(verdict), pytrace=False)
+
+
+def run_unit(unit: CheckUnit, engine: str | None, request: pytest.FixtureRequest) -> None:
+    """What a module written by ``pv compile`` runs: check, record the verdict, enforce it."""
+    verdict = run_check(compile_unit(unit), engine, allow=request.config.getoption("pv_allow_module"))
+    request.node.user_properties.append(("pv_verdict", verdict.to_json()))
+    enforce_verdict(verdict)
+
+
+def _named_on_command_line(path: Path, config: pytest.Config) -> bool:
+    base = Path(config.invocation_params.dir)
+    for arg in config.args:
+        candidate = Path(str(arg).split("::")[0])
+        if (candidate if candidate.is_absolute() else base / candidate).resolve() == path.resolve():
+            return True
+    return False
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in YAML_SUFFIXES:
+        return None
+    below_contracts = any(folder.name == CONTRACTS_DIR for folder in file_path.parents)
+    if not (below_contracts or _named_on_command_line(file_path, parent.config)):
+        return None
+    return ContractFile.from_parent(parent, path=file_path)
+
+
+class ContractFile(pytest.File):
+    """A YAML file; it yields items only if it is a contract."""
+
+    def collect(self) -> Any:
+        from pv.contracts.loading import LoadError, load_document
+
+        try:
+            doc = load_document(self.path)
+        except LoadError as err:
+            yield LoadFailure.from_parent(self, name="load", message=err.finding.format_text())
+            return
+        if not is_contract(doc.data):
+            return
+        for compiled in compile_document(doc):
+            for engine in compiled.engines or (UNCHECKED_ITEM,):
+                yield ObligationItem.from_parent(
+                    self, name=f"{compiled.obligation}[{engine}]", compiled=compiled, engine=engine
+                )
+
+
+class LoadFailure(pytest.Item):
+    """A file below contracts/ that cannot be loaded: one failing item with the finding."""
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        pytest.fail(self.message, pytrace=False)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.path.name}: cannot be loaded"
+
+
+class ObligationItem(pytest.Item):
+    """One obligation checked by one engine."""
+
+    def __init__(self, *, compiled: CompiledCheck, engine: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.compiled = compiled
+        self.engine = engine
+        if compiled.spec is not None and any(d.needs_cuda for d in compiled.spec.given.values()):
+            self.add_marker(pytest.mark.gpu)
+
+    def runtest(self) -> None:
+        engine = None if self.engine == UNCHECKED_ITEM else self.engine
+        verdict = run_check(self.compiled, engine, allow=self.config.getoption("pv_allow_module"))
+        self.user_properties.append(("pv_verdict", verdict.to_json()))
+        enforce_verdict(verdict)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        line = max(self.compiled.unit.line - 1, 0)
+        return self.path, line, f"{self.compiled.contract}::{self.compiled.obligation}[{self.engine}]"

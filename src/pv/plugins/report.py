@@ -1,0 +1,277 @@
+"""pytest plugin: gate reports from falsifier and obligation results.
+
+Options (group "pv gate report"):
+
+``--gate-report PATH``
+    write the JSON gate report (``schema/gate-report.schema.json``) to PATH;
+``--gate-markdown PATH``
+    write a short Markdown summary (for a CI job summary) to PATH;
+``--profile NAME|PATH``
+    the hardware profile in use (default: detected from the machine);
+``--gate-contracts DIR``
+    the contracts the report covers (default: ``contracts/`` of the rootdir).
+
+Fixtures: ``hw_profile`` (the active ``pv.evidence.profiles.Profile``) and ``evidence``
+(``evidence(key, value, unit=None)`` records a measured value on the test).
+
+xdist: the controller folds the phase reports it receives (they carry each
+item's ``user_properties``), workers send what they collected and deselected
+through ``workeroutput``; only the controller writes. A run that executed no
+test is recorded as such and, when a report was requested, ends with exit
+status 5 (no tests), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pv._util.errors import UserError
+from pv.evidence.profiles import DeviceFacts, Profile, detect_profile, load_profile
+from pv.evidence.build import (
+    EVIDENCE_PROPERTY,
+    FALSIFIES_PROPERTY,
+    Collection,
+    Selection,
+    build_report,
+    session_entry,
+)
+from pv.evidence.records import TestRecord, failure_message, fold
+from pv.evidence.vacuity import ITEM_PROPERTY
+
+_PROFILE_KEY = pytest.StashKey[Profile]()
+_WORKER_OUTPUT_KEY = "pv_gate_collection"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pv-report", "pv gate report")
+    group.addoption("--gate-report", metavar="PATH", dest="pv_gate_report",
+                    help="write a JSON gate report of this run to PATH")
+    group.addoption("--gate-markdown", metavar="PATH", dest="pv_gate_markdown",
+                    help="write a short Markdown summary of this run to PATH")
+    group.addoption("--profile", metavar="NAME|PATH", dest="pv_profile",
+                    help="hardware profile in use (default: detected from the machine)")
+    group.addoption("--gate-contracts", metavar="DIR", dest="pv_gate_contracts",
+                    help="contracts the gate report covers (default: contracts/ of the rootdir)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "falsifies(id): binds a test to the FT-* falsification test id of a contract"
+    )
+    if not (config.getoption("pv_gate_report") or config.getoption("pv_gate_markdown")):
+        return
+    try:
+        profile = active_profile(config)
+    except UserError as err:
+        raise pytest.UsageError(str(err)) from None
+    controller = not hasattr(config, "workerinput")
+    config.pluginmanager.register(GateReportPlugin(config, profile, controller), "pv-gate-report")
+
+
+def active_profile(config: pytest.Config) -> Profile:
+    """The profile named by ``--profile``, or the one detected; resolved once per process."""
+    if _PROFILE_KEY not in config.stash:
+        name = config.getoption("pv_profile")
+        config.stash[_PROFILE_KEY] = load_profile(name) if name else detect_profile()
+    return config.stash[_PROFILE_KEY]
+
+
+@pytest.fixture(scope="session")
+def hw_profile(pytestconfig: pytest.Config) -> Profile:
+    """The hardware profile in use (``--profile``, or detected)."""
+    try:
+        return active_profile(pytestconfig)
+    except UserError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def evidence_entry(key: str, value: Any, unit: str | None = None) -> dict[str, Any]:
+    """A measured value as a report records it; TypeError/ValueError for unusable input."""
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError(f"evidence key must be a non-empty string, got {key!r}")
+    if not isinstance(value, (bool, int, float, str)):
+        raise TypeError(f"evidence {key!r}: value must be a number, a string or a bool, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        value = str(value)  # JSON has no NaN or infinity; keep the observation as text
+    if unit is not None and not isinstance(unit, str):
+        raise TypeError(f"evidence {key!r}: unit must be a string, got {type(unit).__name__}")
+    return {"key": key, "value": value, "unit": unit}
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``evidence(key, value, unit=None)``: record a measured value in this test's report entry."""
+
+    def record(key: str, value: Any, unit: str | None = None) -> None:
+        request.node.user_properties.append((EVIDENCE_PROPERTY, evidence_entry(key, value, unit)))
+
+    return record
+
+
+def _falsifier_ids(item: pytest.Item) -> list[str]:
+    return list(dict.fromkeys(
+        str(mark.args[0]) for mark in item.iter_markers("falsifies") if mark.args
+    ))
+
+
+def _shown_arg(arg: str, config: pytest.Config) -> str:
+    """A command-line path relative to the rootdir when it lies inside it."""
+    path, sep, rest = arg.partition("::")
+    full = (config.invocation_params.dir / path).resolve()
+    try:
+        shown = full.relative_to(config.rootpath.resolve()).as_posix() or "."
+    except ValueError:
+        shown = path
+    return shown + sep + rest
+
+
+class GateReportPlugin:
+    """Collects results on every process; the controller (or the only process) writes."""
+
+    def __init__(self, config: pytest.Config, profile: Profile, controller: bool) -> None:
+        self.config = config
+        self.profile = profile
+        self.controller = controller
+        self.collection = Collection()
+        self.records: dict[str, TestRecord] = {}
+        self.started = time.monotonic()
+        self.written: list[Path] = []
+        self.report: dict[str, Any] | None = None
+        self.contracts = self._load_contracts() if controller else []
+
+    def _load_contracts(self) -> list[Any]:
+        from pv.evidence.contracts import load_contracts
+
+        option = self.config.getoption("pv_gate_contracts")
+        folder = Path(option) if option else self.config.rootpath / "contracts"
+        if not folder.is_dir():
+            if option:
+                raise pytest.UsageError(f"--gate-contracts: {folder} is not a folder")
+            return []
+        try:
+            return load_contracts(folder, self.config.rootpath)
+        except UserError as err:
+            raise pytest.UsageError(f"gate report: {err}") from None
+
+    # --- collection (serial process or xdist worker) -----------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            ids = _falsifier_ids(item)
+            if ids:
+                item.user_properties.append((FALSIFIES_PROPERTY, ids))
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            for ft_id in _falsifier_ids(item):
+                self.collection.deselected[ft_id].add(item.nodeid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection.errors[report.nodeid or "."] = failure_message(report.longrepr)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collection.items = len(session.items)
+        for item in session.items:
+            for ft_id in _falsifier_ids(item):
+                self.collection.selected[ft_id].add(item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist, on the controller: merge what a finished worker collected."""
+        data = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY)
+        if data is not None:
+            self.collection.merge(Collection.from_json(data))
+
+    # --- results (controller) ----------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.controller:
+            record = self.records.setdefault(report.nodeid, TestRecord(report.nodeid))
+            fold(record, report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.controller:
+            self.config.workeroutput[_WORKER_OUTPUT_KEY] = self.collection.to_json()  # type: ignore[attr-defined]
+            return
+        self.report = self._build(int(exitstatus))
+        self._write(self.report)
+        if self.report["session"]["tests_executed"] == 0 and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+    def _build(self, exitstatus: int) -> dict[str, Any]:
+        from pv.evidence.environment import collect_environment
+
+        config = self.config
+        selection = Selection(
+            args=tuple(_shown_arg(a, config) for a in config.args),
+            markexpr=config.getoption("markexpr", default=None) or None,
+            keyword=config.getoption("keyword", default=None) or None,
+        )
+        records = list(self.records.values())
+        environment = collect_environment(config.rootpath)
+        device = environment["device"]
+        facts = DeviceFacts(cuda=device["kind"] == "cuda", name=device["name"], unified=device["unified"])
+        profile = {
+            **self.profile.to_json(),
+            "source": "option" if config.getoption("pv_profile") else "detected",
+            "matches_device": self.profile.matches(facts),
+        }
+        session = session_entry(
+            records, self.collection, selection,
+            vacuity=bool(config.getoption("--pv-vacuity", default=False))
+            or any(record.first(ITEM_PROPERTY) is not None for record in records),
+            exitstatus=exitstatus,
+            duration_s=time.monotonic() - self.started,
+        )
+        return build_report(
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            records=records,
+            collection=self.collection,
+            contracts=self.contracts,
+            selection=selection,
+            session=session,
+            profile=profile,
+            environment=environment,
+        )
+
+    def _write(self, report: dict[str, Any]) -> None:
+        import json
+
+        from pv._util.files import write_atomic
+        from pv.evidence.integrity import seal
+        from pv.evidence.markdown import session_markdown
+
+        sealed = seal(report)
+        json_path = self.config.getoption("pv_gate_report")
+        if json_path:
+            self.written.append(write_atomic(json_path, json.dumps(sealed, indent=1, ensure_ascii=False) + "\n"))
+        markdown_path = self.config.getoption("pv_gate_markdown")
+        if markdown_path:
+            self.written.append(write_atomic(markdown_path, session_markdown(sealed)))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.controller or self.report is None:
+            return
+        session = self.report["session"]
+        terminalreporter.section("pv gate report")
+        for path in self.written:
+            terminalreporter.write_line(f"wrote {path}")
+        terminalreporter.write_line(
+            f"profile {self.report['profile']['name']}: {session['tests_executed']} tests executed, "
+            f"{len(self.report['falsifiers'])} falsifiers, {len(self.report['obligations'])} obligations"
+        )
+        if session["tests_executed"] == 0:
+            terminalreporter.write_line(
+                "ZERO tests executed: this run is evidence of nothing; the exit status is not 0",
+                red=True, bold=True,
+            )
