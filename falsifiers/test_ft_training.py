@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from distill import train
 from distill.checkpoints import list_checkpoints, load_checkpoint
-from distill.gguf_io import read_gguf
+from distill.qwen2_gguf import read_gguf
 from distill.model import build_model
 from distill.parallel import fork_ranks, start_ranks
 from distill.synth import make_model_file

@@ -5,8 +5,11 @@ The modules read as the chain they implement, each importing only earlier ones:
 (its token lists) -> ``model`` (the Qwen2 transformer) -> ``qwen2_gguf`` (Qwen2
 checkpoints as GGUF files) -> ``synth`` (shape-faithful random models) -> ``vocab``
 (vocabulary alignment) -> ``teacher`` (frozen teacher backends, truncating at their
-boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``train``
-(the distillation loop); ``commands`` are its `pv` subcommands.
+boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``data`` (token files
+and the resumable row stream) -> ``parallel`` (torch.distributed ranks, DDP, the
+launcher) -> ``checkpoints`` (atomic checkpoint folders) -> ``curves`` (the loss
+plot and summary) -> ``train`` (the distillation loop); ``commands`` are its `pv`
+subcommands.
 """
 
 __version__ = "0.1.0"
