@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pv._util.errors import InvalidValue
+
 #: Elements a tensor domain may have at most (Hypothesis draws each one).
 MAX_TENSOR_ELEMENTS = 65_536
 TENSOR_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
@@ -27,7 +29,7 @@ FLOAT_WIDTHS = (16, 32, 64)
 DEVICES = ("cpu", "cuda")
 
 
-class DomainError(ValueError):
+class DomainError(InvalidValue):
     """A ``given`` entry that is not a valid domain; ``keys`` locate it below the domain."""
 
     def __init__(self, message: str, keys: tuple = ()) -> None:
