@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pv.contracts.checkspec import (
-    EXHAUSTIVE_CAP, ENGINES, CheckSpec, Issue, engine_unfit, equation_implementations, is_contract, parse_check,
-)
+from pv.contracts.checkspec import CheckSpec, Issue, equation_implementations, is_contract, parse_check
+from pv.contracts.engines import ENGINES, EXHAUSTIVE_CAP, engine_unfit
 from pv.checks.verdicts import Status, Verdict
 
 #: Statuses that fail a pytest item and ``pv check``.
@@ -167,11 +166,10 @@ def run_check(
         return _verdict(compiled, engine or INVALID_ENGINE, Status.ERROR, f"invalid check: {problems}")
     engine = REPLAY_ENGINE if replay is not None else (engine or spec.engines[0])
     if engine != REPLAY_ENGINE:
-        if engine not in ENGINES:
-            return _verdict(compiled, engine, Status.ERROR, f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
         unfit = engine_unfit(engine, spec.given, spec.budget.examples or EXHAUSTIVE_CAP)
         if unfit:
-            return _verdict(compiled, engine, Status.NOT_APPLICABLE, unfit)
+            status = Status.NOT_APPLICABLE if engine in ENGINES else Status.ERROR
+            return _verdict(compiled, engine, status, unfit)
     if _needs_cuda(spec) and not _cuda_available():
         return _verdict(compiled, engine, Status.NOT_APPLICABLE, "an input tensor lives on cuda and no CUDA device is present")
     started = time.perf_counter()
@@ -179,7 +177,7 @@ def run_check(
         bindings = bind(spec, allowed_modules(allow))
     except BindingError as err:
         return _verdict(compiled, engine, Status.ERROR, f"cannot bind the check: {err}")
-    report = run_replay(spec, bindings, replay) if replay is not None else run_engine(engine, spec, bindings)
+    report = run_replay(spec, bindings, replay) if replay is not None else run_engine(engine, spec, bindings, f"{compiled.contract}::{compiled.obligation}")
     return _verdict(
         compiled, engine, report.status, report.detail, examples=report.examples,
         counterexample=report.counterexample, replay=report.replay, budget=report.budget,

@@ -10,13 +10,12 @@ import sys
 import time
 
 from pv._util.errors import UserError
-
-ENGINE_CHOICES = ("exhaustive", "hypothesis", "crosshair")
+from pv.contracts.engines import ENGINE_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="contract files or folders")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, help="run only this engine (not-applicable where it cannot)")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, help="run only this engine (not-applicable where it cannot)")
     parser.add_argument("--obligation", action="append", default=[], metavar="ID", help="only these obligation ids")
     parser.add_argument("--replay", metavar="JSON", help="judge one input (a counterexample's inputs) of one obligation")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX",
