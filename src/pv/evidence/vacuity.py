@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pv._util.files import write_atomic
+from pv._util.properties import decode_property
 
 #: user_properties entry of an executed mutant run (read by the gate report):
 #: ``{"falsifier": FT-id, "mutant": name, "killed": bool}`` plus ``test`` and ``detail``.
@@ -89,7 +90,7 @@ class VacuityLog:
 
 
 def _property(properties: Iterable[tuple[str, Any]], name: str) -> Any:
-    return next((value for key, value in properties if key == name), None)
+    return next((decode_property(value) for key, value in properties if key == name), None)
 
 
 def _detail(report: Any) -> str:

@@ -16,7 +16,8 @@ Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` an
 ``not-confirmed`` fail; an obligation without a check is collected as
 ``<id>[unchecked]`` and skipped with the reason, as is ``not-applicable`` (for
 example a CUDA input on a machine without CUDA). A skip is never a pass. Each
-item appends ``("pv_verdict", verdict.to_json())`` to its ``user_properties``.
+item appends ``("pv_verdict", <the verdict as JSON text>)`` to its ``user_properties``
+(JUnit XML shows it as JSON).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from typing import Any
 
 import pytest
 
+from pv._util.properties import encode_property
 from pv.checks.compiling import (
     FAILING, CheckUnit, CompiledCheck, compile_document, compile_unit, format_verdict, is_contract, run_check,
 )
 from pv.checks.verdicts import Status, Verdict
+from pv.evidence.build import VERDICT_PROPERTY
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CONTRACTS_DIR = "contracts"
@@ -55,7 +58,7 @@ def enforce_verdict(verdict: Verdict) -> None:
 def run_unit(unit: CheckUnit, engine: str | None, request: pytest.FixtureRequest) -> None:
     """What a module written by ``pv compile`` runs: check, record the verdict, enforce it."""
     verdict = run_check(compile_unit(unit), engine, allow=request.config.getoption("pv_allow_module"))
-    request.node.user_properties.append(("pv_verdict", verdict.to_json()))
+    request.node.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
     enforce_verdict(verdict)
 
 
@@ -124,7 +127,7 @@ class ObligationItem(pytest.Item):
     def runtest(self) -> None:
         engine = None if self.engine == UNCHECKED_ITEM else self.engine
         verdict = run_check(self.compiled, engine, allow=self.config.getoption("pv_allow_module"))
-        self.user_properties.append(("pv_verdict", verdict.to_json()))
+        self.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
         enforce_verdict(verdict)
 
     def reportinfo(self) -> tuple[Path, int, str]:
