@@ -22,7 +22,7 @@ from pv.contracts.checkspec import CheckSpec, Issue, equation_implementations, i
 from pv.contracts.engines import ENGINES, EXHAUSTIVE_CAP, engine_unfit
 from pv.checks.verdicts import Status, Verdict
 
-#: Statuses that fail a pytest item and ``pv check``.
+#: Statuses that fail a pytest item and ``pv check`` (not-confirmed: see :func:`inconclusive`).
 FAILING = frozenset({Status.REFUTED, Status.ERROR, Status.VACUOUS, Status.NOT_CONFIRMED})
 #: Engine name of the verdict of an obligation whose check block is invalid.
 INVALID_ENGINE = "check"
@@ -183,6 +183,21 @@ def run_check(
         counterexample=report.counterexample, replay=report.replay, budget=report.budget,
         duration_s=round(time.perf_counter() - started, 4), extra=report.extra,
     )
+
+
+def inconclusive(verdict: Verdict, engines: tuple[str, ...]) -> bool:
+    """Whether ``verdict`` is a not-confirmed run of one of several engines of its obligation.
+
+    Such a run (CrossHair out of budget next to a Hypothesis search, say) is
+    reported but does not fail the obligation: the other engines decide it, and
+    it is never a proof. A not-confirmed run of an obligation's only engine fails.
+    """
+    return verdict.status == Status.NOT_CONFIRMED and len(engines) > 1
+
+
+def fails(verdict: Verdict, engines: tuple[str, ...]) -> bool:
+    """Whether ``verdict`` fails its obligation, whose check runs ``engines``."""
+    return verdict.status in FAILING and not inconclusive(verdict, engines)
 
 
 def format_verdict(verdict: Verdict) -> str:
