@@ -8,9 +8,11 @@ caller prints go through :meth:`Progress.print`, which clears the bar first.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -26,6 +28,22 @@ def format_bar(label: str, done: int, total: int | None, elapsed_s: float) -> st
         return f"{label} {done}  {clock}"
     filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
     return f"{label} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{total}  {clock}"
+
+
+def write_counts(path: Path, done: int, total: int) -> None:
+    """Keep ``done total`` in ``path`` for another process (``total`` 0 while unknown), replaced whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{done} {total}\n", encoding="ascii")
+    os.replace(tmp, path)
+
+
+def read_counts(path: Path) -> tuple[int, int]:
+    """``(done, total)`` from :func:`write_counts`; ``(0, 0)`` while there is none yet."""
+    try:
+        done, total = path.read_text(encoding="ascii").split()
+        return int(done), int(total)
+    except (OSError, ValueError):
+        return 0, 0
 
 
 class Progress:
