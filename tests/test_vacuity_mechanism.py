@@ -130,8 +130,9 @@ def test_vacuity_run_inverts_and_records_each_outcome(pytester: pytest.Pytester)
 def test_mutant_runs_record_the_mutant_property(pytester: pytest.Pytester) -> None:
     _project(pytester.path, {"test_ft_x.py": FALSIFIERS})
     reports = pytester.inline_run("falsifiers", "--pv-vacuity", "-p", "no:cacheprovider").getreports("pytest_runtest_logreport")
-    found = sorted((dict(r.user_properties)["pv_mutant"]["falsifier"], r.nodeid.split("::")[-1], dict(r.user_properties)["pv_mutant"]["killed"])
-                   for r in reports if r.when == "call" and "pv_mutant" in dict(r.user_properties))
+    mutants = [(json.loads(dict(r.user_properties)["pv_mutant"]), r.nodeid.split("::")[-1])
+               for r in reports if r.when == "call" and "pv_mutant" in dict(r.user_properties)]
+    found = sorted((mutant["falsifier"], test, mutant["killed"]) for mutant, test in mutants)
     assert found == [
         ("FT-X-001", "test_kills[mutant=kd-no-t-squared]", True),
         ("FT-X-001", "test_vacuous[mutant=kd-no-t-squared]", False),
