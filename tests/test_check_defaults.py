@@ -4,6 +4,9 @@ reported as inconclusive, not counted as a failure, and never as a proof."""
 
 from __future__ import annotations
 
+import io
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,13 @@ def test_inconclusive_crosshair_beside_a_passing_search_is_reported_not_failed(p
     assert "proved" not in crosshair
 
 
+def test_the_json_output_lists_the_inconclusive_runs(project: Path, capsys) -> None:
+    assert check(project, contract("[hypothesis, crosshair]"), "--crosshair-total", "1", "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inconclusive"] == ["floats-v1::FL-001[crosshair]"] and report["failed"] == 0
+    assert [v["status"] for v in report["verdicts"]] == ["passed", "not-confirmed"]
+
+
 def test_not_confirmed_as_the_only_engine_fails(project: Path, capsys) -> None:
     assert check(project, contract("[hypothesis, crosshair]"), "--crosshair-total", "1", "--engine", "crosshair") == 1
     assert "inconclusive" not in capsys.readouterr().out
@@ -102,3 +112,16 @@ def test_the_pytest_plugin_skips_the_inconclusive_item_with_its_reason(pytester:
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--pv-allow-module", "pvfloats", "contracts")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*FL-001 inconclusive (crosshair not-confirmed*not a proof*"])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pv_check_shows_progress_on_a_terminal_only(project: Path, monkeypatch, capsys) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert check(project, contract("[hypothesis, crosshair]"), "--crosshair-total", "1") == 0
+    assert "pv check [" in terminal.getvalue() and "2/2" in terminal.getvalue()
+    assert "pv check [" not in capsys.readouterr().out

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for error in found.load_errors:
         print(f"cannot load: {error}", file=sys.stderr)
     started = time.perf_counter()
-    verdicts, failed = [], []
+    verdicts, failed, unsettled = [], [], []
     with Progress("pv check", total=len(jobs)) as progress:
         for check, engine in jobs:
             verdict = run_check(check, engine, allow=args.allow_module, replay=replay)
@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             verdicts.append(verdict)
             if fails(verdict, engines) or (args.require_checks and verdict.status == Status.UNCHECKED):
                 failed.append(verdict)
+            if inconclusive(verdict, engines):
+                unsettled.append(f"{verdict.contract}::{verdict.obligation}[{verdict.engine}]")
             if text:
                 progress.print(_row(verdict, widths, inconclusive(verdict, engines)))
             progress.advance()
@@ -107,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         for verdict in failed:
             print("\n" + format_verdict(verdict))
     else:
-        json.dump({"verdicts": [v.to_json() for v in verdicts], "seconds": round(elapsed, 3),
+        json.dump({"verdicts": [v.to_json() for v in verdicts], "inconclusive": unsettled,
+                   "failed": len(failed), "seconds": round(elapsed, 3),
                    "load_errors": found.load_errors, "not_contracts": found.not_contracts}, sys.stdout, indent=2)
         print()
     return 1 if failed or found.load_errors else 0
