@@ -177,7 +177,10 @@ def run_check(
         bindings = bind(spec, allowed_modules(allow))
     except BindingError as err:
         return _verdict(compiled, engine, Status.ERROR, f"cannot bind the check: {err}")
-    report = run_replay(spec, bindings, replay) if replay is not None else run_engine(engine, spec, bindings, f"{compiled.contract}::{compiled.obligation}")
+    if replay is not None:
+        report = run_replay(spec, bindings, replay)
+    else:
+        report = run_engine(engine, spec, bindings, f"{compiled.contract}::{compiled.obligation}")
     return _verdict(
         compiled, engine, report.status, report.detail, examples=report.examples,
         counterexample=report.counterexample, replay=report.replay, budget=report.budget,

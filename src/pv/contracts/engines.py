@@ -50,18 +50,26 @@ def _crosshair_unfit(given: Given, cap: int) -> str | None:
     return None
 
 
-def _any(given: Given, cap: int) -> None:
+def _fits_all(given: Given, cap: int) -> None:
     return None
 
 
+def _always(given: Given, cap: int) -> bool:
+    return True
+
+
+def _too_many_to_enumerate(given: Given, cap: int) -> bool:
+    return _exhaustive_unfit(given, cap) is not None
+
+
+def _too_many_and_exact(given: Given, cap: int) -> bool:
+    return _too_many_to_enumerate(given, cap) and all(domain.symbolic for domain in given.values())
+
+
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (
-    Engine("exhaustive", "pv.checks.engines.exhaustive", _exhaustive_unfit,
-           default=lambda given, cap: True),
-    Engine("hypothesis", "pv.checks.engines.hypothesis_engine", _any,
-           default=lambda given, cap: product_size(given) is None or product_size(given) > cap),
-    Engine("crosshair", "pv.checks.engines.crosshair_engine", _crosshair_unfit,
-           default=lambda given, cap: (product_size(given) is None or product_size(given) > cap)
-           and all(domain.symbolic for domain in given.values())),
+    Engine("exhaustive", "pv.checks.engines.exhaustive", _exhaustive_unfit, default=_always),
+    Engine("hypothesis", "pv.checks.engines.hypothesis_engine", _fits_all, default=_too_many_to_enumerate),
+    Engine("crosshair", "pv.checks.engines.crosshair_engine", _crosshair_unfit, default=_too_many_and_exact),
 )}
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 
