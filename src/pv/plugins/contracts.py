@@ -17,9 +17,8 @@ Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` an
 ``<id>[unchecked]`` and skipped with the reason, as is ``not-applicable`` (for
 example a CUDA input on a machine without CUDA), and a not-confirmed run of one of
 several engines (inconclusive: the obligation's other items decide it; never a
-proof). A skip is never a pass. Each
-item appends ``("pv_verdict", <the verdict as JSON text>)`` to its ``user_properties``
-(JUnit XML shows it as JSON).
+proof). A skip is never a pass. Each item appends ``("pv_verdict", <the verdict
+as JSON text>)`` to its ``user_properties`` (JUnit XML shows it as JSON).
 """
 
 from __future__ import annotations
