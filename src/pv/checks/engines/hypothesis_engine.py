@@ -1,11 +1,13 @@
 """Hypothesis engine: strategies from the declared domains, a deterministic CI profile.
 
-Settings: a seed derived from the obligation's key (``contract::id``), so each
-obligation draws its own examples and the same ones on every run, machine and
-install (Hypothesis's ``derandomize`` would derive the seed from the source of
-this module's test function instead: one seed for every obligation, changing with
-the installed copy), ``database=None``, ``deadline=None``, ``max_examples`` from ``budget.examples``
-(default :data:`DEFAULT_EXAMPLES`, :data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
+Settings: a seed derived from the obligation's key (``contract::id``, see
+:func:`seed_of`), so each obligation draws its own examples and the same ones on
+every run, machine and install (Hypothesis's ``derandomize`` would derive the
+seed from the source of this module's test function: one seed for every
+obligation, changing with the installed copy), no literals of local modules
+(:func:`_without_local_constants`), ``database=None``, ``deadline=None``,
+``max_examples`` from ``budget.examples`` (default :data:`DEFAULT_EXAMPLES`,
+:data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
 A failure is shrunk by Hypothesis; the verdict carries the shrunk inputs and
 Hypothesis's ``@reproduce_failure`` blob as the replay handle (the inputs as
 JSON are in the counterexample, for ``pv check --replay``).
