@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,14 @@ def test_a_folder_with_other_files_is_never_replaced(project: Path, monkeypatch,
     assert run_verify(project) == 2
     assert "holds files pv did not write (notes.txt)" in capsys.readouterr().err
     assert calls == [] and folder_contents(project / "reports" / "out") == {**OLD, "notes.txt": "mine"}
+
+
+def test_the_swapped_in_folder_has_the_mode_mkdir_would_give(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    try:
+        with folders.staged_folder(tmp_path / "out", ("a.txt",), "test") as staging:
+            (staging / "a.txt").write_text("a")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

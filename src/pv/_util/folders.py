@@ -22,6 +22,12 @@ from pv._util.errors import UserError
 MARKER = ".pv-output"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def check_replaceable(target: Path, names: Collection[str], option: str = "--out") -> None:
     """A UserError unless ``target`` is absent, or a folder that is empty, written by
     :func:`staged_folder`, or holds only files called ``names``."""
@@ -46,6 +52,7 @@ def staged_folder(target: Path, names: Collection[str], writer: str, option: str
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+        staging.chmod(0o777 & ~_umask())  # a folder made by mkdir, not mkdtemp's private 0700
     except OSError as err:
         raise UserError(f"{option} {target}: cannot create the folder: {err.strerror or err}") from None
     try:
