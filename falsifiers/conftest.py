@@ -30,6 +30,7 @@ from filelock import FileLock
 
 import ft_mutants
 from distill.errors import DistillError
+from pv._util.properties import encode_property
 from pv.evidence import vacuity
 
 @pytest.fixture(scope="session")
@@ -149,11 +150,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if callspec is None or "pv_mutant" not in callspec.params:
             continue
         name = callspec.params["pv_mutant"]
-        item.user_properties.append((vacuity.ITEM_PROPERTY, {
+        item.user_properties.append((vacuity.ITEM_PROPERTY, encode_property({
             "test": vacuity.run_key(item.nodeid, name),
             "falsifiers": [ft_id for ft_id, mutants in bindings(item) if name is None or name in mutants],
             "mutant": name,
-        }))
+        })))
 
 
 @pytest.fixture(autouse=True)
@@ -181,9 +182,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
         for ft_id, mutants in bindings(item):
             if name in mutants:
-                item.user_properties.append((vacuity.MUTANT_PROPERTY, {
+                item.user_properties.append((vacuity.MUTANT_PROPERTY, encode_property({
                     "falsifier": ft_id, "mutant": name, "killed": killed,
-                    "test": vacuity.run_key(item.nodeid, name), "detail": detail}))
+                    "test": vacuity.run_key(item.nodeid, name), "detail": detail})))
     report = yield
     if executed:
         if killed:

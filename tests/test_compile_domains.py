@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings
 
-from pv.contracts.checkspec import select_engines
+from pv.contracts.engines import select_engines
 from pv.contracts.domains import DomainError, parse_domain
 
 
@@ -28,6 +28,9 @@ def test_sizes_and_simplest_first_enumeration():
         ({"a": {"int": {"min": 0, "max": 10**6}}, "b": "bool"}, ("hypothesis", "crosshair")),
         ({"a": {"list": {"of": "int"}}}, ("hypothesis", "crosshair")),
         ({"t": {"tensor": {"shape": [2, {"min": 1, "max": 3}]}}, "b": "bool"}, ("hypothesis",)),
+        ({"xs": {"list": {"of": "float"}}}, ("hypothesis",)),
+        ({"x": "float", "n": {"int": {"min": 0}}}, ("hypothesis",)),
+        ({"c": {"optional": {"of": "int"}}}, ("hypothesis", "crosshair")),
     ],
 )
 def test_engines_follow_the_input_types(given, engines):

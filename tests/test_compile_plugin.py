@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import json
 import os
 import shutil
 import subprocess
@@ -26,7 +26,7 @@ def run_pytest(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess,
     cases = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         outcome = next((child.tag for child in case if child.tag in ("failure", "skipped", "error")), "passed")
-        properties = {p.get("name"): ast.literal_eval(p.get("value")) for p in case.iter("property")}
+        properties = {p.get("name"): json.loads(p.get("value")) for p in case.iter("property")}
         cases[f"{case.get('classname')}::{case.get('name')}"] = {"outcome": outcome, **properties}
     return process, cases
 

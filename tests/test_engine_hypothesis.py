@@ -5,6 +5,7 @@ from __future__ import annotations
 from compiler_data.pvc_units import ALLOW, compiled
 
 from pv.checks.compiling import run_check
+from pv.checks.engines.hypothesis_engine import seed_of
 from pv.checks.verdicts import Status
 
 
@@ -27,7 +28,7 @@ def test_profile_is_deterministic():
     first = run_check(compiled("pvc-topk-false-v1.yaml", "PVC-TOPK-001"), allow=ALLOW)
     second = run_check(compiled("pvc-topk-false-v1.yaml", "PVC-TOPK-001"), allow=ALLOW)
     assert first.counterexample == second.counterexample
-    assert first.budget["derandomize"] is True and first.budget["database"] is None
+    assert first.budget["seed"] == seed_of(f"{first.contract}::{first.obligation}") and first.budget["database"] is None
 
 
 def test_reference_passes_with_the_number_of_examples():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -138,6 +140,23 @@ def test_cli_writes_a_model(tmp_path: Path, vocab_dir: Path, capsys) -> None:
     assert code == 0, capsys.readouterr().err
     assert f"wrote {out}" in capsys.readouterr().out
     assert read_gguf(out).config.vocab_size == 50432
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_shows_tensor_progress_on_a_terminal(tmp_path: Path, vocab_dir: Path, monkeypatch, capsys) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["make-model", "--preset", "tiny", "--quant", "f32", "--vocab", str(vocab_dir / "ggml-vocab-mpt.gguf"),
+                 "-o", str(tmp_path / "p.gguf")])
+    assert code == 0
+    total = len(PRESETS["tiny"].tensor_shapes())
+    shown = terminal.getvalue()
+    assert f"pv make-model: tensors [" in shown and f"1/{total}" in shown and f"{total}/{total}" in shown
+    assert "wrote " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -8,7 +8,9 @@ mutant ``kd-no-t-squared``.
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import shutil
 from pathlib import Path
 
@@ -128,8 +130,9 @@ def test_vacuity_run_inverts_and_records_each_outcome(pytester: pytest.Pytester)
 def test_mutant_runs_record_the_mutant_property(pytester: pytest.Pytester) -> None:
     _project(pytester.path, {"test_ft_x.py": FALSIFIERS})
     reports = pytester.inline_run("falsifiers", "--pv-vacuity", "-p", "no:cacheprovider").getreports("pytest_runtest_logreport")
-    found = sorted((dict(r.user_properties)["pv_mutant"]["falsifier"], r.nodeid.split("::")[-1], dict(r.user_properties)["pv_mutant"]["killed"])
-                   for r in reports if r.when == "call" and "pv_mutant" in dict(r.user_properties))
+    mutants = [(json.loads(dict(r.user_properties)["pv_mutant"]), r.nodeid.split("::")[-1])
+               for r in reports if r.when == "call" and "pv_mutant" in dict(r.user_properties)]
+    found = sorted((mutant["falsifier"], test, mutant["killed"]) for mutant, test in mutants)
     assert found == [
         ("FT-X-001", "test_kills[mutant=kd-no-t-squared]", True),
         ("FT-X-001", "test_vacuous[mutant=kd-no-t-squared]", False),
@@ -187,3 +190,20 @@ def test_crashes_when_mutated():
     result = pytester.runpytest("falsifiers", "--pv-vacuity", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)  # unmutated passes; the mutant run is no kill
     result.stdout.fnmatch_lines(["*not a kill: the test crashed (KeyError*"])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pv_vacuity_shows_progress_of_the_test_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    two_falsifiers = FALSIFIERS.split("\n\n\n@pytest.mark.falsifies(\"FT-X-002\"")[0]
+    monkeypatch.chdir(_project(tmp_path, {"test_ft_x.py": two_falsifiers}))
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["vacuity", "falsifiers", "-m", "not gpu"]) == 1  # test_vacuous survives
+    shown = terminal.getvalue()
+    assert "pv vacuity: test runs [" in shown and "4/4" in shown  # two tests, unmutated and one mutant each
+    assert "FT-X-001" in capsys.readouterr().out

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gguf
@@ -189,13 +189,15 @@ def padded_tokenizer(tokenizer: Tokenizer, rows: int, source: str) -> Tokenizer:
 
 
 def make_model_file(
-    path: str | Path, preset: str, quant: str, vocab_path: str | Path | None, seed: int, vocab_rows: int | None = None
+    path: str | Path, preset: str, quant: str, vocab_path: str | Path | None, seed: int, vocab_rows: int | None = None,
+    *, on_tensor: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a random ``preset`` model in ``quant`` to ``path`` (streamed, atomic); return the path.
 
     The tokenizer comes from ``vocab_path`` (a GGUF file) padded to ``vocab_rows``
     embedding rows (default: its token count); without a vocabulary file, every
     token is a ``[PAD{i}]`` placeholder and the rows default to the preset's.
+    ``on_tensor(done, total)`` is called after each tensor is made (for progress).
     """
     if preset not in PRESETS:
         raise DistillError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -211,8 +213,17 @@ def make_model_file(
     config = dataclasses.replace(PRESETS[preset], vocab_size=rows)
     check_quant(quant)
     path = Path(path)
-    write_gguf(path, config, synth_tensors(config, quant, seed), tokenizer)
+    tensors = synth_tensors(config, quant, seed)
+    write_gguf(path, config, tensors if on_tensor is None else _counted(tensors, config, on_tensor), tokenizer)
     return path
+
+
+def _counted(tensors: Iterator[TensorData], config: Qwen2Config,
+             on_tensor: Callable[[int, int], None]) -> Iterator[TensorData]:
+    total = len(config.tensor_shapes())
+    for done, tensor in enumerate(tensors, 1):
+        yield tensor
+        on_tensor(done, total)
 
 
 def make_model(

@@ -2,7 +2,8 @@
 
 The tokenizer metadata is copied from a real vocabulary file and padded to the
 embedding rows with [PAD{i}] tokens, as llama.cpp's converters do. The file is
-written tensor by tensor to a temporary name and renamed when complete.
+written tensor by tensor to a temporary name and renamed when complete; a
+progress bar (tensors made, elapsed time) runs on stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from pv._util.errors import UserError
+from pv._util.progress import Progress
 
 PRESET_NAMES = ("tiny", "qwen2.5-coder-0.5b", "qwen2.5-coder-7b")
 QUANT_NAMES = ("f32", "bf16", "q4_k", "q4_k_m")
@@ -41,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output.is_dir():
         raise UserError(f"-o {args.output}: is a folder, expected a file name")
     try:
-        path = make_model_file(args.output, args.preset, args.quant, args.vocab, args.seed, args.vocab_rows)
+        with Progress("pv make-model: tensors") as progress:
+            path = make_model_file(args.output, args.preset, args.quant, args.vocab, args.seed, args.vocab_rows,
+                                   on_tensor=progress.update)
     except DistillError as err:
         raise UserError(str(err)) from None
     size = path.stat().st_size

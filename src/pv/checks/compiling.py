@@ -18,12 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pv.contracts.checkspec import (
-    EXHAUSTIVE_CAP, ENGINES, CheckSpec, Issue, engine_unfit, equation_implementations, is_contract, parse_check,
-)
+from pv.contracts.checkspec import CheckSpec, Issue, equation_implementations, is_contract, parse_check
+from pv.contracts.engines import ENGINES, EXHAUSTIVE_CAP, engine_unfit
 from pv.checks.verdicts import Status, Verdict
 
-#: Statuses that fail a pytest item and ``pv check``.
+#: Statuses that fail a pytest item and ``pv check`` (not-confirmed: see :func:`inconclusive`).
 FAILING = frozenset({Status.REFUTED, Status.ERROR, Status.VACUOUS, Status.NOT_CONFIRMED})
 #: Engine name of the verdict of an obligation whose check block is invalid.
 INVALID_ENGINE = "check"
@@ -167,11 +166,10 @@ def run_check(
         return _verdict(compiled, engine or INVALID_ENGINE, Status.ERROR, f"invalid check: {problems}")
     engine = REPLAY_ENGINE if replay is not None else (engine or spec.engines[0])
     if engine != REPLAY_ENGINE:
-        if engine not in ENGINES:
-            return _verdict(compiled, engine, Status.ERROR, f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
         unfit = engine_unfit(engine, spec.given, spec.budget.examples or EXHAUSTIVE_CAP)
         if unfit:
-            return _verdict(compiled, engine, Status.NOT_APPLICABLE, unfit)
+            status = Status.NOT_APPLICABLE if engine in ENGINES else Status.ERROR
+            return _verdict(compiled, engine, status, unfit)
     if _needs_cuda(spec) and not _cuda_available():
         return _verdict(compiled, engine, Status.NOT_APPLICABLE, "an input tensor lives on cuda and no CUDA device is present")
     started = time.perf_counter()
@@ -179,12 +177,30 @@ def run_check(
         bindings = bind(spec, allowed_modules(allow))
     except BindingError as err:
         return _verdict(compiled, engine, Status.ERROR, f"cannot bind the check: {err}")
-    report = run_replay(spec, bindings, replay) if replay is not None else run_engine(engine, spec, bindings)
+    if replay is not None:
+        report = run_replay(spec, bindings, replay)
+    else:
+        report = run_engine(engine, spec, bindings, f"{compiled.contract}::{compiled.obligation}")
     return _verdict(
         compiled, engine, report.status, report.detail, examples=report.examples,
         counterexample=report.counterexample, replay=report.replay, budget=report.budget,
         duration_s=round(time.perf_counter() - started, 4), extra=report.extra,
     )
+
+
+def inconclusive(verdict: Verdict, engines: tuple[str, ...]) -> bool:
+    """Whether ``verdict`` is a not-confirmed run of one of several engines of its obligation.
+
+    Such a run (CrossHair out of budget next to a Hypothesis search, say) is
+    reported but does not fail the obligation: the other engines decide it, and
+    it is never a proof. A not-confirmed run of an obligation's only engine fails.
+    """
+    return verdict.status == Status.NOT_CONFIRMED and len(engines) > 1
+
+
+def fails(verdict: Verdict, engines: tuple[str, ...]) -> bool:
+    """Whether ``verdict`` fails its obligation, whose check runs ``engines``."""
+    return verdict.status in FAILING and not inconclusive(verdict, engines)
 
 
 def format_verdict(verdict: Verdict) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pv._util.errors import PvError
 from pv.contracts import expr
 from pv.contracts.checkspec import CheckSpec, parse_binding
 from pv.contracts.expr_helpers import has_non_finite
@@ -31,7 +32,7 @@ ERRORS_MODULE = "distill.errors"
 PASS, REJECT, FAIL, ERROR = "pass", "reject", "fail", "error"
 
 
-class BindingError(RuntimeError):
+class BindingError(PvError, RuntimeError):
     """A binding that cannot be resolved or is not allowed."""
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pv import __version__
-from pv._util.errors import UserError
+from pv._util.errors import PvError
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         return int(module.run(parsed))
-    except UserError as err:
+    except PvError as err:
         print(f"pv {name}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:

@@ -1,6 +1,10 @@
 """Run the compiled checks of contract obligations in this process and print one verdict per
 obligation and engine. Exit 1 if any verdict is refuted, error, vacuous or not-confirmed (and,
-with --require-checks, if an obligation has no check); 0 otherwise; 2 for bad arguments."""
+with --require-checks, if an obligation has no check); 0 otherwise; 2 for bad arguments.
+
+A not-confirmed run of one of several engines of an obligation (CrossHair out of budget beside
+a Hypothesis search) is printed as inconclusive and does not fail: the other engines decide,
+and it is never a proof. A progress bar runs on stderr when it is a terminal."""
 
 from __future__ import annotations
 
@@ -10,13 +14,12 @@ import sys
 import time
 
 from pv._util.errors import UserError
-
-ENGINE_CHOICES = ("exhaustive", "hypothesis", "crosshair")
+from pv.contracts.engines import ENGINE_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="contract files or folders")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, help="run only this engine (not-applicable where it cannot)")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, help="run only this engine (not-applicable where it cannot)")
     parser.add_argument("--obligation", action="append", default=[], metavar="ID", help="only these obligation ids")
     parser.add_argument("--replay", metavar="JSON", help="judge one input (a counterexample's inputs) of one obligation")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX",
@@ -46,14 +49,16 @@ def _engines(compiled, forced: str | None) -> tuple:
     return compiled.engines or (None,)
 
 
-def _row(verdict, widths: tuple[int, int, int]) -> str:
+def _row(verdict, widths: tuple[int, int, int], inconclusive: bool) -> str:
     name = f"{verdict.contract}::{verdict.obligation}"
+    note = " (inconclusive: not counted, the other engines decide; not a proof)" if inconclusive else ""
     return (f"{name:<{widths[0]}}  {verdict.engine:<{widths[1]}}  {verdict.status.value:<{widths[2]}}"
-            f"  {verdict.duration_s:7.2f}s  {verdict.detail}")
+            f"  {verdict.duration_s:7.2f}s  {verdict.detail}{note}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pv.checks.compiling import FAILING, collect_contracts, compile_document, format_verdict, run_check
+    from pv._util.progress import Progress
+    from pv.checks.compiling import collect_contracts, compile_document, fails, format_verdict, inconclusive, run_check
     from pv.checks.engines import crosshair_engine
     from pv.checks.verdicts import Status
 
@@ -82,14 +87,20 @@ def run(args: argparse.Namespace) -> int:
     for error in found.load_errors:
         print(f"cannot load: {error}", file=sys.stderr)
     started = time.perf_counter()
-    verdicts = []
-    for check, engine in jobs:
-        verdict = run_check(check, engine, allow=args.allow_module, replay=replay)
-        verdicts.append(verdict)
-        if text:
-            print(_row(verdict, widths), flush=True)
+    verdicts, failed, unsettled = [], [], []
+    with Progress("pv check", total=len(jobs)) as progress:
+        for check, engine in jobs:
+            verdict = run_check(check, engine, allow=args.allow_module, replay=replay)
+            engines = _engines(check, args.engine)
+            verdicts.append(verdict)
+            if fails(verdict, engines) or (args.require_checks and verdict.status == Status.UNCHECKED):
+                failed.append(verdict)
+            if inconclusive(verdict, engines):
+                unsettled.append(f"{verdict.contract}::{verdict.obligation}[{verdict.engine}]")
+            if text:
+                progress.print(_row(verdict, widths, inconclusive(verdict, engines)))
+            progress.advance()
     elapsed = time.perf_counter() - started
-    failed = [v for v in verdicts if v.status in FAILING or (args.require_checks and v.status == Status.UNCHECKED)]
     if text:
         counts = {status.value: sum(v.status == status for v in verdicts) for status in Status}
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
@@ -98,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         for verdict in failed:
             print("\n" + format_verdict(verdict))
     else:
-        json.dump({"verdicts": [v.to_json() for v in verdicts], "seconds": round(elapsed, 3),
+        json.dump({"verdicts": [v.to_json() for v in verdicts], "inconclusive": unsettled,
+                   "failed": len(failed), "seconds": round(elapsed, 3),
                    "load_errors": found.load_errors, "not_contracts": found.not_contracts}, sys.stdout, indent=2)
         print()
     return 1 if failed or found.load_errors else 0

@@ -1,8 +1,9 @@
 """Semantic diff of two versions of a contract, with a semantic-version bump suggestion.
 
 Unlike a textual diff, it reports what changed for whoever relies on the
-contract (tolerance, formal, bound, prediction and QA gate changes included)
-and suggests major, minor or patch; the rule is in ``pv.contracts.diff``. Exit 0, or 1
+contract, at the leaf that changed and with its old and new value (tolerance,
+formal, bound, prediction, QA gate and executable-check changes included), and
+suggests major, minor or patch; the rule is in ``pv.contracts.diff``. Exit 0, or 1
 when NEW declares a smaller version bump than its changes need, 2 when a
 file cannot be read.
 """
@@ -22,11 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pv.contracts import diff
     from pv.contracts.loading import load_document
+    from pv.contracts.view import document_view
 
-    old, new = load_document(args.old), load_document(args.new)
-    changes = diff.diff_contracts(old.data, new.data)
+    old, new = document_view(load_document(args.old)), document_view(load_document(args.new))
+    changes = diff.diff_contracts(old, new)
     level = diff.suggested_level(changes)
-    old_version, new_version = diff.declared_version(old.data), diff.declared_version(new.data)
+    old_version, new_version = old.version, new.version
     suggested = diff.bump(old_version, level) if old_version else None
     declared = diff.declared_level(old_version, new_version) if old_version and new_version else None
     too_small = declared is not None and not diff.level_at_least(declared, level)

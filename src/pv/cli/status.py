@@ -17,29 +17,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def contract_status(doc: Any) -> dict[str, Any]:
-    """The status of one loaded contract as plain data."""
+    """The status of one loaded contract as plain data (counted from its :class:`~pv.contracts.view.ContractView`)."""
     from pv.contracts.findings import Severity
-    from pv.contracts.rules.sections import depends_on, entries, mapping
     from pv.contracts.validate import validate_documents
+    from pv.contracts.view import document_view, thaw
 
-    data = doc.data
-    obligations = [ob for _, ob in entries(data, "proof_obligations")]
-    gate = mapping(data, "qa_gate")
+    view = document_view(doc)
     findings = [f for f in validate_documents([doc]) if f.rule not in ("PV-REF-002", "PV-REF-005")]
+    gate = view.qa_gate
     return {
-        "contract": doc.stem,
-        "path": doc.path,
-        "version": mapping(data, "metadata").get("version") or data.get("version"),
-        "equations": len(mapping(data, "equations")),
-        "obligations": len(obligations),
-        "obligations_with_id": sum("id" in ob for ob in obligations),
-        "obligations_with_check": sum("check" in ob for ob in obligations),
-        "falsification_tests": sum(1 for _ in entries(data, "falsification_tests")),
-        "kani_harnesses": sum(1 for _ in entries(data, "kani_harnesses")),
-        "depends_on": [stem for _, stem in depends_on(data)],
-        "qa_gate": None if not gate else {
-            "id": gate.get("id"), "name": gate.get("name"), "checks": gate.get("checks") or [],
-            "require": [r for _, r in entries(gate, "require")],
+        "contract": view.stem,
+        "path": view.path,
+        "version": view.version,
+        "equations": len(view.equations),
+        "obligations": len(view.obligations),
+        "obligations_with_id": sum("id" in ob.fields for ob in view.obligations),
+        "obligations_with_check": sum("check" in ob.fields for ob in view.obligations),
+        "falsification_tests": len(view.falsifiers),
+        "kani_harnesses": len(view.kani_harnesses),
+        "depends_on": list(view.depends_on),
+        "qa_gate": None if not gate or not gate.fields else {
+            "id": gate.id, "name": gate.name, "checks": thaw(gate.checks),
+            "require": [{"falsifier": r.falsifier, "profiles": list(r.profiles)} for r in gate.require],
         },
         "errors": sum(f.severity is Severity.ERROR for f in findings),
         "warnings": sum(f.severity is Severity.WARNING for f in findings),

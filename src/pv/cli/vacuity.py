@@ -2,7 +2,8 @@
 
 Prints a table falsifier x mutant x result and exits 0 only when at least one
 mutant run executed and every mutant was killed by a falsifier that passes
-unmutated. A surviving mutant (the falsifier is vacuous), a skipped or erroring
+unmutated. While pytest runs, a progress bar (test runs finished of those
+collected, elapsed time) is drawn on stderr when it is a terminal. A surviving mutant (the falsifier is vacuous), a skipped or erroring
 mutant run, or an unmutated falsifier that does not pass exits 1. Without
 -m on a machine without CUDA, the gpu falsifiers are deselected (said so).
 """
@@ -38,6 +39,7 @@ def _workers(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pv._util.progress import Progress
     from pv.evidence import vacuity
 
     paths = args.paths or ["falsifiers"]
@@ -51,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
               "run on a GPU host to check their mutants", file=sys.stderr, flush=True)
     print(f"pv vacuity: running {' '.join(paths)} once unmutated and once per mutant (pytest --pv-vacuity)",
           file=sys.stderr, flush=True)
-    outcome = vacuity.run_vacuity(paths, markexpr, args.workers)
+    with Progress("pv vacuity: test runs") as progress:
+        outcome = vacuity.run_vacuity(paths, markexpr, args.workers,
+                                      on_progress=lambda done, total: progress.update(done, total or None))
     problems = outcome.result.problems()
     if args.verbose or outcome.exit_code not in (0, 1, 5):
         print(outcome.output, file=sys.stderr)

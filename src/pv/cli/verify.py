@@ -7,6 +7,11 @@ marked `gpu` are deselected; (3) the gate report (JSON), JUnit XML and a
 Markdown summary in the output folder; (4) the gate for the active profile,
 printed as a table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
 
+The reports are written into a new folder beside the output folder, which
+replaces it whole at the end (:mod:`pv._util.folders`): an interrupted or broken
+run leaves the previous run's reports as they were, never an old decision next
+to a new or missing report.
+
 `pv verify` decides the contracts' requirements on the active profile only: a
 CPU machine cannot show what a GPU must show. The release is decided by
 `pv gate --release` over the reports of a CPU run and of the GPU runs.
@@ -15,6 +20,7 @@ CPU machine cannot show what a GPU must show. The release is decided by
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +31,8 @@ REPORT_NAME = "gate-report.json"
 JUNIT_NAME = "junit.xml"
 SUMMARY_NAME = "summary.md"
 GATE_NAME = "gate.json"
+#: every file `pv verify` writes into its output folder
+OUTPUT_NAMES = (REPORT_NAME, JUNIT_NAME, SUMMARY_NAME, GATE_NAME)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +94,7 @@ def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | 
 
 def run(args: argparse.Namespace) -> int:
     from pv._util.errors import UserError
+    from pv._util.folders import check_replaceable, staged_folder
     from pv.evidence.gate import decide, load_report
     from pv.evidence.profiles import detect_profile, load_profile
     from pv.evidence.contracts import load_contracts
@@ -96,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     contracts = _folder(args.contracts, root / "contracts", "contracts")
     falsifiers = _folder(args.falsifiers, root / "falsifiers", "falsifiers")
     out = (args.out if args.out is not None else root / "reports" / "local").resolve()
+    check_replaceable(out, OUTPUT_NAMES)
     profile = load_profile(args.profile) if args.profile else detect_profile()
     gpu = profile.device_class != "cpu"
     print(f"pv verify: profile {profile.name} ({'chosen' if args.profile else 'detected'}, "
@@ -108,21 +118,19 @@ def run(args: argparse.Namespace) -> int:
 
     selection = "all tests" if gpu else "tests not marked gpu"
     print(f"\n== 2. obligations and falsifiers (pytest, {selection}, with mutants)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
-    report_path = out / REPORT_NAME
-    report_path.unlink(missing_ok=True)
-    command = pytest_command(contracts, falsifiers, out, args.profile, gpu, args.workers)
-    sys.stdout.flush()
-    status = subprocess.run(command, cwd=root, check=False).returncode
-    if not report_path.is_file():
-        raise UserError(f"pytest ended with status {status} and wrote no gate report ({report_path})")
+    with staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
+        command = pytest_command(contracts, falsifiers, staging, args.profile, gpu, args.workers)
+        sys.stdout.flush()
+        status = subprocess.run(command, cwd=root, check=False).returncode
+        if not (staging / REPORT_NAME).is_file():
+            raise UserError(f"pytest ended with status {status} and wrote no gate report; "
+                            f"the previous reports in {out} are left as they were")
 
-    print(f"\n== 3. gate for profile {profile.name}")
-    decision = decide([load_report(report_path)], load_contracts(contracts, root), release=False)
-    write_atomic(out / GATE_NAME, format_json(decision))
+        print(f"\n== 3. gate for profile {profile.name}")
+        report = dataclasses.replace(load_report(staging / REPORT_NAME), path=str(out / REPORT_NAME))
+        decision = decide([report], load_contracts(contracts, root), release=False)
+        write_atomic(staging / GATE_NAME, format_json(decision))
+    report_path = out / REPORT_NAME
     print(format_text(decision), end="")
     print(f"reports: {report_path}, {out / JUNIT_NAME}, {out / SUMMARY_NAME}, {out / GATE_NAME}")
     return 0 if decision.passed else 1

@@ -15,14 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pv.contracts import expr
-
-from pv.contracts import expr_helpers
+from pv.contracts import expr, expr_helpers
 from pv.contracts.domains import Domain, DomainError, parse_domain, product_size
-
-ENGINES = ("exhaustive", "hypothesis", "crosshair")
-#: Most input combinations the exhaustive engine enumerates unless the budget says otherwise.
-EXHAUSTIVE_CAP = 100_000
+from pv.contracts.engines import ENGINE_NAMES, EXHAUSTIVE_CAP, engine_unfit, select_engines
 CHECK_KEYS = (
     "given", "call", "constants", "let", "assume", "result", "expect", "raises",
     "engine", "tolerance", "nan_policy", "budget",
@@ -106,30 +101,6 @@ def _reserved_reason(name: str) -> str | None:
         return "is a helper of the expression language"
     if name == expr.RESULT_NAME:
         return "is the name of the implementation's result"
-    return None
-
-
-def select_engines(given: Mapping[str, Domain], cap: int = EXHAUSTIVE_CAP) -> tuple[str, ...]:
-    """The default engines for these inputs: finite and small -> exhaustive;
-    plain Python values -> Hypothesis and CrossHair; tensors -> Hypothesis."""
-    size = product_size(given)
-    if size is not None and size <= cap:
-        return ("exhaustive",)
-    if all(domain.plain for domain in given.values()):
-        return ("hypothesis", "crosshair")
-    return ("hypothesis",)
-
-
-def engine_unfit(engine: str, given: Mapping[str, Domain], cap: int) -> str | None:
-    """Why ``engine`` cannot check these inputs, or ``None`` if it can."""
-    if engine == "exhaustive":
-        size = product_size(given)
-        if size is None:
-            return "exhaustive needs every input domain finite (bounded ints, bools, choices, bounded lists)"
-        if size > cap:
-            return f"exhaustive would enumerate {size} combinations, more than the cap of {cap}"
-    if engine == "crosshair" and not all(domain.plain for domain in given.values()):
-        return "crosshair takes plain Python inputs only, not tensors"
     return None
 
 
@@ -279,12 +250,11 @@ class _Reader:
     def engines(self, given: Mapping[str, Domain], cap: int) -> tuple[str, ...]:
         chosen = self.names("engine")
         for name in chosen:
-            if name not in ENGINES:
-                self.issue(("engine",), f"unknown engine {name!r} (one of: {', '.join(ENGINES)})")
-                return ()
             reason = engine_unfit(name, given, cap)
             if reason:
                 self.issue(("engine",), reason)
+                if name not in ENGINE_NAMES:
+                    return ()
         return tuple(dict.fromkeys(chosen)) or select_engines(given, cap)
 
 

@@ -1,25 +1,33 @@
 """Semantic diff of two versions of one contract, with a semantic-version bump suggestion.
 
-Items are matched by identity, not position: equations by name, falsifiers and
-Kani harnesses by id, obligations by id (else by their ``property`` text, else
-by position), QA-gate requirements by falsifier. Each change gets a level:
+Both versions are read as :class:`~pv.contracts.view.ContractView`. Items are
+matched by identity, not position: equations by name, falsifiers and Kani
+harnesses by id, obligations by id (else by their ``property`` text, else by
+position), QA-gate requirements by falsifier. A change inside a nested value is
+reported at the leaf that changed (``proof_obligations[X].check.tolerance.abs``),
+with its old and new value. Each change gets a level:
 
-- **major**: a promise was withdrawn or changed, so that an implementation
-  verified against the old version may fail the new one, or a dependant may
-  rely on something no longer promised. An equation, obligation, falsifier,
-  Kani harness, QA gate, gate requirement or gate profile removed; an entry
-  removed from a list (invariants, preconditions, postconditions,
-  ``depends_on``, gate checks); an equation's ``formula``, ``domain`` or
-  ``codomain`` changed; an obligation's ``formal``, ``type``, ``applies_to``
-  or ``tolerance`` changed, added or removed (a tighter tolerance fails
-  implementations that passed, a looser one weakens what dependants rely on);
-  a falsifier's ``prediction`` or ``rule`` changed; a Kani harness's
-  ``obligation`` changed or its ``bound`` lowered; the QA gate's ``id`` or the
-  contract's ``name`` changed.
+- **major** (breaking): a promise was withdrawn, weakened or changed, so that a
+  dependant may rely on something no longer promised, or an implementation
+  verified against the old version may fail the new one. An equation,
+  obligation, falsifier, Kani harness, QA gate, gate requirement or gate
+  profile removed; an entry removed from a list (invariants, preconditions,
+  postconditions, ``depends_on``, gate checks); an equation's ``formula``,
+  ``domain`` or ``codomain`` changed; an obligation's ``formal``, ``type``,
+  ``applies_to`` or ``tolerance`` changed, added or removed; a falsifier's
+  ``prediction`` or ``rule`` changed; a Kani harness's ``obligation`` changed or
+  its ``bound`` lowered; the QA gate's ``id`` or the contract's ``name`` changed.
+  In an executable ``check``: a tolerance loosened (or added), a conjunct of
+  ``expect`` removed or its bound widened, a conjunct of ``assume`` added or its
+  bound narrowed, an input's domain narrowed, and any other rewrite of what is
+  checked (``expect``, ``assume``, ``given``, ``let``, ``result``, ``raises``,
+  ``call``, ``constants``, ``nan_policy``) that cannot be shown to keep it.
 - **minor**: new promises that leave the existing ones intact: items or list
-  entries added, a Kani ``bound`` raised or ``strategy`` changed, an
-  obligation's executable ``check`` or an equation's ``implementation``
-  changed, the gate's ``pass_criteria`` changed.
+  entries added, a Kani ``bound`` raised or ``strategy`` changed, an equation's
+  ``implementation`` changed, the gate's ``pass_criteria`` changed; in a check,
+  a tolerance tightened, a conjunct of ``expect`` added or its bound narrowed,
+  an ``assume`` conjunct removed or its bound widened, an input's domain widened,
+  a check added, its engines or budget changed.
 - **patch**: anything else (wording, references, notes, test paths, evidence,
   and the sections pv does not interpret).
 
@@ -30,15 +38,20 @@ the declared bump is checked against the suggestion.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pv.contracts import expect_diff
+from pv.contracts.view import ITEM_SECTIONS, ContractView, thaw
 
 LEVELS = ("none", "patch", "minor", "major")
 MAJOR, MINOR, PATCH = "major", "minor", "patch"
 LIST = "list"    # entries removed: major; entries added: minor
 BOUND = "bound"  # lowered: major; raised: minor
+CHECK = "check"  # an executable check: see _check_changes
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class Change:
 FIELDS: dict[str, dict[str, str]] = {
     "equations": {"formula": MAJOR, "domain": MAJOR, "codomain": MAJOR, "invariants": LIST,
                   "preconditions": LIST, "postconditions": LIST, "implementation": MINOR},
-    "proof_obligations": {"formal": MAJOR, "type": MAJOR, "applies_to": MAJOR, "tolerance": MAJOR, "check": MINOR},
+    "proof_obligations": {"formal": MAJOR, "type": MAJOR, "applies_to": MAJOR, "tolerance": MAJOR, "check": CHECK},
     "falsification_tests": {"prediction": MAJOR, "rule": MAJOR},
     "kani_harnesses": {"obligation": MAJOR, "bound": BOUND, "strategy": MINOR},
     "qa_gate": {"id": MAJOR, "checks": LIST, "pass_criteria": MINOR},
@@ -65,86 +78,177 @@ FIELDS: dict[str, dict[str, str]] = {
     "": {"name": MAJOR},
 }
 IGNORED = {("", "version"), ("metadata", "version")}
-ITEM_SECTIONS = ("equations", "proof_obligations", "falsification_tests", "kani_harnesses")
+#: check keys whose change is not a change of what is promised
+_CHECK_EVIDENCE = {"engine": MINOR, "budget": MINOR}
+#: domain keys that bound the inputs from below / above
+_DOMAIN_LOWER, _DOMAIN_UPPER = ("min", "min_len"), ("max", "max_len")
+_LIMIT = 100
 
 
-def _short(value: Any) -> str:
-    text = " ".join(str(value).split())
-    return f"`{text}`" if len(text) <= 70 else f"`{text[:67]}...`"
+def _shown(value: Any) -> str:
+    """A value as one line in backticks (mappings and lists as JSON), cut in the middle when long."""
+    text = value if isinstance(value, str) else json.dumps(thaw(value), sort_keys=True, default=str)
+    text = " ".join(str(text).split())
+    return f"`{text}`" if len(text) <= _LIMIT else f"`{text[:_LIMIT // 2 - 2]} ... {text[-(_LIMIT // 2 - 3):]}`"
 
 
-def _items(data: Any, section: str) -> dict[str, Any]:
-    """Key -> item of a section: equations by name, others by id (obligations: id, property, position)."""
-    value = data.get(section) if isinstance(data, dict) else None
-    if isinstance(value, dict):
-        return {str(k): v for k, v in value.items()}
-    keyed: dict[str, Any] = {}
-    for index, item in enumerate(value if isinstance(value, list) else []):
-        key = None
-        if isinstance(item, dict):
-            key = item.get("id") if isinstance(item.get("id"), str) else None
-            if key is None and section == "proof_obligations" and isinstance(item.get("property"), str):
-                key = item["property"]
-        key = key if key is not None and key not in keyed else f"#{index}"
-        keyed[key] = item
-    return keyed
-
-
-def _field_changes(section: str, where: str, old: Any, new: Any) -> Iterator[Change]:
-    old = old if isinstance(old, dict) else {}
-    new = new if isinstance(new, dict) else {}
-    for name in list(old) + [k for k in new if k not in old]:
-        if (section, name) in IGNORED or old.get(name) == new.get(name):
-            continue
-        yield from _value_change(FIELDS.get(section, {}).get(name, PATCH), f"{where}{name}", old.get(name), new.get(name))
-
-
-def _value_change(level: str, where: str, old: Any, new: Any) -> Iterator[Change]:
-    if level == LIST and (isinstance(old, list) or old is None) and (isinstance(new, list) or new is None):
-        old, new = old or [], new or []
-        for entry in old:
-            if entry not in new:
-                yield Change(MAJOR, where, f"removed {_short(entry)}")
-        for entry in new:
-            if entry not in old:
-                yield Change(MINOR, where, f"added {_short(entry)}")
-        return
-    if old is None:
-        yield Change(MINOR if level in (LIST, BOUND) else level, where, f"added {_short(new)}")
-    elif new is None:
-        yield Change(MAJOR if level in (LIST, BOUND) else level, where, f"removed (was {_short(old)})")
-    elif level == BOUND and _numbers(old, new):
-        yield Change(MAJOR if new < old else MINOR, where, f"{'lowered' if new < old else 'raised'} {old} -> {new}")
-    elif where.endswith("tolerance") and _numbers(old, new):
-        yield Change(level, where, f"{'tightened' if new < old else 'loosened'} {old} -> {new}")
-    else:
-        yield Change(level if level != LIST else MAJOR, where, f"changed {_short(old)} -> {_short(new)}")
+def _pair(old: Any, new: Any) -> str:
+    return f"{_shown(old)} -> {_shown(new)}"
 
 
 def _numbers(*values: Any) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _section_items(section: str, old: Any, new: Any) -> Iterator[Change]:
-    before, after = _items(old, section), _items(new, section)
+def _field_changes(section: str, where: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Change]:
+    for name in list(old) + [k for k in new if k not in old]:
+        if (section, name) in IGNORED or old.get(name) == new.get(name):
+            continue
+        level = FIELDS.get(section, {}).get(name, PATCH)
+        if level == CHECK:
+            yield from _check_changes(f"{where}{name}", old.get(name), new.get(name))
+        else:
+            yield from _value_change(level, f"{where}{name}", old.get(name), new.get(name))
+
+
+def _value_change(level: str, where: str, old: Any, new: Any) -> Iterator[Change]:
+    if level == LIST and (isinstance(old, tuple) or old is None) and (isinstance(new, tuple) or new is None):
+        old, new = old or (), new or ()
+        for entry in old:
+            if entry not in new:
+                yield Change(MAJOR, where, f"removed {_shown(entry)}")
+        for entry in new:
+            if entry not in old:
+                yield Change(MINOR, where, f"added {_shown(entry)}")
+        return
+    if old is None:
+        yield Change(MINOR if level in (LIST, BOUND) else level, where, f"added {_shown(new)}")
+    elif new is None:
+        yield Change(MAJOR if level in (LIST, BOUND) else level, where, f"removed (was {_shown(old)})")
+    elif isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in list(old) + [k for k in new if k not in old]:
+            if old.get(key) != new.get(key):
+                yield from _value_change(level if level != LIST else MAJOR, f"{where}.{key}", old.get(key), new.get(key))
+    elif level == BOUND and _numbers(old, new):
+        yield Change(MAJOR if new < old else MINOR, where, f"{'lowered' if new < old else 'raised'} {old} -> {new}")
+    elif where.endswith("tolerance") and _numbers(old, new):
+        yield Change(level, where, f"{'tightened' if new < old else 'loosened'} {old} -> {new}")
+    else:
+        yield Change(level if level != LIST else MAJOR, where, f"changed {_pair(old, new)}")
+
+
+# --- executable checks -------------------------------------------------------------------
+
+
+def _check_changes(where: str, old: Any, new: Any) -> Iterator[Change]:
+    """The changes of an obligation's ``check:`` block, leaf by leaf, judged by what they promise."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        if old is None:
+            yield Change(MINOR, where, f"added {_shown(new)}")
+        elif new is None:
+            yield Change(MAJOR, where, f"removed (was {_shown(old)})")
+        else:
+            yield Change(MAJOR, where, f"changed {_pair(old, new)}")
+        return
+    for key in list(old) + [k for k in new if k not in old]:
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        at = f"{where}.{key}"
+        if key == "tolerance":
+            yield from _tolerance_changes(at, before, after)
+        elif key in ("expect", "assume") and isinstance(before or "", str) and isinstance(after or "", str):
+            yield from _expression_changes(at, key, before, after)
+        elif key == "given" and isinstance(before, Mapping) and isinstance(after, Mapping):
+            yield from _given_changes(at, before, after)
+        else:
+            yield from _value_change(_CHECK_EVIDENCE.get(key, MAJOR), at, before, after)
+
+
+def _tolerance_changes(where: str, old: Any, new: Any) -> Iterator[Change]:
+    """A larger (or newly declared) tolerance weakens the promise; a smaller one strengthens it."""
+    old = old if isinstance(old, Mapping) else {}
+    new = new if isinstance(new, Mapping) else {}
+    for key in list(old) + [k for k in new if k not in old]:
+        before, after = old.get(key, 0), new.get(key, 0)
+        if before == after:
+            continue
+        if not _numbers(before, after):
+            yield Change(MAJOR, f"{where}.{key}", f"changed {_pair(before, after)}")
+        elif after > before:
+            yield Change(MAJOR, f"{where}.{key}", f"loosened {before} -> {after}")
+        else:
+            yield Change(MINOR, f"{where}.{key}", f"tightened {before} -> {after}")
+
+
+def _expression_changes(where: str, key: str, old: str | None, new: str | None) -> Iterator[Change]:
+    """``expect``: removing a conjunct or widening its bound weakens the promise. ``assume``: the
+    reverse, since adding an assumption or narrowing it leaves inputs unchecked."""
+    weaker = {expect_diff.REMOVED, expect_diff.WIDENED} if key == "expect" else {expect_diff.ADDED, expect_diff.NARROWED}
+    for change in expect_diff.expression_changes(old, new):
+        level = MAJOR if change.kind in weaker or change.kind == expect_diff.CHANGED else MINOR
+        if change.kind == expect_diff.REMOVED:
+            what = f"removed conjunct {_shown(change.old)}"
+        elif change.kind == expect_diff.ADDED:
+            what = f"added conjunct {_shown(change.new)}"
+        elif change.kind == expect_diff.CHANGED:
+            what = f"changed {_pair(change.old, change.new)}"
+        else:
+            what = f"bound {change.kind} {_pair(change.old, change.new)}"
+        yield Change(level, where, what)
+
+
+def _given_changes(where: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Change]:
+    """An input's domain narrowed checks fewer inputs (major); widened, more (minor)."""
+    for name in list(old) + [k for k in new if k not in old]:
+        if old.get(name) != new.get(name):
+            yield from _domain_changes(f"{where}.{name}", old.get(name), new.get(name))
+
+
+def _domain_changes(where: str, old: Any, new: Any) -> Iterator[Change]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping) and set(old) == set(new):
+        for key in old:
+            if old[key] != new[key]:
+                yield from _domain_changes(f"{where}.{key}", old[key], new[key])
+        return
+    leaf = where.rsplit(".", 1)[-1]
+    if _numbers(old, new) and leaf in (*_DOMAIN_LOWER, *_DOMAIN_UPPER):
+        widened = (new < old) if leaf in _DOMAIN_LOWER else (new > old)
+        yield Change(MINOR if widened else MAJOR, where,
+                     f"inputs {'widened' if widened else 'narrowed'} {old} -> {new}")
+    elif old is None:
+        yield Change(MAJOR, where, f"added {_shown(new)}")
+    elif new is None:
+        yield Change(MAJOR, where, f"removed (was {_shown(old)})")
+    else:
+        yield Change(MAJOR, where, f"changed {_pair(old, new)}")
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def _section_items(section: str, old: ContractView, new: ContractView) -> Iterator[Change]:
+    before = {item.key: item for item in old.items(section)}
+    after = {item.key: item for item in new.items(section)}
     for key, item in before.items():
         if key not in after:
             yield Change(MAJOR, section, f"removed {key}")
         else:
-            yield from _field_changes(section, f"{section}[{key}].", item, after[key])
+            yield from _field_changes(section, f"{section}[{key}].", item.fields, after[key].fields)
     for key in after:
         if key not in before:
             yield Change(MINOR, section, f"added {key}")
 
 
-def _gate(old: Any, new: Any) -> Iterator[Change]:
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        if old != new:
-            yield Change(MAJOR if new is None else MINOR, "qa_gate", "removed" if new is None else "added")
+def _gate(old: ContractView, new: ContractView) -> Iterator[Change]:
+    if old.qa_gate is None or new.qa_gate is None:
+        if (old.qa_gate is None) != (new.qa_gate is None):
+            yield Change(MAJOR if new.qa_gate is None else MINOR, "qa_gate", "removed" if new.qa_gate is None else "added")
         return
-    yield from _field_changes("qa_gate", "qa_gate.", {k: v for k, v in old.items() if k != "require"},
-                              {k: v for k, v in new.items() if k != "require"})
-    before, after = (_requirements(gate) for gate in (old, new))
+    yield from _field_changes("qa_gate", "qa_gate.", {k: v for k, v in old.qa_gate.fields.items() if k != "require"},
+                              {k: v for k, v in new.qa_gate.fields.items() if k != "require"})
+    before = {r.falsifier: r.profiles for r in old.qa_gate.require}
+    after = {r.falsifier: r.profiles for r in new.qa_gate.require}
     for falsifier, profiles in before.items():
         if falsifier not in after:
             yield Change(MAJOR, "qa_gate.require", f"removed {falsifier}")
@@ -155,25 +259,14 @@ def _gate(old: Any, new: Any) -> Iterator[Change]:
             yield Change(MINOR, "qa_gate.require", f"added {falsifier}")
 
 
-def _requirements(gate: dict[str, Any]) -> dict[str, list[Any]]:
-    listed = gate.get("require")
-    return {str(r.get("falsifier")): list(r.get("profiles") or []) for r in listed if isinstance(r, dict)} \
-        if isinstance(listed, list) else {}
-
-
-def diff_contracts(old: Any, new: Any) -> list[Change]:
-    """Every semantic change from ``old`` to ``new`` (plain contract data)."""
-    old = old if isinstance(old, dict) else {}
-    new = new if isinstance(new, dict) else {}
+def diff_contracts(old: ContractView, new: ContractView) -> list[Change]:
+    """Every semantic change from ``old`` to ``new``."""
     changes: list[Change] = []
     for section in ITEM_SECTIONS:
         changes += _section_items(section, old, new)
-    changes += _gate(old.get("qa_gate"), new.get("qa_gate"))
-    changes += _field_changes("metadata", "metadata.", old.get("metadata"), new.get("metadata"))
-    handled = set(ITEM_SECTIONS) | {"qa_gate", "metadata"}
-    top_old = {k: v for k, v in old.items() if k not in handled}
-    top_new = {k: v for k, v in new.items() if k not in handled}
-    changes += _field_changes("", "", top_old, top_new)
+    changes += _gate(old, new)
+    changes += _field_changes("metadata", "metadata.", old.metadata, new.metadata)
+    changes += _field_changes("", "", old.top, new.top)
     return changes
 
 
@@ -183,16 +276,6 @@ def suggested_level(changes: list[Change]) -> str:
 
 
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
-
-
-def declared_version(data: Any) -> str | None:
-    """``metadata.version``, else the top-level ``version``."""
-    if isinstance(data, dict):
-        for value in ((data.get("metadata") or {}).get("version") if isinstance(data.get("metadata"), dict) else None,
-                      data.get("version")):
-            if isinstance(value, str):
-                return value
-    return None
 
 
 def bump(version: str, level: str) -> str | None:

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pv._util.errors import InvalidValue
+
 #: Elements a tensor domain may have at most (Hypothesis draws each one).
 MAX_TENSOR_ELEMENTS = 65_536
 TENSOR_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
@@ -27,7 +29,7 @@ FLOAT_WIDTHS = (16, 32, 64)
 DEVICES = ("cpu", "cuda")
 
 
-class DomainError(ValueError):
+class DomainError(InvalidValue):
     """A ``given`` entry that is not a valid domain; ``keys`` locate it below the domain."""
 
     def __init__(self, message: str, keys: tuple = ()) -> None:
@@ -60,6 +62,8 @@ class Domain:
     """Base of all domains; the methods below are specialised per kind."""
 
     plain = True
+    #: whether CrossHair reasons about the values exactly (not floats, which it models as reals)
+    symbolic = False
 
     def size(self) -> int | None:
         return None
@@ -110,6 +114,7 @@ def _ints_simplest_first(low: int, high: int) -> Iterator[int]:
 class IntDomain(Domain):
     min: int | None = None
     max: int | None = None
+    symbolic = True
 
     def size(self) -> int | None:
         return None if self.min is None or self.max is None else self.max - self.min + 1
@@ -174,6 +179,8 @@ class FloatDomain(Domain):
 
 @dataclass(frozen=True)
 class BoolDomain(Domain):
+    symbolic = True
+
     def size(self) -> int:
         return 2
 
@@ -197,6 +204,7 @@ class ChoiceDomain(Domain):
     """One of a fixed list of JSON scalars; CrossHair sees the index into the list."""
 
     choices: tuple
+    symbolic = True
 
     def size(self) -> int:
         return len(self.choices)
@@ -225,6 +233,10 @@ class ChoiceDomain(Domain):
 @dataclass(frozen=True)
 class OptionalDomain(Domain):
     of: Domain
+
+    @property
+    def symbolic(self) -> bool:  # type: ignore[override]
+        return self.of.symbolic
 
     @property
     def plain(self) -> bool:  # type: ignore[override]
@@ -267,6 +279,10 @@ class ListDomain(Domain):
     of: Domain
     min_len: int = 0
     max_len: int | None = None
+
+    @property
+    def symbolic(self) -> bool:  # type: ignore[override]
+        return self.of.symbolic
 
     @property
     def plain(self) -> bool:  # type: ignore[override]

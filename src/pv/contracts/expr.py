@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pv._util.errors import InvalidValue
 from pv.contracts import expr_helpers
 
 #: Longest expression accepted, in characters (deep nesting is also refused by the parser).
@@ -61,7 +62,7 @@ class Problem:
     col: int = 1
 
 
-class ExpressionError(ValueError):
+class ExpressionError(InvalidValue):
     """An expression that is not in the language; carries every problem found."""
 
     def __init__(self, text: str, problems: list[Problem]) -> None:

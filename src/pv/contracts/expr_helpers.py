@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pv._util.errors import InvalidValue
+
 #: Longest ``range`` a comprehension may walk.
 MAX_RANGE = 1_000_000
 #: Largest exponent of ``**``.
@@ -33,7 +35,7 @@ MAX_TENSOR_ELEMENTS = 10_000_000
 NAN_POLICIES = ("forbid", "equal", "ieee")
 
 
-class HelperError(ValueError):
+class HelperError(InvalidValue):
     """A helper refused its arguments (a guard tripped, no tolerance was declared)."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pv._util.properties import decode_property
+
 #: outcome of one test
 PASSED, FAILED, SKIPPED, ERROR, XFAILED, XPASSED = (
     "passed", "failed", "skipped", "error", "xfailed", "xpassed",
@@ -32,8 +34,8 @@ class TestRecord:
     properties: list[tuple[str, Any]] = field(default_factory=list)
 
     def values(self, name: str) -> list[Any]:
-        """Every user property value recorded under ``name``, in order."""
-        return [value for key, value in self.properties if key == name]
+        """Every user property value recorded under ``name``, in order (JSON text parsed)."""
+        return [decode_property(value) for key, value in self.properties if key == name]
 
     def first(self, name: str) -> Any:
         """The first user property value recorded under ``name`` (None if absent)."""

@@ -16,12 +16,15 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pv._util.files import write_atomic
+from pv._util.progress import read_counts
+from pv._util.properties import decode_property
 
 #: user_properties entry of an executed mutant run (read by the gate report):
 #: ``{"falsifier": FT-id, "mutant": name, "killed": bool}`` plus ``test`` and ``detail``.
@@ -89,7 +92,7 @@ class VacuityLog:
 
 
 def _property(properties: Iterable[tuple[str, Any]], name: str) -> Any:
-    return next((value for key, value in properties if key == name), None)
+    return next((decode_property(value) for key, value in properties if key == name), None)
 
 
 def _detail(report: Any) -> str:
@@ -191,17 +194,33 @@ class PytestRun:
     result: VacuityResult
 
 
+#: seconds between two looks at the running pytest's progress
+POLL_S = 0.25
+
+
 def run_vacuity(paths: Sequence[str], markexpr: str | None = None, workers: int | None = None,
-                extra_args: Sequence[str] = ()) -> PytestRun:
-    """Run pytest on ``paths`` with ``--pv-vacuity`` in a subprocess and judge its log."""
+                extra_args: Sequence[str] = (),
+                on_progress: Callable[[int, int], None] | None = None) -> PytestRun:
+    """Run pytest on ``paths`` with ``--pv-vacuity`` in a subprocess and judge its log;
+    ``on_progress(done, total)`` hears the items finished so far (``total`` 0 until collected)."""
     with tempfile.TemporaryDirectory(prefix="pv-vacuity-") as tmp:
-        log = Path(tmp) / "vacuity.json"
+        log, counts, output = Path(tmp) / "vacuity.json", Path(tmp) / "progress", Path(tmp) / "output"
         command = [sys.executable, "-m", "pytest", *paths, "--pv-vacuity", f"--pv-vacuity-log={log}",
+                   "-p", "pv.plugins.progress", f"--pv-progress-file={counts}",
                    "-q", "-p", "no:cacheprovider", *extra_args]
         if markexpr:
             command += ["-m", markexpr]
         if workers is not None:
             command += ["-n", str(workers)]
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        with open(output, "w+", encoding="utf-8", errors="replace") as sink:
+            proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, text=True)
+            while proc.poll() is None:
+                if on_progress is not None:
+                    on_progress(*read_counts(counts))
+                time.sleep(POLL_S)
+            if on_progress is not None:
+                on_progress(*read_counts(counts))
+            sink.seek(0)
+            text = sink.read()
         runs = [ItemRun(**run) for run in json.loads(log.read_text())["runs"]] if log.exists() else []
-    return PytestRun(proc.returncode, proc.stdout + proc.stderr, result_from_runs(runs))
+    return PytestRun(proc.returncode, text, result_from_runs(runs))

@@ -15,8 +15,10 @@ item, so a broken contract is never silently dropped.
 Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` and
 ``not-confirmed`` fail; an obligation without a check is collected as
 ``<id>[unchecked]`` and skipped with the reason, as is ``not-applicable`` (for
-example a CUDA input on a machine without CUDA). A skip is never a pass. Each
-item appends ``("pv_verdict", verdict.to_json())`` to its ``user_properties``.
+example a CUDA input on a machine without CUDA), and a not-confirmed run of one of
+several engines (inconclusive: the obligation's other items decide it; never a
+proof). A skip is never a pass. Each item appends ``("pv_verdict", <the verdict
+as JSON text>)`` to its ``user_properties`` (JUnit XML shows it as JSON).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from typing import Any
 
 import pytest
 
+from pv._util.properties import encode_property
 from pv.checks.compiling import (
-    FAILING, CheckUnit, CompiledCheck, compile_document, compile_unit, format_verdict, is_contract, run_check,
+    CheckUnit, CompiledCheck, compile_document, compile_unit, fails, format_verdict, inconclusive, is_contract,
+    run_check,
 )
 from pv.checks.verdicts import Status, Verdict
+from pv.evidence.build import VERDICT_PROPERTY
 
 YAML_SUFFIXES = (".yaml", ".yml")
 CONTRACTS_DIR = "contracts"
@@ -44,19 +49,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def enforce_verdict(verdict: Verdict) -> None:
-    """Turn a verdict into a pytest outcome: pass, skip (unchecked, not-applicable) or fail."""
+def enforce_verdict(verdict: Verdict, engines: tuple[str, ...]) -> None:
+    """Turn a verdict of an obligation checked by ``engines`` into a pytest outcome:
+    pass, skip (unchecked, not-applicable, inconclusive beside other engines) or fail."""
+    name = f"{verdict.contract}::{verdict.obligation}"
     if verdict.status in (Status.UNCHECKED, Status.NOT_APPLICABLE):
-        pytest.skip(f"{verdict.contract}::{verdict.obligation} {verdict.status.value}: {verdict.detail}")
-    if verdict.status in FAILING:
+        pytest.skip(f"{name} {verdict.status.value}: {verdict.detail}")
+    if inconclusive(verdict, engines):
+        pytest.skip(f"{name} inconclusive ({verdict.engine} {verdict.status.value}: {verdict.detail}); "
+                    f"not counted, the other engines decide; not a proof")
+    if fails(verdict, engines):
         pytest.fail(format_verdict(verdict), pytrace=False)
 
 
 def run_unit(unit: CheckUnit, engine: str | None, request: pytest.FixtureRequest) -> None:
     """What a module written by ``pv compile`` runs: check, record the verdict, enforce it."""
-    verdict = run_check(compile_unit(unit), engine, allow=request.config.getoption("pv_allow_module"))
-    request.node.user_properties.append(("pv_verdict", verdict.to_json()))
-    enforce_verdict(verdict)
+    compiled = compile_unit(unit)
+    verdict = run_check(compiled, engine, allow=request.config.getoption("pv_allow_module"))
+    request.node.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
+    enforce_verdict(verdict, compiled.engines)
 
 
 def _named_on_command_line(path: Path, config: pytest.Config) -> bool:
@@ -124,8 +135,8 @@ class ObligationItem(pytest.Item):
     def runtest(self) -> None:
         engine = None if self.engine == UNCHECKED_ITEM else self.engine
         verdict = run_check(self.compiled, engine, allow=self.config.getoption("pv_allow_module"))
-        self.user_properties.append(("pv_verdict", verdict.to_json()))
-        enforce_verdict(verdict)
+        self.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
+        enforce_verdict(verdict, self.compiled.engines)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         line = max(self.compiled.unit.line - 1, 0)

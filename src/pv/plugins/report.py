@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from pv._util.errors import UserError
+from pv._util.properties import encode_property
 from pv.evidence.profiles import DeviceFacts, Profile, detect_profile, load_profile
 from pv.evidence.build import (
     EVIDENCE_PROPERTY,
@@ -110,7 +111,7 @@ def evidence(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``evidence(key, value, unit=None)``: record a measured value in this test's report entry."""
 
     def record(key: str, value: Any, unit: str | None = None) -> None:
-        request.node.user_properties.append((EVIDENCE_PROPERTY, evidence_entry(key, value, unit)))
+        request.node.user_properties.append((EVIDENCE_PROPERTY, encode_property(evidence_entry(key, value, unit))))
 
     return record
 
@@ -167,7 +168,7 @@ class GateReportPlugin:
         for item in items:
             ids = _falsifier_ids(item)
             if ids:
-                item.user_properties.append((FALSIFIES_PROPERTY, ids))
+                item.user_properties.append((FALSIFIES_PROPERTY, encode_property(ids)))
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         for item in items:

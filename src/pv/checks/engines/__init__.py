@@ -1,7 +1,8 @@
 """Engines that decide an obligation: exhaustive enumeration, Hypothesis, CrossHair.
 
-Each engine module has ``run(spec, bindings) -> EngineReport``; engines are
-imported only when used (Hypothesis and CrossHair are heavy).
+Each engine module (named in :data:`pv.contracts.engines.ENGINES`) has
+``run(spec, bindings, key) -> EngineReport``; engines are imported only when used
+(Hypothesis and CrossHair are heavy).
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from pv.contracts.checkspec import CheckSpec
+from pv.contracts.engines import ENGINES
 from pv.checks.engines.base import EngineReport, failure_report
 from pv.checks.evaluation import FAIL, ERROR, PASS, Bindings, Property
 from pv.checks.verdicts import Status
 
-ENGINE_MODULES = {
-    "exhaustive": "pv.checks.engines.exhaustive",
-    "hypothesis": "pv.checks.engines.hypothesis_engine",
-    "crosshair": "pv.checks.engines.crosshair_engine",
-}
 
 
-def run_engine(name: str, spec: CheckSpec, bindings: Bindings) -> EngineReport:
-    """Run engine ``name`` on a bound check."""
-    return importlib.import_module(ENGINE_MODULES[name]).run(spec, bindings)
+def run_engine(name: str, spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
+    """Run engine ``name`` on a bound check; ``key`` (``contract::obligation``) names the run
+    (Hypothesis draws its examples from a seed derived from it)."""
+    return importlib.import_module(ENGINES[name].module).run(spec, bindings, key)
 
 
 def run_replay(spec: CheckSpec, bindings: Bindings, inputs_json: Mapping[str, Any]) -> EngineReport:

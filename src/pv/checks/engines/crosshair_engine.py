@@ -61,7 +61,7 @@ def _function_source(names: list[str]) -> str:
     )
 
 
-def _generated_function(spec: CheckSpec, prop: Property, recorded: dict[str, Any]) -> Any:
+def _generated_function(spec: CheckSpec, prop: Property, recorded: dict[str, Any], key: str) -> Any:
     import crosshair
 
     names = list(spec.given)
@@ -82,7 +82,7 @@ def _generated_function(spec: CheckSpec, prop: Property, recorded: dict[str, Any
         return False
 
     source = _function_source(names)
-    filename = f"<pv crosshair check {next(_serial)}>"
+    filename = f"<pv crosshair check {key} #{next(_serial)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # CrossHair reads the docstring
     namespace: dict[str, Any] = {"_pv_pre": precondition, "_pv_body": body}
     namespace.update({f"_pv_type_{i}": domain.annotation() for i, domain in enumerate(domains)})
@@ -90,8 +90,9 @@ def _generated_function(spec: CheckSpec, prop: Property, recorded: dict[str, Any
     return namespace["pv_obligation"], convert, filename
 
 
-def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
-    """Look for a counterexample to ``spec`` symbolically with CrossHair within its budget."""
+def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
+    """Look for a counterexample to ``spec`` symbolically with CrossHair within its budget
+    (``key`` names the generated function's source in tracebacks)."""
     from crosshair.core_and_libs import analyze_function
     from crosshair.options import AnalysisKind, AnalysisOptionSet
     from crosshair.statespace import MessageType
@@ -110,7 +111,7 @@ def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
 
     recorded: dict[str, Any] = {}
     prop = Property(spec, bindings, passthrough=(NotDeterministic,))
-    function, convert, filename = _generated_function(spec, prop, recorded)
+    function, convert, filename = _generated_function(spec, prop, recorded, key)
     stats: collections.Counter = collections.Counter()
     options = AnalysisOptionSet(
         analysis_kind=[AnalysisKind.PEP316], per_condition_timeout=per_condition,

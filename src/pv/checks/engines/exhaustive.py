@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import time
 
-from pv.contracts.checkspec import EXHAUSTIVE_CAP, CheckSpec
+from pv.contracts.checkspec import CheckSpec
+from pv.contracts.engines import EXHAUSTIVE_CAP
 from pv.contracts.domains import product_size
 from pv.checks.engines.base import EngineReport, failure_report
 from pv.checks.evaluation import PASS, REJECT, Bindings, Property
@@ -19,8 +20,9 @@ from pv.checks.verdicts import Status
 DEFAULT_SECONDS = 60.0
 
 
-def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
-    """Try every combination of the finite inputs of ``spec`` within its budget."""
+def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
+    """Try every combination of the finite inputs of ``spec`` within its budget (in a fixed
+    order, so ``key`` does not change the run)."""
     total = product_size(spec.given)
     assert total is not None, "engine selection keeps infinite domains away from exhaustive"
     seconds = spec.budget.seconds or DEFAULT_SECONDS

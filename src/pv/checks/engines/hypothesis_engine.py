@@ -1,8 +1,13 @@
 """Hypothesis engine: strategies from the declared domains, a deterministic CI profile.
 
-Settings: ``derandomize=True`` (the same examples on every run and machine),
-``database=None``, ``deadline=None``, ``max_examples`` from ``budget.examples``
-(default :data:`DEFAULT_EXAMPLES`, :data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
+Settings: a seed derived from the obligation's key (``contract::id``, see
+:func:`seed_of`), so each obligation draws its own examples and the same ones on
+every run, machine and install (Hypothesis's ``derandomize`` would derive the
+seed from the source of this module's test function: one seed for every
+obligation, changing with the installed copy), no literals of local modules
+(:func:`_without_local_constants`), ``database=None``, ``deadline=None``,
+``max_examples`` from ``budget.examples`` (default :data:`DEFAULT_EXAMPLES`,
+:data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
 A failure is shrunk by Hypothesis; the verdict carries the shrunk inputs and
 Hypothesis's ``@reproduce_failure`` blob as the replay handle (the inputs as
 JSON are in the counterexample, for ``pv check --replay``).
@@ -15,6 +20,7 @@ more than nine inputs in ten.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +37,11 @@ _BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
 class _Refuted(Exception):
     """Raised inside the Hypothesis test so that it shrinks the input."""
+
+
+def seed_of(key: str) -> int:
+    """The Hypothesis seed of the obligation ``key``: the first 8 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
 
 
 def _examples(spec: CheckSpec) -> int:
@@ -62,20 +73,47 @@ def _one_torch_thread(tensors: bool) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
-    """Search the inputs of ``spec`` with Hypothesis under the deterministic CI settings."""
-    with _one_torch_thread(not spec.plain):
-        return _run(spec, bindings)
+@contextlib.contextmanager
+def _without_local_constants() -> Iterator[None]:
+    """Keep Hypothesis from mixing in literals of the process's "local" modules.
+
+    Hypothesis (6.131 on) sometimes draws constants found in the source of the
+    modules imported so far that do not live in site-packages: which ones depends
+    on the install (an editable pv is local, a wheel is not) and on what was
+    imported before, so the same seed would draw different examples. The draws
+    keep Hypothesis's built-in edge values. Hypothesis versions without this
+    feature are left as they are.
+    """
+    from hypothesis.internal.conjecture import providers
+
+    local = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if local is None or cache is None or not hasattr(providers, "Constants"):
+        yield
+        return
+    cache.cache.clear()
+    providers._get_local_constants = providers.Constants
+    try:
+        yield
+    finally:
+        providers._get_local_constants = local
+        cache.cache.clear()
 
 
-def _run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
+    """Search the inputs of ``spec`` with Hypothesis, seeded from the obligation ``key``."""
+    with _one_torch_thread(not spec.plain), _without_local_constants():
+        return _run(spec, bindings, seed_of(key))
+
+
+def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
+    from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
     from hypothesis import reject as reject_example
     from hypothesis import strategies as st
     from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 
     examples = _examples(spec)
-    budget: dict[str, Any] = {"max_examples": examples, "derandomize": True, "database": None}
+    budget: dict[str, Any] = {"max_examples": examples, "seed": seed_value, "database": None}
     prop = Property(spec, bindings)
     counts = {"admitted": 0, "rejected": 0}
     failures: list[tuple[dict, Outcome]] = []
@@ -91,12 +129,13 @@ def _run(spec: CheckSpec, bindings: Bindings) -> EngineReport:
         counts["admitted"] += 1
 
     profile = settings(
-        derandomize=True, database=None, deadline=None, max_examples=examples, print_blob=True,
+        derandomize=False, database=None, deadline=None, max_examples=examples, print_blob=True,
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet, phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
         suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example),
     )
-    test = profile(given(st.fixed_dictionaries({name: d.strategy() for name, d in spec.given.items()}))(check))
+    strategy = st.fixed_dictionaries({name: d.strategy() for name, d in spec.given.items()})
+    test = seed(seed_value)(profile(given(strategy)(check)))
     try:
         test()
     except _Refuted as err:
