@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def contract_status(doc: Any) -> dict[str, Any]:
     """The status of one loaded contract as plain data."""
     from pv.contracts.findings import Severity
+    from pv.contracts.requirements import parse_requirements
     from pv.contracts.rules.sections import depends_on, entries, mapping
     from pv.contracts.validate import validate_documents
 
@@ -39,7 +40,7 @@ def contract_status(doc: Any) -> dict[str, Any]:
         "depends_on": [stem for _, stem in depends_on(data)],
         "qa_gate": None if not gate else {
             "id": gate.get("id"), "name": gate.get("name"), "checks": gate.get("checks") or [],
-            "require": [r for _, r in entries(gate, "require")],
+            "require": [{"falsifier": r.falsifier, "profiles": list(r.profiles)} for r in parse_requirements(data)[0]],
         },
         "errors": sum(f.severity is Severity.ERROR for f in findings),
         "warnings": sum(f.severity is Severity.WARNING for f in findings),
@@ -63,8 +64,7 @@ def _text(status: dict[str, Any]) -> str:
     else:
         lines.append(f"qa gate:             {gate['id']} ({gate['name']}); checks: {', '.join(map(str, gate['checks'])) or '-'}")
         for requirement in gate["require"]:
-            profiles = ", ".join(map(str, requirement.get("profiles") or []))
-            lines.append(f"  requires {requirement.get('falsifier')} on {profiles}")
+            lines.append(f"  requires {requirement['falsifier']} on {', '.join(requirement['profiles'])}")
     lines.append(f"validation:          {status['errors']} errors, {status['warnings']} warnings"
                  + (" (run pv validate for details)" if status["errors"] or status["warnings"] else ""))
     return "\n".join(lines)

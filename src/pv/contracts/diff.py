@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pv.contracts.requirements import parse_requirements
+
 LEVELS = ("none", "patch", "minor", "major")
 MAJOR, MINOR, PATCH = "major", "minor", "patch"
 LIST = "list"    # entries removed: major; entries added: minor
@@ -156,9 +158,8 @@ def _gate(old: Any, new: Any) -> Iterator[Change]:
 
 
 def _requirements(gate: dict[str, Any]) -> dict[str, list[Any]]:
-    listed = gate.get("require")
-    return {str(r.get("falsifier")): list(r.get("profiles") or []) for r in listed if isinstance(r, dict)} \
-        if isinstance(listed, list) else {}
+    found, _ = parse_requirements({"qa_gate": gate})
+    return {r.falsifier: list(r.profiles) for r in found}
 
 
 def diff_contracts(old: Any, new: Any) -> list[Change]:
