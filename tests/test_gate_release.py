@@ -39,7 +39,10 @@ def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(
     assert "gate for profile(s) cpu: PASS" in out
     assert f"requirement: FT-A-001 on cpu: met, decided by {cpu}" in out
     assert "requirement: FT-G-001 on h100: deferred to the release gate" in out
-    assert "note: FT-G-001: required on h100; deferred: a gate for profile(s) cpu does not decide it" in out
+    decision = json.loads(project.gate(capsys, "--format", "json", cpu)[1])
+    deferred = decision["gates"][0]["requirements"][1]
+    assert deferred["status"] == "deferred" and deferred["report"] is None
+    assert "a gate for profile(s) cpu does not decide it (pv gate --release does)" in deferred["detail"]
     code, out, _ = project.gate(capsys, "--release", cpu)
     assert code == 1
     assert "- FT-G-001: no evidence: required on h100, and no accepted report comes from any of them" in out

@@ -11,6 +11,6 @@ has a key, an Ed25519 signature over all of it.
 
 Modules: ``records`` (phase reports folded per test), ``build`` (the report),
 ``contracts`` (what a gate needs of a contract), ``environment``, ``integrity``
-(the checksum), ``signing`` (keys and signatures), ``statuses``, ``report_schema``, ``markdown`` (CI summary), ``gate_output`` (``pv gate`` formats),
-``files`` (atomic writes), ``locations`` (repository folders).
+(the checksum), ``signing`` (keys and signatures), ``statuses``, ``report_schema``,
+``markdown`` (CI summary), ``gate_output`` (``pv gate`` formats).
 """

@@ -426,8 +426,6 @@ def _gate_requirements(gate: ContractGate, contract: ContractInfo, own: Sequence
         gate.requirements.append(result)
         if result.status is RequirementStatus.UNMET and req.falsifier not in negative:
             gate.fail(f"{req.falsifier}: {result.detail}")
-        elif result.status is RequirementStatus.DEFERRED:
-            gate.notes.append(f"{req.falsifier}: {result.detail}")
     if all(r.status is RequirementStatus.DEFERRED for r in gate.requirements):
         named = sorted({p for req in contract.requirements for p in req.profiles})
         gate.fail(f"no evidence: no requirement of this gate names profile(s) {', '.join(sorted(scope or ()))} "
