@@ -12,9 +12,12 @@ import pytest
 from gate_testing import GPU_ONLY, H100_DEVICE, GitProject, read_report
 from pv.cli import main
 from pv.evidence.integrity import signed_content
+from pv._util.locations import repo_root
 from pv.evidence.signing import (
-    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_DIR, SigningError, generate_key, load_host_key, trusted_keys,
+    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_DIR, SigningError, check_signature, generate_key, load_host_key,
+    trusted_keys,
 )
+from pv.evidence.statuses import SignatureStatus
 
 pytest_plugins = ["pytester"]
 
@@ -111,3 +114,11 @@ def test_a_key_inside_a_repository_or_readable_by_others_is_refused(
                                         f"--gate-report={tmp_path / 'r.json'}", f"--profile={project.profile_path('cpu')}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_committed_cpu_sample_is_signed_by_the_key_beside_it() -> None:
+    sample = repo_root() / "reports" / "gate" / "cpu"
+    data = read_report(sample / "gate-report.json")
+    check = check_signature(data, trusted_keys([sample]))
+    assert check.status is SignatureStatus.TRUSTED, check.detail
+    assert check_signature(data, trusted_keys([repo_root() / "keys"])).status is SignatureStatus.UNKNOWN_KEY

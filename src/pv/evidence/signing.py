@@ -277,7 +277,15 @@ def trusted_keys(options: Sequence[Path] = ()) -> TrustedKeys:
         for file in files:
             public = _read_public(file)
             keys[key_id(public)] = public
-    return TrustedKeys(keys, [str(p) for p in paths])
+    return TrustedKeys(keys, [_shown(p) for p in paths])
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def check_signature(report: dict[str, Any], trusted: TrustedKeys) -> SignatureCheck:
