@@ -8,6 +8,12 @@ import pytest
 from shared_data import shared_dir
 
 
+@pytest.fixture(autouse=True)
+def _no_host_signing_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Reports written by tests are unsigned unless a test gives a key (never the developer's own)."""
+    monkeypatch.setenv("PV_KEY_DIR", str(tmp_path_factory.mktemp("no-signing-key")))
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     path = shared_dir()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ import yaml
 
 from pv.cli import main
 from pv.evidence import environment
+from pv.evidence.integrity import add_checksum
+from pv.evidence.signing import KEY_DIR_ENV, HostKey, generate_key, publish, sign
 from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 
 CPU_PROFILE = {
@@ -170,7 +172,7 @@ def read_report(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-_TIME_KEYS = ("created", "duration_s", "integrity")
+_TIME_KEYS = ("created", "duration_s", "checksum", "signature")
 
 
 def without_times(value: Any) -> Any:
@@ -189,7 +191,12 @@ GPU_ONLY = ["-m", "gpu"]
 
 
 class GitProject:
-    """A synthetic project under git, its reports, and `pv gate` over them."""
+    """A synthetic project under git, its reports, and `pv gate` over them.
+
+    The project knows its own profiles (``$PV_PROFILES_DIR``) and trusts the
+    public key in its ``keys/`` folder; the host key beside the project (outside
+    its repository) signs every report unless a report is asked for unsigned.
+    """
 
     def __init__(
         self,
@@ -203,6 +210,13 @@ class GitProject:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
         self.root = pytester.path
+        # the profiles pv knows are the project's own
+        monkeypatch.setenv("PV_PROFILES_DIR", str(self.root / "profiles"))
+        self.key_dir = self.root.parent / f"{self.root.name}-host-key"
+        self.trusted = self.root / "keys"
+        monkeypatch.setenv(KEY_DIR_ENV, str(self.key_dir))
+        self.key = generate_key(self.key_dir)
+        publish(self.key, self.trusted)
         tests = falsifier_source(
             "FT-A-001", cpu_check, mutants=mutants,
             prelude="if os.environ.get('SYN_SKIP') == '1':\n    pytest.skip('no test data on this host')\n"
@@ -230,28 +244,37 @@ class GitProject:
     def report(
         self,
         name: str,
-        profile: str,
+        profile: str | Path,
         *args: str,
         paths: Sequence[str] = ("test_ft_syn.py",),
         device: dict | None = None,
+        key_dir: Path | None = None,
         **env: str,
     ) -> Path:
         """Run pytest on ``paths`` and write ``reports/<name>.json``.
 
-        ``device``: pretend to run on it; ``env``: environment variables for the run.
+        ``profile``: a profile of the project by name, or a profile file;
+        ``device``: pretend to run on it; ``key_dir``: sign with the key there
+        (an empty folder: unsigned) instead of the project's host key;
+        ``env``: environment variables for the run.
         """
         out = self.root / "reports" / f"{name}.json"
         with self.monkeypatch.context() as patch:
             if device is not None:
                 patch.setattr(environment, "device_facts", lambda: dict(device))
+            if key_dir is not None:
+                patch.setenv(KEY_DIR_ENV, str(key_dir))
             for key, value in env.items():
                 patch.setenv(key, value)
             self.pytester.runpytest(
                 "-p", "no:cacheprovider", *paths,
-                f"--gate-report={out}", f"--profile={self.root / 'profiles' / f'{profile}.yaml'}", *args,
+                f"--gate-report={out}", f"--profile={self.profile_path(profile)}", *args,
             )
         assert out.is_file()
         return out
+
+    def profile_path(self, profile: str | Path) -> Path:
+        return profile if isinstance(profile, Path) else self.root / "profiles" / f"{profile}.yaml"
 
     def cpu(self, paths: Sequence[str] = ("test_ft_syn.py",), name: str = "cpu", **env: str) -> Path:
         return self.report(name, "cpu", *CPU_ONLY, paths=paths, **env)
@@ -259,8 +282,25 @@ class GitProject:
     def gpu(self, **env: str) -> Path:
         return self.report("h100", "h100", *GPU_ONLY, device=H100_DEVICE, **env)
 
+    def edit(
+        self, path: Path, change: Callable[[dict], None], *, reseal: bool = False, key: HostKey | None = None
+    ) -> Path:
+        """Apply ``change`` to the report at ``path``.
+
+        ``reseal``: recompute the checksum and sign again with ``key`` (default:
+        the project's host key), as if the writer had made it.
+        """
+        data = read_report(path)
+        change(data)
+        if reseal:
+            data = add_checksum(sign(data, key or self.key))
+        path.write_text(json.dumps(data))
+        return path
+
     def gate(self, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+        """`pv gate` over this project's contracts, trusting its ``keys/``."""
         capsys.readouterr()
-        code = main(["gate", "--contracts", str(self.root / "contracts"), *map(str, args)])
+        code = main(["gate", "--contracts", str(self.root / "contracts"), "--trusted-keys", str(self.trusted),
+                     *map(str, args)])
         out, err = capsys.readouterr()
         return code, out, err

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from gate_testing import GitProject
-from pv.evidence.integrity import seal
 
 pytest_plugins = ["pytester"]
 
@@ -66,11 +65,13 @@ def test_not_confirmed_is_not_a_pass(
 ) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     report = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
-    data = json.loads(report.read_text())
-    for entry in data["obligations"]:
-        for verdict in entry["verdicts"]:  # as an engine whose budget ran out would report it
-            verdict.update(status="not-confirmed", detail="budget of 10 s spent without a counterexample")
-    report.write_text(json.dumps(seal(data)))
+
+    def budget_spent(data: dict) -> None:
+        for entry in data["obligations"]:
+            for verdict in entry["verdicts"]:  # as an engine whose budget ran out would report it
+                verdict.update(status="not-confirmed", detail="budget of 10 s spent without a counterexample")
+
+    project.edit(report, budget_spent, reseal=True)
     code, out = gate_cpu(project, capsys, report)
     assert code == 1
     assert "- obligation OB-TRUE: not-confirmed: exhaustive: budget of 10 s spent" in out

@@ -37,10 +37,16 @@ def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(
     code, out, _ = project.gate(capsys, cpu)
     assert code == 0, out
     assert "gate for profile(s) cpu: PASS" in out
-    assert "note: FT-G-001: required on h100; no report from those profiles here" in out
+    assert f"requirement: FT-A-001 on cpu: met, decided by {cpu}" in out
+    assert "requirement: FT-G-001 on h100: deferred to the release gate" in out
+    decision = json.loads(project.gate(capsys, "--format", "json", cpu)[1])
+    deferred = decision["gates"][0]["requirements"][1]
+    assert deferred["status"] == "deferred" and deferred["report"] is None
+    assert "a gate for profile(s) cpu does not decide it (pv gate --release does)" in deferred["detail"]
     code, out, _ = project.gate(capsys, "--release", cpu)
     assert code == 1
-    assert "- FT-G-001: required on h100: no report from any of them" in out
+    assert "- FT-G-001: no evidence: required on h100, and no accepted report comes from any of them" in out
+    assert "requirement: FT-G-001 on h100: unmet, no report decides it" in out
     assert "release: FAIL (0 of 1 gates pass)" in out
 
 
@@ -50,7 +56,7 @@ def test_the_gpu_half_alone_fails_the_release(
 ) -> None:
     code, out, _ = project.gate(capsys, "--release", project.gpu())
     assert code == 1
-    assert "- FT-A-001: required on cpu: no report from any of them" in out
+    assert "- FT-A-001: no evidence: required on cpu, and no accepted report comes from any of them" in out
 
 
 def test_a_failing_gpu_half_fails_the_merged_release(
@@ -105,8 +111,9 @@ def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(
     pretend = project.report("pretend", "h100", *GPU_ONLY)  # h100 chosen on a machine that is not one
     code, out, _ = project.gate(capsys, "--release", project.cpu(), pretend)
     assert code == 1
-    assert "profile h100 was chosen but does not match the device it ran on" in out
-    assert "passed on h100 (" in out and "that run's device does not match profile h100" in out
+    assert f"{pretend}: refused: claims profile h100 (discrete: a CUDA device named like H100" in out
+    assert "its results count for no profile" in out
+    assert "- FT-G-001: no evidence: required on h100, and no accepted report comes from any of them" in out
 
 
 def test_uncommitted_changes_or_mixed_commits_fail_the_release(
@@ -137,10 +144,16 @@ def test_output_formats_carry_the_verdict_and_reasons(
     if fmt == "json":
         data = json.loads(out)
         assert data["verdict"] == "fail" and data["release"] is True
-        assert data["gates"][0]["reasons"] == ["FT-G-001: required on h100: no report from any of them"]
+        assert data["gates"][0]["reasons"] == [
+            "FT-G-001: no evidence: required on h100, and no accepted report comes from any of them"
+        ]
+        decided = {r["falsifier"]: (r["status"], r["report"]) for r in data["gates"][0]["requirements"]}
+        assert decided == {"FT-A-001": ("met", str(cpu)), "FT-G-001": ("unmet", None)}
     elif fmt == "markdown":
         assert out.startswith("## pv gate: FAIL")
-        assert "| syn-v1 | F-SYN-001 | FAIL | FT-G-001: required on h100: no report from any of them |" in out
+        assert ("| syn-v1 | F-SYN-001 | FAIL | FT-G-001: no evidence: required on h100, and no accepted report "
+                f"comes from any of them | FT-A-001 on cpu: met, decided by {cpu}<br>FT-G-001 on h100: unmet, "
+                "no report decides it |") in out
     else:
         suite = ET.fromstring(out).find("testsuite")
         assert suite is not None and suite.get("failures") == "1" and suite.get("tests") == "2"
@@ -191,21 +204,19 @@ def test_bad_usage_is_exit_2(project: GitProject, capsys: pytest.CaptureFixture[
     assert os.path.exists(project.root / "reports" / "cpu.json")
 
 
-def test_a_gate_that_requires_nothing_fails_the_release(
+def test_a_gate_that_requires_nothing_fails_in_both_modes(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     empty = GitProject(pytester, monkeypatch, require={})
     cpu, gpu = empty.cpu(), empty.gpu()
-    code, out, _ = empty.gate(capsys, cpu, gpu)
-    assert code == 0, out
-    assert "note: qa_gate requires no falsifier (qa_gate.require), so nothing is evidence for it" in out
-    assert "FT-A-001 (not required)" not in out  # it passed on cpu: nothing to say
-    assert "note: FT-G-001 (not required) passed nowhere" not in out  # it passed on h100
-    code, out, _ = empty.gate(capsys, "--release", cpu, gpu)
-    assert code == 1
-    assert "- qa_gate requires no falsifier" in out
+    for mode in ([], ["--release"]):
+        code, out, _ = empty.gate(capsys, *mode, cpu, gpu)
+        assert code == 1, out
+        assert "- no evidence: qa_gate requires no falsifier (qa_gate.require), so nothing is evidence for it" in out
+        assert "FT-A-001 (not required)" not in out  # it passed on cpu: nothing to say
+        assert "note: FT-G-001 (not required) passed nowhere" not in out  # it passed on h100
 
 
 def test_a_falsifier_no_gate_requires_is_noted_when_it_passed_nowhere(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gate_testing import GitProject
-from pv.evidence.integrity import seal
 
 pytest_plugins = ["pytester"]
 
@@ -17,14 +15,6 @@ pytest_plugins = ["pytester"]
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitProject:
     return GitProject(pytester, monkeypatch)
-
-
-def edit(path: Path, change: Callable[[dict], None], *, reseal: bool = False) -> Path:
-    """Apply ``change`` to the report at ``path`` (resealed: as if the writer had made it)."""
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(seal(data) if reseal else data))
-    return path
 
 
 def refused(project: GitProject, capsys: pytest.CaptureFixture[str], *reports: Path) -> str:
@@ -47,22 +37,22 @@ def test_an_edited_status_breaks_the_seal(project: GitProject, capsys: pytest.Ca
         entry["status"], entry["reason"] = "passed", None
         entry["tests"] = [{"nodeid": "x", "outcome": "passed", "reason": None, "duration_s": 0, "evidence": []}]
 
-    report = edit(project.cpu(), flip)
+    report = project.edit(project.cpu(), flip)
     err = refused(project, capsys, report)
-    assert f"{report}: integrity check failed" in err
-    assert "the report was edited after it was written" in err
+    assert f"{report}: checksum mismatch" in err
+    assert "the report was edited or corrupted after it was written" in err
 
 
 def test_an_edited_digest_is_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
-    report = edit(project.cpu(), lambda d: d["integrity"].update(digest="0" * 64))
-    assert "integrity check failed" in refused(project, capsys, report)
+    report = project.edit(project.cpu(), lambda d: d["checksum"].update(digest="0" * 64))
+    assert "checksum mismatch" in refused(project, capsys, report)
 
 
 def test_an_edited_contract_hash_is_refused_naming_the_contract(
     project: GitProject,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    report = edit(project.cpu(), lambda d: d["contracts"][0].update(sha256="ab" * 32), reseal=True)
+    report = project.edit(project.cpu(), lambda d: d["contracts"][0].update(sha256="ab" * 32), reseal=True)
     err = refused(project, capsys, report)
     assert "contract syn-v1 has sha256 abababababababab... in the report" in err
     assert "syn-v1.yaml" in err and "another version of the contract" in err
@@ -85,14 +75,14 @@ def test_a_contract_changed_after_the_run_is_refused(
         (lambda d: d["falsifiers"][0].pop("status"), "$.falsifiers[0]: 'status' is a required property"),
         (lambda d: d["session"].update(tests_executed=-1), "$.session.tests_executed: -1 is less than the minimum of 0"),
         (lambda d: d["falsifiers"][0].update(status="green"), "$.falsifiers[0].status: 'green' is not one of"),
-        (lambda d: d.pop("integrity"), "$: 'integrity' is a required property"),
-        (lambda d: d.update(format="something/9"), "$.format: 'pv-gate-report/1' was expected"),
+        (lambda d: d.pop("checksum"), "$: 'checksum' is a required property"),
+        (lambda d: d.update(format="something/9"), "$.format: 'pv-gate-report/2' was expected"),
     ],
 )
 def test_missing_or_malformed_fields_are_refused(
     project: GitProject, capsys: pytest.CaptureFixture[str], change: Callable[[dict], None], message: str
 ) -> None:
-    report = edit(project.cpu(), change, reseal="integrity" not in message)
+    report = project.edit(project.cpu(), change, reseal="checksum" not in message)
     err = refused(project, capsys, report)
     assert "not a valid gate report (schema/gate-report.schema.json)" in err
     assert message in err
@@ -111,5 +101,5 @@ def test_one_bad_report_refuses_the_whole_set(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     good = project.cpu()
-    bad = edit(project.gpu(), lambda d: d["profile"].update(name="cpu"))
-    assert "integrity check failed" in refused(project, capsys, good, bad)
+    bad = project.edit(project.gpu(), lambda d: d["profile"].update(name="cpu"))
+    assert "checksum mismatch" in refused(project, capsys, good, bad)

@@ -15,7 +15,7 @@ from gate_testing import (
     write_project,
 )
 from pv.plugins.report import evidence_entry
-from pv.evidence.integrity import is_intact
+from pv.evidence.integrity import checksum_matches
 from pv.evidence.report_schema import schema_problems
 
 pytest_plugins = ["pytester"]
@@ -90,7 +90,7 @@ def test_each_falsifier_gets_the_status_its_tests_earned(project: pytest.Pyteste
 def test_report_is_schema_valid_sealed_and_counts_tests(project: pytest.Pytester) -> None:
     _, report = run(project, "test_syn.py", "-m", "not gpu")
     assert schema_problems(report) == []
-    assert is_intact(report)
+    assert checksum_matches(report)
     session = report["session"]
     # 7 collected falsifiers minus the gpu one: 6 tests x 2 runs + FT-A-006 (no mutant)
     assert session["tests_collected"] == 11

@@ -10,19 +10,39 @@ out without a counterexample. An obligation without an executable check is
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
+from pv._util.enums import OrderedStrEnum
 
-class Status(str, Enum):
+
+class Status(OrderedStrEnum):
+    """The status of an obligation, in precedence order: the first one found decides.
+
+    A refuted, error or vacuous verdict decides over any other; otherwise the
+    strongest evidence: proved, passed, not-confirmed, not-applicable, unchecked.
+    ``not-run`` is never an engine's verdict: it is the status of a checked
+    obligation for which a run produced no verdict at all.
+    """
+
+    REFUTED = "refuted"
+    ERROR = "error"
+    VACUOUS = "vacuous"
     PROVED = "proved"
     PASSED = "passed"
     NOT_CONFIRMED = "not-confirmed"
-    REFUTED = "refuted"
-    VACUOUS = "vacuous"
-    ERROR = "error"
     NOT_APPLICABLE = "not-applicable"
     UNCHECKED = "unchecked"
+    NOT_RUN = "not-run"
+
+    @property
+    def is_negative(self) -> bool:
+        """Refuted, error or vacuous: the obligation is shown broken or its check is."""
+        return self <= Status.VACUOUS
+
+    @property
+    def is_success(self) -> bool:
+        """Proved or passed: the only statuses a gate accepts."""
+        return Status.PROVED <= self <= Status.PASSED
 
 
 @dataclass

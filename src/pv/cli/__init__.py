@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vacuity": ("pv.cli.vacuity", "run every falsifier against its mutants; all must fail"),
     "gate": ("pv.cli.gate", "decide QA gates and the release from gate reports"),
     "verify": ("pv.cli.verify", "the main job: validate, check, falsify, report, gate"),
+    "key": ("pv.cli.key", "make, rotate or show this host's key for signing gate reports"),
 }
 
 ENTRY_POINT_GROUP = "pv.commands"

@@ -62,8 +62,7 @@ def _text(status: dict[str, Any]) -> str:
     else:
         lines.append(f"qa gate:             {gate['id']} ({gate['name']}); checks: {', '.join(map(str, gate['checks'])) or '-'}")
         for requirement in gate["require"]:
-            profiles = ", ".join(map(str, requirement.get("profiles") or []))
-            lines.append(f"  requires {requirement.get('falsifier')} on {profiles}")
+            lines.append(f"  requires {requirement['falsifier']} on {', '.join(requirement['profiles'])}")
     lines.append(f"validation:          {status['errors']} errors, {status['warnings']} warnings"
                  + (" (run pv validate for details)" if status["errors"] or status["warnings"] else ""))
     return "\n".join(lines)

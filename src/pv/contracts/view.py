@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from pv.contracts.requirements import Requirement, parse_requirements
+
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: The sections whose items are read as typed views, and the sections that stay plain.
 ITEM_SECTIONS = ("equations", "proof_obligations", "falsification_tests", "kani_harnesses")
@@ -77,14 +79,6 @@ class Obligation(Item):
 
 
 @dataclass(frozen=True)
-class Requirement:
-    """One ``qa_gate.require`` entry: a falsifier that must pass on some profiles."""
-
-    falsifier: str
-    profiles: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class QaGate:
     id: str | None
     name: str | None
@@ -134,14 +128,9 @@ def _keyed(section: str, value: Any, kind: type[Item]) -> tuple[Item, ...]:
     return tuple(items)
 
 
-def _gate(value: Any) -> QaGate | None:
+def _gate(value: Any, require: tuple[Requirement, ...]) -> QaGate | None:
     if not isinstance(value, Mapping):
         return None
-    require = tuple(
-        Requirement(str(entry.get("falsifier")), _strings(entry.get("profiles")) if entry.get("profiles") else ())
-        for entry in (value.get("require") if isinstance(value.get("require"), tuple) else ())
-        if isinstance(entry, Mapping)
-    )
     checks = value.get("checks")
     return QaGate(_text(value, "id"), _text(value, "name"), checks if isinstance(checks, tuple) else (),
                   require, value)
@@ -163,7 +152,7 @@ def contract_view(data: Any, stem: str = "", path: str = "") -> ContractView:
         obligations=_keyed("proof_obligations", frozen.get("proof_obligations"), Obligation),  # type: ignore[arg-type]
         falsifiers=_keyed("falsification_tests", frozen.get("falsification_tests"), Item),
         kani_harnesses=_keyed("kani_harnesses", frozen.get("kani_harnesses"), Item),
-        qa_gate=_gate(frozen.get("qa_gate")),
+        qa_gate=_gate(frozen.get("qa_gate"), tuple(parse_requirements(data)[0])),
         top=MappingProxyType({k: v for k, v in frozen.items() if k not in VIEWED_SECTIONS}),
     )
 

@@ -2,7 +2,7 @@
 
 Everything here is deterministic: entries are sorted by id and node id, so a
 serial run and an xdist run of the same tests give the same report apart from
-times (``created``, ``duration_s``) and the integrity digest over them.
+times (``created``, ``duration_s``) and the checksum and signature over them.
 """
 
 from __future__ import annotations
@@ -23,41 +23,25 @@ from pv.evidence.records import (
     TestRecord,
     executed,
 )
+from pv.evidence.statuses import FalsifierStatus, MutantStatus
 from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 from pv.checks.verdicts import Status
 
-FORMAT = "pv-gate-report/1"
+FORMAT = "pv-gate-report/2"
 
 #: user_properties names read from test items
 FALSIFIES_PROPERTY = "pv_falsifies"
 EVIDENCE_PROPERTY = "pv_evidence"
 VERDICT_PROPERTY = "pv_verdict"
 
-#: status of a falsifier in one report
-F_PASSED, F_FAILED, F_VACUOUS, F_SKIPPED, F_NOT_RUN, F_ERROR = (
-    "passed", "failed", "vacuous", "skipped", "not-run", "error",
-)
-#: status of one mutant run (its outcome is already inverted by the vacuity plugin)
-KILLED, SURVIVED = "killed", "survived"
-#: status of an obligation without a verdict (a check that produced none); otherwise a verdict status
-NOT_RUN = "not-run"
 
-_NEGATIVE_VERDICTS = (Status.REFUTED, Status.ERROR, Status.VACUOUS)
-_POSITIVE_ORDER = (Status.PROVED, Status.PASSED, Status.NOT_CONFIRMED, Status.NOT_APPLICABLE, Status.UNCHECKED)
-
-
-def combine_verdicts(statuses: Iterable[str]) -> str:
+def combine_verdicts(statuses: Iterable[str]) -> Status:
     """One status for an obligation from the verdicts of its engines (and runs).
 
-    Any refuted, error or vacuous verdict decides; otherwise the strongest
-    evidence: proved, then passed, then not-confirmed, not-applicable, unchecked.
-    No verdict at all is ``not-run``.
+    The first in ``Status`` order decides: any refuted, error or vacuous
+    verdict, otherwise the strongest evidence. No verdict at all is ``not-run``.
     """
-    found = {Status(s) for s in statuses}
-    for status in (*_NEGATIVE_VERDICTS, *_POSITIVE_ORDER):
-        if status in found:
-            return status.value
-    return NOT_RUN
+    return Status.first(statuses, Status.NOT_RUN)
 
 
 @dataclass
@@ -130,8 +114,11 @@ def _test_entry(record: TestRecord) -> dict[str, Any]:
     }
 
 
-def _mutant_status(record: TestRecord) -> str:
-    return {PASSED: KILLED, FAILED: SURVIVED, SKIPPED: SKIPPED}.get(record.outcome, ERROR)
+_MUTANT_BY_OUTCOME = {PASSED: MutantStatus.KILLED, FAILED: MutantStatus.SURVIVED, SKIPPED: MutantStatus.SKIPPED}
+
+
+def _mutant_status(record: TestRecord) -> MutantStatus:
+    return _MUTANT_BY_OUTCOME.get(record.outcome, MutantStatus.ERROR)
 
 
 def _mutant_entries(record: TestRecord, mutant: str, falsifiers: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -142,7 +129,7 @@ def _mutant_entries(record: TestRecord, mutant: str, falsifiers: Sequence[str]) 
         recorded = details.get(ft_id)
         status = _mutant_status(record)
         if recorded is not None and record.outcome in (PASSED, FAILED):
-            status = KILLED if recorded.get("killed") else SURVIVED
+            status = MutantStatus.KILLED if recorded.get("killed") else MutantStatus.SURVIVED
         detail = recorded.get("detail") if recorded else record.reason
         entries[ft_id] = {"mutant": mutant, "nodeid": record.nodeid, "status": status, "detail": detail or None}
     return entries
@@ -165,39 +152,45 @@ def _split(
     return tests, mutants
 
 
+#: a test's outcome as a falsifier status (xpassed: pytest already fails it under xfail_strict)
+_FALSIFIER_BY_OUTCOME = {
+    FAILED: FalsifierStatus.FAILED,
+    XFAILED: FalsifierStatus.FAILED,
+    ERROR: FalsifierStatus.ERROR,
+    SKIPPED: FalsifierStatus.SKIPPED,
+}
+
+
 def falsifier_status(
     tests: Sequence[TestRecord],
     mutants: Sequence[dict[str, Any]],
-) -> tuple[str, str | None]:
+) -> tuple[FalsifierStatus, str | None]:
     """Status and reason of a falsifier from its tests and mutant runs (tests non-empty).
 
-    Precedence: failed, error, vacuous (a mutant survived), error (a mutant run
-    broke), skipped, vacuous (the tests passed but a mutant run was skipped, so
-    the falsifier was not shown able to fail), passed. A skip is never a pass.
+    The worst result in ``FalsifierStatus`` order decides (at equal status the
+    first test, then the first mutant run): a failed or erroring test, a
+    mutant that survived (vacuous) or whose run broke (error), a skipped test.
+    A skipped mutant run makes the falsifier vacuous (not shown able to fail)
+    unless one of its tests was skipped too, which is then the cause. A skip is
+    never a pass.
     """
-    by_outcome: dict[str, list[TestRecord]] = defaultdict(list)
-    for record in tests:
-        by_outcome[record.outcome].append(record)
-    for outcome, status in ((FAILED, F_FAILED), (XFAILED, F_FAILED), (ERROR, F_ERROR)):
-        if by_outcome[outcome]:
-            first = by_outcome[outcome][0]
-            return status, f"{first.nodeid}: {first.reason}"
-    by_status: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    results = [
+        (_FALSIFIER_BY_OUTCOME.get(record.outcome, FalsifierStatus.PASSED), f"{record.nodeid}: {record.reason}")
+        for record in tests
+    ]
+    test_skipped = any(record.outcome == SKIPPED for record in tests)
     for mutant in mutants:
-        by_status[mutant["status"]].append(mutant)
-    if by_status[SURVIVED]:
-        first = by_status[SURVIVED][0]
-        return F_VACUOUS, f"mutant {first['mutant']} survived: {first['nodeid']} passed with it applied"
-    if by_status[ERROR]:
-        first = by_status[ERROR][0]
-        return F_ERROR, f"mutant run {first['nodeid']} errored: {first['detail']}"
-    if by_outcome[SKIPPED]:
-        first = by_outcome[SKIPPED][0]
-        return F_SKIPPED, f"{first.nodeid}: {first.reason}"
-    if by_status[SKIPPED]:
-        first = by_status[SKIPPED][0]
-        return F_VACUOUS, f"mutant {first['mutant']} was skipped ({first['detail']}): not shown able to fail"
-    return F_PASSED, None
+        status = MutantStatus(mutant["status"])
+        if status is MutantStatus.SURVIVED:
+            results.append((FalsifierStatus.VACUOUS,
+                            f"mutant {mutant['mutant']} survived: {mutant['nodeid']} passed with it applied"))
+        elif status is MutantStatus.ERROR:
+            results.append((FalsifierStatus.ERROR, f"mutant run {mutant['nodeid']} errored: {mutant['detail']}"))
+        elif status is MutantStatus.SKIPPED and not test_skipped:
+            results.append((FalsifierStatus.VACUOUS, f"mutant {mutant['mutant']} was skipped "
+                            f"({mutant['detail']}): not shown able to fail"))
+    status, reason = min(results, key=lambda result: result[0])
+    return status, None if status is FalsifierStatus.PASSED else reason
 
 
 def _not_run_reason(ft_id: str, collection: Collection, selection: Selection) -> str:
@@ -233,7 +226,7 @@ def falsifier_entries(
         if own_tests:
             status, reason = falsifier_status(own_tests, own_mutants)
         else:
-            status, reason = F_NOT_RUN, _not_run_reason(ft_id, collection, selection)
+            status, reason = FalsifierStatus.NOT_RUN, _not_run_reason(ft_id, collection, selection)
         entries.append({
             "id": ft_id,
             "contract": owner.get(ft_id),
@@ -263,12 +256,13 @@ def obligation_entries(
     for contract in contracts:
         checked = set(contract.checked_obligations)
         keys += [(contract.name, ob, ob in checked) for ob in contract.obligations]
+    keys = list({(c, o): (c, o, checked) for c, o, checked in reversed(keys)}.values())[::-1]
     known = {(c, o) for c, o, _ in keys}
     keys += [(c, o, True) for c, o in sorted(verdicts) if (c, o) not in known]
     entries = []
     for contract, obligation, checked in keys:
         found = sorted(verdicts.get((contract, obligation), []), key=lambda v: (str(v.get("engine")), v["nodeid"]))
-        status = combine_verdicts(v["status"] for v in found) if (found or checked) else Status.UNCHECKED.value
+        status = combine_verdicts(v["status"] for v in found) if (found or checked) else Status.UNCHECKED
         entries.append({
             "contract": contract,
             "obligation": obligation,
@@ -321,7 +315,7 @@ def build_report(
     profile: dict[str, Any],
     environment: dict[str, Any],
 ) -> dict[str, Any]:
-    """The whole report, unsealed (see ``pv.evidence.integrity.seal``)."""
+    """The whole report, without checksum or signature (``pv.evidence.integrity``, ``pv.evidence.signing``)."""
     return {
         "format": FORMAT,
         "created": created,

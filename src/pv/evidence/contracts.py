@@ -7,14 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pv._util.errors import UserError
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """``qa_gate.require`` entry: ``falsifier`` must pass on one of ``profiles``."""
-
-    falsifier: str
-    profiles: tuple[str, ...]
+from pv.contracts.requirements import Requirement, parse_requirements
 
 
 @dataclass
@@ -51,21 +44,9 @@ def _falsifier_ids(data: dict[str, Any]) -> list[str]:
 
 
 def _requirements(data: dict[str, Any], path: str) -> list[Requirement]:
-    gate = data.get("qa_gate")
-    require = gate.get("require") if isinstance(gate, dict) else None
-    if require is None:
-        return []
-    if not isinstance(require, list):
-        raise UserError(f"{path}: qa_gate.require: expected a list of {{falsifier, profiles}}")
-    found = []
-    for index, entry in enumerate(require):
-        where = f"{path}: qa_gate.require[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("falsifier"), str):
-            raise UserError(f"{where}: expected {{falsifier: FT-id, profiles: [names]}}")
-        profiles = entry.get("profiles")
-        if not isinstance(profiles, list) or not profiles or not all(isinstance(p, str) for p in profiles):
-            raise UserError(f"{where}.profiles: expected a non-empty list of profile names")
-        found.append(Requirement(entry["falsifier"], tuple(profiles)))
+    found, problems = parse_requirements(data)
+    if problems:
+        raise UserError(f"{path}: {problems[0].where()}: {problems[0].message}")
     return found
 
 
@@ -96,7 +77,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
     """
     from pv.contracts.loading import collect_paths, load_document
 
-    contracts = []
+    contracts: list[ContractInfo] = []
     for path in collect_paths([folder]):
         doc = load_document(path)
         data = doc.data if isinstance(doc.data, dict) else {}
@@ -114,4 +95,15 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
             checked_obligations=checked,
             compile_error=error,
         ))
+    _refuse_repeated_names(contracts)
     return contracts
+
+
+def _refuse_repeated_names(contracts: list[ContractInfo]) -> None:
+    """A report names contracts by file stem: two files with one stem would be one contract."""
+    seen: dict[str, str] = {}
+    for contract in contracts:
+        other = seen.setdefault(contract.name, contract.path)
+        if other != contract.path:
+            raise UserError(f"{contract.path}: contract name {contract.name} is also the name of {other}; "
+                            "a gate report names contracts by file stem, so the stems must differ")

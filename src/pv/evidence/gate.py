@@ -1,45 +1,58 @@
 """The gate: decide each contract's ``qa_gate`` and the release from gate reports.
 
-A contract's gate passes only when, in the reports made from exactly this
-version of the contract (same sha256):
+A report is evidence only when it is accepted:
 
-- every falsifier of ``qa_gate.require`` passed on a profile its entry names,
-  in a report whose profile matches the device it ran on, and killed every
-  mutant it names (``--pv-vacuity``): a skip, a deselection, a missing run or
-  an unshown vacuity check is never a pass;
+- it reads, validates against the schema, repeats no id, and its checksum and
+  (when signed) its signature match its content; otherwise it is refused
+  outright (``ReportError``);
+- its profile is one pv knows (``pv.evidence.profiles.known_profiles``), with
+  the content hash recorded in the report, and the device the report records
+  matches that profile's device class and ``detect`` rule (a report that
+  claims an H200 from a CPU host counts for nothing);
+- for a release, it is signed by a trusted key (``pv.evidence.signing``).
+
+A contract's gate passes only when, in the accepted reports made from exactly
+this version of the contract (same sha256):
+
+- every falsifier of ``qa_gate.require`` passed on a profile its entry names
+  and killed every mutant it names (``--pv-vacuity``): a skip, a deselection,
+  a missing run or an unshown vacuity check is never a pass, and a requirement
+  that no accepted report can decide fails as "no evidence";
 - no falsifier of the contract failed, was vacuous or errored in any report;
 - every obligation with an executable check is ``proved`` or ``passed``.
 
-Scope: with ``release=True`` every required profile must be covered by some
-report, every contract must require at least one falsifier, and all reports
-must come from one clean commit. Without it, requirements are decided only for
-the profiles the given reports come from (``pv verify`` gates the active
-profile); the rest are listed as out of scope, and the release needs
-``pv gate --release`` over reports from every required profile.
-
-In either mode, a report that executed zero tests, had collection errors, or
-whose profile does not match the device it ran on (``--profile h100`` on a
-CPU), fails the gate.
+Scope: with ``release=True`` every requirement is decided, and all reports
+must come from one clean commit. Without it (``pv verify`` gates the profile
+it ran on) the gate is the gate for the profiles of the accepted reports: a
+requirement on other profiles only is deferred to the release, and a contract
+none of whose requirements names one of those profiles fails, since the run
+decided nothing of it. A gate that requires no falsifier fails in both modes.
+A report of zero tests or with collection errors fails the gate.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pv._util.errors import UserError
-from pv.evidence.build import F_PASSED, KILLED, NOT_RUN, combine_verdicts
+from pv.checks.verdicts import Status
+from pv.evidence.build import combine_verdicts
 from pv.evidence.contracts import ContractInfo, Requirement
-from pv.evidence.integrity import content_digest, is_intact
-from pv.evidence.report_schema import schema_problems
-
-PASS, FAIL = "pass", "fail"
-MET, UNMET, OUT_OF_SCOPE = "met", "unmet", "out-of-scope"
-_NEGATIVE_FALSIFIER = ("failed", "vacuous", "error")
-_SUCCESS_OBLIGATION = ("proved", "passed")
+from pv.evidence.integrity import checksum_matches, content_digest
+from pv.evidence.profiles import DeviceFacts, Profile, device_class_of, known_profiles
+from pv.evidence.report_schema import DuplicateKeyError, duplicate_problems, reject_duplicate_keys, schema_problems
+from pv.evidence.signing import SignatureCheck, TrustedKeys, check_signature, trusted_keys
+from pv.evidence.statuses import (
+    FalsifierStatus,
+    GateVerdict,
+    MutantStatus,
+    RequirementStatus,
+    SignatureStatus,
+)
 
 
 class ReportError(UserError):
@@ -48,10 +61,16 @@ class ReportError(UserError):
 
 @dataclass
 class Report:
-    """One gate report, read, validated against the schema and found intact."""
+    """One gate report, read, validated, its checksum and signature checked."""
 
     path: str
     data: dict[str, Any]
+    signature: SignatureCheck
+    #: why the report is evidence of nothing (filled by the gate; empty: accepted)
+    refusals: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._falsifiers = {entry["id"]: entry for entry in self.data["falsifiers"]}
 
     @property
     def profile(self) -> str:
@@ -59,30 +78,35 @@ class Report:
         return self.data["profile"]["name"]
 
     @property
-    def counts_for_profile(self) -> bool:
-        """Whether the run's device matches its profile (else it is no evidence for that profile)."""
-        return bool(self.data["profile"]["matches_device"])
+    def accepted(self) -> bool:
+        """Whether the report counts as evidence."""
+        return not self.refusals
 
     @property
     def tests_executed(self) -> int:
         """How many tests ran their body (skips and deselections excluded)."""
         return int(self.data["session"]["tests_executed"])
 
+    @property
+    def device(self) -> DeviceFacts:
+        """The device the report says it ran on, as profile detection sees it."""
+        device = self.data["environment"]["device"]
+        return DeviceFacts(cuda=device["kind"] == "cuda", name=device["name"], unified=device["unified"])
+
     def contract_hash(self, name: str) -> str | None:
         """The sha256 the report records for contract ``name``, or None when it does not cover it."""
         return next((c["sha256"] for c in self.data["contracts"] if c["name"] == name), None)
 
     def falsifier(self, ft_id: str) -> dict[str, Any] | None:
-        """The report's entry for falsifier ``ft_id``, or None."""
-        return next((f for f in self.data["falsifiers"] if f["id"] == ft_id), None)
+        """The report's entry for falsifier ``ft_id`` (ids are unique), or None."""
+        return self._falsifiers.get(ft_id)
 
     def summary(self) -> dict[str, Any]:
-        """Where the report came from (path, profile, commit, host), for the decision's output."""
+        """Where the report came from and whether it counts, for the decision's output."""
         env = self.data["environment"]
         return {
             "path": self.path,
             "profile": self.profile,
-            "matches_device": self.counts_for_profile,
             "device": env["device"]["name"],
             "host": env["host"]["hostname"],
             "commit": env["git"]["commit"],
@@ -90,11 +114,14 @@ class Report:
             "tests_executed": self.tests_executed,
             "vacuity": self.data["session"]["vacuity"],
             "created": self.data["created"],
+            "signature": self.signature.status,
+            "key_id": self.signature.key_id,
+            "accepted": self.accepted,
+            "refusals": list(self.refusals),
         }
 
 
-def load_report(path: str | Path) -> Report:
-    """Read one report; ReportError when unreadable, invalid against the schema, or edited."""
+def _parse(path: str | Path) -> dict[str, Any]:
     shown = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -103,21 +130,37 @@ def load_report(path: str | Path) -> Report:
     except (OSError, UnicodeDecodeError) as err:
         raise ReportError(f"{shown}: cannot read the report: {err}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
     except json.JSONDecodeError as err:
         raise ReportError(f"{shown}:{err.lineno}:{err.colno}: not JSON: {err.msg}") from None
+    except DuplicateKeyError as err:
+        raise ReportError(f"{shown}: not a valid gate report: {err}") from None
+
+
+def load_report(path: str | Path, trusted: TrustedKeys | None = None) -> Report:
+    """Read one report; ReportError when unreadable, invalid, repeating an id, edited, or badly signed.
+
+    ``trusted``: the keys its signature is checked against (default: ``trusted_keys()``).
+    """
+    shown = str(path)
+    data = _parse(path)
     problems = schema_problems(data)
+    if not problems:
+        problems = duplicate_problems(data)
     if problems:
         raise ReportError(
             f"{shown}: not a valid gate report (schema/gate-report.schema.json): " + "; ".join(problems)
         )
-    if not is_intact(data):
+    if not checksum_matches(data):
         raise ReportError(
-            f"{shown}: integrity check failed: the content's sha256 is {content_digest(data)[:16]}..., "
-            f"the report records {data['integrity']['digest'][:16]}...; the report was edited after "
-            "it was written. Refusing it: rerun the tests to get a genuine report."
+            f"{shown}: checksum mismatch: the content's sha256 is {content_digest(data)[:16]}..., "
+            f"the report records {data['checksum']['digest'][:16]}...; the report was edited or "
+            "corrupted after it was written. Refusing it: rerun the tests to get a genuine report."
         )
-    return Report(shown, data)
+    signature = check_signature(data, trusted_keys() if trusted is None else trusted)
+    if signature.status is SignatureStatus.INVALID:
+        raise ReportError(f"{shown}: {signature.detail}. Refusing it.")
+    return Report(shown, data, signature)
 
 
 def check_contract_hashes(reports: Sequence[Report], contracts: Sequence[ContractInfo]) -> None:
@@ -134,17 +177,68 @@ def check_contract_hashes(reports: Sequence[Report], contracts: Sequence[Contrac
                 )
 
 
+# --- which reports count --------------------------------------------------------------------
+
+
+def _profile_refusals(report: Report, known: Mapping[str, Profile]) -> list[str]:
+    """Why ``report`` is no evidence under the profile it names (empty: it is)."""
+    recorded = report.data["profile"]
+    profile = known.get(report.profile)
+    if profile is None:
+        names = ", ".join(sorted(known)) or "none"
+        return [f"profile {report.profile!r} is not a profile pv knows (known: {names}); "
+                "a report counts only under a known profile"]
+    if recorded["sha256"] != profile.sha256:
+        return [f"made under an edited profile {profile.name}: its sha256 is {recorded['sha256'][:16]}..., "
+                f"pv's profile {profile.name} ({profile.path}) has {profile.sha256[:16]}...; "
+                "rerun with the profile as pv knows it"]
+    found = []
+    differing = [f"{key} {recorded[key]!r} (pv's: {value!r})"
+                 for key, value in profile.to_json().items() if recorded.get(key) != value]
+    if differing:
+        found.append(f"records profile {profile.name} with other values: {', '.join(differing)}")
+    device = report.device
+    ran_on = device_class_of(device)
+    if ran_on != profile.device_class or not profile.matches(device):
+        found.append(
+            f"claims profile {profile.name} ({profile.device_class}: {profile.describe_detect()}) but ran on "
+            f"{report.data['environment']['device']['name']!r} ({ran_on}); its results count for no profile"
+        )
+    return found
+
+
+def _signature_refusals(report: Report) -> list[str]:
+    """For a release: the report must be signed by a trusted key."""
+    status = report.signature.status
+    if status is SignatureStatus.UNSIGNED:
+        return ["unsigned: a release accepts only reports signed by a trusted key "
+                "(`pv key generate` on the host that runs the tests; its public key among the trusted keys)"]
+    if status is SignatureStatus.UNKNOWN_KEY:
+        return [f"{report.signature.detail}: a release accepts only reports signed by a trusted key"]
+    return []
+
+
+def judge_reports(reports: Sequence[Report], known: Mapping[str, Profile], release: bool) -> None:
+    """Fill each report's ``refusals``: unknown or edited profile, another device, (release) no trusted signature."""
+    for report in reports:
+        report.refusals = _profile_refusals(report, known)
+        if release:
+            report.refusals += _signature_refusals(report)
+
+
 # --- the decision -------------------------------------------------------------------------
 
 
 @dataclass
 class RequirementResult:
-    """How one ``qa_gate.require`` entry (a falsifier on its profiles) fared."""
+    """How one ``qa_gate.require`` entry (a falsifier on its profiles) fared, and which report decided it."""
 
     falsifier: str
     profiles: list[str]
-    status: str
+    status: RequirementStatus
     detail: str
+    #: the report that met it, or whose results failed it (None: no report could decide it)
+    report: str | None = None
 
 
 @dataclass
@@ -154,15 +248,15 @@ class ContractGate:
     contract: str
     gate: str | None
     path: str
-    verdict: str = PASS
+    verdict: GateVerdict = GateVerdict.PASS
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     requirements: list[RequirementResult] = field(default_factory=list)
-    obligations: dict[str, str] = field(default_factory=dict)
+    obligations: dict[str, Status] = field(default_factory=dict)
 
     def fail(self, reason: str) -> None:
         """Fail the gate for ``reason`` (reasons accumulate)."""
-        self.verdict = FAIL
+        self.verdict = GateVerdict.FAIL
         self.reasons.append(reason)
 
 
@@ -177,13 +271,20 @@ class GateDecision:
     gates: list[ContractGate]
 
     @property
+    def verdict(self) -> GateVerdict:
+        """Fail on any problem with the reports, else the worst of the gates."""
+        if self.problems:
+            return GateVerdict.FAIL
+        return GateVerdict.first((g.verdict for g in self.gates), GateVerdict.PASS)
+
+    @property
     def passed(self) -> bool:
         """No problem with the reports, and every contract's gate passed."""
-        return not self.problems and all(g.verdict == PASS for g in self.gates)
+        return self.verdict is GateVerdict.PASS
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "verdict": PASS if self.passed else FAIL,
+            "verdict": self.verdict,
             "release": self.release,
             "scope": self.scope,
             "reports": self.reports,
@@ -193,7 +294,8 @@ class GateDecision:
 
 
 def _report_problems(reports: Sequence[Report], release: bool) -> list[str]:
-    problems = [
+    problems = [f"{r.path}: refused: {why}" for r in reports for why in r.refusals]
+    problems += [
         f"{r.path}: zero tests executed: this run is evidence of nothing"
         for r in reports
         if r.tests_executed == 0
@@ -202,12 +304,6 @@ def _report_problems(reports: Sequence[Report], release: bool) -> list[str]:
         f"{r.path}: collection error in {error['nodeid']}: {error['message']}"
         for r in reports
         for error in r.data["session"]["collection_errors"]
-    ]
-    problems += [
-        f"{r.path}: profile {r.profile} was chosen but does not match the device it ran on "
-        f"({r.data['environment']['device']['name']}); its results count for no profile"
-        for r in reports
-        if not r.counts_for_profile
     ]
     if release:
         commits = {r.data["environment"]["git"]["commit"] for r in reports}
@@ -227,54 +323,54 @@ def _describe(entry: dict[str, Any] | None, report: Report) -> str:
     where = f"on {report.profile} ({report.path})"
     if entry is None:
         return f"absent {where}"
-    if entry["status"] != F_PASSED:
+    if entry["status"] != FalsifierStatus.PASSED:
         return f"{entry['status']} {where}: {entry['reason']}"
-    if not report.counts_for_profile:
-        return f"passed {where}, but that run's device does not match profile {report.profile}"
     mutants = entry["mutants"]
     if not mutants:
         return f"passed {where}, but its mutants were not run (run with --pv-vacuity)"
-    unkilled = [m for m in mutants if m["status"] != KILLED]
+    unkilled = [m for m in mutants if m["status"] != MutantStatus.KILLED]
     if unkilled:
-        m = unkilled[0]
+        m = min(unkilled, key=lambda m: MutantStatus(m["status"]))
         return f"passed {where}, but mutant {m['mutant']} was {m['status']}: {m['detail']}"
     return f"passed {where}, {len(mutants)} mutant run(s) killed"
 
 
-def _satisfied(entry: dict[str, Any] | None, report: Report) -> bool:
+def _satisfied(entry: dict[str, Any] | None) -> bool:
     return (
         entry is not None
-        and entry["status"] == F_PASSED
-        and report.counts_for_profile
+        and entry["status"] == FalsifierStatus.PASSED
         and bool(entry["mutants"])
-        and all(m["status"] == KILLED for m in entry["mutants"])
+        and all(m["status"] == MutantStatus.KILLED for m in entry["mutants"])
     )
 
 
 def _requirement(req: Requirement, reports: Sequence[Report], scope: set[str] | None) -> RequirementResult:
-    wanted = [p for p in req.profiles if scope is None or p in scope]
     names = "|".join(req.profiles)
-    if not wanted:
-        return RequirementResult(
-            req.falsifier, list(req.profiles), OUT_OF_SCOPE,
-            f"required on {names}; no report from those profiles here (the release gate decides it)",
-        )
-    candidates = [r for r in reports if r.profile in wanted]
+
+    def result(status: RequirementStatus, detail: str, report: Report | None = None) -> RequirementResult:
+        return RequirementResult(req.falsifier, list(req.profiles), status, detail,
+                                 None if report is None else report.path)
+
+    if scope is not None and not scope.intersection(req.profiles):
+        return result(RequirementStatus.DEFERRED,
+                      f"required on {names}; deferred: a gate for profile(s) {', '.join(sorted(scope))} "
+                      "does not decide it (pv gate --release does)")
+    candidates = [r for r in reports if r.profile in req.profiles]
     if not candidates:
-        return RequirementResult(
-            req.falsifier, list(req.profiles), UNMET, f"required on {names}: no report from any of them"
-        )
+        return result(RequirementStatus.UNMET,
+                      f"no evidence: required on {names}, and no accepted report comes from any of them")
     for report in candidates:
         entry = report.falsifier(req.falsifier)
-        if _satisfied(entry, report):
-            return RequirementResult(req.falsifier, list(req.profiles), MET, _describe(entry, report))
+        if _satisfied(entry):
+            return result(RequirementStatus.MET, _describe(entry, report), report)
     details = "; ".join(_describe(report.falsifier(req.falsifier), report) for report in candidates)
-    return RequirementResult(req.falsifier, list(req.profiles), UNMET, f"required on {names}: {details}")
+    deciding = candidates[0] if len(candidates) == 1 else None
+    return result(RequirementStatus.UNMET, f"required on {names}: {details}", deciding)
 
 
 def _obligation_status(
     contract: ContractInfo, obligation: str, reports: Sequence[Report]
-) -> tuple[str, str]:
+) -> tuple[Status, str]:
     verdicts = [
         v
         for report in reports
@@ -283,7 +379,7 @@ def _obligation_status(
         for v in entry["verdicts"]
     ]
     status = combine_verdicts(v["status"] for v in verdicts)
-    if status == NOT_RUN:
+    if status is Status.NOT_RUN:
         return status, "no verdict in any report (run the contracts' checks: pytest contracts)"
     deciding = next((v for v in verdicts if v["status"] == status), verdicts[0])
     detail = str(deciding.get("detail") or "").strip().splitlines()
@@ -296,7 +392,7 @@ def _negative_results(contract: ContractInfo, reports: Sequence[Report]) -> dict
     for ft_id in contract.falsifiers:
         for report in reports:
             entry = report.falsifier(ft_id)
-            if entry is not None and entry["status"] in _NEGATIVE_FALSIFIER:
+            if entry is not None and FalsifierStatus(entry["status"]) <= FalsifierStatus.VACUOUS:
                 found.setdefault(ft_id, []).append(
                     f"{ft_id}: {entry['status']} on {report.profile} ({report.path}): {entry['reason']}"
                 )
@@ -309,27 +405,18 @@ def _unrequired_notes(contract: ContractInfo, reports: Sequence[Report]) -> list
     notes = []
     for ft_id in contract.falsifiers:
         found = [(r, e) for r in reports if (e := r.falsifier(ft_id)) is not None]
-        if ft_id in required or any(e["status"] == F_PASSED for _, e in found):
+        if ft_id in required or any(e["status"] == FalsifierStatus.PASSED for _, e in found):
             continue
         seen = "; ".join(f"{e['status']} on {r.profile}: {e['reason']}" for r, e in found) or "in no report"
         notes.append(f"{ft_id} (not required) passed nowhere: {seen}")
     return notes
 
 
-def _gate_contract(
-    contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None, release: bool
-) -> ContractGate:
-    gate = ContractGate(contract.name, contract.gate_id, contract.path)
-    own = [r for r in reports if r.contract_hash(contract.name) == contract.sha256]
-    if not own:
-        gate.fail("no report covers this version of the contract")
-        return gate
-    if contract.gate_id is None or not contract.requirements:
-        message = "qa_gate requires no falsifier (qa_gate.require), so nothing is evidence for it"
-        if release:
-            gate.fail(message)
-        else:
-            gate.notes.append(message)
+def _gate_requirements(gate: ContractGate, contract: ContractInfo, own: Sequence[Report],
+                       scope: set[str] | None) -> None:
+    if not contract.requirements:
+        gate.fail("no evidence: qa_gate requires no falsifier (qa_gate.require), so nothing is evidence for it")
+        return
     negative = _negative_results(contract, own)
     for reasons in negative.values():
         for reason in reasons:
@@ -337,10 +424,23 @@ def _gate_contract(
     for req in contract.requirements:
         result = _requirement(req, own, scope)
         gate.requirements.append(result)
-        if result.status == UNMET and req.falsifier not in negative:
+        if result.status is RequirementStatus.UNMET and req.falsifier not in negative:
             gate.fail(f"{req.falsifier}: {result.detail}")
-        elif result.status == OUT_OF_SCOPE:
-            gate.notes.append(f"{req.falsifier}: {result.detail}")
+    if all(r.status is RequirementStatus.DEFERRED for r in gate.requirements):
+        named = sorted({p for req in contract.requirements for p in req.profiles})
+        gate.fail(f"no evidence: no requirement of this gate names profile(s) {', '.join(sorted(scope or ()))} "
+                  f"(they name {', '.join(named)}), so these reports decide nothing of it")
+
+
+def _gate_contract(
+    contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None
+) -> ContractGate:
+    gate = ContractGate(contract.name, contract.gate_id, contract.path)
+    own = [r for r in reports if r.contract_hash(contract.name) == contract.sha256]
+    if not own:
+        gate.fail("no evidence: no accepted report covers this version of the contract")
+        return gate
+    _gate_requirements(gate, contract, own, scope)
     gate.notes += _unrequired_notes(contract, own)
     if contract.compile_error:
         gate.fail(f"the contract's checks do not compile: {contract.compile_error}")
@@ -348,7 +448,7 @@ def _gate_contract(
     for obligation in contract.checked_obligations:
         status, detail = _obligation_status(contract, obligation, own)
         gate.obligations[obligation] = status
-        if status not in _SUCCESS_OBLIGATION:
+        if not status.is_success:
             gate.fail(f"obligation {obligation}: {status}: {detail}")
     unchecked = [ob for ob in contract.obligations if ob not in checked]
     if unchecked:
@@ -356,18 +456,29 @@ def _gate_contract(
     return gate
 
 
-def decide(reports: Sequence[Report], contracts: Sequence[ContractInfo], *, release: bool) -> GateDecision:
-    """Each contract's gate, and the report-level problems, from intact reports of these contracts."""
+def decide(
+    reports: Sequence[Report],
+    contracts: Sequence[ContractInfo],
+    *,
+    release: bool,
+    known: Mapping[str, Profile] | None = None,
+) -> GateDecision:
+    """Each contract's gate, and the report-level problems, from loaded reports of these contracts.
+
+    ``known``: the profiles a report may be judged under (default: ``known_profiles()``).
+    """
     if not reports:
         raise UserError("no gate report given")
     if not contracts:
         raise UserError("no contract to gate")
     check_contract_hashes(reports, contracts)
-    scope = None if release else {r.profile for r in reports}
+    judge_reports(reports, known_profiles() if known is None else known, release)
+    accepted = [r for r in reports if r.accepted]
+    scope = None if release else {r.profile for r in accepted}
     return GateDecision(
         release=release,
         scope=None if scope is None else sorted(scope),
         reports=[r.summary() for r in reports],
         problems=_report_problems(reports, release),
-        gates=[_gate_contract(c, reports, scope, release) for c in contracts],
+        gates=[_gate_contract(c, accepted, scope) for c in contracts],
     )

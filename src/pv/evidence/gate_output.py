@@ -7,12 +7,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pv.evidence.statuses import GateVerdict, RequirementStatus, SignatureStatus
+
 if TYPE_CHECKING:
-    from pv.evidence.gate import GateDecision
+    from pv.evidence.gate import ContractGate, GateDecision, RequirementResult
+
 
 def _headline(decision: "GateDecision") -> str:
     verdict = "PASS" if decision.passed else "FAIL"
-    failed = sum(g.verdict != "pass" for g in decision.gates)
+    failed = sum(g.verdict is not GateVerdict.PASS for g in decision.gates)
     counts = f"{len(decision.gates) - failed} of {len(decision.gates)} gates pass"
     if decision.release:
         return f"release: {verdict} ({counts})"
@@ -23,14 +26,36 @@ def _headline(decision: "GateDecision") -> str:
     )
 
 
+_SIGNATURE_WORDS = {
+    SignatureStatus.TRUSTED: "signed by trusted key {key}",
+    SignatureStatus.UNKNOWN_KEY: "signed by untrusted key {key}",
+    SignatureStatus.UNSIGNED: "unsigned",
+}
+
+
 def _report_line(summary: dict) -> str:
     commit = (summary["commit"] or "unknown")[:12] + (" dirty" if summary["dirty"] else "")
-    match = "" if summary["matches_device"] else " (profile does not match device)"
+    refused = "" if summary["accepted"] else " (REFUSED)"
     vacuity = "with mutants" if summary["vacuity"] else "without mutants"
+    signature = _SIGNATURE_WORDS[summary["signature"]].format(key=(summary["key_id"] or "")[:16])
     return (
-        f"{summary['path']}: profile {summary['profile']}{match}, {summary['device']} on "
-        f"{summary['host']}, commit {commit}, {summary['tests_executed']} tests executed {vacuity}"
+        f"{summary['path']}{refused}: profile {summary['profile']}, {summary['device']} on "
+        f"{summary['host']}, commit {commit}, {summary['tests_executed']} tests executed {vacuity}, {signature}"
     )
+
+
+def _decided_by(result: "RequirementResult") -> str:
+    profiles = "|".join(result.profiles)
+    if result.status is RequirementStatus.MET:
+        return f"{result.falsifier} on {profiles}: met, decided by {result.report}"
+    if result.status is RequirementStatus.DEFERRED:
+        return f"{result.falsifier} on {profiles}: deferred to the release gate"
+    decided = f"decided by {result.report}" if result.report else "no report decides it"
+    return f"{result.falsifier} on {profiles}: unmet, {decided}"
+
+
+def _requirement_lines(gate: "ContractGate") -> list[str]:
+    return [f"    requirement: {_decided_by(r)}" for r in gate.requirements]
 
 
 def format_text(decision: "GateDecision") -> str:
@@ -44,6 +69,7 @@ def format_text(decision: "GateDecision") -> str:
     lines.append(f"{'contract':<{width}}  {'gate':<{gate_width}}  verdict")
     for gate in decision.gates:
         lines.append(f"{gate.contract:<{width}}  {gate.gate or '-':<{gate_width}}  {gate.verdict.upper()}")
+        lines += _requirement_lines(gate)
         lines += [f"    - {reason}" for reason in gate.reasons]
         lines += [f"    note: {note}" for note in gate.notes]
     lines += ["", _headline(decision)]
@@ -64,10 +90,11 @@ def format_markdown(decision: "GateDecision") -> str:
     lines = [f"## pv gate: {'PASS' if decision.passed else 'FAIL'}", "", _md(_headline(decision)), ""]
     lines += [f"- {_md(_report_line(s))}" for s in decision.reports]
     lines += [f"- **problem:** {_md(p)}" for p in decision.problems]
-    lines += ["", "| contract | gate | verdict | why |", "|---|---|---|---|"]
+    lines += ["", "| contract | gate | verdict | why | requirements |", "|---|---|---|---|---|"]
     for gate in decision.gates:
         why = "<br>".join(_md(r) for r in gate.reasons) or "-"
-        lines.append(f"| {gate.contract} | {gate.gate or '-'} | {gate.verdict.upper()} | {why} |")
+        decided = "<br>".join(_md(_decided_by(r)) for r in gate.requirements) or "-"
+        lines.append(f"| {gate.contract} | {gate.gate or '-'} | {gate.verdict.upper()} | {why} | {decided} |")
     notes = [f"- {gate.contract}: {_md(n)}" for gate in decision.gates for n in gate.notes]
     if notes:
         lines += ["", "<details><summary>notes</summary>", "", *notes, "", "</details>"]

@@ -1,9 +1,10 @@
-"""The integrity seal of a gate report: a sha256 over its canonical JSON.
+"""The checksum of a gate report: a sha256 over its canonical JSON, against accidental edits.
 
-The seal makes an edited report (a flipped status, a changed contract hash, a
-removed test) detectable: ``pv gate`` recomputes the digest and refuses a
-report whose content no longer matches it. It is a check against edits and
-corruption, not a signature: whoever can run the writer can seal any content.
+The checksum makes an accidental edit or a corrupted copy (a flipped status, a
+truncated file) detectable: ``pv gate`` recomputes it and refuses a report
+whose content no longer matches. It is not a proof of origin: anyone can
+recompute it after a deliberate edit. Origin is what the signature shows
+(``pv.evidence.signing``); both cover the same bytes, :func:`signed_content`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import json
 from typing import Any
 
 ALGORITHM = "sha256"
-CANONICAL_FORM = "json: sorted keys, no spaces, UTF-8, field 'integrity' left out"
+#: top-level fields that are not content: the checksum and the signature over the content
+SEAL_FIELDS = ("checksum", "signature")
+CANONICAL_FORM = "json: sorted keys, no spaces, UTF-8, fields 'checksum' and 'signature' left out"
 
 
 def canonical_json(data: Any) -> bytes:
@@ -23,26 +26,30 @@ def canonical_json(data: Any) -> bytes:
     ).encode("utf-8")
 
 
+def signed_content(report: dict[str, Any]) -> bytes:
+    """The canonical bytes of ``report`` without its checksum and signature."""
+    return canonical_json({key: value for key, value in report.items() if key not in SEAL_FIELDS})
+
+
 def content_digest(report: dict[str, Any]) -> str:
-    """The sha256 of ``report`` without its ``integrity`` field."""
-    content = {key: value for key, value in report.items() if key != "integrity"}
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    """The sha256 of :func:`signed_content`."""
+    return hashlib.sha256(signed_content(report)).hexdigest()
 
 
-def seal(report: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``report`` with its ``integrity`` field set to the digest of the rest."""
-    sealed = {key: value for key, value in report.items() if key != "integrity"}
-    sealed["integrity"] = {
+def add_checksum(report: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``report`` with its ``checksum`` field set to the digest of the content."""
+    checked = {key: value for key, value in report.items() if key != "checksum"}
+    checked["checksum"] = {
         "algorithm": ALGORITHM,
         "canonical_form": CANONICAL_FORM,
-        "digest": content_digest(sealed),
+        "digest": content_digest(checked),
     }
-    return sealed
+    return checked
 
 
-def is_intact(report: dict[str, Any]) -> bool:
+def checksum_matches(report: dict[str, Any]) -> bool:
     """Whether ``report``'s recorded digest equals the digest of its content."""
-    integrity = report.get("integrity")
-    if not isinstance(integrity, dict) or integrity.get("algorithm") != ALGORITHM:
+    checksum = report.get("checksum")
+    if not isinstance(checksum, dict) or checksum.get("algorithm") != ALGORITHM:
         return False
-    return integrity.get("digest") == content_digest(report)
+    return checksum.get("digest") == content_digest(report)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from pv.checks.verdicts import Status
+from pv.evidence.statuses import FalsifierStatus, MutantStatus
+
 _REASON_WIDTH = 160
 
 
@@ -37,15 +40,15 @@ def session_markdown(report: dict[str, Any]) -> str:
         lines += [f"> Profile `{profile['name']}` was chosen but does not match this device.", ""]
     lines += ["| falsifier | contract | status | tests | mutants killed | time (s) |", "|---|---|---|---|---|---|"]
     for entry in report["falsifiers"]:
-        killed = sum(m["status"] == "killed" for m in entry["mutants"])
+        killed = sum(m["status"] == MutantStatus.KILLED for m in entry["mutants"])
         lines.append(
             f"| {entry['id']} | {entry['contract'] or '-'} | {entry['status']} | "
             f"{len(entry['tests'])} | {killed}/{len(entry['mutants'])} | {entry['duration_s']:.2f} |"
         )
     obligations = Counter(entry["status"] for entry in report["obligations"])
     lines += ["", f"Obligations: {_counts(obligations)}."]
-    problems = [e for e in report["falsifiers"] if e["status"] != "passed"]
-    problems_ob = [e for e in report["obligations"] if e["checked"] and e["status"] not in ("proved", "passed")]
+    problems = [e for e in report["falsifiers"] if e["status"] != FalsifierStatus.PASSED]
+    problems_ob = [e for e in report["obligations"] if e["checked"] and not Status(e["status"]).is_success]
     if problems or problems_ob:
         lines += ["", "### Not passed", ""]
         lines += [f"- {e['id']}: {e['status']}: {_cell(e['reason'])}" for e in problems]

@@ -99,6 +99,13 @@ class Profile:
         fragments = self.detect["device_name_contains"]
         return any(f.lower() in name for f in fragments) and facts.unified == self.detect["unified"]
 
+    def describe_detect(self) -> str:
+        """The ``detect`` rule in words, for messages."""
+        if "cuda" in self.detect:
+            return "no CUDA device" if not self.detect["cuda"] else "a CUDA device"
+        kind = "unified" if self.detect["unified"] else "discrete"
+        return f"a CUDA device named like {' or '.join(self.detect['device_name_contains'])} ({kind} memory)"
+
     def to_json(self) -> dict[str, Any]:
         """The identity of the profile as a report records it."""
         return {
@@ -116,6 +123,34 @@ def profiles_dir() -> Path:
     if override:
         return Path(override)
     return repo_root() / "profiles"
+
+
+def device_class_of(facts: DeviceFacts) -> str:
+    """The device class of the device ``facts`` describe: cpu, discrete or unified."""
+    if not facts.cuda:
+        return "cpu"
+    return "unified" if facts.unified else "discrete"
+
+
+def profile_folders() -> list[Path]:
+    """The folders whose profiles pv knows: the built-in ``profiles_dir()``."""
+    return [profiles_dir()]
+
+
+def known_profiles() -> dict[str, Profile]:
+    """Every profile pv knows (those of :func:`profile_folders`), by name.
+
+    Only a report made under one of these, with the same content hash, is
+    evidence. ProfileError when two folders define one name differently.
+    """
+    known: dict[str, Profile] = {}
+    for folder in profile_folders():
+        for name in available_profiles(folder):
+            profile = _load_file(folder / f"{name}.yaml")
+            other = known.setdefault(name, profile)
+            if other.sha256 != profile.sha256:
+                raise ProfileError(f"profile {name!r} is defined twice, differently: {other.path} and {profile.path}")
+    return known
 
 
 def available_profiles(folder: Path | None = None) -> list[str]:

@@ -33,3 +33,38 @@ def schema_problems(report: Any, limit: int = 5) -> list[str]:
     """Up to ``limit`` violations of the schema, each ``$.path: message``, in a stable order."""
     errors = sorted(_validator().iter_errors(report), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [f"{_where(e.absolute_path)}: {e.message}" for e in errors[:limit]]
+
+
+def duplicate_problems(report: dict[str, Any]) -> list[str]:
+    """Ids a valid report repeats: a falsifier id, an obligation of a contract, a contract name.
+
+    JSON Schema cannot require unique ids; a reader that took the first entry
+    of an id would let a repeated entry hide another.
+    """
+    sections = (
+        ("falsifiers", lambda e: e["id"]),
+        ("obligations", lambda e: f"{e['contract']} {e['obligation']}"),
+        ("contracts", lambda e: e["name"]),
+    )
+    problems = []
+    for section, ident in sections:
+        first: dict[str, int] = {}
+        for index, entry in enumerate(report[section]):
+            seen = first.setdefault(ident(entry), index)
+            if seen != index:
+                problems.append(f"$.{section}[{index}]: repeats {ident(entry)} of $.{section}[{seen}]")
+    return problems
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object with a repeated key."""
+
+
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: a repeated key is an error, not "the last wins"."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKeyError(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found

@@ -25,6 +25,7 @@ from typing import Any
 from pv._util.files import write_atomic
 from pv._util.progress import read_counts
 from pv._util.properties import decode_property
+from pv.evidence.statuses import MutantStatus
 
 #: user_properties entry of an executed mutant run (read by the gate report):
 #: ``{"falsifier": FT-id, "mutant": name, "killed": bool}`` plus ``test`` and ``detail``.
@@ -105,8 +106,10 @@ def _detail(report: Any) -> str:
 
 # --- the verdict ---------------------------------------------------------------------------
 
-#: status of one (falsifier, test, mutant) row
-KILLED, SURVIVED, SKIPPED, ERROR, UNPROVEN = "killed", "survived", "skipped", "error", "unproven"
+_BY_OUTCOME = {
+    "passed": MutantStatus.KILLED, "failed": MutantStatus.SURVIVED,
+    "skipped": MutantStatus.SKIPPED, "error": MutantStatus.ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Row:
     falsifier: str
     test: str
     mutant: str
-    status: str
+    status: MutantStatus
     detail: str = ""
 
 
@@ -128,13 +131,13 @@ class VacuityResult:
 
     @property
     def executed(self) -> int:
-        return sum(row.status in (KILLED, SURVIVED) for row in self.rows)
+        return sum(row.status in (MutantStatus.KILLED, MutantStatus.SURVIVED) for row in self.rows)
 
     def problems(self) -> list[str]:
         """Why the run does not show every falsifier able to fail (empty: it does)."""
         found = [f"{row.falsifier} {row.test}: mutant {row.mutant} {row.status}"
                  + (f" ({row.detail})" if row.detail else "")
-                 for row in self.rows if row.status != KILLED]
+                 for row in self.rows if row.status is not MutantStatus.KILLED]
         found += [f"{test}: unmutated run {why}" for test, why in self.baseline_failures.items()]
         if self.executed == 0:
             found.append("no mutant run was executed")
@@ -152,9 +155,9 @@ def result_from_runs(runs: Sequence[ItemRun]) -> VacuityResult:
         if run.mutant is None:
             continue
         base = baseline.get(run.test)
-        status = {"passed": KILLED, "failed": SURVIVED, "skipped": SKIPPED, "error": ERROR}[run.outcome]
-        if status == KILLED and (base is None or base.outcome != "passed"):
-            status = UNPROVEN
+        status = _BY_OUTCOME[run.outcome]
+        if status is MutantStatus.KILLED and (base is None or base.outcome != "passed"):
+            status = MutantStatus.UNPROVEN
         for falsifier in run.falsifiers:
             result.rows.append(Row(falsifier, _short(run.test), run.mutant, status, run.detail))
     result.rows.sort(key=lambda row: (row.falsifier, row.test, row.mutant))
@@ -176,10 +179,10 @@ def format_table(result: VacuityResult) -> str:
     for cells in [header, *lines]:
         out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + "  " + cells[3])
     out.insert(1, "-" * len(out[0]))
-    counts = {status: sum(row.status == status for row in result.rows)
-              for status in (KILLED, SURVIVED, SKIPPED, ERROR, UNPROVEN)}
+    shown = (MutantStatus.KILLED, MutantStatus.SURVIVED, MutantStatus.SKIPPED, MutantStatus.ERROR, MutantStatus.UNPROVEN)
+    counts = {status: sum(row.status is status for row in result.rows) for status in shown}
     falsifiers = len({row.falsifier for row in result.rows})
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status == KILLED)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status is MutantStatus.KILLED)
     out.append(f"{falsifiers} falsifiers, {len(result.rows)} mutant runs: {summary}")
     return "\n".join(out)
 

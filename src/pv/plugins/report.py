@@ -11,6 +11,10 @@ Options (group "pv gate report"):
 ``--gate-contracts DIR``
     the contracts the report covers (default: ``contracts/`` of the rootdir).
 
+A report is signed with this host's key when there is one (``pv key
+generate``; ``$PV_KEY_DIR``, see ``pv.evidence.signing``), and carries a
+checksum against accidental edits either way.
+
 Fixtures: ``hw_profile`` (the active ``pv.evidence.profiles.Profile``) and ``evidence``
 (``evidence(key, value, unit=None)`` records a measured value on the test).
 
@@ -73,7 +77,15 @@ def pytest_configure(config: pytest.Config) -> None:
     except UserError as err:
         raise pytest.UsageError(str(err)) from None
     controller = not hasattr(config, "workerinput")
-    config.pluginmanager.register(GateReportPlugin(config, profile, controller), "pv-gate-report")
+    key = None
+    if controller:
+        from pv.evidence.signing import load_host_key
+
+        try:
+            key = load_host_key()
+        except UserError as err:
+            raise pytest.UsageError(f"gate report: {err}") from None
+    config.pluginmanager.register(GateReportPlugin(config, profile, controller, key), "pv-gate-report")
 
 
 def active_profile(config: pytest.Config) -> Profile:
@@ -136,10 +148,12 @@ def _shown_arg(arg: str, config: pytest.Config) -> str:
 class GateReportPlugin:
     """Collects results on every process; the controller (or the only process) writes."""
 
-    def __init__(self, config: pytest.Config, profile: Profile, controller: bool) -> None:
+    def __init__(self, config: pytest.Config, profile: Profile, controller: bool, key: Any = None) -> None:
         self.config = config
         self.profile = profile
         self.controller = controller
+        #: this host's signing key (``pv.evidence.signing.HostKey``), or None: the report is unsigned
+        self.key = key
         self.collection = Collection()
         self.records: dict[str, TestRecord] = {}
         self.started = time.monotonic()
@@ -249,16 +263,17 @@ class GateReportPlugin:
         import json
 
         from pv._util.files import write_atomic
-        from pv.evidence.integrity import seal
+        from pv.evidence.integrity import add_checksum
         from pv.evidence.markdown import session_markdown
+        from pv.evidence.signing import sign
 
-        sealed = seal(report)
+        final = add_checksum(sign(report, self.key) if self.key is not None else report)
         json_path = self.config.getoption("pv_gate_report")
         if json_path:
-            self.written.append(write_atomic(json_path, json.dumps(sealed, indent=1, ensure_ascii=False) + "\n"))
+            self.written.append(write_atomic(json_path, json.dumps(final, indent=1, ensure_ascii=False) + "\n"))
         markdown_path = self.config.getoption("pv_gate_markdown")
         if markdown_path:
-            self.written.append(write_atomic(markdown_path, session_markdown(sealed)))
+            self.written.append(write_atomic(markdown_path, session_markdown(final)))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.controller or self.report is None:
@@ -267,6 +282,11 @@ class GateReportPlugin:
         terminalreporter.section("pv gate report")
         for path in self.written:
             terminalreporter.write_line(f"wrote {path}")
+        if self.key is not None:
+            terminalreporter.write_line(f"signed with key {self.key.key_id[:16]}... ({self.key.path})")
+        else:
+            terminalreporter.write_line("unsigned: no signing key on this host (`pv key generate`); "
+                                        "`pv gate --release` refuses unsigned reports")
         terminalreporter.write_line(
             f"profile {self.report['profile']['name']}: {session['tests_executed']} tests executed, "
             f"{len(self.report['falsifiers'])} falsifiers, {len(self.report['obligations'])} obligations"

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from pv.contracts.findings import Location, Severity
+from pv.contracts.requirements import parse_requirements
 from pv.contracts.rules.registry import rule
 from pv.contracts.rules.sections import depends_on, entries, is_contract, mapping, suggestion
 
@@ -56,10 +57,10 @@ def dependency_cycle(docs: Sequence) -> Iterable[tuple[Location, str]]:
 @rule("PV-REF-004", Severity.ERROR, "qa_gate.require names a falsifier that the contract does not have")
 def gate_requirement(doc) -> Iterable[tuple[Location, str]]:
     ids = [t["id"] for _, t in entries(doc.data, "falsification_tests") if isinstance(t.get("id"), str)]
-    for index, requirement in entries(mapping(doc.data, "qa_gate"), "require"):
-        target = requirement.get("falsifier")
-        if isinstance(target, str) and target not in ids:
-            yield doc.locate("qa_gate", "require", index, "falsifier"), (
+    for requirement in parse_requirements(doc.data)[0]:
+        target = requirement.falsifier
+        if target not in ids:
+            yield doc.locate("qa_gate", "require", requirement.index, "falsifier"), (
                 f"qa_gate requires falsifier `{target}`, which is not a falsification_tests id of this contract"
                 f"{suggestion(target, ids)}"
             )

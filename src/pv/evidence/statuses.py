@@ -1,0 +1,68 @@
+"""The statuses of gate reports and gate decisions, each in precedence order (worst first).
+
+Every enum's values are what the JSON holds; ``min`` over members (or
+``OrderedStrEnum.first``) picks the one that decides.
+"""
+
+from __future__ import annotations
+
+from pv._util.enums import OrderedStrEnum
+
+
+class FalsifierStatus(OrderedStrEnum):
+    """A falsifier in one report: the worst result among its tests and mutant runs decides."""
+
+    FAILED = "failed"
+    ERROR = "error"
+    VACUOUS = "vacuous"
+    SKIPPED = "skipped"
+    NOT_RUN = "not-run"
+    PASSED = "passed"
+
+
+class MutantStatus(OrderedStrEnum):
+    """One run of a falsifier with a planted defect; only ``killed`` shows the falsifier can fail.
+
+    ``unproven``: the mutant run failed but the unmutated run did not pass
+    either (``pv vacuity`` only; a gate report never records it).
+    """
+
+    SURVIVED = "survived"
+    ERROR = "error"
+    UNPROVEN = "unproven"
+    SKIPPED = "skipped"
+    KILLED = "killed"
+
+
+class RequirementStatus(OrderedStrEnum):
+    """One ``qa_gate.require`` entry in a decision.
+
+    ``unmet`` includes "no evidence" (no accepted report could decide it);
+    ``deferred``: a gate for one profile does not decide a requirement on other
+    profiles; it never makes a gate pass (``pv gate --release`` decides it).
+    """
+
+    UNMET = "unmet"
+    DEFERRED = "deferred"
+    MET = "met"
+
+
+class GateVerdict(OrderedStrEnum):
+    """A contract's gate, and the decision over all of them."""
+
+    FAIL = "fail"
+    PASS = "pass"
+
+
+class SignatureStatus(OrderedStrEnum):
+    """What the gate could verify of a report's signature.
+
+    ``invalid`` (the signature does not match the content: the report was
+    edited) refuses the report outright; ``unknown-key`` and ``unsigned`` are
+    refused by a release and noted otherwise; ``trusted``: signed by a trusted key.
+    """
+
+    INVALID = "invalid"
+    UNKNOWN_KEY = "unknown-key"
+    UNSIGNED = "unsigned"
+    TRUSTED = "trusted"
