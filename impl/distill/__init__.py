@@ -10,3 +10,6 @@ boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``train
 """
 
 __version__ = "0.1.0"
+#: Only what a module lists in its own ``__pv_bindable__`` can be bound by a contract:
+#: the readers and writers of files are not bindable.
+__pv_bindable__: tuple[str, ...] = ()

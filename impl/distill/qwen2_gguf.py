@@ -8,7 +8,7 @@ into a temporary file that replaces the target whole.
 from __future__ import annotations
 
 import math
-import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from gguf.constants import (
 from distill.errors import DistillError, GGUFFormatError, QuantError
 from distill.gguf_file import GGUFHeader, TensorEntry, read_header
 from distill.model import Qwen2Config, check_tensors
+from distill.output import whole_file
 from distill.quant import QTYPES, TensorData, check_scales, raw_shape
 from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
 
@@ -229,36 +230,36 @@ def write_gguf(path: str | Path, config: Qwen2Config, tensors: Iterable[TensorDa
     ``path`` unless the whole file was written.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    spool_path = path.with_name(f".{path.name}.{os.getpid()}.spool")
-    try:
-        with open(spool_path, "w+b") as spool:
-            if isinstance(tensors, (list, tuple)):
-                plan, offsets = list(tensors), {}
-            else:
-                plan, offsets = _spool(tensors, spool)
-            problems = check_tensors(config, {t.name: t for t in plan})
-            if problems:
-                raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
-            writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
-            _add_metadata(writer, config, tokenizer)
-            for t in plan:
-                writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
-                                       raw_dtype=GGMLQuantizationType[t.qtype])
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for t in plan:
-                if t.name in offsets:
-                    spool.seek(offsets[t.name])
-                    data = np.fromfile(spool, dtype=np.uint8, count=t.nbytes)
-                else:
-                    data = t.raw.detach().cpu().contiguous().numpy().reshape(-1)
-                writer.write_tensor_data(data)
-            writer.close()
-        os.replace(tmp, path)
-    except OSError as err:
-        raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
-    finally:
-        for leftover in (tmp, spool_path):
-            leftover.unlink(missing_ok=True)
+    with whole_file(path, error=GGUFFormatError) as tmp:
+        with tempfile.TemporaryFile(dir=tmp.parent) as spool:
+            try:
+                _write_to(tmp, spool, path, config, tensors, tokenizer)
+            except OSError as err:
+                raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+def _write_to(tmp: Path, spool: BinaryIO, path: Path, config: Qwen2Config, tensors: Iterable[TensorData],
+              tokenizer: Tokenizer | None) -> None:
+    if isinstance(tensors, (list, tuple)):
+        plan, offsets = list(tensors), {}
+    else:
+        plan, offsets = _spool(tensors, spool)
+    problems = check_tensors(config, {t.name: t for t in plan})
+    if problems:
+        raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
+    writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
+    _add_metadata(writer, config, tokenizer)
+    for t in plan:
+        writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
+                               raw_dtype=GGMLQuantizationType[t.qtype])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in plan:
+        if t.name in offsets:
+            spool.seek(offsets[t.name])
+            data = np.fromfile(spool, dtype=np.uint8, count=t.nbytes)
+        else:
+            data = t.raw.detach().cpu().contiguous().numpy().reshape(-1)
+        writer.write_tensor_data(data)
+    writer.close()
