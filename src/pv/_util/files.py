@@ -19,19 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pv._util.errors import UserError
-
-#: Longest file name shown in a message, in characters.
-MAX_SHOWN_PATH = 300
-
-
-def shown(path: str | os.PathLike[str]) -> str:
-    """A path as a message shows it: control characters escaped, long names shortened."""
-    text = os.fsdecode(path)
-    if text.isprintable() and len(text) <= MAX_SHOWN_PATH:
-        return text
-    escaped = ascii(text)[1:-1] if not text.isprintable() else text
-    return escaped if len(escaped) <= MAX_SHOWN_PATH else escaped[: MAX_SHOWN_PATH - 3] + "..."
-
+from pv._util.text import shown
 
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
