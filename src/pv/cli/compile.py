@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pv.checks.compiling import collect_contracts, compile_document
-    from pv.checks.generated import module_name, render_module
+    from pv.checks.generated import check_module, module_name, render_module
     from pv._util.files import write_atomic
 
     found = collect_contracts(args.paths)
@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
         if name in modules:
             raise UserError(f"two contracts compile to {name}: give them different file names")
         modules[name] = render_module(doc, compiled)
+        broken = check_module(name, modules[name])
+        if broken is not None:
+            raise UserError(f"{doc.path}: the module {name} would not import ({broken}); nothing written", exit_code=1)
     if invalid:
         for check, issue in invalid:
             print(f"{check.unit.path}:{check.unit.line}: {check.obligation}: {issue.message}", file=sys.stderr)
