@@ -30,6 +30,8 @@ from distill.quant import QTYPES, TensorData, check_scales, raw_shape
 from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
 
 ARCHITECTURE = "qwen2"
+#: Largest integer of the ``qwen2.*`` sizes (layers, widths, heads, context).
+MAX_DIMENSION = 2**31 - 1
 #: Qwen2Config field <- GGUF key (``{arch}`` = qwen2), and the Python type the value must have.
 CONFIG_KEYS: dict[str, tuple[str, type]] = {
     "n_layers": ("{arch}.block_count", int),
@@ -74,6 +76,10 @@ def _config_from_metadata(path: Path, metadata: dict[str, Any], vocab_size: int,
         value = metadata[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise GGUFFormatError(f"{path}: metadata key {key!r} is {value!r}, expected a {kind.__name__}")
+        if kind is int and not 0 < value <= MAX_DIMENSION:
+            raise GGUFFormatError(f"{path}: metadata key {key!r} is {value}, expected 1 to {MAX_DIMENSION}")
+        if kind is float and not math.isfinite(value):
+            raise GGUFFormatError(f"{path}: metadata key {key!r} is {value!r}, expected a finite number")
         # float32 in the file: take the shortest decimal that rounds to it (1e-06, not 9.99999997e-07)
         values[field_name] = float(str(np.float32(value))) if kind is float else value
     try:
@@ -159,6 +165,9 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel
     if embd is None or len(embd.shape) != 2:
         raise GGUFFormatError(f"{path}: tensor 'token_embd.weight' is missing or not 2-D (expected [vocab, hidden])")
     config = _config_from_metadata(path, header.metadata, embd.shape[0], "output.weight" not in tensors)
+    if config.n_layers > len(tensors):
+        raise GGUFFormatError(f"{path}: metadata key 'qwen2.block_count' is {config.n_layers}, but the file has"
+                              f" only {len(tensors)} tensors")
     problems = check_tensors(config, tensors)
     if problems:
         raise GGUFFormatError(f"{path}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
