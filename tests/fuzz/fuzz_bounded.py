@@ -31,7 +31,7 @@ MAX_ADDRESS_SPACE_MB = 2048
 #: Peak resident memory a batch may reach.
 MAX_RSS_MB = 1024
 #: Seconds one case may take (every case must end by itself long before its evaluation deadline).
-MAX_CASE_SECONDS = 3.0
+MAX_CASE_SECONDS = 5.0
 
 
 @dataclass
