@@ -37,6 +37,8 @@ MAX_TENSOR_ELEMENTS = 10_000_000
 TENSOR_ELEMENTS_PER_UNIT = 16
 #: Wall-clock seconds one evaluation of an expression may take.
 MAX_SECONDS = 10.0
+#: Units of work between two readings of the clock by the meter.
+CLOCK_EVERY = 64
 #: Largest ``ndigits`` of ``round`` (an integer of ``MAX_INT_BITS`` bits has fewer decimal digits).
 MAX_ROUND_DIGITS = 310_000
 NAN_POLICIES = ("forbid", "equal", "ieee")
@@ -266,8 +268,17 @@ def time_limit(deadline: float) -> Iterator[None]:
         _engine_deadline.reset(token)
 
 
+#: Values a container's slot already pays for (the meter charged building big ones).
+_SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
 def _shallow(value: Any) -> int:
     """Units of work to build ``value`` itself (a container's slots, not what they hold)."""
+    kind = value.__class__
+    if kind is int:
+        return 1 + value.bit_length() // 64
+    if kind is float or kind is bool or value is None:
+        return 1
     if is_tensor(value):
         return 1 if value._is_view() else 1 + value.numel() // TENSOR_ELEMENTS_PER_UNIT
     if isinstance(value, (str, bytes)):
@@ -311,12 +322,15 @@ class WorkBudget:
         self.deadline = own if engine is None else builtins.min(own, engine)
 
     def spend(self, amount: int) -> None:
-        """Count ``amount`` units of work; refuse past the limit or the deadline."""
+        """Count ``amount`` units of work; refuse past the limit or the deadline (read every
+        :data:`CLOCK_EVERY` units)."""
+        before = self.used
         self.used += amount
         if self.used > self.limit:
             raise HelperError(f"the expression does more than {self.limit} units of work"
                               " (items read and built by its operators, helpers and comprehensions)")
-        if not self.symbolic and time.monotonic() > self.deadline:
+        if (self.used // CLOCK_EVERY != before // CLOCK_EVERY or amount >= CLOCK_EVERY) and not self.symbolic \
+                and time.monotonic() > self.deadline:
             raise TimeLimitExceeded("the expression ran past its time limit")
 
     def size(self, value: Any, rate: int = TENSOR_ELEMENTS_PER_UNIT) -> int:
@@ -326,17 +340,15 @@ class WorkBudget:
         total, stack = 0, [value]
         while stack:
             item = stack.pop()
-            if is_tensor(item):
+            if isinstance(item, (list, tuple, set, frozenset)):
+                total += 1 + len(item)  # one unit a slot; nested values are walked too
+                if total <= left:
+                    stack += [child for child in item if child.__class__ not in _SCALAR_TYPES]
+            elif is_tensor(item):
                 total += 1 + item.numel() // rate
-            elif isinstance(item, (list, tuple, set, frozenset)):
-                total += 1
-                if len(item) > left:
-                    total += len(item)
-                else:
-                    stack.extend(item)
             elif isinstance(item, dict):
-                total += 1
-                stack.extend(item.items())
+                total += 1 + len(item)
+                stack += [*item.keys(), *item.values()]
             elif isinstance(item, range):
                 total += 1 + len(item)
             else:
@@ -365,7 +377,7 @@ class WorkBudget:
             if reads == "deep":
                 spend(size((args, tuple(kwargs.values())), rate))
             elif reads == "shallow":
-                spend(builtins.sum(_shallow(a) for a in args))
+                spend(_shallow(args[0]) + _shallow(args[-1]))
             else:
                 spend(1)
             result = function(*args, **kwargs)
