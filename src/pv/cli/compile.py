@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pv._util.errors import UserError
+from pv._util.text import shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{check.unit.path}:{check.unit.line}: {check.obligation}: {issue.message}", file=sys.stderr)
         raise UserError(f"{len(invalid)} problems in check blocks (see `pv validate`); nothing written", exit_code=1)
     output = Path(args.output)
+    if output.is_symlink():
+        raise UserError(f"{shown(output)}: is a symbolic link; give the folder itself")
     if output.exists() and not output.is_dir():
-        raise UserError(f"{output}: exists and is not a folder")
+        raise UserError(f"{shown(output)}: exists and is not a folder")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:
