@@ -41,6 +41,18 @@ def _make_target(work: Path, outside: Path, kind: str, index: int) -> str:
     return name
 
 
+def full_device(folder: Path) -> str:
+    """A full device to write to: a copy of /dev/full's node inside ``folder`` where we may make
+    one (as root, a broken writer would otherwise replace the machine's /dev/full), else /dev/full
+    itself (which a user who cannot make device nodes cannot replace either)."""
+    node = folder / "full"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except (PermissionError, OSError):
+        return "/dev/full"
+    return str(node)
+
+
 def test_no_writer_replaces_what_is_not_its_file(tmp_path: Path) -> None:
     work, outside = tmp_path / "work", tmp_path / "outside"
     work.mkdir()
@@ -54,7 +66,7 @@ def test_no_writer_replaces_what_is_not_its_file(tmp_path: Path) -> None:
     for index, (writer, kind) in enumerate(pairs):
         target = _make_target(work, outside, kind, index)
         cases.append({"kind": "cli", "argv": WRITERS[writer](target), "rc": (2,)})
-    cases.append({"kind": "cli", "argv": ["validate", "c.yaml", "--format", "json", "-o", "/dev/full"], "rc": (2,)})
+    cases.append({"kind": "cli", "argv": ["validate", "c.yaml", "--format", "json", "-o", full_device(work)], "rc": (2,)})
     cases.append({"kind": "cli", "argv": ["validate", "c.yaml", "-o", "/dev/null"], "rc": (0,)})
     before = (work / "c.yaml").read_text()
     batch = run_batch(cases, tmp_path)
@@ -69,6 +81,7 @@ def test_no_writer_replaces_what_is_not_its_file(tmp_path: Path) -> None:
         elif kind == "folder":
             assert path.is_dir() and not any(path.iterdir())
     assert "No space left" in batch.results[-2]["stderr"]
+    assert stat.S_ISCHR(os.lstat(cases[-2]["argv"][-1]).st_mode), "the device was replaced"
     record("data loss (-o targets)", batch, len(cases))
 
 
@@ -87,8 +100,10 @@ def test_gguf_writer_refuses_links_and_reports_a_full_device(tmp_path: Path) -> 
         write_gguf(link, config, synth_tensors(config, "f32", 1), None)
     assert link.is_symlink() and canary.read_bytes() == b"keep"
     with pytest.raises(GGUFFormatError, match="No space left"):
-        write_gguf("/dev/full", config, synth_tensors(config, "f32", 1), None)
+        write_gguf(full_device(tmp_path), config, synth_tensors(config, "f32", 1), None)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    node = tmp_path / "full"
+    assert not node.exists() or stat.S_ISCHR(os.lstat(node).st_mode), "the device was replaced"
 
 
 def test_new_files_get_the_umask_mode(tmp_path: Path) -> None:
