@@ -13,3 +13,6 @@ subcommands.
 """
 
 __version__ = "0.1.0"
+#: Only what a module lists in its own ``__pv_bindable__`` can be bound by a contract:
+#: the readers and writers of files are not bindable.
+__pv_bindable__: tuple[str, ...] = ()

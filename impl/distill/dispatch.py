@@ -45,6 +45,9 @@ from typing import TYPE_CHECKING
 
 from distill.errors import BackendSelectionError
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("select_teacher_backend", "DEQUANT_RESERVE_BYTES")
+
 if TYPE_CHECKING:
     import torch
 

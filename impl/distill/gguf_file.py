@@ -7,13 +7,17 @@ needs seconds for a 150k-token vocabulary); it uses the constants of the
 
 from __future__ import annotations
 
+import math
 import mmap
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gguf.constants import (
+    GGML_QUANT_SIZES,
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGMLQuantizationType,
@@ -179,6 +183,10 @@ def _parse_header(path: Path, buf: bytes | mmap.mmap) -> GGUFHeader:
         raise p.fail(f"GGUF version {version} is not supported (expected one of {SUPPORTED_VERSIONS})")
     n_tensors = p.u64("the tensor count")
     n_kv = p.u64("the metadata count")
+    left = p.size - p.pos
+    if n_kv * _MIN_KV_BYTES + n_tensors * _MIN_TENSOR_INFO_BYTES > left:
+        raise p.fail(f"truncated: the header declares {n_kv} metadata keys and {n_tensors} tensors,"
+                     f" which need more than the {left} bytes left in the file")
 
     metadata: dict[str, Any] = {}
     value_types: dict[str, tuple[GGUFValueType, GGUFValueType | None]] = {}
@@ -214,15 +222,38 @@ def _parse_header(path: Path, buf: bytes | mmap.mmap) -> GGUFHeader:
         tensors.append(TensorEntry(name, qtype, dims, offset))
 
     alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise p.fail(f"metadata key 'general.alignment' is {alignment!r}, expected a power of two")
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
+        raise p.fail(f"metadata key 'general.alignment' is {alignment!r}, expected an integer power of two")
     data_offset = -(-p.pos // alignment) * alignment
+    for entry in tensors:
+        _check_extent(p, entry, data_offset)
     return GGUFHeader(path, version, metadata, value_types, tensors, alignment, data_offset, p.size)
+
+
+#: Fewest bytes of one metadata entry (key length, value type, a one-byte value) and of one tensor info.
+_MIN_KV_BYTES = 8 + 4 + 1
+_MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8
+
+
+def _check_extent(p: _Parser, entry: TensorEntry, data_offset: int) -> None:
+    """A tensor's dimensions are positive and its bytes (at least whole blocks of its type)
+    lie inside the file: checked before anything is allocated from what the header declares."""
+    if any(dim == 0 for dim in entry.ggml_shape):
+        raise p.fail(f"tensor {entry.name!r} has a zero dimension (ggml dimensions {entry.ggml_shape})")
+    block, block_bytes = GGML_QUANT_SIZES.get(entry.qtype, (1, 1))
+    nbytes = math.prod(entry.ggml_shape) // block * block_bytes
+    start = data_offset + entry.offset
+    if start + nbytes > p.size:
+        shape = tuple(reversed(entry.ggml_shape))
+        raise p.fail(f"truncated: tensor {entry.name!r} ({entry.qtype.name}, shape {shape}) needs bytes "
+                     f"{start}..{start + nbytes} but the file has {p.size} bytes")
 
 
 def _open_map(path: str | Path) -> tuple[Path, mmap.mmap | bytes]:
     path = Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise GGUFFormatError(f"{path}: cannot read: not a regular file (a FIFO, device or folder is not read)")
         with open(path, "rb") as fh:
             size = fh.seek(0, 2)
             if size == 0:

@@ -35,6 +35,9 @@ import torch
 
 from distill.errors import DistillError, VocabAlignmentError
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("kd_loss",)
+
 #: Bounds of the elements of one float32 chunk buffer (4 MiB .. 64 MiB) and the chunk count aimed at.
 MIN_CHUNK_ELEMS = 1 << 20
 MAX_CHUNK_ELEMS = 1 << 24

@@ -30,6 +30,9 @@ from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from distill.errors import QuantError
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("dequantize",)
+
 QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_0", "Q4_K", "Q6_K")
 #: Types whose blocks carry fp16 scales, and the byte offsets of those scales in a block.
 SCALE_FIELDS: dict[str, dict[str, int]] = {

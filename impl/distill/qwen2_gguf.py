@@ -8,7 +8,7 @@ into a temporary file that replaces the target whole.
 from __future__ import annotations
 
 import math
-import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,13 @@ from gguf.constants import (
 from distill.errors import DistillError, GGUFFormatError, QuantError
 from distill.gguf_file import GGUFHeader, TensorEntry, read_header
 from distill.model import Qwen2Config, check_tensors
+from distill.output import whole_file
 from distill.quant import QTYPES, TensorData, check_scales, raw_shape
 from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
 
 ARCHITECTURE = "qwen2"
+#: Largest integer of the ``qwen2.*`` sizes (layers, widths, heads, context).
+MAX_DIMENSION = 2**31 - 1
 #: Qwen2Config field <- GGUF key (``{arch}`` = qwen2), and the Python type the value must have.
 CONFIG_KEYS: dict[str, tuple[str, type]] = {
     "n_layers": ("{arch}.block_count", int),
@@ -73,6 +76,10 @@ def _config_from_metadata(path: Path, metadata: dict[str, Any], vocab_size: int,
         value = metadata[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise GGUFFormatError(f"{path}: metadata key {key!r} is {value!r}, expected a {kind.__name__}")
+        if kind is int and not 0 < value <= MAX_DIMENSION:
+            raise GGUFFormatError(f"{path}: metadata key {key!r} is {value}, expected 1 to {MAX_DIMENSION}")
+        if kind is float and not math.isfinite(value):
+            raise GGUFFormatError(f"{path}: metadata key {key!r} is {value!r}, expected a finite number")
         # float32 in the file: take the shortest decimal that rounds to it (1e-06, not 9.99999997e-07)
         values[field_name] = float(str(np.float32(value))) if kind is float else value
     try:
@@ -158,6 +165,9 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel
     if embd is None or len(embd.shape) != 2:
         raise GGUFFormatError(f"{path}: tensor 'token_embd.weight' is missing or not 2-D (expected [vocab, hidden])")
     config = _config_from_metadata(path, header.metadata, embd.shape[0], "output.weight" not in tensors)
+    if config.n_layers > len(tensors):
+        raise GGUFFormatError(f"{path}: metadata key 'qwen2.block_count' is {config.n_layers}, but the file has"
+                              f" only {len(tensors)} tensors")
     problems = check_tensors(config, tensors)
     if problems:
         raise GGUFFormatError(f"{path}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
@@ -229,36 +239,36 @@ def write_gguf(path: str | Path, config: Qwen2Config, tensors: Iterable[TensorDa
     ``path`` unless the whole file was written.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    spool_path = path.with_name(f".{path.name}.{os.getpid()}.spool")
-    try:
-        with open(spool_path, "w+b") as spool:
-            if isinstance(tensors, (list, tuple)):
-                plan, offsets = list(tensors), {}
-            else:
-                plan, offsets = _spool(tensors, spool)
-            problems = check_tensors(config, {t.name: t for t in plan})
-            if problems:
-                raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
-            writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
-            _add_metadata(writer, config, tokenizer)
-            for t in plan:
-                writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
-                                       raw_dtype=GGMLQuantizationType[t.qtype])
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for t in plan:
-                if t.name in offsets:
-                    spool.seek(offsets[t.name])
-                    data = np.fromfile(spool, dtype=np.uint8, count=t.nbytes)
-                else:
-                    data = t.raw.detach().cpu().contiguous().numpy().reshape(-1)
-                writer.write_tensor_data(data)
-            writer.close()
-        os.replace(tmp, path)
-    except OSError as err:
-        raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
-    finally:
-        for leftover in (tmp, spool_path):
-            leftover.unlink(missing_ok=True)
+    with whole_file(path, error=GGUFFormatError) as tmp:
+        with tempfile.TemporaryFile(dir=tmp.parent) as spool:
+            try:
+                _write_to(tmp, spool, path, config, tensors, tokenizer)
+            except OSError as err:
+                raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+def _write_to(tmp: Path, spool: BinaryIO, path: Path, config: Qwen2Config, tensors: Iterable[TensorData],
+              tokenizer: Tokenizer | None) -> None:
+    if isinstance(tensors, (list, tuple)):
+        plan, offsets = list(tensors), {}
+    else:
+        plan, offsets = _spool(tensors, spool)
+    problems = check_tensors(config, {t.name: t for t in plan})
+    if problems:
+        raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
+    writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
+    _add_metadata(writer, config, tokenizer)
+    for t in plan:
+        writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
+                               raw_dtype=GGMLQuantizationType[t.qtype])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in plan:
+        if t.name in offsets:
+            spool.seek(offsets[t.name])
+            data = np.fromfile(spool, dtype=np.uint8, count=t.nbytes)
+        else:
+            data = t.raw.detach().cpu().contiguous().numpy().reshape(-1)
+        writer.write_tensor_data(data)
+    writer.close()

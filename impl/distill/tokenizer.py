@@ -34,11 +34,29 @@ class Tokenizer:
 _TOKENIZER_FIELDS = {"model": "model", "pre": "pre", "tokens": "tokens", "token_type": "token_types", "merges": "merges"}
 
 
+#: field -> (type, item type of a list or None) of the tokenizer keys read.
+_FIELD_TYPES: dict[str, tuple[type, type | None]] = {
+    "model": (str, None), "pre": (str, None), "tokens": (list, str), "token_type": (list, int), "merges": (list, str),
+}
+
+
 def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
     """Build a Tokenizer from parsed metadata; ``path`` names the file in errors."""
     for key in ("model", "tokens"):
         if TOKENIZER_PREFIX + key not in metadata:
             raise GGUFFormatError(f"{path}: required metadata key '{TOKENIZER_PREFIX}{key}' is missing")
+    for key, (kind, item) in _FIELD_TYPES.items():
+        value = metadata.get(TOKENIZER_PREFIX + key)
+        if value is None and key not in ("model", "tokens"):
+            continue
+        if item is None:
+            good = type(value) is kind
+        else:
+            good = isinstance(value, list) and all(type(entry) is item for entry in value)
+        if not good:
+            expected = kind.__name__ if item is None else f"a list of {item.__name__}"
+            raise GGUFFormatError(f"{path}: metadata key '{TOKENIZER_PREFIX}{key}' is a"
+                                  f" {type(value).__name__} of the wrong type, expected {expected}")
     tokens = metadata[TOKENIZER_PREFIX + "tokens"]
     token_types = metadata.get(TOKENIZER_PREFIX + "token_type", [])
     if token_types and len(token_types) != len(tokens):

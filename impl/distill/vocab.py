@@ -41,6 +41,9 @@ from distill.errors import VocabAlignmentError
 from distill.gguf_file import read_header
 from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("effective_vocab", "truncate_logits", "first_difference")
+
 if TYPE_CHECKING:
     import torch
 

@@ -4,7 +4,11 @@
 (implementations, constants, the required exception) when a check runs, and only
 inside the allowed module prefixes (``distill`` by default; more through
 ``--pv-allow-module``, ``pv check --allow-module`` or ``PV_ALLOW_MODULES``), so a
-contract cannot bind ``os:system``. :class:`Property` judges one input: the
+contract cannot bind ``os:system``. Inside them a binding reaches only what the
+project declares bindable (see :func:`bindable`): a name a module lists in its
+``__pv_bindable__``, or a function marked with a true ``__pv_bindable__`` attribute;
+where neither the module nor a package above it declares ``__pv_bindable__``, any
+public function, class or plain value defined in that module (never a re-export). :class:`Property` judges one input: the
 precondition, the call, the required error region, the NaN policy, the property.
 All engines use it, and so do replays.
 """
@@ -14,7 +18,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import importlib
+import inspect
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +52,49 @@ def _is_allowed(module: str, allowed: Iterable[str]) -> bool:
     return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed)
 
 
-def resolve(binding: str, allowed: Iterable[str]) -> Any:
-    """The object named by ``module:name``, importing the module if it is allowed."""
+#: The module attribute listing the names a contract may bind, and the marker attribute of a function.
+BINDABLE = "__pv_bindable__"
+
+
+def _declares_bindable(module_name: str) -> bool:
+    """Whether ``module_name`` or a package above it declares :data:`BINDABLE` (only what is marked binds)."""
+    parts = module_name.split(".")
+    for end in range(len(parts), 0, -1):
+        found = sys.modules.get(".".join(parts[:end]))
+        if found is not None and BINDABLE in vars(found):
+            return True
+    return False
+
+
+def bindable(module: Any, name: str) -> str | None:
+    """Why ``module.name`` may not be bound, or None when it may.
+
+    Where the project declares what is bindable (:data:`BINDABLE` in the module or a
+    package above it), the name must be listed in the module's own ``__pv_bindable__``,
+    or be a function defined there whose ``__pv_bindable__`` attribute is true. Elsewhere
+    it must be a function or class defined in the module itself, or a plain value.
+    """
+    value = getattr(module, name)
+    defined_here = getattr(value, "__module__", None) == module.__name__
+    if _declares_bindable(module.__name__):
+        listed = vars(module).get(BINDABLE, ())
+        if isinstance(listed, (list, tuple, set, frozenset)) and name in listed:
+            return None
+        if defined_here and getattr(value, BINDABLE, False) is True:
+            return None
+        return f"{module.__name__} does not declare {name!r} bindable (its {BINDABLE} list or marker)"
+    if _plain_constant(value) or (defined_here and (inspect.isfunction(value) or inspect.isclass(value))):
+        return None
+    if callable(value):
+        origin = getattr(value, "__module__", None) or "elsewhere"
+        return f"{name!r} is not a function defined in {module.__name__} (it comes from {origin})"
+    return f"{name!r} is a {type(value).__name__}, neither a function defined in {module.__name__} nor a plain value"
+
+
+def resolve(binding: str, allowed: Iterable[str], *, check_bindable: bool = True) -> Any:
+    """The object named by ``module:name``, importing the module if it is allowed and
+    refusing a name the module does not make bindable (see :func:`bindable`; an exception
+    class, which is only compared with, skips that with ``check_bindable=False``)."""
     parsed = parse_binding(binding)
     if parsed is None:
         raise BindingError(f"{binding!r} is not 'module:name'")
@@ -64,12 +111,15 @@ def resolve(binding: str, allowed: Iterable[str]) -> Any:
         raise BindingError(f"{binding!r}: cannot import {module_name}: {err}") from None
     if name.startswith("_") or not hasattr(module, name):
         raise BindingError(f"{binding!r}: {module_name} has no public attribute {name!r}")
+    refused = bindable(module, name) if check_bindable else None
+    if refused is not None:
+        raise BindingError(f"{binding!r}: {refused}")
     return getattr(module, name)
 
 
 def _resolve_error(name: str, allowed: Iterable[str]) -> type[BaseException]:
     if ":" in name:
-        found = resolve(name, allowed)
+        found = resolve(name, allowed, check_bindable=False)
     else:
         found = None
         try:

@@ -8,6 +8,8 @@ deterministic: no timestamps, stable order, stable literal formatting.
 
 from __future__ import annotations
 
+import keyword
+import math
 import pprint
 import re
 from typing import Any
@@ -52,6 +54,8 @@ def _docstring_text(text: Any) -> str:
 
 def _identifier(obligation: str, taken: set[str]) -> str:
     base = re.sub(r"[^0-9A-Za-z_]", "_", obligation).upper()
+    if not base.isidentifier() or keyword.iskeyword(base) or base.startswith("_"):
+        base = f"PVC_{base}"
     name, counter = base, 2
     while name in taken:
         name, counter = f"{base}_{counter}", counter + 1
@@ -78,8 +82,35 @@ def _comment(compiled: CompiledCheck) -> list[str]:
     return lines
 
 
+class _Code(str):
+    """Source text that the literal shows as it is (``float('inf')``, where ``inf`` would not import)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _importable(data: Any) -> Any:
+    """``data`` with every non-finite float spelled so that the module imports."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return _Code(f"float({str(data)!r})")
+    if isinstance(data, dict):
+        return {key: _importable(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(_importable(item) for item in data)
+    return data
+
+
 def _literal(data: Any) -> str:
-    return pprint.pformat(data, indent=1, width=100, sort_dicts=False)
+    return pprint.pformat(_importable(data), indent=1, width=100, sort_dicts=False)
+
+
+def check_module(name: str, text: str) -> str | None:
+    """Why the module text ``text`` would not import (a syntax error), or None."""
+    try:
+        compile(text, name, "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def render_module(doc: Document, compiled: list[CompiledCheck]) -> str:

@@ -20,6 +20,7 @@ from types import ModuleType
 
 from pv import __version__
 from pv._util.errors import PvError
+from pv._util.text import shown
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -105,3 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`pv check | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:  # a file or device the command met failed it: bad input, not a defect
+        where = f"{shown(err.filename)}: " if err.filename else ""
+        print(f"pv {name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"pv {name}: error: out of memory (an input too large for this machine)", file=sys.stderr)
+        return 2

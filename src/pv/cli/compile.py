@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pv._util.errors import UserError
+from pv._util.text import shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pv.checks.compiling import collect_contracts, compile_document
-    from pv.checks.generated import module_name, render_module
+    from pv.checks.generated import check_module, module_name, render_module
     from pv._util.files import write_atomic
 
     found = collect_contracts(args.paths)
@@ -35,13 +36,18 @@ def run(args: argparse.Namespace) -> int:
         if name in modules:
             raise UserError(f"two contracts compile to {name}: give them different file names")
         modules[name] = render_module(doc, compiled)
+        broken = check_module(name, modules[name])
+        if broken is not None:
+            raise UserError(f"{doc.path}: the module {name} would not import ({broken}); nothing written", exit_code=1)
     if invalid:
         for check, issue in invalid:
             print(f"{check.unit.path}:{check.unit.line}: {check.obligation}: {issue.message}", file=sys.stderr)
         raise UserError(f"{len(invalid)} problems in check blocks (see `pv validate`); nothing written", exit_code=1)
     output = Path(args.output)
+    if output.is_symlink():
+        raise UserError(f"{shown(output)}: is a symbolic link; give the folder itself")
     if output.exists() and not output.is_dir():
-        raise UserError(f"{output}: exists and is not a folder")
+        raise UserError(f"{shown(output)}: exists and is not a folder")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:

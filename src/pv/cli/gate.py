@@ -56,14 +56,14 @@ def contracts_folder(option: Path | None) -> Path:
     return folder
 
 
-def emit(text: str, output: str | None) -> None:
-    """Print ``text``, or write it whole to ``output``."""
+def emit(text: str, output: str | None, inputs: list[str] | tuple[str, ...] = ()) -> None:
+    """Print ``text``, or write it whole to ``output`` (never over one of the ``inputs``)."""
     if output is None:
         sys.stdout.write(text)
         return
     from pv._util.files import write_atomic
 
-    write_atomic(output, text)
+    write_atomic(output, text, inputs=inputs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     trusted = trusted_keys(args.trusted_keys)
     reports = [load_report(path, trusted) for path in args.reports]
     decision = decide(reports, contracts, release=args.release)
-    emit(FORMATTERS[args.format](decision), args.output)
+    emit(FORMATTERS[args.format](decision), args.output, args.reports)
     return 0 if decision.passed else 1

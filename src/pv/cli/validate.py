@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pv._util.errors import UserError
-    from pv.contracts.formats import render, summary, write_atomic
+    from pv._util.files import write_atomic
+    from pv.contracts.formats import render, summary
+    from pv.contracts.loading import collect_paths
     from pv.contracts.validate import validate_paths
 
     result = validate_paths(args.paths, strict=args.strict)
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no contract files (*.yaml, *.yml) in {', '.join(args.paths)}: nothing to validate")
     report = render(result, args.format)
     if args.output:
-        write_atomic(args.output, report)
+        write_atomic(args.output, report, inputs=collect_paths(args.paths), make_parents=False)
     else:
         sys.stdout.write(report)
     print(f"pv validate: {summary(result)}", file=sys.stderr)

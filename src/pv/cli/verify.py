@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pv._util.locations import repo_root
@@ -33,6 +37,10 @@ SUMMARY_NAME = "summary.md"
 GATE_NAME = "gate.json"
 #: every file `pv verify` writes into its output folder
 OUTPUT_NAMES = (REPORT_NAME, JUNIT_NAME, SUMMARY_NAME, GATE_NAME)
+#: Signals that stop `pv verify`, and with it the whole process group of its pytest run.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Seconds the child's group has to end after SIGTERM before it is killed.
+STOP_GRACE_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +100,50 @@ def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | 
     return command
 
 
+def run_child(command: Sequence[str], cwd: Path) -> tuple[int, int | None]:
+    """(exit status, stopping signal or None) of ``command`` run in its own process group.
+
+    A stop signal (:data:`STOP_SIGNALS`) sent to this process ends the child's whole group
+    (pytest and its xdist workers): SIGTERM, then SIGKILL after :data:`STOP_GRACE_SECONDS`,
+    so that nothing is left to write into the output folder later.
+    """
+    child = subprocess.Popen(list(command), cwd=cwd, start_new_session=True)
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopped:
+            stopped.append(signum)
+            _signal_group(child.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        started_stop: float | None = None
+        while True:
+            try:
+                status = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stopped and started_stop is None:
+                    started_stop = time.monotonic()
+                if started_stop is not None and time.monotonic() - started_stop > STOP_GRACE_SECONDS:
+                    _signal_group(child.pid, signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+        _signal_group(child.pid, signal.SIGKILL)  # workers that outlived their parent
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status, (stopped[0] if stopped else None)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from pv._util.errors import UserError
     from pv._util.folders import check_replaceable, staged_folder
@@ -121,7 +173,12 @@ def run(args: argparse.Namespace) -> int:
     with staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
         command = pytest_command(contracts, falsifiers, staging, args.profile, gpu, args.workers)
         sys.stdout.flush()
-        status = subprocess.run(command, cwd=root, check=False).returncode
+        status, stopped = run_child(command, root)
+        if stopped is not None:
+            name = signal.Signals(stopped).name
+            print(f"pv verify: stopped by {name}; pytest and its workers were ended, no gate decided; "
+                  f"the previous reports in {out} are left as they were", file=sys.stderr)
+            return 128 + stopped
         if not (staging / REPORT_NAME).is_file():
             raise UserError(f"pytest ended with status {status} and wrote no gate report; "
                             f"the previous reports in {out} are left as they were")

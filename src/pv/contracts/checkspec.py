@@ -37,6 +37,13 @@ class Issue:
     message: str
 
 
+#: Largest tolerance of each kind (NaN and infinities are refused: they would make every value close).
+MAX_TOLERANCE = {"abs": 1e300, "rel": 1e300, "ulp": 1_000_000}
+#: Largest ``budget.examples`` and ``budget.seconds`` (a day).
+MAX_BUDGET_EXAMPLES = 100_000_000
+MAX_BUDGET_SECONDS = 86_400
+
+
 @dataclass(frozen=True)
 class Budget:
     """``examples``: cases (Hypothesis examples, exhaustive cap, CrossHair iterations); ``seconds`` per condition."""
@@ -228,8 +235,8 @@ class _Reader:
             return None
         for key, value in spec.items():
             valid_type = int if key == "ulp" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, valid_type) or value < 0:
-                self.issue(("tolerance", key), f"tolerance.{key} must be a number >= 0")
+            if isinstance(value, bool) or not isinstance(value, valid_type) or not 0 <= value <= MAX_TOLERANCE[key]:
+                self.issue(("tolerance", key), f"tolerance.{key} must be a finite number from 0 to {MAX_TOLERANCE[key]}")
                 return None
         return expr_helpers.Tolerance(float(spec.get("abs", 0.0)), float(spec.get("rel", 0.0)), spec.get("ulp", 0))
 
@@ -239,11 +246,13 @@ class _Reader:
             self.issue(("budget",), "budget must be a mapping of examples and/or seconds")
             return Budget()
         examples, seconds = spec.get("examples"), spec.get("seconds")
-        if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int) or examples < 1):
-            self.issue(("budget", "examples"), "budget.examples must be an integer >= 1")
+        if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int)
+                                     or not 1 <= examples <= MAX_BUDGET_EXAMPLES):
+            self.issue(("budget", "examples"), f"budget.examples must be an integer from 1 to {MAX_BUDGET_EXAMPLES}")
             examples = None
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
-            self.issue(("budget", "seconds"), "budget.seconds must be a number > 0")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not 0 < seconds <= MAX_BUDGET_SECONDS):
+            self.issue(("budget", "seconds"), f"budget.seconds must be a number > 0 and at most {MAX_BUDGET_SECONDS}")
             seconds = None
         return Budget(examples, None if seconds is None else float(seconds))
 

@@ -19,9 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from pv._util.errors import InvalidValue
+from pv._util.text import short
 
 #: Elements a tensor domain may have at most (Hypothesis draws each one).
 MAX_TENSOR_ELEMENTS = 65_536
+#: Sizes of finite domains are counted up to this (enough to compare with any cap).
+MAX_COUNTED = 2**64
+#: Largest integer bound of a domain, in bits (inputs are generated and printed).
+MAX_BOUND_BITS = 1024
 TENSOR_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
 #: Element range of byte tensors (their default bounds too).
 UINT8_RANGE = (0, 255)
@@ -117,7 +122,7 @@ class IntDomain(Domain):
     symbolic = True
 
     def size(self) -> int | None:
-        return None if self.min is None or self.max is None else self.max - self.min + 1
+        return None if self.min is None or self.max is None else saturated(self.max - self.min + 1)
 
     def values(self) -> Iterator[int]:
         assert self.min is not None and self.max is not None
@@ -244,7 +249,7 @@ class OptionalDomain(Domain):
 
     def size(self) -> int | None:
         inner = self.of.size()
-        return None if inner is None else inner + 1
+        return None if inner is None else saturated(inner + 1)
 
     def values(self) -> Iterator[Any]:
         return itertools.chain([None], self.of.values())
@@ -292,7 +297,15 @@ class ListDomain(Domain):
         inner = self.of.size()
         if inner is None or self.max_len is None:
             return None
-        return sum(inner**length for length in range(self.min_len, self.max_len + 1))
+        if inner <= 1:
+            return saturated(self.max_len - self.min_len + 1) if inner == 1 else int(self.min_len == 0)
+        total, count = 0, saturated(inner ** min(self.min_len, 64))
+        for _ in range(self.min_len, self.max_len + 1):  # grows at least twofold a step: few steps
+            total = saturated(total + count)
+            if total == MAX_COUNTED:
+                break
+            count = saturated(count * inner)
+        return total
 
     def values(self) -> Iterator[list]:
         assert self.max_len is not None
@@ -416,7 +429,11 @@ def _only(spec: Mapping, kind: str, allowed: tuple[str, ...]) -> None:
 def _number(spec: Mapping, key: str, kind: str, types: tuple = (int, float)) -> Any:
     value = spec.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-        raise DomainError(f"{kind}: {key} must be a number, got {value!r}", (kind, key))
+        raise DomainError(f"{kind}: {key} must be a number, got {short(value)}", (kind, key))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DomainError(f"{kind}: {key} must be a finite number, got {value!r} (leave it out for no bound)", (kind, key))
+    if isinstance(value, int) and value.bit_length() > MAX_BOUND_BITS:
+        raise DomainError(f"{kind}: {key} has more than {MAX_BOUND_BITS} bits", (kind, key))
     return value
 
 
@@ -559,12 +576,18 @@ def parse_domain(spec: Any) -> Domain:
     return _PARSERS[kind](_mapping(options, kind))
 
 
+def saturated(count: int) -> int:
+    """``count``, or :data:`MAX_COUNTED` if it is larger (sizes are compared with caps, never built)."""
+    return count if count < MAX_COUNTED else MAX_COUNTED
+
+
 def product_size(domains: Mapping[str, Domain]) -> int | None:
-    """How many input combinations there are, or ``None`` if some domain is infinite."""
+    """How many input combinations there are (at most :data:`MAX_COUNTED`), or ``None`` if
+    some domain is infinite."""
     total = 1
     for domain in domains.values():
         size = domain.size()
         if size is None:
             return None
-        total *= size
+        total = saturated(total * size)
     return total

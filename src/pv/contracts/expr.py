@@ -8,9 +8,11 @@ a check binds, and names in scope. Everything else (attribute walks, dunder
 names, lambdas, walrus, starred arguments, f-strings, calls through attributes)
 is a :class:`Problem`, reported at validate time as a finding.
 
-An accepted tree is rewritten (``**``, ``*`` and ``+`` go through size guards) and
-compiled into a function whose globals hold only the helpers and, of the builtins,
-only the import hook that C extensions need.
+An accepted tree is rewritten (every operator, comparison and subscript goes through
+a guard, and every guard and helper charges one meter by the size of what it reads
+and builds, with a wall-clock deadline per evaluation) and compiled into a function
+whose globals hold only the helpers and, of the builtins, only the import hook that
+C extensions need.
 Contract text is never handed to ``eval`` as written.
 
 This module imports neither torch, Hypothesis nor CrossHair.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -291,35 +294,52 @@ def check_expression(
 
 
 class _Guard(ast.NodeTransformer):
-    """Routes every arithmetic operator and single comparison through the size guards of
-    :mod:`pv.contracts.expr_helpers`, and every comprehension's iterable through the evaluation's work budget."""
+    """Routes every operator, comparison and subscript through the guarded functions of
+    :mod:`pv.contracts.expr_helpers` (which the evaluation's meter charges), and every
+    comprehension's iterable through the meter, one unit a step."""
 
     GUARDS = {
         ast.Pow: "_pv_pow", ast.Mult: "_pv_mul", ast.Add: "_pv_add", ast.Sub: "_pv_sub",
         ast.Div: "_pv_div", ast.FloorDiv: "_pv_floordiv", ast.Mod: "_pv_mod",
     }
+    SYMBOLS = {
+        ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+        ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not",
+    }
+
+    @staticmethod
+    def _call(name: str, args: list[ast.expr], like: ast.AST) -> ast.AST:
+        return ast.copy_location(ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[]), like)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
-        call = ast.Call(func=ast.Name(self.GUARDS[type(node.op)], ast.Load()), args=[node.left, node.right], keywords=[])
-        return ast.copy_location(call, node)
-
-    #: the element-wise comparisons (``in``, ``is`` and chains broadcast nothing)
-    COMPARISONS = {ast.Eq: "_pv_eq", ast.NotEq: "_pv_ne", ast.Lt: "_pv_lt", ast.LtE: "_pv_le", ast.Gt: "_pv_gt", ast.GtE: "_pv_ge"}
+        return self._call(self.GUARDS[type(node.op)], [node.left, node.right], node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
-        guard = self.COMPARISONS.get(type(node.ops[0])) if len(node.ops) == 1 else None
-        if guard is None:
-            return node
-        call = ast.Call(func=ast.Name(guard, ast.Load()), args=[node.left, node.comparators[0]], keywords=[])
-        return ast.copy_location(call, node)
+        symbols = [ast.Constant(self.SYMBOLS[type(op)]) for op in node.ops]
+        if len(node.ops) == 1:
+            return self._call("_pv_cmp", [node.left, symbols[0], node.comparators[0]], node)
+        no_arguments = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+                                     kwarg=None, defaults=[])
+        links: list[ast.expr] = [
+            ast.Tuple([symbol, ast.Lambda(no_arguments, right)], ast.Load())
+            for symbol, right in zip(symbols, node.comparators)
+        ]
+        return self._call("_pv_chain", [node.left, *links], node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        self.generic_visit(node)
+        return self._call("_pv_getitem", [node.value, node.slice], node)
+
+    def visit_Slice(self, node: ast.Slice) -> ast.AST:
+        self.generic_visit(node)
+        parts = [part if part is not None else ast.Constant(None) for part in (node.lower, node.upper, node.step)]
+        return self._call("_pv_slice", parts, node)
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
         self.generic_visit(node)
-        node.iter = ast.copy_location(
-            ast.Call(func=ast.Name("_pv_iter", ast.Load()), args=[node.iter], keywords=[]), node.iter
-        )
+        node.iter = self._call("_pv_iter", [node.iter], node.iter)
         return node
 
 
@@ -381,7 +401,10 @@ def compile_expression(
     namespace["__builtins__"] = {"__import__": builtins.__import__}
     budget = expr_helpers.WorkBudget()
     namespace["_pv_iter"] = budget.iterate
-    for guard in ("_pv_mul", "_pv_add"):
-        namespace[guard] = budget.charged(namespace[guard])
+    for name, helper in expr_helpers.HELPERS.items():
+        namespace[name] = budget.metered(namespace[name], helper.reads, helper.rate)
+    for name, (_, reads) in expr_helpers.OPERATOR_GUARDS.items():
+        namespace[name] = budget.metered(namespace[name], reads)
+    namespace["_pv_chain"] = functools.partial(expr_helpers.compare_chain, namespace["_pv_cmp"])
     exec(compile(module, f"<pv {label}>", "exec"), namespace)  # the validated, rewritten tree only
     return CompiledExpression(text, tuple(params), namespace["_pv_expression"], budget)

@@ -10,11 +10,14 @@ the contract declares: :func:`namespace` binds them per check.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import contextvars
 import functools
 import math
 import operator
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +31,18 @@ MAX_EXPONENT = 10_000
 MAX_SEQUENCE = 1_000_000
 #: Most bits of an integer that ``**`` and ``*`` may build.
 MAX_INT_BITS = 1_000_000
-#: Most comprehension steps plus built sequence items of one evaluation of an expression.
+#: Most units of work (items read and built) of one evaluation of an expression.
 MAX_WORK = 1_000_000
 #: Most elements of a tensor that an operator or ``tensor()`` may build.
 MAX_TENSOR_ELEMENTS = 10_000_000
+#: Tensor elements that cost one unit of work (tensor operators are vectorised).
+TENSOR_ELEMENTS_PER_UNIT = 16
+#: Wall-clock seconds one evaluation of an expression may take.
+MAX_SECONDS = 10.0
+#: Units of work between two readings of the clock by the meter.
+CLOCK_EVERY = 64
+#: Largest ``ndigits`` of ``round`` (an integer of ``MAX_INT_BITS`` bits has fewer decimal digits).
+MAX_ROUND_DIGITS = 310_000
 NAN_POLICIES = ("forbid", "equal", "ieee")
 
 
@@ -167,7 +178,9 @@ def _reduce_tensor(name: str, value: Any, args: tuple, reduce: Callable) -> Any:
 
 
 def sum_(value: Any, *args: Any) -> Any:
-    """The language's ``sum``: all entries of a tensor, else the builtin."""
+    """The language's ``sum``: all entries of a tensor, else the builtin over numbers."""
+    if args and isinstance(args[0], (str, bytes, list, tuple)):
+        raise HelperError("sum() adds numbers; build sequences with a comprehension")
     return _reduce_tensor("sum", value, args, lambda t: t.sum())
 
 
@@ -222,27 +235,129 @@ def _check_sequence_length(length: int, operator: str) -> None:
         raise HelperError(f"sequence {operator} of {length} items is longer than {MAX_SEQUENCE}")
 
 
-class WorkBudget:
-    """The work one evaluation of an expression may do: comprehension steps and the items
-    of the sequences its operators build, summed, at most :data:`MAX_WORK`.
+class TimeLimitExceeded(HelperError):
+    """One evaluation ran past its wall-clock deadline (the meter's, or its engine's)."""
 
-    Each bound on its own (a range, a sequence) still lets nesting multiply them; this
-    bounds the product. :meth:`reset` starts a new evaluation.
+
+#: The deadline (``time.monotonic()`` seconds) of the engine running now, if any.
+_engine_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("pv_engine_deadline", default=None)
+
+
+#: True while a symbolic engine (CrossHair) runs: values are symbolic, so the meter counts
+#: one unit per operation and leaves time to that engine's own per-path and per-condition limits.
+_symbolic: contextvars.ContextVar[bool] = contextvars.ContextVar("pv_symbolic", default=False)
+
+
+@contextlib.contextmanager
+def symbolic_values() -> Iterator[None]:
+    """Meter the evaluations inside the block by operation counts alone (their values are
+    symbolic: measuring them would fork the symbolic engine's paths)."""
+    token = _symbolic.set(True)
+    try:
+        yield
+    finally:
+        _symbolic.reset(token)
+
+
+@contextlib.contextmanager
+def time_limit(deadline: float) -> Iterator[None]:
+    """Every evaluation inside the block stops at ``deadline`` (``time.monotonic()``), as the
+    engine running it must (``budget.seconds``)."""
+    token = _engine_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _engine_deadline.reset(token)
+
+
+#: Values a container's slot already pays for (the meter charged building big ones).
+_SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
+def _shallow(value: Any) -> int:
+    """Units of work to build ``value`` itself (a container's slots, not what they hold)."""
+    kind = value.__class__
+    if kind is int:
+        return 1 + value.bit_length() // 64
+    if kind is float or kind is bool or value is None:
+        return 1
+    if is_tensor(value):
+        return 1 if value._is_view() else 1 + value.numel() // TENSOR_ELEMENTS_PER_UNIT
+    if isinstance(value, (str, bytes)):
+        return 1 + len(value) // 8
+    if isinstance(value, int):
+        return 1 + value.bit_length() // 64
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        return 1 + len(value)
+    return 1
+
+
+class WorkBudget:
+    """The meter of one evaluation of an expression: every operator and helper charges it
+    by the size of what it reads and of what it builds, at most :data:`MAX_WORK` units,
+    and it stops the evaluation at its wall-clock deadline (:data:`MAX_SECONDS`, or the
+    engine's :func:`time_limit` if sooner).
+
+    Sizes: one unit per scalar, container slot, 8 characters of a string or 64 bits of an
+    integer, one per :data:`TENSOR_ELEMENTS_PER_UNIT` tensor elements (one per element where
+    a helper turns a tensor into Python values). Each guard on its own (a range, a
+    sequence, a tensor) still lets nesting multiply them; the meter bounds the total.
+    :meth:`reset` starts a new evaluation.
     """
 
-    def __init__(self, limit: int = MAX_WORK) -> None:
+    def __init__(self, limit: int = MAX_WORK, seconds: float = MAX_SECONDS) -> None:
         self.limit = limit
+        self.seconds = seconds
         self.used = 0
+        self.deadline = math.inf
+        self.symbolic = False
 
     def reset(self) -> None:
-        """Start the count of a new evaluation."""
+        """Start a new evaluation: no work done, the deadline from now."""
         self.used = 0
+        self.symbolic = _symbolic.get()
+        if self.symbolic:
+            self.deadline = math.inf
+            return
+        engine = _engine_deadline.get()
+        own = time.monotonic() + self.seconds
+        self.deadline = own if engine is None else builtins.min(own, engine)
 
     def spend(self, amount: int) -> None:
-        """Count ``amount`` units of work; refuse when the evaluation's total passes the limit."""
+        """Count ``amount`` units of work; refuse past the limit or the deadline (read every
+        :data:`CLOCK_EVERY` units)."""
+        before = self.used
         self.used += amount
         if self.used > self.limit:
-            raise HelperError(f"the expression does more than {self.limit} steps of work (comprehensions and built sequences)")
+            raise HelperError(f"the expression does more than {self.limit} units of work"
+                              " (items read and built by its operators, helpers and comprehensions)")
+        if (self.used // CLOCK_EVERY != before // CLOCK_EVERY or amount >= CLOCK_EVERY) and not self.symbolic \
+                and time.monotonic() > self.deadline:
+            raise TimeLimitExceeded("the expression ran past its time limit")
+
+    def size(self, value: Any, rate: int = TENSOR_ELEMENTS_PER_UNIT) -> int:
+        """Units of work to read all of ``value`` (nested containers walked, counted as read);
+        refuses as soon as that passes what the evaluation has left."""
+        left = self.limit - self.used
+        total, stack = 0, [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, tuple, set, frozenset)):
+                total += 1 + len(item)  # one unit a slot; nested values are walked too
+                if total <= left:
+                    stack += [child for child in item if child.__class__ not in _SCALAR_TYPES]
+            elif is_tensor(item):
+                total += 1 + item.numel() // rate
+            elif isinstance(item, dict):
+                total += 1 + len(item)
+                stack += [*item.keys(), *item.values()]
+            elif isinstance(item, range):
+                total += 1 + len(item)
+            else:
+                total += _shallow(item)
+            if total > left:
+                self.spend(total)
+        return total
 
     def iterate(self, iterable: Any) -> Any:
         """``iterable``'s items, one unit of work each (the iterable of every comprehension)."""
@@ -250,39 +365,54 @@ class WorkBudget:
             self.spend(1)
             yield item
 
-    def charged(self, operator: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        """``operator`` whose sequence results cost their length."""
+    def metered(self, function: Callable[..., Any], reads: str = "deep",
+                rate: int = TENSOR_ELEMENTS_PER_UNIT) -> Callable[..., Any]:
+        """``function`` charging the meter: before the call, what it reads (``"deep"``: every
+        argument whole, ``"shallow"``: the arguments' own slots, ``"none"``); after it, what it
+        built; an iterator it returns charges per item."""
+        spend, size = self.spend, self.size
 
-        def apply(left: Any, right: Any) -> Any:
-            result = operator(left, right)
-            if isinstance(result, (str, list, tuple)):
-                self.spend(len(result))
+        def apply(*args: Any, **kwargs: Any) -> Any:
+            if self.symbolic:
+                spend(1)
+                return function(*args, **kwargs)
+            if reads == "deep":
+                spend(size((args, tuple(kwargs.values())), rate))
+            elif reads == "shallow":
+                spend(_shallow(args[0]) + _shallow(args[-1]))
+            else:
+                spend(1)
+            result = function(*args, **kwargs)
+            if isinstance(result, (zip, enumerate, map, filter)):
+                return self.iterate(result)
+            spend(_shallow(result))
             return result
 
+        apply.__name__ = getattr(function, "__name__", "helper")
         return apply
 
 
-def _check_broadcast(left: Any, right: Any, operator: str) -> None:
+def _check_broadcast(*operands: Any, operator: str) -> None:
     """Refuse a tensor operation whose broadcast result has more than :data:`MAX_TENSOR_ELEMENTS`."""
-    if not (is_tensor(left) or is_tensor(right)):
+    if not builtins.any(is_tensor(x) for x in operands):
         return
     torch = _torch()
-    shapes = [tuple(x.shape) if is_tensor(x) else () for x in (left, right)]
+    shapes = [tuple(x.shape) if is_tensor(x) else shape(x) for x in operands]
     try:
-        shape = torch.broadcast_shapes(*shapes)
+        result = torch.broadcast_shapes(*shapes)
     except RuntimeError:
         return  # not broadcastable: the operator raises its own error
-    if math.prod(shape) > MAX_TENSOR_ELEMENTS:
-        raise HelperError(f"tensor {operator} of shape {tuple(shape)} has more than {MAX_TENSOR_ELEMENTS} elements")
+    if math.prod(result) > MAX_TENSOR_ELEMENTS:
+        raise HelperError(f"tensor {operator} of shape {tuple(result)} has more than {MAX_TENSOR_ELEMENTS} elements")
 
 
 def guarded_binary(operator: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
     """``operator`` refusing tensor results larger than :data:`MAX_TENSOR_ELEMENTS` (the language's
-    ``-``, ``/``, ``//``, ``%`` and comparisons; ``**``, ``*`` and ``+`` have guards of their own that
+    ``-``, ``/``, ``//`` and comparisons; ``**``, ``*``, ``+`` and ``%`` have guards of their own that
     also check this)."""
 
     def apply(left: Any, right: Any) -> Any:
-        _check_broadcast(left, right, symbol)
+        _check_broadcast(left, right, operator=symbol)
         return operator(left, right)
 
     return apply
@@ -290,7 +420,7 @@ def guarded_binary(operator: Callable[[Any, Any], Any], symbol: str) -> Callable
 
 def guarded_pow(base: Any, exponent: Any) -> Any:
     """``base ** exponent`` refusing huge exponents and huge integer results (the language's ``**``)."""
-    _check_broadcast(base, exponent, "**")
+    _check_broadcast(base, exponent, operator="**")
     if not is_tensor(exponent) and builtins.abs(exponent) > MAX_EXPONENT:
         raise HelperError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
@@ -301,7 +431,7 @@ def guarded_pow(base: Any, exponent: Any) -> Any:
 def guarded_mul(left: Any, right: Any) -> Any:
     """``left * right`` refusing sequences longer than :data:`MAX_SEQUENCE` and integers
     of more than :data:`MAX_INT_BITS` bits (the language's ``*``)."""
-    _check_broadcast(left, right, "*")
+    _check_broadcast(left, right, operator="*")
     for sequence, count in ((left, right), (right, left)):
         if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
             _check_sequence_length(len(sequence) * count, "*")
@@ -312,10 +442,75 @@ def guarded_mul(left: Any, right: Any) -> Any:
 
 def guarded_add(left: Any, right: Any) -> Any:
     """``left + right`` refusing to build a sequence longer than :data:`MAX_SEQUENCE` (the language's ``+``)."""
-    _check_broadcast(left, right, "+")
+    _check_broadcast(left, right, operator="+")
     if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
         _check_sequence_length(len(left) + len(right), "+")
     return left + right
+
+
+def guarded_mod(left: Any, right: Any) -> Any:
+    """``left % right`` on numbers and tensors; string formatting is not in the language."""
+    if isinstance(left, (str, bytes)):
+        raise HelperError("'%' formats strings, which expressions cannot do")
+    _check_broadcast(left, right, operator="%")
+    return left % right
+
+
+def _advanced_index_bound(value: Any, index: Any) -> int:
+    """At most how many elements ``value[index]`` holds, for a tensor ``value``."""
+    parts = index if isinstance(index, tuple) else (index,)
+    advanced = [p for p in parts if is_tensor(p) or isinstance(p, list)]
+    if not advanced:
+        return value.numel()
+    consumed, shapes = 0, []
+    for part in advanced:
+        if is_tensor(part) and part.dtype == _torch().bool:
+            consumed += part.ndim
+            shapes.append((part.numel(),))
+        else:
+            consumed += 1
+            shapes.append(tuple(part.shape) if is_tensor(part) else shape(part))
+    try:
+        indexed = math.prod(_torch().broadcast_shapes(*shapes))
+    except RuntimeError:
+        return 0  # not broadcastable: indexing raises its own error
+    smallest = math.prod(builtins.sorted(value.shape)[:consumed]) if consumed <= value.ndim else 1
+    return indexed * (value.numel() // builtins.max(smallest, 1))
+
+
+def guarded_getitem(value: Any, index: Any) -> Any:
+    """``value[index]`` refusing a tensor result of more than :data:`MAX_TENSOR_ELEMENTS` (the language's indexing)."""
+    if is_tensor(value) and _advanced_index_bound(value, index) > MAX_TENSOR_ELEMENTS:
+        raise HelperError(f"indexing a tensor of shape {tuple(value.shape)} could build more than"
+                          f" {MAX_TENSOR_ELEMENTS} elements")
+    return value[index]
+
+
+def compare(left: Any, symbol: str, right: Any) -> Any:
+    """``left <symbol> right`` for one comparison of the language (tensor results guarded)."""
+    if symbol in _ELEMENTWISE_COMPARISONS:
+        _check_broadcast(left, right, operator=symbol)
+    return _COMPARISON_OPERATORS[symbol](left, right)
+
+
+def compare_chain(compare: Callable[[Any, str, Any], Any], left: Any, *links: tuple[str, Callable[[], Any]]) -> Any:
+    """``left op1 b op2 c ...`` as Python chains it: each right side evaluated once, in order,
+    stopping at the first false comparison."""
+    outcome: Any = True
+    for symbol, right_side in links:
+        right = right_side()
+        outcome = compare(left, symbol, right)
+        if not outcome:
+            return outcome
+        left = right
+    return outcome
+
+
+_COMPARISON_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "in": lambda a, b: a in b, "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not,
+}
+_ELEMENTWISE_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 def _elementwise(scalar: Callable[[float], Any], tensor_method: str) -> Callable[[Any], Any]:
@@ -370,6 +565,7 @@ def kl(p: Any, q: Any) -> Any:
     """KL(p || q) = sum p*(log p - log q) over the last dimension; terms with p == 0 are 0."""
     if is_tensor(p) or is_tensor(q):
         torch = _torch()
+        _check_broadcast(p, q, operator="kl()")
         p64, q64 = _tensor64(p), _tensor64(q)
         terms = torch.where(p64 > 0, p64 * (p64.log() - q64.log()), torch.zeros_like(p64))
         return terms.sum(dim=-1)
@@ -394,7 +590,8 @@ def tensor(value: Any) -> Any:
 def where(condition: Any, if_true: Any, if_false: Any) -> Any:
     """Entries of ``if_true`` where ``condition`` holds, of ``if_false`` elsewhere (torch broadcasting)."""
     torch = _torch()
-    values = [x if is_tensor(x) else torch.tensor(x) for x in (condition, if_true, if_false)]
+    values = [x if is_tensor(x) else tensor(x) for x in (condition, if_true, if_false)]
+    _check_broadcast(*values, operator="where()")
     return torch.where(values[0].to(torch.bool), values[1], values[2])
 
 
@@ -452,8 +649,21 @@ def numel(value: Any) -> int:
 
 
 def prod(value: Any) -> Any:
-    """Product of the entries of a tensor or a sequence of numbers."""
-    return value.prod() if is_tensor(value) else math.prod(value)
+    """Product of the entries of a tensor or a sequence of numbers (an integer product
+    of more than :data:`MAX_INT_BITS` bits is refused before it is built)."""
+    if is_tensor(value):
+        return value.prod()
+    items = list(value)
+    bits = builtins.sum(x.bit_length() for x in items if isinstance(x, int))
+    _check_int_bits(bits, "prod()")
+    return math.prod(items)
+
+
+def round_(value: Any, ndigits: Any = None) -> Any:
+    """``round``, refusing an ``ndigits`` beyond :data:`MAX_ROUND_DIGITS` either way."""
+    if isinstance(ndigits, int) and builtins.abs(ndigits) > MAX_ROUND_DIGITS:
+        raise HelperError(f"round() to {ndigits} digits: at most {MAX_ROUND_DIGITS} either way")
+    return builtins.round(value) if ndigits is None else builtins.round(value, ndigits)
 
 
 def mean(value: Any) -> Any:
@@ -482,27 +692,31 @@ class Helper:
     max_args: int
     keywords: tuple[str, ...] = ()
     summary: str = ""
+    #: what a call reads, charged before it runs: its arguments whole (``deep``), their own slots, or nothing
+    reads: str = "deep"
+    #: tensor elements per unit read: 1 where the helper turns a tensor into Python values
+    rate: int = TENSOR_ELEMENTS_PER_UNIT
 
 
 HELPERS: dict[str, Helper] = {
-    "len": Helper(builtins.len, 1, 1, summary="length (first dimension of a tensor)"),
+    "len": Helper(builtins.len, 1, 1, reads="none", summary="length (first dimension of a tensor)"),
     "min": Helper(min_, 1, 8, summary="smallest argument, or smallest entry of one value"),
     "max": Helper(max_, 1, 8, summary="largest argument, or largest entry of one value"),
     "abs": Helper(builtins.abs, 1, 1, summary="absolute value (element-wise on tensors)"),
     "sum": Helper(sum_, 1, 2, summary="sum of an iterable or of all tensor entries"),
     "all": Helper(all_, 1, 1, summary="every entry true"),
     "any": Helper(any_, 1, 1, summary="some entry true"),
-    "range": Helper(range_, 1, 3, summary=f"range, at most {MAX_RANGE} steps"),
-    "sorted": Helper(sorted_, 1, 1, ("reverse",), summary="sorted list"),
-    "list": Helper(_converter(list), 0, 1, summary="list (tensors become nested lists)"),
-    "tuple": Helper(_converter(tuple), 0, 1, summary="tuple"),
-    "set": Helper(_converter(set), 0, 1, summary="set"),
-    "enumerate": Helper(builtins.enumerate, 1, 1, summary="(index, item) pairs"),
-    "zip": Helper(builtins.zip, 1, 4, summary="items side by side"),
-    "round": Helper(builtins.round, 1, 2, summary="rounded number"),
+    "range": Helper(range_, 1, 3, reads="none", summary=f"range, at most {MAX_RANGE} steps"),
+    "sorted": Helper(sorted_, 1, 1, ("reverse",), rate=1, summary="sorted list"),
+    "list": Helper(_converter(list), 0, 1, rate=1, summary="list (tensors become nested lists)"),
+    "tuple": Helper(_converter(tuple), 0, 1, rate=1, summary="tuple"),
+    "set": Helper(_converter(set), 0, 1, rate=1, summary="set"),
+    "enumerate": Helper(builtins.enumerate, 1, 1, reads="none", summary="(index, item) pairs"),
+    "zip": Helper(builtins.zip, 1, 4, reads="none", summary="items side by side"),
+    "round": Helper(round_, 1, 2, summary="rounded number"),
     "int": Helper(builtins.int, 1, 1, summary="integer conversion"),
     "float": Helper(builtins.float, 1, 1, summary="float conversion"),
-    "bool": Helper(builtins.bool, 1, 1, summary="truth value"),
+    "bool": Helper(builtins.bool, 1, 1, reads="none", summary="truth value"),
     "isclose": Helper(isclose, 2, 2, summary="scalars within the declared tolerance"),
     "allclose": Helper(allclose, 2, 2, summary="lists/tensors within the declared tolerance"),
     "equal": Helper(equal, 2, 2, summary="exact equality, shapes included"),
@@ -519,22 +733,35 @@ HELPERS: dict[str, Helper] = {
     "kl": Helper(kl, 2, 2, summary="KL(p || q) of probability vectors"),
     "tensor": Helper(tensor, 1, 1, summary="nested lists as a tensor (dtype inferred)"),
     "where": Helper(where, 3, 3, summary="element-wise choice between two values by a condition"),
-    "requires_grad": Helper(requires_grad, 1, 1, summary="a copy of a float tensor that autograd tracks"),
-    "grad": Helper(grad, 2, 2, summary="gradient of a scalar tensor w.r.t. a requires_grad() tensor"),
-    "topk_indices": Helper(topk_indices, 2, 2, summary="indices of the k largest, ties by index"),
-    "argmax": Helper(argmax, 1, 1, summary="index of the first largest entry"),
-    "argmin": Helper(argmin, 1, 1, summary="index of the first smallest entry"),
-    "shape": Helper(shape, 1, 1, summary="shape tuple"),
-    "numel": Helper(numel, 1, 1, summary="number of scalars"),
+    "requires_grad": Helper(requires_grad, 1, 1, reads="none", summary="a copy of a float tensor that autograd tracks"),
+    "grad": Helper(grad, 2, 2, reads="none", summary="gradient of a scalar tensor w.r.t. a requires_grad() tensor"),
+    "topk_indices": Helper(topk_indices, 2, 2, rate=1, summary="indices of the k largest, ties by index"),
+    "argmax": Helper(argmax, 1, 1, rate=1, summary="index of the first largest entry"),
+    "argmin": Helper(argmin, 1, 1, rate=1, summary="index of the first smallest entry"),
+    "shape": Helper(shape, 1, 1, reads="none", summary="shape tuple"),
+    "numel": Helper(numel, 1, 1, rate=1, summary="number of scalars"),
     "prod": Helper(prod, 1, 1, summary="product"),
     "mean": Helper(mean, 1, 1, summary="arithmetic mean"),
-    "tolist": Helper(tolist, 1, 1, summary="tensor as nested lists"),
-    "dtype": Helper(dtype, 1, 1, summary="dtype name"),
+    "tolist": Helper(tolist, 1, 1, rate=1, summary="tensor as nested lists"),
+    "dtype": Helper(dtype, 1, 1, reads="none", summary="dtype name"),
 }
 
 CONSTANTS: dict[str, float] = {"inf": math.inf, "nan": math.nan, "pi": math.pi}
 
 _TOLERANCE_BOUND = ("isclose", "allclose")
+
+#: The functions the rewritten operators call, and what each reads (see :meth:`WorkBudget.metered`).
+OPERATOR_GUARDS: dict[str, tuple[Callable[..., Any], str]] = {
+    "_pv_pow": (guarded_pow, "shallow"),
+    "_pv_mul": (guarded_mul, "shallow"),
+    "_pv_add": (guarded_add, "shallow"),
+    "_pv_sub": (guarded_binary(operator.sub, "-"), "shallow"),
+    "_pv_div": (guarded_binary(operator.truediv, "/"), "shallow"),
+    "_pv_floordiv": (guarded_binary(operator.floordiv, "//"), "shallow"),
+    "_pv_mod": (guarded_mod, "shallow"),
+    "_pv_cmp": (compare, "deep"),
+    "_pv_getitem": (guarded_getitem, "none"),
+}
 
 
 def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") -> dict[str, Any]:
@@ -546,16 +773,9 @@ def namespace(tolerance: Tolerance | None = None, nan_policy: str = "forbid") ->
             HELPERS[name].function, tolerance=tolerance, nan_policy=nan_policy
         )
     names.update(CONSTANTS)
-    names["_pv_pow"] = guarded_pow
-    names["_pv_mul"] = guarded_mul
-    names["_pv_add"] = guarded_add
-    names["_pv_sub"] = guarded_binary(operator.sub, "-")
-    names["_pv_div"] = guarded_binary(operator.truediv, "/")
-    names["_pv_floordiv"] = guarded_binary(operator.floordiv, "//")
-    names["_pv_mod"] = guarded_binary(operator.mod, "%")
-    for name, compare, symbol in (("eq", operator.eq, "=="), ("ne", operator.ne, "!="), ("lt", operator.lt, "<"),
-                                  ("le", operator.le, "<="), ("gt", operator.gt, ">"), ("ge", operator.ge, ">=")):
-        names[f"_pv_{name}"] = guarded_binary(compare, symbol)
+    names.update({guard: function for guard, (function, _) in OPERATOR_GUARDS.items()})
+    names["_pv_chain"] = functools.partial(compare_chain, compare)
+    names["_pv_slice"] = builtins.slice
     return names
 
 

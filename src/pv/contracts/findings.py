@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from pv._util.text import shown
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -20,7 +22,7 @@ class Location:
     col: int = 1
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}"
+        return f"{shown(self.path)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ class Finding:
     location: Location
 
     def format_text(self) -> str:
-        """``path:line:col: error|warning RULE-ID message``."""
-        return f"{self.location}: {self.severity.value} {self.rule} {self.message}"
+        """``path:line:col: error|warning RULE-ID message`` on one line (control characters escaped)."""
+        message = self.message if self.message.isprintable() else ascii(self.message)[1:-1]
+        return f"{self.location}: {self.severity.value} {self.rule} {message}"
 
     def to_json(self) -> dict:
         return {

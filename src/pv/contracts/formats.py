@@ -1,14 +1,12 @@
-"""Output formats of ``pv validate``: text, JSON, SARIF 2.1.0; and atomic writing of a report file."""
+"""Output formats of ``pv validate``: text, JSON, SARIF 2.1.0."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pv import __version__
-from pv._util.errors import UserError
 from pv.contracts.findings import Finding, Severity
 
 if TYPE_CHECKING:
@@ -94,13 +92,3 @@ def sarif(findings: list[Finding]) -> dict:
             "results": results,
         }],
     }
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all; the folder of ``path`` must exist."""
-    from pv._util.files import write_atomic as write_whole
-
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UserError(f"{target}: folder {target.parent} does not exist")
-    write_whole(target, text)

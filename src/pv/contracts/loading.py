@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from pv.contracts.findings import Finding, Location, Severity
 MAX_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 100
 MAX_ALIAS_NODES = 10_000
+#: Most characters of scalars reached through aliases (each use counted).
+MAX_ALIAS_BYTES = 2 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
 
 #: Rule ids of the loader's findings. PV-LOAD: the bytes cannot be read as text
@@ -64,7 +67,7 @@ LOADER_RULES = {
     TOO_DEEP: f"nesting deeper than {MAX_DEPTH} levels",
     BAD_TAG: "YAML tag other than the plain data types",
     NOT_MAPPING: "top level is not a mapping",
-    ALIAS_BOMB: f"aliases expand to more than {MAX_ALIAS_NODES} nodes",
+    ALIAS_BOMB: f"aliases expand to more than {MAX_ALIAS_NODES} nodes or {MAX_ALIAS_BYTES} characters",
     EMPTY: "empty file",
 }
 
@@ -87,8 +90,15 @@ _SPECIAL_FLOATS = {
 }
 #: Longer decimal integers stay strings (Python refuses to convert them quickly).
 _MAX_INT_DIGITS = 4000
+#: Integers of other bases stay strings beyond the size of the longest decimal one.
+_MAX_INT_BITS = int(_MAX_INT_DIGITS * 3.32)
+_BITS_PER_DIGIT = {8: 3, 16: 4}
+_BASED_INTS = (("0o", 8, re.compile(r"[0-7]+\Z")), ("0x", 16, re.compile(r"[0-9a-fA-F]+\Z")))
 #: First characters of plain scalars that may be something other than a string.
 _MAYBE_TYPED = frozenset("0123456789+-.~nNtTfF")
+#: Scalars longer than this are remembered, so that a second use (an alias) is counted;
+#: shorter ones cost at most this many characters per alias of the file.
+_TRACKED_SCALAR = 16
 _FLOW_OPEN_RE = re.compile(r"[\[\]{}]")
 _COMPACT_NESTING_RE = re.compile(r"(?:[-?][ \t]+){%d,}" % MAX_DEPTH)
 
@@ -130,19 +140,11 @@ def _resolve_plain(value: str) -> Any:
         return float(value)
     if value in _SPECIAL_FLOATS:
         return _SPECIAL_FLOATS[value]
-    if value.startswith("0o") and _is_int(value[2:], 8):
-        return int(value[2:], 8)
-    if value.startswith("0x") and _is_int(value[2:], 16):
-        return int(value[2:], 16)
+    for prefix, base, pattern in _BASED_INTS:
+        if value.startswith(prefix) and pattern.match(value, len(prefix)):
+            digits = value[len(prefix):]
+            return int(digits, base) if len(digits) * _BITS_PER_DIGIT[base] <= _MAX_INT_BITS else value
     return value
-
-
-def _is_int(digits: str, base: int) -> bool:
-    try:
-        int(digits, base)
-    except ValueError:
-        return False
-    return digits.isalnum()
 
 
 _EXPLICIT: dict[str, Any] = {
@@ -150,9 +152,16 @@ _EXPLICIT: dict[str, Any] = {
     _NULL: lambda v: None if v in _NULLS else _bad_tag_value(v),
     _BOOL: lambda v: _BOOLS[v] if v in _BOOLS else _bad_tag_value(v),
     _INT: lambda v: v if isinstance(v := _resolve_plain(v), int) and not isinstance(v, bool) else _bad_tag_value(v),
-    _FLOAT: lambda v: float(v) if isinstance(v := _resolve_plain(v), (int, float)) and not isinstance(v, bool)
+    _FLOAT: lambda v: _as_float(v) if isinstance(v := _resolve_plain(v), (int, float)) and not isinstance(v, bool)
     else _bad_tag_value(v),
 }
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise _TagValueError(f"integer of {value.bit_length()} bits is too large for a float") from None
 
 
 class _TagValueError(ValueError):
@@ -185,6 +194,8 @@ class Document:
     #: results derived from the data, computed once by whoever needs them (e.g. schema errors)
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _root: Any = field(default=None, repr=False, compare=False)
+    #: key -> (key node, value node) of each mapping node met by a locate, by id (last duplicate wins)
+    _index: dict[int, dict[Any, tuple[Any, Any]]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def stem(self) -> str:
@@ -194,6 +205,7 @@ class Document:
     def release_nodes(self) -> None:
         """Drop the node tree (memory); a later locate parses the text again."""
         self._root = None
+        self._index = {}
 
     def locate(self, *keys: str | int) -> Location:
         """Where the value at ``keys`` starts (the nearest present ancestor if missing)."""
@@ -206,9 +218,10 @@ class Document:
     def _find(self, keys: tuple[str | int, ...], want_key: bool) -> Location:
         if self._root is None:
             self._root = _compose(self.text)
+            self._index = {}
         node, key_node = self._root, None
         for key in keys:
-            child = _child(node, key)
+            child = self._child(node, key)
             if child is None:
                 return Location(self.path, *_position(node))
             key_node, node = child
@@ -217,17 +230,23 @@ class Document:
         return Location(self.path, *_position(node))
 
 
-def _child(node: Any, key: str | int) -> tuple[Any, Any] | None:
-    """(key node or None, value node) of ``key`` in a composed node; the last duplicate wins."""
-    if isinstance(node, yaml.MappingNode):
-        found = None
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and _scalar(key_node) == key:
-                found = (key_node, value_node)
-        return found
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return None, node.value[key]
-    return None
+    def _child(self, node: Any, key: str | int) -> tuple[Any, Any] | None:
+        """(key node or None, value node) of ``key`` in a composed node; the last duplicate wins.
+        Each mapping is indexed once, so locating every finding of a file is linear."""
+        if isinstance(node, yaml.MappingNode):
+            index = self._index.get(id(node))
+            if index is None:
+                index = self._index[id(node)] = {}
+                for key_node, value_node in node.value:
+                    if isinstance(key_node, yaml.ScalarNode):
+                        try:
+                            index[_scalar(key_node)] = (key_node, value_node)
+                        except (_TagValueError, TypeError):
+                            continue
+            return index.get(key)
+        if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+            return None, node.value[key]
+        return None
 
 
 def _scalar(node: Any) -> Any:
@@ -262,12 +281,24 @@ class _Builder:
         self.duplicates: list[tuple[Location, str]] = []
         self.seen: set[int] = set()
         self.alias_nodes = 0
+        self.alias_bytes = 0
+
+    def scalar(self, node: Any, via_alias: bool) -> Any:
+        """The value of a scalar node, counting its characters if it is reached through an alias."""
+        if via_alias or id(node) in self.seen:
+            self.alias_bytes += len(node.value)
+            if self.alias_bytes > MAX_ALIAS_BYTES:
+                raise _fatal(ALIAS_BOMB, f"aliases expand to more than {MAX_ALIAS_BYTES} characters (alias bomb?)",
+                             Location(self.path, *_position(node)))
+        elif len(node.value) > _TRACKED_SCALAR:
+            self.seen.add(id(node))
+        return _scalar(node)
 
     def build(self, node: Any, depth: int = 0, via_alias: bool = False) -> Any:
         """The plain value of ``node``; a node met a second time was reached through an alias."""
         kind = node.__class__
         if kind is yaml.ScalarNode:
-            return _scalar(node)
+            return self.scalar(node, via_alias)
         if depth >= MAX_DEPTH:
             raise _fatal(TOO_DEEP, f"nesting deeper than {MAX_DEPTH} levels", Location(self.path, *_position(node)))
         if not via_alias:
@@ -279,9 +310,9 @@ class _Builder:
                 raise _fatal(ALIAS_BOMB, f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias bomb?)",
                              Location(self.path, *_position(node)))
         depth += 1
-        build, scalar = self.build, _scalar
+        build, scalar = self.build, self.scalar
         if kind is yaml.SequenceNode and node.tag == _SEQ:
-            return [scalar(item) if item.__class__ is yaml.ScalarNode else build(item, depth, via_alias)
+            return [scalar(item, via_alias) if item.__class__ is yaml.ScalarNode else build(item, depth, via_alias)
                     for item in node.value]
         if kind is not yaml.MappingNode or node.tag != _MAP:
             raise _fatal(BAD_TAG, f"unsupported tag {node.tag!r}", Location(self.path, *_position(node)))
@@ -290,10 +321,11 @@ class _Builder:
             if key_node.__class__ is not yaml.ScalarNode:
                 raise _fatal(SYNTAX, "a mapping key must be a plain value, not a list or mapping",
                              Location(self.path, *_position(key_node)))
-            key = scalar(key_node)
+            key = scalar(key_node, via_alias)
             if key in mapping:
                 self.duplicates.append((Location(self.path, *_position(key_node)), str(key)))
-            mapping[key] = scalar(value_node) if value_node.__class__ is yaml.ScalarNode else build(value_node, depth, via_alias)
+            mapping[key] = (scalar(value_node, via_alias) if value_node.__class__ is yaml.ScalarNode
+                            else build(value_node, depth, via_alias))
         return mapping
 
 
@@ -352,14 +384,26 @@ def _syntax_error(path: str, text: str, err: yaml.YAMLError) -> LoadError:
     return _fatal(SYNTAX, f"YAML syntax error: {problem}" + (f" ({context})" if context else ""), where)
 
 
+def _open_no_block(path: str, flags: int) -> int:
+    """Open without blocking (a file swapped for a FIFO after the check must not hang the read)."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file")
+    return fd
+
+
 def read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(text, sha256 of the bytes) of a YAML file, refusing big, binary and non-UTF-8 files."""
     shown = str(path)
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _fatal(UNREADABLE, "cannot read: not a regular file (a FIFO, device or folder is not read)", Location(shown))
+        size = info.st_size
         if size > MAX_BYTES:
             raise _fatal(TOO_LARGE, f"file of {size} bytes is over the limit of {MAX_BYTES} bytes", Location(shown))
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=_open_no_block) as handle:
             raw = handle.read(MAX_BYTES + 1)
     except OSError as err:
         raise _fatal(UNREADABLE, f"cannot read: {err.strerror or err}", Location(shown)) from None

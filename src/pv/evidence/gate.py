@@ -33,6 +33,10 @@ A report of zero tests or with collection errors fails the gate.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,29 +125,80 @@ class Report:
         }
 
 
-def _parse(path: str | Path) -> dict[str, Any]:
-    shown = str(path)
+#: Largest gate report read, in bytes, and deepest nesting of its JSON.
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+MAX_REPORT_DEPTH = 64
+#: Longest integer literal of a report, in digits.
+MAX_REPORT_INT_DIGITS = 30
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_REPORT_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of the arrays and objects of JSON ``text`` (strings skipped)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _read_json(shown: str, path: Path) -> Any:
+    """The JSON of a report file, refusing non-regular files, files over :data:`MAX_REPORT_BYTES`,
+    nesting deeper than :data:`MAX_REPORT_DEPTH`, NaN, infinities and huge numbers."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReportError(f"{shown}: cannot read the report: not a regular file")
+        if info.st_size > MAX_REPORT_BYTES:
+            raise ReportError(f"{shown}: report of {info.st_size} bytes is over the limit of {MAX_REPORT_BYTES}")
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_REPORT_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         raise ReportError(f"{shown}: no such report file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ReportError(f"{shown}: cannot read the report: {err}") from None
+    if len(text) > MAX_REPORT_BYTES:
+        raise ReportError(f"{shown}: report is over the limit of {MAX_REPORT_BYTES} bytes")
+    if text.count("[") + text.count("{") > MAX_REPORT_DEPTH and _depth(text) > MAX_REPORT_DEPTH:
+        raise ReportError(f"{shown}: not a gate report: JSON nested deeper than {MAX_REPORT_DEPTH} levels")
     try:
-        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
+        return json.loads(text, object_pairs_hook=reject_duplicate_keys, parse_float=_finite,
+                          parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise ReportError(f"{shown}:{err.lineno}:{err.colno}: not JSON: {err.msg}") from None
     except DuplicateKeyError as err:
         raise ReportError(f"{shown}: not a valid gate report: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise ReportError(f"{shown}: not a gate report: {err}") from None
 
 
 def load_report(path: str | Path, trusted: TrustedKeys | None = None) -> Report:
-    """Read one report; ReportError when unreadable, invalid, repeating an id, edited, or badly signed.
+    """Read one report; ReportError when unreadable, oversized, invalid, repeating an id, edited, or badly signed.
 
     ``trusted``: the keys its signature is checked against (default: ``trusted_keys()``).
     """
     shown = str(path)
-    data = _parse(path)
+    data = _read_json(shown, Path(path))
     problems = schema_problems(data)
     if not problems:
         problems = duplicate_problems(data)

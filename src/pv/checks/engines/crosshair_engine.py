@@ -29,6 +29,7 @@ import linecache
 import time
 from typing import Any
 
+from pv.contracts.expr_helpers import symbolic_values
 from pv.contracts.checkspec import CheckSpec
 from pv.checks.engines.base import EngineReport, failure_report
 from pv.checks.evaluation import PASS, REJECT, Bindings, Property
@@ -119,7 +120,8 @@ def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
     )
     started = time.perf_counter()
     try:
-        messages = [message for checkable in analyze_function(function, options) for message in checkable.analyze()]
+        with symbolic_values():
+            messages = [message for checkable in analyze_function(function, options) for message in checkable.analyze()]
     finally:
         _ledger["spent"] += time.perf_counter() - started
         linecache.cache.pop(filename, None)

@@ -2,7 +2,8 @@
 
 Covering every combination is a proof for that domain: the verdict is ``proved``
 with the count. Time is bounded by ``budget.seconds`` (default
-:data:`DEFAULT_SECONDS`); running out is ``not-confirmed`` with the count covered.
+:data:`DEFAULT_SECONDS`), which also interrupts an evaluation that runs past it;
+running out is ``not-confirmed`` with the count covered.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ import time
 from pv.contracts.checkspec import CheckSpec
 from pv.contracts.engines import EXHAUSTIVE_CAP
 from pv.contracts.domains import product_size
+from pv.contracts.expr_helpers import time_limit
 from pv.checks.engines.base import EngineReport, failure_report
-from pv.checks.evaluation import PASS, REJECT, Bindings, Property
+from pv.checks.evaluation import ERROR, PASS, REJECT, Bindings, Property
 from pv.checks.verdicts import Status
 
 DEFAULT_SECONDS = 60.0
+
+
+def _out_of_time(seconds: float, covered: int, total: int, admitted: int, budget: dict) -> EngineReport:
+    return EngineReport(
+        Status.NOT_CONFIRMED, f"time budget of {seconds} s spent after {covered} of {total} combinations",
+        examples=admitted, budget=budget,
+    )
 
 
 def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
@@ -29,16 +38,16 @@ def run(spec: CheckSpec, bindings: Bindings, key: str) -> EngineReport:
     budget = {"combinations": total, "cap": spec.budget.examples or EXHAUSTIVE_CAP, "seconds": seconds}
     prop = Property(spec, bindings)
     names = list(spec.given)
-    deadline = time.perf_counter() + seconds
+    deadline = time.monotonic() + seconds
     covered = admitted = 0
     for combination in itertools.product(*(list(domain.values()) for domain in spec.given.values())):
-        if time.perf_counter() > deadline:
-            return EngineReport(
-                Status.NOT_CONFIRMED, f"time budget of {seconds} s spent after {covered} of {total} combinations",
-                examples=admitted, budget=budget,
-            )
+        if time.monotonic() > deadline:
+            return _out_of_time(seconds, covered, total, admitted, budget)
         inputs = dict(zip(names, combination))
-        outcome = prop.evaluate(inputs)
+        with time_limit(deadline):
+            outcome = prop.evaluate(inputs)
+        if outcome.status == ERROR and time.monotonic() > deadline:
+            return _out_of_time(seconds, covered, total, admitted, budget)
         covered += 1
         if outcome.status == REJECT:
             continue

@@ -8,6 +8,8 @@ obligation, changing with the installed copy), no literals of local modules
 (:func:`_without_local_constants`), ``database=None``, ``deadline=None``,
 ``max_examples`` from ``budget.examples`` (default :data:`DEFAULT_EXAMPLES`,
 :data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
+The search stops at ``budget.seconds`` (default :data:`DEFAULT_SECONDS`), which also
+interrupts an evaluation; running out is ``not-confirmed``.
 A failure is shrunk by Hypothesis; the verdict carries the shrunk inputs and
 Hypothesis's ``@reproduce_failure`` blob as the replay handle (the inputs as
 JSON are in the counterexample, for ``pv check --replay``).
@@ -22,15 +24,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from pv.contracts.checkspec import CheckSpec
+from pv.contracts.expr_helpers import time_limit
 from pv.checks.engines.base import EngineReport, failure_report
-from pv.checks.evaluation import PASS, REJECT, Bindings, Outcome, Property
+from pv.checks.evaluation import ERROR, PASS, REJECT, Bindings, Outcome, Property
 from pv.checks.verdicts import Status
 
 DEFAULT_EXAMPLES = 200
+#: Seconds of one search when ``budget.seconds`` is not set.
+DEFAULT_SECONDS = 120.0
 DEFAULT_TENSOR_EXAMPLES = 50
 _BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
@@ -42,6 +48,10 @@ class _Refuted(Exception):
 def seed_of(key: str) -> int:
     """The Hypothesis seed of the obligation ``key``: the first 8 bytes of its SHA-256."""
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+
+
+class _OutOfTime(Exception):
+    """Raised inside the Hypothesis test once ``budget.seconds`` is spent: the search stops."""
 
 
 def _examples(spec: CheckSpec) -> int:
@@ -113,13 +123,20 @@ def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
     from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 
     examples = _examples(spec)
-    budget: dict[str, Any] = {"max_examples": examples, "seed": seed_value, "database": None}
+    seconds = spec.budget.seconds or DEFAULT_SECONDS
+    budget: dict[str, Any] = {"max_examples": examples, "seed": seed_value, "database": None, "seconds": seconds}
+    deadline = time.monotonic() + seconds
     prop = Property(spec, bindings)
     counts = {"admitted": 0, "rejected": 0}
     failures: list[tuple[dict, Outcome]] = []
 
     def check(inputs: dict) -> None:
-        outcome = prop.evaluate(inputs)
+        if time.monotonic() > deadline:
+            raise _OutOfTime()
+        with time_limit(deadline):
+            outcome = prop.evaluate(inputs)
+        if outcome.status == ERROR and time.monotonic() > deadline:
+            raise _OutOfTime()
         if outcome.status == REJECT:
             counts["rejected"] += 1
             reject_example()
@@ -138,6 +155,11 @@ def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
     test = seed(seed_value)(profile(given(strategy)(check)))
     try:
         test()
+    except _OutOfTime:
+        return EngineReport(
+            Status.NOT_CONFIRMED, f"time budget of {seconds} s spent after {counts['admitted']} examples, none failed",
+            examples=counts["admitted"], budget=budget,
+        )
     except _Refuted as err:
         inputs, outcome = failures[-1]  # Hypothesis replays the shrunk example last
         return failure_report(

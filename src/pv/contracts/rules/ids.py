@@ -6,6 +6,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from pv._util.text import short
 from pv.contracts.findings import Location, Severity
 from pv.contracts.rules.registry import rule
 from pv.contracts.rules.sections import entries, identified, is_contract
@@ -19,8 +20,10 @@ def _ids(doc) -> list[tuple[tuple, str, str]]:
     return found
 
 _FAMILY = r"[A-Z0-9]+(?:-[A-Z0-9]+)*-[0-9]{3}"
-#: kind -> (pattern, how the format is written in a message); obligations have no prescribed format.
+#: kind -> (pattern, how the format is written in a message); obligation ids are free but must start with a letter.
 FORMATS = {
+    "obligation": (re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,199}\Z"),
+                   "a letter, then up to 199 letters, digits, '-', '_', '.' or ':'"),
     "falsifier": (re.compile(rf"(?:FT|FALSIFY)-{_FAMILY}\Z"), "FT-<FAMILY>-NNN or FALSIFY-<FAMILY>-NNN"),
     "Kani harness": (re.compile(rf"KANI-{_FAMILY}\Z"), "KANI-<FAMILY>-NNN"),
     "QA gate": (re.compile(rf"F-{_FAMILY}\Z"), "F-<FAMILY>-NNN"),
@@ -44,7 +47,7 @@ def duplicate_in_contract(doc) -> Iterable[tuple[Location, str]]:
 def id_format(doc) -> Iterable[tuple[Location, str]]:
     for keys, kind, ident in _ids(doc):
         if kind in FORMATS and not FORMATS[kind][0].match(ident):
-            yield doc.locate(*keys), f"{kind} id `{ident}` is not of the form {FORMATS[kind][1]}"
+            yield doc.locate(*keys), f"{kind} id `{short(ident)}` is not of the form {FORMATS[kind][1]}"
 
 
 @rule("PV-ID-003", Severity.ERROR, "falsifier, Kani harness or QA gate id used by more than one contract", scope="corpus")

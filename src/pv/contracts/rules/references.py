@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
+from pv._util.text import short
 from pv.contracts.findings import Location, Severity
 from pv.contracts.requirements import parse_requirements
 from pv.contracts.rules.registry import rule
@@ -12,7 +13,7 @@ from pv.contracts.rules.sections import depends_on, entries, is_contract, mappin
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(text)
 
 
 @rule("PV-REF-001", Severity.ERROR, "Kani harness names an obligation id that the contract does not have")

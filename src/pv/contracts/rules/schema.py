@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pv._util.text import short
 from pv.contracts.findings import Location, Severity
 from pv.contracts.rules.registry import rule_family
 from pv.contracts.rules.sections import suggestion
@@ -24,6 +25,8 @@ BAD_ENUM = "PV-SCHEMA-002"
 BAD_TYPE = "PV-SCHEMA-003"
 MISSING_KEY = "PV-SCHEMA-004"
 CONSTRAINT = "PV-SCHEMA-005"
+#: Unknown keys of one mapping that get a "did you mean" (each costs a fuzzy match).
+MAX_SUGGESTIONS = 50
 
 _TYPE_NAMES = {
     "object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
@@ -49,8 +52,7 @@ def _kind_of(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(value)
 
 
 def schema_findings(doc: Document) -> list[tuple[str, Location, str]]:
@@ -86,11 +88,10 @@ def _explain(doc, error: Any) -> Iterable[tuple[str, Location, str]]:
     keyword, instance, subschema = error.validator, error.instance, error.schema
     if keyword == "additionalProperties" and isinstance(instance, dict):
         known = subschema.get("properties", {}) if isinstance(subschema, dict) else {}
-        for key in instance:
-            if key not in known:
-                yield UNKNOWN_KEY, doc.locate_key(*path, key), (
-                    f"unknown key `{key}` in {where(path)}{suggestion(str(key), known)}"
-                )
+        unknown = (key for key in instance if key not in known)
+        for count, key in enumerate(unknown):
+            hint = suggestion(str(key), known) if count < MAX_SUGGESTIONS else ""
+            yield UNKNOWN_KEY, doc.locate_key(*path, key), f"unknown key `{_short(key)}` in {where(path)}{hint}"
     elif keyword in ("enum", "const"):
         allowed = error.validator_value if keyword == "enum" else [error.validator_value]
         field = next((k for k in reversed(path) if isinstance(k, str)), "value")
