@@ -40,10 +40,10 @@ def run_verify(project: Path) -> int:
 
 
 def pytest_writing_a_report_then(outcome: BaseException | None):
-    """A stand-in for the pytest subprocess: writes a new gate report where it is told, then ``outcome``."""
+    """A stand-in for the pytest child process (``verify.run_child``): writes a new gate report where it is told, then ``outcome``."""
     calls = []
 
-    def fake_run(command, **options):
+    def fake_run(command, cwd):
         calls.append(command)
         report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--gate-report="))
         Path(report).write_text('{"new": "report"}')
@@ -60,7 +60,7 @@ def folder_contents(folder: Path) -> dict[str, str]:
 
 def test_an_interrupt_after_the_new_report_leaves_the_old_run_whole(project: Path, monkeypatch, capsys) -> None:
     fake, calls = pytest_writing_a_report_then(KeyboardInterrupt())
-    monkeypatch.setattr(verify.subprocess, "run", fake)
+    monkeypatch.setattr(verify, "run_child", fake)
     assert run_verify(project) == 130
     assert calls, "the pytest step ran"
     assert folder_contents(project / "reports" / "out") == OLD
@@ -68,7 +68,7 @@ def test_an_interrupt_after_the_new_report_leaves_the_old_run_whole(project: Pat
 
 
 def test_a_run_without_a_report_leaves_the_old_run_whole(project: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(verify.subprocess, "run", lambda command, **options: type("Done", (), {"returncode": 4})())
+    monkeypatch.setattr(verify, "run_child", lambda command, cwd: (4, None))
     assert run_verify(project) == 2
     assert "wrote no gate report; the previous reports" in capsys.readouterr().err
     assert folder_contents(project / "reports" / "out") == OLD
@@ -83,10 +83,10 @@ class _Decision:
     passed = False
 
 
-def _pytest_writing_a_report(command, **options):
+def _pytest_writing_a_report(command, cwd):
     report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--gate-report="))
     Path(report).write_text('{"new": "report"}')
-    return type("Done", (), {"returncode": 1})()
+    return 1, None
 
 
 def test_an_interrupt_inside_the_swap_leaves_no_decision_without_its_report(project: Path, monkeypatch) -> None:
@@ -100,7 +100,7 @@ def test_an_interrupt_inside_the_swap_leaves_no_decision_without_its_report(proj
         real_rename(source, destination)
 
     monkeypatch.setattr(folders.os, "rename", rename)
-    monkeypatch.setattr(verify.subprocess, "run", _pytest_writing_a_report)
+    monkeypatch.setattr(verify, "run_child", _pytest_writing_a_report)
     monkeypatch.setattr("pv.evidence.gate.load_report", lambda path: _Report(str(path)))
     monkeypatch.setattr("pv.evidence.gate.decide", lambda reports, contracts, release: _Decision())
     monkeypatch.setattr("pv.evidence.gate_output.format_json", lambda decision: '{"verdict": "fail"}')
@@ -112,7 +112,7 @@ def test_an_interrupt_inside_the_swap_leaves_no_decision_without_its_report(proj
 def test_a_folder_with_other_files_is_never_replaced(project: Path, monkeypatch, capsys) -> None:
     (project / "reports" / "out" / "notes.txt").write_text("mine")
     fake, calls = pytest_writing_a_report_then(KeyboardInterrupt())
-    monkeypatch.setattr(verify.subprocess, "run", fake)
+    monkeypatch.setattr(verify, "run_child", fake)
     assert run_verify(project) == 2
     assert "holds files pv did not write (notes.txt)" in capsys.readouterr().err
     assert calls == [] and folder_contents(project / "reports" / "out") == {**OLD, "notes.txt": "mine"}
