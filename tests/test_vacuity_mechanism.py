@@ -69,8 +69,8 @@ def _project(root: Path, falsifiers: dict[str, str]) -> Path:
     (root / "contracts" / "x.yaml").write_text(CONTRACT)
     folder = root / "falsifiers"
     folder.mkdir()
-    for helper in ("conftest.py", "ft_mutants.py"):
-        shutil.copy(REPO / "falsifiers" / helper, folder / helper)
+    for helper in [REPO / "falsifiers" / "conftest.py", *sorted((REPO / "falsifiers").glob("ft_mutants*.py"))]:
+        shutil.copy(helper, folder / helper.name)
     for name, text in falsifiers.items():
         (folder / name).write_text(text)
     (root / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: g\n    falsifies(id): f\n")
