@@ -107,7 +107,7 @@ def test_the_pytest_plugin_skips_the_inconclusive_item_with_its_reason(pytester:
     (pytester.path / "pvfloats.py").write_text(IMPLEMENTATION)
     (pytester.path / "contracts").mkdir()
     (pytester.path / "contracts" / "floats-v1.yaml").write_text(
-        contract("[hypothesis, crosshair]", budget="\n    budget: {seconds: 1}"))
+        contract("[hypothesis, crosshair]", budget="\n    budget: {seconds: 1, examples: 10}"))
     pytester.syspathinsert()
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--pv-allow-module", "pvfloats", "contracts")
     result.assert_outcomes(passed=1, skipped=1)

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pv._util.errors import InvalidValue
 from pv._util.locations import repo_root
 
 SCHEMA_FILE = "gate-report.schema.json"
@@ -56,7 +57,7 @@ def duplicate_problems(report: dict[str, Any]) -> list[str]:
     return problems
 
 
-class DuplicateKeyError(ValueError):
+class DuplicateKeyError(InvalidValue):
     """A JSON object with a repeated key."""
 
 
