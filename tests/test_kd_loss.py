@@ -146,8 +146,10 @@ def test_forward_saves_no_new_logits_sized_tensor():
     ],
 )
 def test_automatic_chunks_are_bounded(rows, vocab, expected_rows):
-    assert max(1, kd._chunk_elems(rows, vocab, None) // vocab) == expected_rows
-    assert kd._chunk_elems(rows, vocab, 12345) == 12345
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert max(1, kd._chunk_elems(rows, vocab, None, cuda) // vocab) == expected_rows
+    assert kd._chunk_elems(rows, vocab, None, cpu) == kd.CPU_CHUNK_ELEMS  # cache-sized on CPU
+    assert kd._chunk_elems(rows, vocab, 12345, cuda) == kd._chunk_elems(rows, vocab, 12345, cpu) == 12345
 
 
 def test_vocabulary_mismatch_is_an_alignment_error_naming_both_sizes():
