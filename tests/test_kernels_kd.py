@@ -13,10 +13,6 @@ from distill.errors import DistillError, KernelUnavailableError
 from distill.kernels import runtime
 from kernel_data import DEVICE, assert_interpreted_without_cuda
 
-#: The interpreter computes in numpy, which warns about IEEE specials the kernels handle on purpose
-#: (-inf - -inf on the side of a tl.where not taken, log 0 of a masked row, -3e38 - 3e38 = -inf).
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
 #: (rows, vocab, temperature, block): odd vocabularies, several blocks per row (online rescaling), T != 1
 CASES = [(3, 1, 1.0, 16), (4, 37, 2.5, 16), (5, 129, 0.7, 32), (2, 200, 1.0, None), (3, 97, 4.0, 8)]
 TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.bfloat16: (1e-4, 1e-3), torch.float16: (1e-4, 1e-3)}

@@ -195,6 +195,7 @@ _DEQUANT = {"Q8_0": _dequant_q8_0, "Q5_0": _dequant_q5_0, "Q4_K": _dequant_q4_k,
 #: Weights per kernel call on CPU: the float32 temporaries of one call stay in the caches.
 _CPU_CHUNK_ELEMS = 1 << 18
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_OUT_DTYPE_NAMES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def dequantize(
@@ -203,7 +204,7 @@ def dequantize(
     *,
     check: bool = True,
     kernel: str = "auto",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Blocks ``(..., n_blocks*block_bytes)`` uint8 -> ``dtype`` ``(..., n_blocks*block_elems)`` on raw's device.
@@ -212,13 +213,14 @@ def dequantize(
     otherwise); pass False for data already checked (it costs a device sync).
     ``kernel``: "torch", "triton" (``distill.kernels.dequant``) or "auto" (Triton
     on CUDA, PyTorch elsewhere); both give the same bits. ``dtype`` is float32,
-    float16 or bfloat16 (float32 weights rounded once, to nearest even). ``out``
+    float16 or bfloat16, or its name (float32 weights rounded once, to nearest even). ``out``
     (optional): a contiguous ``dtype`` tensor on raw's device with as many entries,
     written and returned in the output's shape.
     """
     name = qtype_name(qtype)
     blocks = _as_blocks(raw, name)
     out_shape = (*raw.shape[:-1], raw.shape[-1] // block_bytes(name) * block_elems(name))
+    dtype = _OUT_DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if dtype not in OUT_DTYPES:
         raise QuantError(f"dequantize: dtype must be one of float32, float16, bfloat16, got {dtype}")
     result = _output(out, out_shape, dtype, raw.device)

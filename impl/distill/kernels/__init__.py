@@ -6,7 +6,8 @@
   ``distill.quant`` (and so with ``gguf.quants.dequantize``).
 
 ``runtime`` decides where they can run: CUDA tensors, or CPU tensors through
-Triton's interpreter on a machine without CUDA. Import the kernel modules only
-through ``runtime.load`` (or after importing ``runtime``): Triton reads the
-interpreter switch when a kernel is defined.
+Triton's interpreter on a machine without CUDA. It is imported first, so that
+the interpreter switch is set before any kernel is defined (Triton reads it then).
 """
+
+from distill.kernels import runtime  # noqa: F401

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from distill.kernels.runtime import launching
+
 #: Blocks per program (a power of two).
 DEFAULT_BLOCKS = 8
 
@@ -122,5 +124,6 @@ def dequantize_into(blocks: torch.Tensor, qtype: str, out: torch.Tensor, *, bloc
         return
     grid = (triton.cdiv(n_blocks, blocks_per_program),)
     bf16 = out.dtype == torch.bfloat16
-    kernel[grid](blocks, out.view(torch.int16) if bf16 else out, n_blocks, BLOCKS=blocks_per_program, OUT_BF16=bf16,
-                 enable_fp_fusion=False)
+    with launching():
+        kernel[grid](blocks, out.view(torch.int16) if bf16 else out, n_blocks, BLOCKS=blocks_per_program,
+                     OUT_BF16=bf16, enable_fp_fusion=False)

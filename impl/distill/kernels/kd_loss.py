@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from distill.kernels.runtime import launching
+
 #: Vocabulary entries per block (a power of two).
 DEFAULT_BLOCK = 4096
 
@@ -126,8 +128,9 @@ class _TritonKDLoss(torch.autograd.Function):
         stats = torch.empty(4, n_rows, dtype=torch.float32, device=s.device)
         kl = torch.empty(n_rows, dtype=torch.float32, device=s.device)
         valid_arg = valid if valid is not None else kl  # unread without a mask
-        _kd_forward[(n_rows,)](s, t, valid_arg, stats, kl, s.stride(0), t.stride(0), n_rows, vocab,
-                               float(temperature), HAS_MASK=valid is not None, BLOCK=block)
+        with launching():
+            _kd_forward[(n_rows,)](s, t, valid_arg, stats, kl, s.stride(0), t.stride(0), n_rows, vocab,
+                                   float(temperature), HAS_MASK=valid is not None, BLOCK=block)
         n = torch.tensor(n_rows, device=s.device) if valid is None else valid.sum()
         ctx.save_for_backward(s, t, stats, n, *(() if valid is None else (valid,)))
         ctx.temperature, ctx.block, ctx.shape = float(temperature), block, student.shape
@@ -141,9 +144,10 @@ class _TritonKDLoss(torch.autograd.Function):
         n_rows, vocab = s.shape
         grad = torch.empty((n_rows, vocab), dtype=s.dtype, device=s.device)
         scale = (grad_out.to(torch.float32) * ctx.temperature / n).reshape(1)
-        _kd_backward[(n_rows,)](s, t, valid if valid is not None else scale, stats, scale, grad, s.stride(0),
-                                t.stride(0), grad.stride(0), n_rows, vocab, ctx.temperature,
-                                HAS_MASK=valid is not None, BLOCK=ctx.block)
+        with launching():
+            _kd_backward[(n_rows,)](s, t, valid if valid is not None else scale, stats, scale, grad, s.stride(0),
+                                    t.stride(0), grad.stride(0), n_rows, vocab, ctx.temperature,
+                                    HAS_MASK=valid is not None, BLOCK=ctx.block)
         return grad.view(ctx.shape), None, None, None, None
 
 

@@ -9,10 +9,13 @@ unless the environment already says otherwise, before it imports a kernel module
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 from types import ModuleType
+
+import numpy as np
 
 import torch
 
@@ -60,3 +63,11 @@ def use_triton(kernel: str, device: torch.device, what: str) -> bool:
 def load(name: str) -> ModuleType:
     """The kernel module ``distill.kernels.<name>`` (imported after the interpreter switch is set)."""
     return importlib.import_module(f"distill.kernels.{name}")
+
+
+def launching() -> contextlib.AbstractContextManager[object]:
+    """Wrap kernel launches: interpreted, numpy's warnings about IEEE specials (-inf - -inf on the
+    side of a ``tl.where`` not taken, log 0 of a masked row) are silenced; the kernels handle them."""
+    if interpreted():
+        return np.errstate(invalid="ignore", over="ignore", divide="ignore")
+    return contextlib.nullcontext()
