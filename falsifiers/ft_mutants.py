@@ -225,8 +225,11 @@ def _decide_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., Any]) -
 
     def build(original: Callable[..., Any]) -> Callable[..., Any]:
         def decide_teacher_backend(override: str | None, device_class: str, teacher_quantized: bool,
-                                   dequant_bytes: int, free_bytes: int) -> Any:
-            return body(original, override, device_class, teacher_quantized, dequant_bytes, free_bytes)
+                                   dequant_bytes: int, free_bytes: int, native_bytes: int | None = None) -> Any:
+            def decide(o: str | None, c: str, q: bool, d: int, f: int, n: int | None = native_bytes) -> Any:
+                return original(o, c, q, d, f, n)
+
+            return body(decide, override, device_class, teacher_quantized, dequant_bytes, free_bytes)
 
         return decide_teacher_backend
 
@@ -274,9 +277,22 @@ def _reserve_ignored(mp: pytest.MonkeyPatch) -> None:
     _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q, d, f + _reserve()))
 
 
-@mutant("backend-device-class-ignored", "auto treats every device as discrete")
-def _device_class_ignored(mp: pytest.MonkeyPatch) -> None:
-    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, "discrete", q, d, f))
+@mutant("backend-unified-means-dequant", "auto picks dequant on every unified-memory device, whether it fits or not")
+def _unified_means_dequant(mp: pytest.MonkeyPatch) -> None:
+    dispatch = importlib.import_module("distill.dispatch")
+
+    def body(decide: Callable[..., Any], o: str | None, c: str, q: bool, d: int, f: int) -> Any:
+        if o in (None, "", "auto") and c == "unified":
+            return dispatch.BackendDecision("dequant", "auto: device has unified memory")
+        return decide(o, c, q, d, f)
+
+    _decide_wrapper(mp, body)
+
+
+@mutant("backend-no-refusal", "auto falls back to q4k-native (or dequant) even when neither fits: no refusal before load")
+def _no_refusal(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q, d, f, None) if q else decide(o, c, q, d, 1 << 62))
+
 
 
 @mutant("backend-unquantized-by-memory", "auto decides an unquantized teacher by memory like a quantized one")
@@ -449,7 +465,7 @@ def _native_cache(mp: pytest.MonkeyPatch) -> None:
     def build(original: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:
         def weight(self: Any) -> torch.Tensor:
             if getattr(self, "expanded_cache", None) is None:
-                self.register_buffer("expanded_cache", original(self))
+                self.register_buffer("expanded_cache", original(self).clone())
             return self.expanded_cache
 
         return weight

@@ -3,9 +3,11 @@
 - ``dequant``: every quantized weight is expanded once, at load, into the
   compute dtype (bf16 or f32), and the forward runs ordinary dense matmuls.
 - ``q4k-native``: the Q4_K/Q6_K (and other quantized) blocks stay resident as
-  they are in the file; each linear layer expands its weight on the fly in its
-  forward (``distill.model.QuantLinear``), so the teacher's resident bytes stay
-  close to the file's quantized bytes.
+  they are in the file; each linear layer expands its weight in its forward
+  (``distill.model.QuantLinear``; the Triton kernel on CUDA, PyTorch elsewhere)
+  into one scratch buffer that all layers share, allocated once at load for the
+  largest layer in the compute dtype, then runs the ordinary matmul. Resident:
+  the quantized bytes, the plain weights, the scratch and the activations.
 
 Both compute the same function of the same weights. A teacher is frozen: its
 logits are computed without autograd, it exposes no parameters, and asking
@@ -16,6 +18,7 @@ effective vocabulary) entries, before anyone can apply a softmax.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -24,7 +27,7 @@ import torch
 
 from distill.errors import BackendSelectionError, FrozenTeacherError
 from distill.gguf_io import GGUFModel, read_gguf
-from distill.model import build_model
+from distill.model import QuantLinear, build_model
 from distill.vocab import effective_vocab, truncate_logits
 
 BACKENDS = ("dequant", "q4k-native")
@@ -49,6 +52,25 @@ def dequantized_bytes(model: GGUFModel, dtype: torch.dtype) -> int:
         for dim in tensor.shape:
             n *= dim
         total += n * itemsize
+    return total
+
+
+def _is_kept_quantized(tensor) -> bool:
+    """Whether the q4k-native backend keeps ``tensor`` as blocks (as ``distill.model.build_model`` does)."""
+    return _qtype(tensor).startswith("Q")
+
+
+def scratch_elements(model: GGUFModel) -> int:
+    """Weights of the largest matrix the q4k-native backend keeps quantized (its scratch buffer's size)."""
+    return max((math.prod(t.shape) for t in model.tensors.values() if _is_kept_quantized(t)), default=0)
+
+
+def native_resident_bytes(model: GGUFModel, dtype: torch.dtype) -> int:
+    """Bytes the q4k-native teacher holds: blocks as stored, other weights in ``dtype``, and the scratch."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    total = scratch_elements(model) * itemsize
+    for tensor in model.tensors.values():
+        total += int(tensor.nbytes) if _is_kept_quantized(tensor) else math.prod(tensor.shape) * itemsize
     return total
 
 
@@ -137,4 +159,19 @@ def load_teacher(
     module = build_model(
         model.config, model.tensors, dtype=dtype, device=device, keep_quantized=backend == "q4k-native"
     )
+    if backend == "q4k-native":
+        _share_scratch(module, scratch_elements(model), dtype, device)
     return Teacher(module, backend, vocab_size, model.quantized_bytes)
+
+
+def _share_scratch(module: torch.nn.Module, elements: int, dtype: torch.dtype, device: str | torch.device) -> None:
+    """Give every quantized layer of ``module`` one scratch buffer of ``elements`` (a buffer of the module).
+
+    Safe for a frozen teacher only: each layer's expanded weight lives until the next
+    layer's forward, which is all a matmul without autograd needs.
+    """
+    scratch = torch.empty(elements, dtype=dtype, device=device)
+    module.register_buffer("weight_scratch", scratch, persistent=False)
+    for layer in module.modules():
+        if isinstance(layer, QuantLinear):
+            layer.scratch = scratch
