@@ -86,7 +86,8 @@ def tensor_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
 class Teacher:
     """A frozen teacher: ``logits(input_ids) -> [B, S, vocab_size]`` without gradients."""
 
-    def __init__(self, module: torch.nn.Module, backend: str, vocab_size: int, quantized_bytes: int) -> None:
+    def __init__(self, module: torch.nn.Module, backend: str, vocab_size: int, quantized_bytes: int,
+                 scratch: torch.Tensor | None = None) -> None:
         module.eval()
         for tensor in module.parameters():
             tensor.requires_grad_(False)
@@ -95,6 +96,7 @@ class Teacher:
         self.native_vocab_size = int(module.config.vocab_size)
         self.vocab_size = vocab_size
         self.quantized_bytes = quantized_bytes
+        self._scratch = scratch
 
     @property
     def device(self) -> torch.device:
@@ -114,6 +116,10 @@ class Teacher:
     def resident_bytes(self) -> int:
         """Bytes of tensor storage the teacher holds (weights and quantized blocks)."""
         return tensor_storage_bytes(self._tensors())
+
+    def scratch_bytes(self) -> int:
+        """Bytes of the q4k-native scratch buffer that the layers expand into (0 for dequant)."""
+        return 0 if self._scratch is None else self._scratch.untyped_storage().nbytes()
 
     def _frozen(self, what: str) -> NoReturn:
         raise FrozenTeacherError(f"the teacher is frozen: {what} is not allowed (backend {self.backend})")
@@ -159,19 +165,22 @@ def load_teacher(
     module = build_model(
         model.config, model.tensors, dtype=dtype, device=device, keep_quantized=backend == "q4k-native"
     )
+    scratch = None
     if backend == "q4k-native":
-        _share_scratch(module, scratch_elements(model), dtype, device)
-    return Teacher(module, backend, vocab_size, model.quantized_bytes)
+        scratch = _share_scratch(module, scratch_elements(model), dtype, device)
+    return Teacher(module, backend, vocab_size, model.quantized_bytes, scratch=scratch)
 
 
-def _share_scratch(module: torch.nn.Module, elements: int, dtype: torch.dtype, device: str | torch.device) -> None:
-    """Give every quantized layer of ``module`` one scratch buffer of ``elements`` (a buffer of the module).
+def _share_scratch(module: torch.nn.Module, elements: int, dtype: torch.dtype,
+                   device: str | torch.device) -> torch.Tensor:
+    """Give every quantized layer of ``module`` one scratch buffer of ``elements``, and return it.
 
     Safe for a frozen teacher only: each layer's expanded weight lives until the next
-    layer's forward, which is all a matmul without autograd needs.
+    layer's forward, which is all a matmul without autograd needs. The buffer is no
+    weight: it is not among the module's tensors, and its contents change every forward.
     """
     scratch = torch.empty(elements, dtype=dtype, device=device)
-    module.register_buffer("weight_scratch", scratch, persistent=False)
     for layer in module.modules():
         if isinstance(layer, QuantLinear):
             layer.scratch = scratch
+    return scratch
