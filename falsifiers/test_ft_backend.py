@@ -64,6 +64,8 @@ def test_auto_by_quantization_and_memory_on_every_device_class() -> None:
         assert auto(device_class, True, 28 * GIB, 120 * GIB) == "dequant"  # a 128 GB unified host
         assert auto(device_class, True, 28 * GIB, 24 * GIB) == "q4k-native"  # a 24 GB host: 28 GB does not fit
         assert auto(device_class, False, 28 * GIB, 80 * GIB) == "dequant"  # unquantized: dequant is the only way
+        with pytest.raises(InsufficientMemoryError):  # ... and where it does not fit, there is none
+            auto(device_class, False, 28 * GIB, 24 * GIB)
     for empty in (None, ""):  # nothing requested means auto
         assert dispatch.select_teacher_backend(empty, "unified", True, 28 * GIB, 16 * GIB) == "q4k-native"
 
