@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from distill.cpu_workers import for_each
 from distill.errors import DistillError, VocabAlignmentError
 from distill.kernels.runtime import load as load_kernels
 from distill.kernels.runtime import use_triton
@@ -146,35 +145,6 @@ def _chunks(n_rows: int, rows: torch.Tensor | None, chunk_rows: int) -> list[tup
     ]
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _for_each_chunk(work: Callable[[int, slice | torch.Tensor, int], None],
-                    chunks: list[tuple[int, slice | torch.Tensor, int]], device: torch.device) -> None:
-    """Run ``work(index, selector, offset)`` for every chunk, without autograd.
-
-    On CPU the chunks are spread over as many Python threads as torch has intra-op
-    threads, each running its ops on one intra-op thread: a chunk's ops are small,
-    and OpenMP's hand-offs between threads would cost more than the work (and stall
-    on a busy machine). Chunks write disjoint outputs, so the order does not matter.
-    """
-    workers = torch.get_num_threads() if device.type == "cpu" else 1
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            work(*chunk)
-        return
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="kd-loss",
-                                                    initializer=torch.set_num_threads, initargs=(1,))
-
-    def run(chunk: tuple[int, slice | torch.Tensor, int]) -> None:
-        with torch.no_grad():
-            work(*chunk)
-
-    list(pool.map(run, chunks))
-
-
 def _scaled(flat: torch.Tensor, selector: slice | torch.Tensor, temperature: float) -> torch.Tensor:
     """The selected rows in float32, less their row maximum, divided by the temperature.
 
@@ -212,7 +182,7 @@ class _KDLoss(torch.autograd.Function):
             log_norms[0, offset : offset + len(kl)] = lse_s
             log_norms[1, offset : offset + len(kl)] = lse_t
 
-        _for_each_chunk(work, chunks, student.device)
+        for_each(lambda chunk: work(*chunk), chunks, student.device)
         total = totals.sum()
         ctx.save_for_backward(student, teacher, log_norms, *(() if rows is None else (rows,)))
         ctx.temperature, ctx.chunk_rows, ctx.n, ctx.masked = temperature, chunk_rows, n, rows is not None
@@ -239,5 +209,5 @@ class _KDLoss(torch.autograd.Function):
             else:
                 grad[selector] = q.mul_(scale).to(grad.dtype)
 
-        _for_each_chunk(work, _chunks(s_flat.shape[0], rows, ctx.chunk_rows), student.device)
+        for_each(lambda chunk: work(*chunk), _chunks(s_flat.shape[0], rows, ctx.chunk_rows), student.device)
         return grad.view(student.shape), None, None, None, None

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from distill.cpu_workers import for_each
 from distill.errors import QuantError
 from distill.kernels.runtime import load as load_kernels
 from distill.kernels.runtime import use_triton
@@ -250,19 +251,21 @@ def _output(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype
 
 
 def _dequant_torch(blocks: torch.Tensor, name: str, out: torch.Tensor) -> None:
-    """The PyTorch kernels over ``blocks`` into ``out`` (n_blocks, block_elems), in cache-sized chunks on CPU."""
+    """The PyTorch kernels over ``blocks`` into ``out`` (n_blocks, block_elems); on CPU in cache-sized
+    chunks over one-thread workers (``distill.cpu_workers``)."""
     n = blocks.shape[0]
     step = max(1, _CPU_CHUNK_ELEMS // block_elems(name)) if blocks.device.type == "cpu" else max(n, 1)
-    staging = None if out.dtype == torch.float32 else torch.empty(
-        (min(step, n), block_elems(name)), dtype=torch.float32, device=blocks.device)
-    for i in range(0, n, step):
-        part = out[i : i + step]
-        if staging is None:
-            _DEQUANT[name](blocks[i : i + step], part)
+
+    def work(start: int) -> None:
+        part = out[start : start + step]
+        if out.dtype == torch.float32:
+            _DEQUANT[name](blocks[start : start + step], part)
         else:
-            target = staging[: part.shape[0]]
-            _DEQUANT[name](blocks[i : i + step], target)
-            part.copy_(target)
+            staging = torch.empty(part.shape, dtype=torch.float32, device=blocks.device)
+            _DEQUANT[name](blocks[start : start + step], staging)
+            part.copy_(staging)
+
+    for_each(work, range(0, n, step), blocks.device)
 
 
 # -- quantization ------------------------------------------------------------------------------
