@@ -152,6 +152,11 @@ def test_automatic_chunks_are_bounded(rows, vocab, expected_rows):
     assert kd._chunk_elems(rows, vocab, 12345, cuda) == kd._chunk_elems(rows, vocab, 12345, cpu) == 12345
 
 
+def test_logits_on_two_devices_are_refused():
+    with pytest.raises(DistillError, match="one device"):
+        kd_loss(torch.zeros(2, 5), torch.zeros(2, 5, device="meta"))
+
+
 def test_vocabulary_mismatch_is_an_alignment_error_naming_both_sizes():
     with pytest.raises(VocabAlignmentError, match=r"151936.*152064"):
         kd_loss(torch.zeros(2, 151936), torch.zeros(2, 152064))
@@ -170,6 +175,12 @@ def test_empty_mask_is_an_error_not_nan():
         ({"temperature": float("nan")}, "temperature"),
         ({"mask": torch.ones(3, dtype=torch.bool)}, "mask shape"),
         ({"mask": torch.ones(2, 3, dtype=torch.int64)}, "bool"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"temperature": "2.0"}, "temperature must be a number"),
+        ({"temperature": True}, "temperature must be a number"),
+        ({"max_chunk_elems": 0}, "max_chunk_elems"),
+        ({"max_chunk_elems": 2.5}, "max_chunk_elems"),
+        ({"kernel": "fused"}, "kernel must be one of"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
