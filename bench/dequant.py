@@ -10,7 +10,10 @@ in each forward, and with it, as a load does).
   compared bit for bit. ``--threads`` sets torch's intra-op threads.
 - GPU: bytes moved (blocks read + float32 written) per second, as a fraction of the
   device's copy bandwidth measured in the same run; a sample of rows compared bit
-  for bit with gguf's dequantizer on the CPU.
+  for bit with gguf's dequantizer on the CPU. ``--kernel`` picks the side: ``auto``
+  (Triton on CUDA, PyTorch elsewhere), ``torch`` or ``triton`` (CUDA only: the
+  interpreter on CPU is checked in the tests, never timed); ``--dtype`` the output
+  (f32, bf16, f16; bytes moved count the output's size).
 
 Writes ``dequant-<device>.json`` into ``--out``.
 """
@@ -45,6 +48,11 @@ def _gguf_dequantize(raw: np.ndarray, qtype: str) -> np.ndarray:
     return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[qtype])
 
 
+def _rounded(weights: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """gguf's float32 weights rounded to ``dtype`` by torch (to nearest even)."""
+    return torch.from_numpy(np.ascontiguousarray(weights)).to(dtype)
+
+
 def run_case(qtype: str, device: torch.device, shape: tuple[int, int], args: argparse.Namespace,
              copy_bandwidth: float | None) -> dict[str, Any]:
     from distill.quant import dequantize
@@ -53,15 +61,19 @@ def run_case(qtype: str, device: torch.device, shape: tuple[int, int], args: arg
     gen = torch.Generator(device=device).manual_seed(args.seed)
     raw = random_blocks(qtype, shape, 0.02, gen, device)
     n = shape[0] * shape[1]
-    moved = raw.numel() + 4 * n
-    timing = hardware.time_fn(lambda: dequantize(raw, qtype, check=False), device, warmup=args.warmup, repeats=args.repeats)
-    checked = hardware.time_fn(lambda: dequantize(raw, qtype), device, warmup=args.warmup, repeats=args.repeats)
+    dtype, kernel = report.parse_dtype(args.dtype), args.kernel
+    moved = raw.numel() + torch.empty((), dtype=dtype).element_size() * n
+    timing = hardware.time_fn(lambda: dequantize(raw, qtype, check=False, kernel=kernel, dtype=dtype), device,
+                              warmup=args.warmup, repeats=args.repeats)
+    checked = hardware.time_fn(lambda: dequantize(raw, qtype, kernel=kernel, dtype=dtype), device,
+                               warmup=args.warmup, repeats=args.repeats)
     case: dict[str, Any] = {
-        "qtype": qtype, "shape": list(shape), "weights": n, "block_bytes": raw.numel(), "bytes_moved": moved,
+        "qtype": qtype, "kernel": kernel, "dtype": report.dtype_name(dtype), "shape": list(shape), "weights": n,
+        "block_bytes": raw.numel(), "bytes_moved": moved,
         "timing": timing.to_json(), "timing_with_scale_check": checked.to_json(),
         "weights_per_s": n / timing.median_s, "bytes_moved_per_s": moved / timing.median_s,
     }
-    ours = dequantize(raw, qtype, check=False)
+    ours = dequantize(raw, qtype, check=False, kernel=kernel, dtype=dtype)
     if device.type == "cpu":
         raw_np = raw.numpy()
         reference = hardware.time_fn(lambda: _gguf_dequantize(raw_np, qtype), device, warmup=args.warmup,
@@ -69,17 +81,18 @@ def run_case(qtype: str, device: torch.device, shape: tuple[int, int], args: arg
         case["gguf_timing"] = reference.to_json()
         case["speedup_vs_gguf"] = reference.median_s / timing.median_s
         case["bit_exact_rows"] = shape[0]
-        expected, got = _gguf_dequantize(raw_np, qtype), ours.numpy()
+        expected, got = _rounded(_gguf_dequantize(raw_np, qtype), dtype), ours
         case["target"] = report.target(f"{qtype} dequant speed vs gguf numpy", case["speedup_vs_gguf"],
                                        CPU_SPEEDUP_MIN, ">=", unit="x")
     else:
         rows = slice(0, min(SAMPLE_ROWS, shape[0]))
-        expected, got = _gguf_dequantize(raw[rows].cpu().numpy(), qtype), ours[rows].cpu().numpy()
+        expected, got = _rounded(_gguf_dequantize(raw[rows].cpu().numpy(), qtype), dtype), ours[rows].cpu()
         case["bit_exact_rows"] = rows.stop
         case["fraction_of_copy_bandwidth"] = report.ratio(case["bytes_moved_per_s"], copy_bandwidth)
         case["target"] = report.target(f"{qtype} dequant bytes/s vs copy bandwidth",
                                        case["fraction_of_copy_bandwidth"], GPU_FRACTION_MIN, ">=")
-    case["bit_exact"] = bool(np.array_equal(expected.view(np.uint32), got.view(np.uint32)))
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    case["bit_exact"] = bool(torch.equal(expected.view(bits), got.view(bits)))
     return case
 
 
@@ -112,6 +125,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [q for q in qtypes if q not in QTYPES]
     if unknown or not qtypes:
         raise report.BenchError(f"--qtypes: {unknown or 'none given'}; choose from {', '.join(QTYPES)}")
+    report.parse_dtype(args.dtype)
+    if args.kernel == "triton" and device.type != "cuda":
+        raise report.BenchError("--kernel triton needs CUDA: the interpreter on CPU is for correctness, not speed")
     info = hardware.device_info(device)
     bandwidth = hardware.copy_bandwidth(device) if device.type == "cuda" else None
     cases = [run_case(q, device, shape, args, bandwidth.per_s if bandwidth else None) for q in qtypes]
@@ -141,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"matrix columns, a multiple of 256 (default {CPU_SHAPE[1]} on CPU, {GPU_SHAPE[1]} on a GPU)")
     parser.add_argument("--qtypes", default=",".join(QTYPES), help="comma-separated: Q4_K,Q6_K")
     parser.add_argument("--threads", type=report.positive_int, default=None, help="torch intra-op threads on CPU")
+    parser.add_argument("--kernel", choices=("auto", "torch", "triton"), default="auto",
+                        help="dequantization kernel (default auto: Triton on CUDA, PyTorch elsewhere)")
+    parser.add_argument("--dtype", default="f32", help="output dtype: f32, bf16 or f16 (default f32)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     return report.run_main(lambda: _run(args))

@@ -10,10 +10,13 @@ live, and the agreement of the two backends' logits on the first sequence.
 Baselines measured in the same run: the matmul rate in the teacher's compute
 dtype gives the compute floor of a forward (see ``models.forward_flops``); the
 copy bandwidth gives the ceiling of dequantization. Dequantization: every
-quantized weight through ``distill.quant.dequantize`` and a cast to bf16,
+quantized weight through ``distill.quant.dequantize`` to bf16,
 bytes moved = quantized bytes read + bf16 bytes written, as a fraction of the
-copy bandwidth; and bit-exactness against ``gguf.quants.dequantize`` on a
-sample of rows of every quantized type present.
+copy bandwidth (``--kernel``: auto, torch or triton; auto is Triton on CUDA);
+and bit-exactness against ``gguf.quants.dequantize`` on a sample of rows of
+every quantized type present. The q4k-native teacher expands each layer into
+one scratch buffer (the largest layer in the compute dtype), counted in its
+resident memory.
 
 Targets (issue 7, for the full 7B shape on a GPU): dequant forward within
 1.6x of the compute floor; q4k-native resident memory at most 6 GB; Q4_K ->
@@ -75,7 +78,8 @@ def measure_backend(model, backend: str, ids: torch.Tensor, device: torch.device
         "timing": timing.to_json(),
         "ms_per_forward": timing.median_s * 1e3,
         "tokens_per_s": ids.numel() / timing.median_s,
-        "resident_bytes": teacher.resident_bytes(),
+        "resident_bytes": teacher.resident_bytes() + teacher.scratch_bytes(),
+        "scratch_bytes": teacher.scratch_bytes(),
         "allocator_growth_at_load_bytes": None if before is None else after - before,
         "forward_peak_extra_bytes": peak_extra,
         "memory_method": method,
@@ -105,7 +109,7 @@ def measure_dequantization(model, device: torch.device, bandwidth: float, args: 
 
     def dequantize_all() -> None:
         for tensor in tensors:
-            dequantize(tensor.raw, _qtype(tensor)).to(torch.bfloat16)
+            dequantize(tensor.raw, _qtype(tensor), dtype=torch.bfloat16, kernel=args.kernel)
 
     timing = hardware.time_fn(dequantize_all, device, warmup=1, repeats=args.dequant_repeats)
     moved = read + written
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows per quantized type compared with gguf's dequantizer (default 16)")
     parser.add_argument("--copy-mib", type=int, default=None)
     parser.add_argument("--matmul-n", type=int, default=None)
+    parser.add_argument("--kernel", choices=("auto", "torch", "triton"), default="auto",
+                        help="dequantization kernel of the dequantization figures (default auto)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     return report.run_main(lambda: _run(args))
@@ -185,6 +191,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.quant not in ("q4_k", "q4_k_m"):
         raise report.BenchError(f"--quant {args.quant!r}: expected q4_k or q4_k_m")
     config = models.shape(args, "teacher")
+    if args.kernel == "triton" and device.type != "cuda":
+        raise report.BenchError("--kernel triton needs CUDA: the interpreter on CPU is for correctness, not speed")
     info = hardware.device_info(device)
     ceilings = hardware.ceilings(device, dtype, copy_bytes=(args.copy_mib << 20) if args.copy_mib else None,
                                  matmul_n=args.matmul_n)

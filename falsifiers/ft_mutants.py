@@ -12,11 +12,18 @@ fails while being applied: its runs are errors, never kills.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
+import inspect
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,8 +225,11 @@ def _decide_wrapper(monkeypatch: pytest.MonkeyPatch, body: Callable[..., Any]) -
 
     def build(original: Callable[..., Any]) -> Callable[..., Any]:
         def decide_teacher_backend(override: str | None, device_class: str, teacher_quantized: bool,
-                                   dequant_bytes: int, free_bytes: int) -> Any:
-            return body(original, override, device_class, teacher_quantized, dequant_bytes, free_bytes)
+                                   dequant_bytes: int, free_bytes: int, native_bytes: int | None = None) -> Any:
+            def decide(o: str | None, c: str, q: bool, d: int, f: int, n: int | None = native_bytes) -> Any:
+                return original(o, c, q, d, f, n)
+
+            return body(decide, override, device_class, teacher_quantized, dequant_bytes, free_bytes)
 
         return decide_teacher_backend
 
@@ -267,9 +277,22 @@ def _reserve_ignored(mp: pytest.MonkeyPatch) -> None:
     _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q, d, f + _reserve()))
 
 
-@mutant("backend-device-class-ignored", "auto treats every device as discrete")
-def _device_class_ignored(mp: pytest.MonkeyPatch) -> None:
-    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, "discrete", q, d, f))
+@mutant("backend-unified-means-dequant", "auto picks dequant on every unified-memory device, whether it fits or not")
+def _unified_means_dequant(mp: pytest.MonkeyPatch) -> None:
+    dispatch = importlib.import_module("distill.dispatch")
+
+    def body(decide: Callable[..., Any], o: str | None, c: str, q: bool, d: int, f: int) -> Any:
+        if o in (None, "", "auto") and c == "unified":
+            return dispatch.BackendDecision("dequant", "auto: device has unified memory")
+        return decide(o, c, q, d, f)
+
+    _decide_wrapper(mp, body)
+
+
+@mutant("backend-no-refusal", "auto falls back to q4k-native (or dequant) even when neither fits: no refusal before load")
+def _no_refusal(mp: pytest.MonkeyPatch) -> None:
+    _decide_wrapper(mp, lambda decide, o, c, q, d, f: decide(o, c, q, d, f, None) if q else decide(o, c, q, d, 1 << 62))
+
 
 
 @mutant("backend-unquantized-by-memory", "auto decides an unquantized teacher by memory like a quantized one")
@@ -442,7 +465,7 @@ def _native_cache(mp: pytest.MonkeyPatch) -> None:
     def build(original: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:
         def weight(self: Any) -> torch.Tensor:
             if getattr(self, "expanded_cache", None) is None:
-                self.register_buffer("expanded_cache", original(self))
+                self.register_buffer("expanded_cache", original(self).clone())
             return self.expanded_cache
 
         return weight
@@ -635,6 +658,101 @@ def _target_not_passed(mp: pytest.MonkeyPatch) -> None:
 
     train = importlib.import_module("distill.train")
     mp.setattr(train, "load_teacher", build(train.load_teacher))
+
+
+# --- distill.kernels (Triton kernels): mutants of the kernels' own source ---------------------
+# Each edits the source text of a kernel module (an exact fragment, replaced ``count`` times),
+# loads the edited copy as a module of its own and binds its kernels, and the tables that hold
+# them, in place of the originals. The defect then runs inside the kernel itself, compiled on a
+# GPU or in Triton's interpreter on CPU. A fragment that no longer occurs as often fails while
+# the mutant is applied: its runs are errors, never kills.
+
+_KERNEL_MUTANT_DIR: list[Path] = []
+
+
+def _kernel_source_mutant(monkeypatch: pytest.MonkeyPatch, module_name: str, old: str, new: str,
+                          count: int = 1) -> None:
+    module = importlib.import_module(module_name)
+    source = inspect.getsource(module)
+    found = source.count(old)
+    if found != count:
+        raise ValueError(f"kernel mutant does not fit {module_name}: {old!r} occurs {found} times, not {count}")
+    if not _KERNEL_MUTANT_DIR:
+        _KERNEL_MUTANT_DIR.append(Path(tempfile.mkdtemp(prefix="pv-kernel-mutants-")))
+        atexit.register(shutil.rmtree, _KERNEL_MUTANT_DIR[0], True)
+    digest = hashlib.sha256((old + "\0" + new).encode()).hexdigest()[:12]
+    path = _KERNEL_MUTANT_DIR[0] / f"{module_name.replace('.', '_')}_{digest}.py"
+    path.write_text(source.replace(old, new), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"{module_name}_mutant_{digest}", path)
+    assert spec is not None and spec.loader is not None
+    mutated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutated)
+    for name, value in list(vars(module).items()):
+        if _is_kernel(value) or (isinstance(value, dict) and any(
+                _is_kernel(entry[0] if isinstance(entry, tuple) else entry) for entry in value.values())):
+            monkeypatch.setattr(module, name, getattr(mutated, name))
+
+
+def _is_kernel(value: Any) -> bool:
+    """A Triton kernel (compiled or interpreted): a wrapped Python function that can be launched."""
+    return callable(getattr(value, "run", None)) and inspect.isfunction(getattr(value, "fn", None))
+
+
+_KD_KERNELS, _DEQUANT_KERNELS = "distill.kernels.kd_loss", "distill.kernels.dequant"
+
+
+@mutant("kernel-kd-max-not-rescaled", "the fused KD forward keeps its sums when a row's running maximum grows")
+def _kernel_kd_max_not_rescaled(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _KD_KERNELS, "        w = alpha_t * (w + (d_t - d_s) * z_t)\n"
+                          "        z_t = alpha_t * z_t\n        z_s = tl.exp(d_s) * z_s\n", "")
+
+
+@mutant("kernel-kd-mask-ignored", "the fused KD kernels treat every row as valid (the mean still divides by n)")
+def _kernel_kd_mask_ignored(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _KD_KERNELS, "valid = tl.load(valid_ptr + row) != 0", "valid = tl.load(valid_ptr + row) != 2",
+                          count=2)
+
+
+@mutant("kernel-kd-backward-wrong-temperature", "the fused KD backward takes the student's softmax without T")
+def _kernel_kd_backward_t(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _KD_KERNELS, "q = tl.exp((s - m_s) / temperature - log_z_s)", "q = tl.exp((s - m_s) - log_z_s)")
+
+
+@mutant("kernel-kd-neg-inf-unguarded", "the fused KD forward adds exp(a) * (a - b) also where exp(a) = 0 (-inf teacher logits)")
+def _kernel_kd_unguarded(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _KD_KERNELS, "tl.where(e_a > 0, e_a * (a - b), 0.0)", "e_a * (a - b)")
+
+
+@mutant("kernel-q4k-nibble-order-swapped", "the Triton Q4_K kernel takes the high nibble for the first 32 weights of each 64")
+def _kernel_q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.where(within < 32, byte & 15, byte >> 4)",
+                          "q = tl.where(within < 32, byte >> 4, byte & 15)")
+
+
+@mutant("kernel-q4k-scale-high-bits-dropped", "the Triton Q4_K kernel drops the top 2 bits of the 6-bit scales 4-7")
+def _kernel_q4k_scale_bits(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "(high & 15) | ((low_sc >> 6) << 4)", "(high & 15)")
+
+
+@mutant("kernel-q6k-high-bits-dropped", "the Triton Q6_K kernel ignores the 2 high bits of each quant (qh)")
+def _kernel_q6k_high_bits(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, " | (((high >> (2 * k)) & 3) << 4)", "")
+
+
+@mutant("kernel-bf16-truncated", "the Triton dequantization truncates float32 to bf16 instead of rounding to nearest even")
+def _kernel_bf16_truncated(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16", "bits = bits >> 16")
+
+
+@mutant("kernel-q5-0-fifth-bit-dropped", "the Triton Q5_0 kernel ignores the fifth (high) bit of each quant")
+def _kernel_q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, " | (((high >> (e % 8)) & 1) << 4)", "")
+
+
+@mutant("kernel-q8-0-unsigned", "the Triton Q8_0 kernel reads its quants as unsigned bytes")
+def _kernel_q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.load(base + 2 + e, mask=live, other=0).to(tl.int8, bitcast=True)",
+                          "q = tl.load(base + 2 + e, mask=live, other=0)")
 
 
 # --- data-parallel training, checkpoints and resume: registered by their own module -----------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from distill import dispatch, train
-from distill.errors import BackendSelectionError
+from distill.errors import BackendSelectionError, InsufficientMemoryError
 from ft_devices import cuda_or_skip
 from ft_runs import pv_distill
 
@@ -48,25 +48,46 @@ def test_invalid_override_refused_listing_valid_values() -> None:
 
 
 @pytest.mark.falsifies("FT-BACKEND-SEL-003", mutants=[
-    "backend-reserve-ignored", "backend-device-class-ignored", "backend-unquantized-by-memory"])
-def test_auto_by_quantization_device_and_memory() -> None:
+    "backend-reserve-ignored", "backend-unified-means-dequant", "backend-unquantized-by-memory"])
+def test_auto_by_quantization_and_memory_on_every_device_class() -> None:
     assert RESERVE >= GIB  # the grids are built on a real margin (at least a CUDA context)
 
     def auto(device_class: str, quantized: bool, dequant_bytes: int, free_bytes: int) -> str:
-        return dispatch.select_teacher_backend("auto", device_class, quantized, dequant_bytes, free_bytes)
+        return dispatch.select_teacher_backend("auto", device_class, quantized, dequant_bytes, free_bytes,
+                                               native_bytes=5 * GIB if quantized else None)
 
-    for dequant_bytes, free_bytes in MEMORY:
-        assert auto("unified", True, dequant_bytes, free_bytes) == "dequant"
-        assert auto("discrete", False, dequant_bytes, free_bytes) == "dequant"
-        assert auto("unified", False, dequant_bytes, free_bytes) == "dequant"
     free = 40 * GIB
-    assert auto("discrete", True, free - RESERVE, free) == "dequant"  # fits exactly with the reserve
-    assert auto("discrete", True, free - RESERVE + 1, free) == "q4k-native"  # one byte over
-    assert auto("discrete", True, 10 * GIB, 10 * GIB + RESERVE // 2) == "q4k-native"  # fits only without reserve
-    assert auto("discrete", True, 28 * GIB, 80 * GIB) == "dequant"
-    assert auto("discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
+    for device_class in DEVICE_CLASSES:  # one rule for both classes
+        assert auto(device_class, True, free - RESERVE, free) == "dequant"  # fits exactly with the reserve
+        assert auto(device_class, True, free - RESERVE + 1, free) == "q4k-native"  # one byte over
+        assert auto(device_class, True, 10 * GIB, 10 * GIB + RESERVE // 2) == "q4k-native"  # fits only without it
+        assert auto(device_class, True, 28 * GIB, 120 * GIB) == "dequant"  # a 128 GB unified host
+        assert auto(device_class, True, 28 * GIB, 24 * GIB) == "q4k-native"  # a 24 GB host: 28 GB does not fit
+        assert auto(device_class, False, 28 * GIB, 80 * GIB) == "dequant"  # unquantized: dequant is the only way
+        with pytest.raises(InsufficientMemoryError):  # ... and where it does not fit, there is none
+            auto(device_class, False, 28 * GIB, 24 * GIB)
     for empty in (None, ""):  # nothing requested means auto
-        assert dispatch.select_teacher_backend(empty, "discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
+        assert dispatch.select_teacher_backend(empty, "unified", True, 28 * GIB, 16 * GIB) == "q4k-native"
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-007", mutants=["backend-no-refusal"])
+def test_refused_before_load_when_nothing_fits(model_file, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for device_class in DEVICE_CLASSES:
+        with pytest.raises(InsufficientMemoryError) as caught:
+            dispatch.select_teacher_backend("auto", device_class, True, 28 * GIB, 8 * GIB, native_bytes=5 * GIB)
+        assert str(5 * GIB) in str(caught.value) and str(8 * GIB) in str(caught.value), caught.value
+        with pytest.raises(InsufficientMemoryError):
+            dispatch.select_teacher_backend("auto", device_class, False, 6 * GIB, 8 * GIB)
+    teacher, student = _distill_files(model_file)
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    monkeypatch.setattr(train, "_free_bytes", lambda device: RESERVE)  # room for the student's state only
+    out_dir = tmp_path / "refused"
+    run = pv_distill(capsys, monkeypatch, teacher, student, out_dir, "--steps", "1")
+    assert run.code == 2, (run.code, run.stderr)
+    assert "does not fit" in run.stderr and "bytes" in run.stderr and "traceback" not in run.stderr.lower()
+    assert run.teachers == [], "a teacher was loaded before the refusal"
+    assert not out_dir.exists() or not any(out_dir.iterdir()), sorted(out_dir.iterdir())
 
 
 def _fake_properties(monkeypatch: pytest.MonkeyPatch, name: str, integrated: int) -> None:

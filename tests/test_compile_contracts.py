@@ -40,7 +40,7 @@ def test_every_bound_obligation_names_an_implementation_and_compiles():
     checked = {c.obligation: c for c in compiled if c.checked}
     assert set(checked) == {
         "DTVA-INV-001", "DTVA-INV-002", "DTVA-CONS-003", "DTVA-CLS-004",
-        "DTBS-INV-001", "DTBS-INV-002", "DTBS-CLS-003", "DTBS-MONO-004",
+        "DTBS-INV-001", "DTBS-INV-002", "DTBS-CLS-003", "DTBS-MONO-004", "DTBS-REF-005",
     }
     assert {c.obligation for c in compile_document(load_document(KD)) if c.checked} == {
         "DKD-EQ-001", "DKD-EQ-002", "DKD-BND-003", "DKD-INV-004",
@@ -216,3 +216,26 @@ def test_q4_k_weights_one_ulp_off_are_refuted(monkeypatch):
     monkeypatch.setitem(quant._DEQUANT, "Q4_K", one_ulp_up)
     verdict = run_check(check(FROZEN, "DFQT-EQ-001"))
     assert verdict.status is Status.REFUTED, verdict.detail
+
+
+def test_the_upstream_unified_rule_is_refuted(monkeypatch):
+    def unified_means_dequant(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes=None):
+        if override == "auto" and device_class == "unified":
+            return "dequant"
+        return REAL_SELECT(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes)
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", unified_means_dequant)
+    for obligation in ("DTBS-CLS-003", "DTBS-REF-005"):
+        verdict = run_check(check(BACKEND, obligation))
+        assert verdict.status is Status.REFUTED, (obligation, verdict.detail)
+        assert verdict.counterexample["inputs"]["device_class"] == "unified"
+
+
+def test_a_backend_that_does_not_fit_instead_of_a_refusal_is_refuted(monkeypatch):
+    def never_refuses(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes=None):
+        return REAL_SELECT(override, device_class, quantized, dequant_bytes, free_bytes, None if quantized else native_bytes) \
+            if quantized else "dequant"
+
+    monkeypatch.setattr(dispatch, "select_teacher_backend", never_refuses)
+    assert run_check(check(BACKEND, "DTBS-REF-005")).status is Status.REFUTED
+    assert run_check(check(BACKEND, "DTBS-CLS-003")).status is Status.REFUTED

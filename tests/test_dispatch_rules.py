@@ -21,7 +21,7 @@ from distill.dispatch import (
     format_start_line,
     select_teacher_backend,
 )
-from distill.errors import BackendSelectionError
+from distill.errors import BackendSelectionError, InsufficientMemoryError
 
 GIB = 1024**3
 device_classes = st.sampled_from(["unified", "discrete"])
@@ -59,26 +59,34 @@ def test_unknown_device_class_is_refused():
         select_teacher_backend("auto", "cpu", True, 1, 1)
 
 
-@given(st.sampled_from(["auto", None, ""]), device_classes, st.booleans(), byte_counts, byte_counts)
-def test_auto_rule(override, device_class, quantized, dequant_bytes, free_bytes):
-    expected_dequant = (
-        not quantized or device_class == "unified" or dequant_bytes <= free_bytes - DEQUANT_RESERVE_BYTES
-    )
-    backend = select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes)
-    assert backend == ("dequant" if expected_dequant else "q4k-native")
+@given(st.sampled_from(["auto", None, ""]), device_classes, st.booleans(), byte_counts, byte_counts,
+       st.one_of(st.none(), byte_counts))
+def test_auto_rule(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes):
+    room = free_bytes - DEQUANT_RESERVE_BYTES
+    if dequant_bytes <= room:
+        expected = "dequant"
+    elif quantized and (native_bytes is None or native_bytes <= room):
+        expected = "q4k-native"
+    else:
+        with pytest.raises(InsufficientMemoryError, match=str(free_bytes)):
+            select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes)
+        return
+    assert select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes, native_bytes) == expected
 
 
 @given(device_classes, st.booleans(), byte_counts, byte_counts, byte_counts)
 def test_more_free_memory_never_moves_auto_to_q4k_native(device_class, quantized, dequant_bytes, f1, extra):
-    if select_teacher_backend("auto", device_class, quantized, dequant_bytes, f1) == "dequant":
+    if dequant_bytes <= f1 - DEQUANT_RESERVE_BYTES:
+        assert select_teacher_backend("auto", device_class, quantized, dequant_bytes, f1) == "dequant"
         assert select_teacher_backend("auto", device_class, quantized, dequant_bytes, f1 + extra) == "dequant"
 
 
 @pytest.mark.parametrize(
     "device_class, quantized, dequant_gib, free_gib, backend, reason",
     [
-        ("unified", True, 28, 10, "dequant", "unified memory"),
-        ("discrete", False, 28, 10, "dequant", "no quantized weights"),
+        ("unified", True, 28, 24, "q4k-native", "free system memory"),  # a 24 GB host: 28 GB does not fit
+        ("unified", True, 28, 120, "dequant", "fits"),  # a 128 GB unified host
+        ("discrete", False, 28, 40, "dequant", "no quantized weights"),
         ("discrete", True, 15, 80, "dequant", "fits"),
         ("discrete", True, 15, 19, "dequant", "fits"),  # exactly at the reserve boundary
         ("discrete", True, 15, 18.9, "q4k-native", "does not fit"),
@@ -112,8 +120,10 @@ def test_override_from_process_environment(monkeypatch):
 
 
 def test_start_line_names_backend_and_reason():
-    decision = decide_teacher_backend("auto", "unified", True, 1, 0)
-    assert format_start_line(decision) == "teacher backend: dequant (auto: device has unified memory)"
+    decision = decide_teacher_backend("auto", "unified", True, GIB, 8 * GIB)
+    assert format_start_line(decision) == (
+        "teacher backend: dequant (auto: dequantized copy fits (dequantized teacher 1.00 GiB, "
+        "free system memory 8.00 GiB minus reserve 4 GiB))")
     assert format_start_line(BackendDecision("q4k-native", "requested explicitly")) == (
         "teacher backend: q4k-native (requested explicitly)"
     )

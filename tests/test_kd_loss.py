@@ -146,8 +146,15 @@ def test_forward_saves_no_new_logits_sized_tensor():
     ],
 )
 def test_automatic_chunks_are_bounded(rows, vocab, expected_rows):
-    assert max(1, kd._chunk_elems(rows, vocab, None) // vocab) == expected_rows
-    assert kd._chunk_elems(rows, vocab, 12345) == 12345
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert max(1, kd._chunk_elems(rows, vocab, None, cuda) // vocab) == expected_rows
+    assert kd._chunk_elems(rows, vocab, None, cpu) == kd.CPU_CHUNK_ELEMS  # cache-sized on CPU
+    assert kd._chunk_elems(rows, vocab, 12345, cuda) == kd._chunk_elems(rows, vocab, 12345, cpu) == 12345
+
+
+def test_logits_on_two_devices_are_refused():
+    with pytest.raises(DistillError, match="one device"):
+        kd_loss(torch.zeros(2, 5), torch.zeros(2, 5, device="meta"))
 
 
 def test_vocabulary_mismatch_is_an_alignment_error_naming_both_sizes():
@@ -168,6 +175,12 @@ def test_empty_mask_is_an_error_not_nan():
         ({"temperature": float("nan")}, "temperature"),
         ({"mask": torch.ones(3, dtype=torch.bool)}, "mask shape"),
         ({"mask": torch.ones(2, 3, dtype=torch.int64)}, "bool"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"temperature": "2.0"}, "temperature must be a number"),
+        ({"temperature": True}, "temperature must be a number"),
+        ({"max_chunk_elems": 0}, "max_chunk_elems"),
+        ({"max_chunk_elems": 2.5}, "max_chunk_elems"),
+        ({"kernel": "fused"}, "kernel must be one of"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):

@@ -13,10 +13,13 @@ from safetensors.torch import load_file
 
 from distill import train
 from distill.dispatch import DEQUANT_RESERVE_BYTES, ENV_VAR
-from distill.errors import BackendSelectionError, DistillError, TrainingDiverged, VocabAlignmentError
+from distill.errors import (
+    BackendSelectionError, DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError,
+)
 from distill.qwen2_gguf import read_gguf
 from distill.model import build_model
 from distill.synth import PRESETS, make_model_file
+from distill.teacher import native_resident_bytes
 from distill.train import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -129,7 +132,7 @@ def test_start_lines_name_backend_and_alignment_before_the_first_step(pair, tmp_
     lines: list[str] = []
     run_distillation(_config(pair, tmp_path / "out", steps=1), echo=lines.append)
     backend_lines = [line for line in lines if line.startswith("teacher backend: ")]
-    assert backend_lines == ["teacher backend: dequant (auto: device has unified memory)"]
+    assert len(backend_lines) == 1 and backend_lines[0].startswith("teacher backend: dequant (auto: dequantized copy fits")
     assert any(line.startswith("vocabulary: ") and "cut to" in line for line in lines)
     header = _records(tmp_path / "out")[0]
     assert header["backend"]["backend"] == "dequant" and header["backend"]["device_class"] == "unified"
@@ -153,20 +156,32 @@ def _elements(path: Path) -> int:
     return sum(math.prod(t.shape) for t in read_gguf(path).tensors.values())
 
 
-@pytest.mark.parametrize("state_share, expected", [(1.0, "dequant"), (0.5, "q4k-native")])
-def test_auto_on_a_discrete_device_counts_the_students_training_state(pair, tmp_path, monkeypatch, state_share, expected):
+@pytest.mark.parametrize("expected", ["dequant", "q4k-native"])
+def test_auto_on_a_discrete_device_counts_the_students_training_state(pair, tmp_path, monkeypatch, expected):
     """free_bytes handed to the rule = device free memory - the student's f32 weights, gradients and
-    two AdamW moments (16 bytes per weight): free memory that leaves room for the reserve, the
-    expanded teacher and only half of that state must not choose dequant."""
+    two AdamW moments (16 bytes per weight): free memory that leaves room for the reserve, that state
+    and the q4k-native teacher, but not the expanded one, must not choose dequant."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     dequant_bytes, state = 4 * _elements(pair[0]), 16 * _elements(pair[1])
-    free = DEQUANT_RESERVE_BYTES + dequant_bytes + int(state_share * state)
+    native = native_resident_bytes(read_gguf(pair[0]), torch.float32)
+    free = DEQUANT_RESERVE_BYTES + state + (dequant_bytes if expected == "dequant" else native)
     monkeypatch.setattr(train, "classify_device", lambda device: "discrete")
     monkeypatch.setattr(train, "_free_bytes", lambda device: free)
     result = run_distillation(_config(pair, tmp_path / "out", steps=1), echo=lambda _: None)
     backend = _records(tmp_path / "out")[0]["backend"]
     assert (backend["free_bytes"], backend["dequant_bytes"]) == (free - state, dequant_bytes)
     assert result.decision.backend == expected == backend["backend"]
+
+
+def test_auto_refuses_before_loading_when_no_backend_fits(pair, tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    state = 16 * _elements(pair[1])
+    native = native_resident_bytes(read_gguf(pair[0]), torch.float32)
+    monkeypatch.setattr(train, "_free_bytes", lambda device: DEQUANT_RESERVE_BYTES + state + native - 1)
+    monkeypatch.setattr(train, "load_teacher", lambda *args, **kwargs: pytest.fail("the teacher was loaded"))
+    with pytest.raises(InsufficientMemoryError, match=f"{native} bytes"):
+        run_distillation(_config(pair, tmp_path / "out", steps=1), echo=lambda _: None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_invalid_environment_value_is_refused_before_anything_is_written(pair, tmp_path, monkeypatch):

@@ -32,3 +32,11 @@ class FrozenTeacherError(DistillError):
 
 class TrainingDiverged(DistillError):
     """The loss became NaN or Inf."""
+
+
+class KernelUnavailableError(DistillError):
+    """A Triton kernel was requested where it cannot run (no triton, or a CPU tensor outside the interpreter)."""
+
+
+class InsufficientMemoryError(DistillError):
+    """The teacher cannot fit next to the student's training state with any backend."""

@@ -123,10 +123,14 @@ class QuantLinear(nn.Module):
         self.register_buffer("raw", raw)
         self.bias = None if bias is None else nn.Parameter(bias)
         self.compute_dtype = dtype
+        #: set by a frozen teacher: one buffer shared by its layers that each forward expands into
+        self.scratch: torch.Tensor | None = None
 
     def weight(self) -> torch.Tensor:
-        """The expanded weight ``(out, in)`` in the compute dtype."""
-        return dequantize(self.raw, self.qtype, check=False).to(self.compute_dtype)
+        """The expanded weight ``(out, in)`` in the compute dtype (a view of ``scratch`` when set)."""
+        shape = (self.out_features, self.in_features)
+        out = None if self.scratch is None else self.scratch[: shape[0] * shape[1]].view(shape)
+        return dequantize(self.raw, self.qtype, check=False, dtype=self.compute_dtype, out=out)
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
         """Rows ``index`` of the weight (an embedding lookup), without expanding the rest."""

@@ -23,12 +23,16 @@ Layouts (little-endian), per block:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from distill.cpu_workers import for_each
 from distill.errors import QuantError
+from distill.kernels.runtime import load as load_kernels
+from distill.kernels.runtime import use_triton
 
 #: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
 __pv_bindable__ = ("dequantize",)
@@ -135,68 +139,136 @@ def _dequant_q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
     out.sub_(16).mul_(_fp16_field(blocks, 0))
 
 
+def _words(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``blocks`` (uint8 rows) viewed as ``dtype`` words, copied first only where misaligned."""
+    size = torch.empty((), dtype=dtype).element_size()
+    if blocks.data_ptr() % size or blocks.stride(0) % size or blocks.shape[-1] % size:
+        blocks = blocks.contiguous()
+    return blocks.view(dtype)
+
+
 def _q4_k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unpack the 12 scale bytes of Q4_K blocks into 8 six-bit scales and 8 mins each."""
-    lo_sc, lo_m, hi = packed[:, 0:4], packed[:, 4:8], packed[:, 8:12]
-    sc = torch.cat([lo_sc & 0x3F, (hi & 0x0F) | ((lo_sc >> 2) & 0x30)], dim=1)
-    mn = torch.cat([lo_m & 0x3F, (hi >> 4) | ((lo_m >> 2) & 0x30)], dim=1)
-    return sc, mn
+    """Unpack the 12 scale bytes of Q4_K blocks into 8 six-bit scales and 8 mins each (uint8).
+
+    Works on the three 32-bit words, four fields at a time: bytes 0-3 and 4-7 hold
+    sc[0..3] and m[0..3] in their low 6 bits and the top 2 bits of sc[4..7] and
+    m[4..7]; bytes 8-11 hold the low 4 bits of sc[4..7] (low nibbles) and m[4..7].
+    """
+    words = _words(packed, torch.int32)
+    low_sc, low_m, high = words[:, 0], words[:, 1], words[:, 2]
+    sc = torch.stack([low_sc & 0x3F3F3F3F, (high & 0x0F0F0F0F) | ((low_sc >> 2) & 0x30303030)], dim=1)
+    mn = torch.stack([low_m & 0x3F3F3F3F, ((high >> 4) & 0x0F0F0F0F) | ((low_m >> 2) & 0x30303030)], dim=1)
+    return sc.view(torch.uint8), mn.view(torch.uint8)
 
 
 def _dequant_q4_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
     sc, mn = _q4_k_scales_mins(blocks[:, 4:16])
-    scale = (_fp16_field(blocks, 0) * sc).reshape(n, 8, 1)
-    offset = (_fp16_field(blocks, 2) * mn).reshape(n, 8, 1)
-    qs = blocks[:, 16:].reshape(n, 4, 32)
-    q = torch.empty((n, 4, 2, 32), dtype=torch.uint8, device=blocks.device)
-    torch.bitwise_and(qs, 0x0F, out=q[:, :, 0])
-    torch.bitwise_right_shift(qs, 4, out=q[:, :, 1])
+    d_dmin = blocks[:, 0:4].view(torch.float16).float()
+    scale = (d_dmin[:, 0:1] * sc).reshape(n, 8, 1)
+    offset = (d_dmin[:, 1:2] * mn).reshape(n, 8, 1)
+    qs = _words(blocks, torch.int32)[:, 4:].reshape(n, 4, 8)  # four bytes of quants per word
+    q = torch.empty((n, 4, 2, 8), dtype=torch.int32, device=blocks.device)
+    torch.bitwise_and(qs, 0x0F0F0F0F, out=q[:, :, 0])
+    torch.bitwise_and(qs >> 4, 0x0F0F0F0F, out=q[:, :, 1])
     weights = out.view(n, 8, 32)
-    weights.copy_(q.view(n, 8, 32))
+    weights.copy_(q.view(torch.uint8).view(n, 8, 32))
     weights.mul_(scale).sub_(offset)
+
+
+_Q6_K_SHIFTS = torch.tensor([0, 2, 4, 6], dtype=torch.int16).reshape(1, 1, 4, 1)
 
 
 def _dequant_q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
-    ql = blocks[:, 0:128].reshape(n, 2, 64)
-    qh = blocks[:, 128:192].reshape(n, 2, 32)
-    scale = (_fp16_field(blocks, 208) * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
-    q = torch.empty((n, 2, 2, 64), dtype=torch.uint8, device=blocks.device)
-    torch.bitwise_and(ql, 0x0F, out=q[:, :, 0])
-    torch.bitwise_right_shift(ql, 4, out=q[:, :, 1])
-    q = q.view(n, 2, 4, 32)
-    for k in range(4):
-        q[:, :, k] |= ((qh >> (2 * k)) & 0x03) << 4
+    words = _words(blocks, torch.int16)  # two bytes per word: 64 of ql, 32 of qh, 8 of scales, d
+    ql, qh = words[:, 0:64].reshape(n, 2, 32), words[:, 64:96].reshape(n, 2, 1, 16)
+    scale = (blocks[:, 208:210].view(torch.float16).float() * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
+    q = torch.empty((n, 2, 2, 32), dtype=torch.int16, device=blocks.device)
+    torch.bitwise_and(ql, 0x0F0F, out=q[:, :, 0])
+    torch.bitwise_and(ql >> 4, 0x0F0F, out=q[:, :, 1])
+    q.view(n, 2, 4, 16).bitwise_or_(((qh >> _Q6_K_SHIFTS.to(blocks.device)) & 0x0303) << 4)
+    q8 = q.view(torch.uint8).sub_(32)  # q - 32 in two's complement, read as int8 below
     weights = out.view(n, 16, 16)
-    weights.copy_(q.view(torch.int8).view(n, 16, 16))
-    weights.sub_(32).mul_(scale)
+    weights.copy_(q8.view(torch.int8).view(n, 16, 16))
+    weights.mul_(scale)
 
 
 _PLAIN_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 _DEQUANT = {"Q8_0": _dequant_q8_0, "Q5_0": _dequant_q5_0, "Q4_K": _dequant_q4_k, "Q6_K": _dequant_q6_k}
-#: Blocks per kernel call on CPU: temporaries stay small and are reused.
-_CPU_CHUNK_BLOCKS = 8192
+#: Weights per kernel call on CPU: the float32 temporaries of one call stay in the caches.
+_CPU_CHUNK_ELEMS = 1 << 18
+OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_OUT_DTYPE_NAMES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def dequantize(raw: torch.Tensor, qtype: str | GGMLQuantizationType, *, check: bool = True) -> torch.Tensor:
-    """Blocks ``(..., n_blocks*block_bytes)`` uint8 -> float32 ``(..., n_blocks*block_elems)`` on raw's device.
+def dequantize(
+    raw: torch.Tensor,
+    qtype: str | GGMLQuantizationType,
+    *,
+    check: bool = True,
+    kernel: str = "auto",
+    dtype: torch.dtype | str = torch.float32,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Blocks ``(..., n_blocks*block_bytes)`` uint8 -> ``dtype`` ``(..., n_blocks*block_elems)`` on raw's device.
 
     ``check`` first verifies that every fp16 block scale is finite (QuantError
     otherwise); pass False for data already checked (it costs a device sync).
+    ``kernel``: "torch", "triton" (``distill.kernels.dequant``) or "auto" (Triton
+    on CUDA, PyTorch elsewhere); both give the same bits. ``dtype`` is float32,
+    float16 or bfloat16, or its name (float32 weights rounded once, to nearest even). ``out``
+    (optional): a contiguous ``dtype`` tensor on raw's device with as many entries,
+    written and returned in the output's shape.
     """
     name = qtype_name(qtype)
     blocks = _as_blocks(raw, name)
     out_shape = (*raw.shape[:-1], raw.shape[-1] // block_bytes(name) * block_elems(name))
-    if name in _PLAIN_DTYPES:  # always a new tensor: never an alias of the (possibly memory-mapped) bytes
-        return blocks.contiguous().view(_PLAIN_DTYPES[name]).to(torch.float32, copy=True).reshape(out_shape)
+    dtype = _OUT_DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype not in OUT_DTYPES:
+        raise QuantError(f"dequantize: dtype must be one of float32, float16, bfloat16, got {dtype}")
+    result = _output(out, out_shape, dtype, raw.device)
+    if name in _PLAIN_DTYPES:  # always new memory: never an alias of the (possibly memory-mapped) bytes
+        result.copy_(blocks.contiguous().view(_PLAIN_DTYPES[name]).reshape(out_shape))
+        return result
     if check:
         check_scales(raw, name)
-    out = torch.empty((blocks.shape[0], block_elems(name)), dtype=torch.float32, device=raw.device)
-    step = _CPU_CHUNK_BLOCKS if raw.device.type == "cpu" else max(blocks.shape[0], 1)
-    for i in range(0, blocks.shape[0], step):
-        _DEQUANT[name](blocks[i : i + step], out[i : i + step])
-    return out.reshape(out_shape)
+    flat = result.view(-1, block_elems(name))
+    if use_triton(kernel, raw.device, f"dequantize {name}"):
+        load_kernels("dequant").dequantize_into(blocks.contiguous(), name, flat)
+    else:
+        _dequant_torch(blocks, name, flat)
+    return result
+
+
+def _output(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``out`` checked and viewed as ``shape``, or a new tensor."""
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if out.dtype != dtype or out.device != device or not out.is_contiguous() or out.numel() != math.prod(shape):
+        raise QuantError(
+            f"dequantize: out must be a contiguous {dtype} tensor of {math.prod(shape)} entries on {device}, "
+            f"got {out.dtype} {tuple(out.shape)} on {out.device}"
+        )
+    return out.view(shape)
+
+
+def _dequant_torch(blocks: torch.Tensor, name: str, out: torch.Tensor) -> None:
+    """The PyTorch kernels over ``blocks`` into ``out`` (n_blocks, block_elems); on CPU in cache-sized
+    chunks over one-thread workers (``distill.cpu_workers``)."""
+    n = blocks.shape[0]
+    step = max(1, _CPU_CHUNK_ELEMS // block_elems(name)) if blocks.device.type == "cpu" else max(n, 1)
+
+    def work(start: int) -> None:
+        part = out[start : start + step]
+        if out.dtype == torch.float32:
+            _DEQUANT[name](blocks[start : start + step], part)
+        else:
+            staging = torch.empty(part.shape, dtype=torch.float32, device=blocks.device)
+            _DEQUANT[name](blocks[start : start + step], staging)
+            part.copy_(staging)
+
+    for_each(work, range(0, n, step), blocks.device)
 
 
 # -- quantization ------------------------------------------------------------------------------
@@ -439,6 +511,8 @@ class TensorData:
     def dequantize(self, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weights as a ``dtype`` tensor of ``shape`` on ``device`` (default: where raw is)."""
         raw = self.raw if device is None else self.raw.to(device)
+        if dtype in OUT_DTYPES:
+            return dequantize(raw, self.qtype, check=False, dtype=dtype).reshape(self.shape)
         return dequantize(raw, self.qtype, check=False).reshape(self.shape).to(dtype)
 
 

@@ -3,9 +3,11 @@
 - ``dequant``: every quantized weight is expanded once, at load, into the
   compute dtype (bf16 or f32), and the forward runs ordinary dense matmuls.
 - ``q4k-native``: the Q4_K/Q6_K (and other quantized) blocks stay resident as
-  they are in the file; each linear layer expands its weight on the fly in its
-  forward (``distill.model.QuantLinear``), so the teacher's resident bytes stay
-  close to the file's quantized bytes.
+  they are in the file; each linear layer expands its weight in its forward
+  (``distill.model.QuantLinear``; the Triton kernel on CUDA, PyTorch elsewhere)
+  into one scratch buffer that all layers share, allocated once at load for the
+  largest layer in the compute dtype, then runs the ordinary matmul. Resident:
+  the quantized bytes, the plain weights, the scratch and the activations.
 
 Both compute the same function of the same weights. A teacher is frozen: its
 logits are computed without autograd, it exposes no parameters, and asking
@@ -16,6 +18,7 @@ effective vocabulary) entries, before anyone can apply a softmax.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -23,8 +26,8 @@ from typing import NoReturn
 import torch
 
 from distill.errors import BackendSelectionError, FrozenTeacherError
+from distill.model import QuantLinear, build_model
 from distill.qwen2_gguf import GGUFModel, read_gguf
-from distill.model import build_model
 from distill.vocab import effective_vocab, truncate_logits
 
 BACKENDS = ("dequant", "q4k-native")
@@ -52,6 +55,25 @@ def dequantized_bytes(model: GGUFModel, dtype: torch.dtype) -> int:
     return total
 
 
+def _is_kept_quantized(tensor) -> bool:
+    """Whether the q4k-native backend keeps ``tensor`` as blocks (as ``distill.model.build_model`` does)."""
+    return _qtype(tensor).startswith("Q")
+
+
+def scratch_elements(model: GGUFModel) -> int:
+    """Weights of the largest matrix the q4k-native backend keeps quantized (its scratch buffer's size)."""
+    return max((math.prod(t.shape) for t in model.tensors.values() if _is_kept_quantized(t)), default=0)
+
+
+def native_resident_bytes(model: GGUFModel, dtype: torch.dtype) -> int:
+    """Bytes the q4k-native teacher holds: blocks as stored, other weights in ``dtype``, and the scratch."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    total = scratch_elements(model) * itemsize
+    for tensor in model.tensors.values():
+        total += int(tensor.nbytes) if _is_kept_quantized(tensor) else math.prod(tensor.shape) * itemsize
+    return total
+
+
 def tensor_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind ``tensors`` (shared storage counted once)."""
     storages: dict[tuple[str, int], int] = {}
@@ -64,7 +86,8 @@ def tensor_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
 class Teacher:
     """A frozen teacher: ``logits(input_ids) -> [B, S, vocab_size]`` without gradients."""
 
-    def __init__(self, module: torch.nn.Module, backend: str, vocab_size: int, quantized_bytes: int) -> None:
+    def __init__(self, module: torch.nn.Module, backend: str, vocab_size: int, quantized_bytes: int,
+                 scratch: torch.Tensor | None = None) -> None:
         module.eval()
         for tensor in module.parameters():
             tensor.requires_grad_(False)
@@ -73,6 +96,7 @@ class Teacher:
         self.native_vocab_size = int(module.config.vocab_size)
         self.vocab_size = vocab_size
         self.quantized_bytes = quantized_bytes
+        self._scratch = scratch
 
     @property
     def device(self) -> torch.device:
@@ -92,6 +116,10 @@ class Teacher:
     def resident_bytes(self) -> int:
         """Bytes of tensor storage the teacher holds (weights and quantized blocks)."""
         return tensor_storage_bytes(self._tensors())
+
+    def scratch_bytes(self) -> int:
+        """Bytes of the q4k-native scratch buffer that the layers expand into (0 for dequant)."""
+        return 0 if self._scratch is None else self._scratch.untyped_storage().nbytes()
 
     def _frozen(self, what: str) -> NoReturn:
         raise FrozenTeacherError(f"the teacher is frozen: {what} is not allowed (backend {self.backend})")
@@ -137,4 +165,22 @@ def load_teacher(
     module = build_model(
         model.config, model.tensors, dtype=dtype, device=device, keep_quantized=backend == "q4k-native"
     )
-    return Teacher(module, backend, vocab_size, model.quantized_bytes)
+    scratch = None
+    if backend == "q4k-native":
+        scratch = _share_scratch(module, scratch_elements(model), dtype, device)
+    return Teacher(module, backend, vocab_size, model.quantized_bytes, scratch=scratch)
+
+
+def _share_scratch(module: torch.nn.Module, elements: int, dtype: torch.dtype,
+                   device: str | torch.device) -> torch.Tensor:
+    """Give every quantized layer of ``module`` one scratch buffer of ``elements``, and return it.
+
+    Safe for a frozen teacher only: each layer's expanded weight lives until the next
+    layer's forward, which is all a matmul without autograd needs. The buffer is no
+    weight: it is not among the module's tensors, and its contents change every forward.
+    """
+    scratch = torch.empty(elements, dtype=dtype, device=device)
+    for layer in module.modules():
+        if isinstance(layer, QuantLinear):
+            layer.scratch = scratch
+    return scratch

@@ -86,6 +86,7 @@ from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
 from distill.data import TokenStream, read_token_file, shard_slice
 from distill.dispatch import (
     BackendDecision,
+    available_bytes,
     backend_override_from_env,
     classify_device,
     decide_teacher_backend,
@@ -96,7 +97,7 @@ from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
 from distill.parallel import World, mean_over_ranks, wrap_student
-from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher
+from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
 LOG_FILE = "train_log.jsonl"
@@ -235,13 +236,8 @@ def check_config(config: DistillConfig) -> torch.device:
 
 
 def _free_bytes(device: torch.device) -> int:
-    """Free memory on ``device``: the CUDA driver's free bytes, or the host's available memory."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 0
+    """Memory available to ``device`` (``distill.dispatch.available_bytes``)."""
+    return available_bytes(device)
 
 
 def _n_elements(model: GGUFModel) -> int:
@@ -260,6 +256,7 @@ def _decide_backend(
         "teacher_quantized": is_quantized(teacher),
         "dequant_bytes": dequantized_bytes(teacher, teacher_dtype),
         "free_bytes": max(0, _free_bytes(device) - student_state),
+        "native_bytes": native_resident_bytes(teacher, teacher_dtype),
     }
     return decide_teacher_backend(**inputs), inputs
 
