@@ -17,6 +17,12 @@ from ft_runs import pv_distill
 
 ModelFile = Callable[[str], Path]
 
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it): the teacher, and the
+#: decoding of the block formats (not the quantizers that write test models)
+TEACHER = ["distill.teacher"]
+QUANT_DECODING = [f"distill.quant:{name}" for name in (
+    "dequantize", "check_scales", "_as_blocks", "_fp16_field", "_q4_k_scales_mins", "_dequant_q4_k", "_dequant_q6_k")]
+
 #: byte offsets of the fp16 super-block scales (d, dmin) per type (llama.cpp block layouts)
 FP16_SCALE_OFFSETS = {"Q4_K": (0, 2), "Q6_K": (208,)}
 BLOCK_BYTES = {"Q4_K": 144, "Q6_K": 210}
@@ -32,7 +38,7 @@ def _random_blocks(qtype: str, rows: int, blocks_per_row: int, seed: int) -> np.
     return raw.reshape(rows, blocks_per_row * BLOCK_BYTES[qtype])
 
 
-@pytest.mark.falsifies("FT-FROZEN-004", mutants=[
+@pytest.mark.falsifies("FT-FROZEN-004", covers=QUANT_DECODING, mutants=[
     "q4k-nibble-order-swapped", "q4k-scale-high-bits-dropped", "q6k-high-bits-dropped"])
 def test_block_dequantization_bit_exact_with_reference() -> None:
     for qtype in ("Q4_K", "Q6_K"):
@@ -66,7 +72,7 @@ def _file_tensor_bytes(path: Path) -> int:
     return sum(int(tensor.n_bytes) for tensor in GGUFReader(path).tensors)
 
 
-@pytest.mark.falsifies("FT-FROZEN-001", mutants=[
+@pytest.mark.falsifies("FT-FROZEN-001", covers=TEACHER, mutants=[
     "teacher-grad-enabled", "teacher-parameters-exposed", "teacher-weights-decayed"])
 @pytest.mark.parametrize("backend", ["dequant", "q4k-native"])
 def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFile, tmp_path: Path,
@@ -95,7 +101,7 @@ def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFi
             attempt()
 
 
-@pytest.mark.falsifies("FT-FROZEN-002", mutants=["q4k-native-dequantizes-at-load", "q4k-native-caches-expanded-weights"])
+@pytest.mark.falsifies("FT-FROZEN-002", covers=TEACHER, mutants=["q4k-native-dequantizes-at-load", "q4k-native-caches-expanded-weights"])
 def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_profile, evidence) -> None:
     path = model_file("tiny-teacher")
     factor = hw_profile.threshold("FT-FROZEN-002", "resident_factor_max")
@@ -111,7 +117,7 @@ def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_pro
     assert loaded.resident_bytes() == resident  # the teacher's own account agrees with its tensors
 
 
-@pytest.mark.falsifies("FT-FROZEN-003", mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
+@pytest.mark.falsifies("FT-FROZEN-003", covers=TEACHER + QUANT_DECODING, mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
 def test_backends_give_the_same_logits(model_file: ModelFile, hw_profile, evidence) -> None:
     source = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
     cosine_min = hw_profile.threshold("FT-FROZEN-003", "cosine_min")
