@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel mutant workers (default: 2)")
     parser.add_argument("-m", dest="markexpr", metavar="MARKEXPR", help="pytest marker expression selecting tests")
     parser.add_argument("--timeout-scale", type=_positive(float), default=3.0, metavar="X",
-                        help="a mutant times out after X times its tests' unmutated seconds, plus 20 s (default: 3)")
+                        help="a mutant's tests time out after X times their unmutated seconds, plus 10 s (default: 3)")
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")

@@ -51,12 +51,16 @@ from pv.evidence import mutate_coverage
 from pv.evidence.mutate_ast import Site, defined_names, sites
 
 CACHE_ENV = "PV_MUTATE_CACHE"
+#: pytest options of every run: no cache, and no Hypothesis pytest plugin, whose end-of-session work
+#: costs seconds per mutant (Hypothesis itself, and @given tests, work without it)
+PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 KILLED, SURVIVED, TIMEOUT, EQUIVALENT, ERROR = "killed", "survived", "timeout", "equivalent", "error"
 #: a mutant not yet run (only in a report written while the run goes on)
 NOT_RUN = "not-run"
 STATUSES = (KILLED, SURVIVED, TIMEOUT, EQUIVALENT, ERROR)
-#: a mutant's timeout: this many times its selected tests' first-run seconds, plus the slack
-TIMEOUT_SCALE, TIMEOUT_SLACK_S = 3.0, 20.0
+#: a mutant's timeout (from the end of its collection): this many times its selected tests'
+#: first-run seconds, plus the slack
+TIMEOUT_SCALE, TIMEOUT_SLACK_S = 3.0, 10.0
 
 
 # --- targets ------------------------------------------------------------------------------
@@ -174,7 +178,7 @@ def first_run(tests: Sequence[str], files: Iterable[Path], pytest_args: Sequence
         out = Path(tmp) / "coverage.json"
         run_env = {**env, mutate_coverage.FILES_ENV: json.dumps(sorted(str(f) for f in files)),
                    mutate_coverage.OUT_ENV: str(out)}
-        command = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider",
+        command = [sys.executable, "-m", "pytest", *tests, "-q", *PYTEST_OPTIONS,
                    "-p", "pv.evidence.mutate_coverage", *pytest_args, *(["--collect-only"] if collect_only else [])]
         proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
         if not out.exists():
@@ -307,7 +311,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, workers: int, env
                 pool.append(worker)
         seconds = sum(baseline.tests[test]["seconds"] for test in mutant.tests)
         job = {"module": mutant.module, "path": str(mutant.path), "scopes": mutant.scopes,
-               "site": mutant.site.index, "tests": mutant.tests, "args": list(pytest_args),
+               "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
                "timeout": timeout_scale * seconds + timeout_slack}
         answer = worker.run(job)
         mutant.status, mutant.detail = answer["status"], answer.get("detail", "")
@@ -323,7 +327,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, workers: int, env
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as executor:
-            list(executor.map(one, sorted(pending, key=lambda m: -len(m.tests))))
+            list(executor.map(one, pending))  # in plan order: a report written mid-run has whole modules
     finally:
         for worker in pool:
             worker.close()

@@ -7,7 +7,8 @@ Each job runs in a forked child, so no mutant outlives its run: the child
 installs an import hook that serves the mutated module (compiled in memory
 from the AST, never written to disk), runs pytest on the job's tests, stops at
 the first failure and reports it. A child still running at the job's timeout
-is killed with its process group.
+is killed with its process group; the timeout counts from the end of
+collection, so a slow start (imports under load) is not taken for a hang.
 
 Job: ``{"module", "path", "scopes", "site", "tests", "timeout", "args"}``; answer:
 ``{"status": "killed" | "survived" | "timeout" | "error", "detail", "test", "seconds"}``.
@@ -65,8 +66,9 @@ class MutantFinder(importlib.abc.MetaPathFinder):
 class _FirstFailure:
     """pytest plugin: keeps the mutant's finder first on the import path; remembers the first failure."""
 
-    def __init__(self, finder: MutantFinder) -> None:
+    def __init__(self, finder: MutantFinder, started_path: str) -> None:
         self.finder = finder
+        self.started_path = started_path
         self.test: str | None = None
         self.detail = ""
         self.kind = "error"
@@ -77,6 +79,10 @@ class _FirstFailure:
         if self.finder in sys.meta_path:
             sys.meta_path.remove(self.finder)
         sys.meta_path.insert(0, self.finder)
+
+    def pytest_collection_finish(self) -> None:
+        """Tell the waiting parent that the tests start now (their timeout counts from here)."""
+        Path(self.started_path).touch()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
@@ -103,7 +109,7 @@ def _last_line(text: str) -> str:
     return wanted[0][:240] if wanted else ""
 
 
-def run_in_child(job: dict[str, Any], result_path: str) -> None:
+def run_in_child(job: dict[str, Any], result_path: str, started_path: str) -> None:
     """In the forked child: install the mutant, run pytest, write the outcome, exit."""
     os.setpgid(0, 0)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -115,8 +121,8 @@ def run_in_child(job: dict[str, Any], result_path: str) -> None:
             raise RuntimeError(f"{job['module']} was imported before the mutant could be installed")
         source = Path(job["path"]).read_text(encoding="utf-8")
         code = mutated_code(source, job["site"], job["scopes"], job["path"])
-        failure = _FirstFailure(MutantFinder(job["module"], job["path"], code))
-        exit_code = int(pytest.main([*job["tests"], "-x", "-q", "-p", "no:cacheprovider", *job.get("args", [])],
+        failure = _FirstFailure(MutantFinder(job["module"], job["path"], code), started_path)
+        exit_code = int(pytest.main([*job["tests"], "-x", "-q", *job.get("args", [])],
                                     plugins=[failure]))
         if exit_code == 0:
             outcome = {"status": "survived", "detail": "every selected test passed"}
@@ -131,26 +137,33 @@ def run_in_child(job: dict[str, Any], result_path: str) -> None:
     os._exit(0)
 
 
+#: how long pytest may take to start and collect (imports included) before a mutant counts as hanging
+STARTUP_TIMEOUT_S = 300.0
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Fork a child for ``job``, wait at most its timeout, and return its outcome."""
+    """Fork a child for ``job`` and return its outcome; its tests get ``timeout`` seconds once collected."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pv-mutant-") as tmp:
-        result_path = os.path.join(tmp, "result.json")
+        result_path, started_path = os.path.join(tmp, "result.json"), os.path.join(tmp, "started")
         pid = os.fork()
         if pid == 0:
-            run_in_child(job, result_path)
-        deadline = started + float(job["timeout"])
+            run_in_child(job, result_path, started_path)
+        deadline, tests_started = started + STARTUP_TIMEOUT_S, False
         status = None
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
+            if not tests_started and os.path.exists(started_path):
+                tests_started, deadline = True, time.monotonic() + float(job["timeout"])
             time.sleep(0.02)
         else:
             _kill_group(pid)
             os.waitpid(pid, 0)
-            return {"status": "timeout", "detail": f"still running after {job['timeout']:.0f} s",
-                    "seconds": time.monotonic() - started}
+            limit = f"its tests ran past {job['timeout']:.0f} s" if tests_started else (
+                f"pytest did not start its tests within {STARTUP_TIMEOUT_S:.0f} s")
+            return {"status": "timeout", "detail": limit, "seconds": time.monotonic() - started}
         seconds = time.monotonic() - started
         try:
             outcome = json.loads(Path(result_path).read_text(encoding="utf-8"))
