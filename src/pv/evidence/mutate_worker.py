@@ -112,6 +112,7 @@ def _last_line(text: str) -> str:
 def run_in_child(job: dict[str, Any], result_path: str, started_path: str) -> None:
     """In the forked child: install the mutant, run pytest, write the outcome, exit."""
     os.setpgid(0, 0)
+    _die_with_parent()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -173,6 +174,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         _kill_group(pid)  # anything the tests left running
     outcome["seconds"] = seconds
     return outcome
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this child when its worker dies (no orphaned test runs)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _kill_group(pid: int) -> None:
