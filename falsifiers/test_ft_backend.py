@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from distill import dispatch, train
+from distill import dispatch, teacher, train
 from distill.errors import BackendSelectionError
 from ft_devices import cuda_or_skip
 from ft_runs import pv_distill
@@ -50,6 +50,13 @@ def test_invalid_override_refused_listing_valid_values() -> None:
         with pytest.raises(BackendSelectionError) as caught:
             dispatch.select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes)
         assert all(value in str(caught.value) for value in VALID), (override, caught.value)
+    # an unknown device class, a device that is neither cpu nor cuda, an unknown backend at load
+    with pytest.raises(BackendSelectionError, match="device class"):
+        dispatch.select_teacher_backend("auto", "gpu", True, 0, 0)
+    with pytest.raises(BackendSelectionError, match="meta"):
+        dispatch.classify_device("meta")
+    with pytest.raises(BackendSelectionError, match="cuda"):
+        teacher.load_teacher("no-file-is-read.gguf", "cuda")
 
 
 @pytest.mark.falsifies("FT-BACKEND-SEL-003", covers=COVERS, mutants=[

@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize as reference_dequantize
 
 from distill import qwen2_gguf, quant, teacher
-from distill.errors import FrozenTeacherError
+from distill.errors import FrozenTeacherError, QuantError
 from ft_runs import pv_distill
 
 ModelFile = Callable[[str], Path]
@@ -49,6 +49,15 @@ def test_block_dequantization_bit_exact_with_reference() -> None:
             assert got.shape == want.shape, (qtype, got.shape, want.shape)
             differ = got.view(np.uint32) != want.view(np.uint32)
             assert not differ.any(), (qtype, rows, blocks_per_row, int(differ.sum()), got[differ][:4], want[differ][:4])
+    # what is not a block is refused, naming what is wrong: the dtype, the row width, a non-finite scale
+    blocks = _random_blocks("Q4_K", 2, 2, 9)
+    with pytest.raises(QuantError, match="uint8"):
+        quant.dequantize(torch.from_numpy(blocks).to(torch.int16), "Q4_K")
+    with pytest.raises(QuantError, match="bytes per row"):
+        quant.dequantize(torch.from_numpy(blocks[:, :-1].copy()), "Q4_K")
+    blocks[1, 144 + 2:144 + 4] = np.array([np.inf], dtype=np.float16).view(np.uint8)  # dmin of block 3
+    with pytest.raises(QuantError, match="block 3"):
+        quant.dequantize(torch.from_numpy(blocks), "Q4_K")
 
 
 def _module_tensors(loaded: teacher.Teacher) -> dict[str, torch.Tensor]:
@@ -96,7 +105,7 @@ def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFi
     with torch.enable_grad():
         assert not used.logits(ids).requires_grad
     for attempt in (lambda: used.parameters(), lambda: torch.optim.SGD(used.parameters(), lr=0.1),
-                    lambda: used.train(), lambda: used.requires_grad_(True)):
+                    lambda: used.named_parameters(), lambda: used.train(), lambda: used.requires_grad_(True)):
         with pytest.raises(FrozenTeacherError):
             attempt()
 

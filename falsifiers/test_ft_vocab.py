@@ -21,7 +21,7 @@ from pv import cli
 
 #: what these falsifiers check (``pv mutate`` runs them against mutants of it)
 VOCAB = ["distill.vocab"]
-VOCAB_CHECK = ["distill.vocab", "distill.commands.vocab_check"]
+VOCAB_CHECK = ["distill.vocab", *(f"distill.commands.vocab_check:{name}" for name in ("run", "format_comparison", "_token"))]
 TEACHER_SIDE = ["distill.vocab", "distill.teacher"]
 KD = ["distill.kd"]
 
@@ -157,6 +157,15 @@ def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path:
     assert report["first_diff"] is None and report["student_is_teacher_prefix"] is True
     assert (report["teacher_len"], report["student_len"]) == (NEOX_ROWS, NEOX_ROWS)
 
+    # the same comparisons as text: the verdict, the index, both tokens, the truncation
+    code, out, _ = _vocab_check(capsys, vocab_files["qwen2"], vocab_files["llama-bpe"])
+    assert code == 1 and "NOT aligned" in out, out
+    for fact in (f"index {QWEN2_LLAMA_FIRST_DIFF}", repr(QWEN2_TOKEN_410), repr(LLAMA_BPE_TOKEN_410),
+                 f"({QWEN2_ROWS} rows)", f"({LLAMA_BPE_ROWS} rows)"):
+        assert fact in out, (fact, out)
+    code, out, _ = _vocab_check(capsys, vocab_files["gpt-neox"], vocab_files["mpt"])
+    assert code == 0 and "aligned" in out and "NOT aligned" not in out and "no truncation" in out, out
+
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(vocab_files["mpt"].read_bytes()[:4096])
     not_gguf = tmp_path / "not-a-model.gguf"
@@ -194,6 +203,8 @@ def test_vocab_check_on_model_files_counts_embedding_rows(model_file: ModelFile,
     report = json.loads(out)
     assert (report["teacher_len"], report["student_len"], report["truncated_rows"]) == (
         TINY_TEACHER_ROWS, TINY_STUDENT_ROWS, TINY_TEACHER_ROWS - TINY_STUDENT_ROWS)
+    code, out, _ = _vocab_check(capsys, short, model_file("tiny-student"))
+    assert code == 0 and f"cut from {TINY_TEACHER_ROWS} to {TINY_STUDENT_ROWS}" in out, out
     code, out, err = _vocab_check(capsys, model_file("tiny-student"), short, "--json")  # the larger one as student
     assert code == 1, (code, err)
     report = json.loads(out)

@@ -453,6 +453,8 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         collected = first_run(tests, [], pytest_args, env, collect_only=True)
         declared = {scope for entry in collected.tests.values() for scope in entry["covers"]}
         targets = resolve_targets(set(scopes) | declared, root, only)
+        if only:  # mutants run in the order of the modules asked for
+            targets.sort(key=lambda t: next(i for i, p in enumerate(only) if t.module == p or t.module.startswith(p + ".")))
         if not targets:
             raise UserError("nothing to mutate: no contract binds a function and no falsifier declares covers"
                             + (f" under {', '.join(only)}" if only else ""))
