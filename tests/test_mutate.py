@@ -156,6 +156,10 @@ def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None
     table = report.table()
     assert "calc" in table and "survived:" in table and "score" in table
     assert (planted / "calc.py").read_text() == CALC  # no mutant was written into the source
+    # judged again without the equivalents file, the equivalent mutant counts as a survivor
+    again = mutate.rescore(json.loads(json.dumps(data)), {})
+    assert again["survived"] == data["survived"] + 1 and again["equivalent"] == [] and again["stale_equivalents"] == []
+    assert mutate.rescore(again, mutate.load_equivalents(equivalents))["score"] == data["score"]
 
 
 def test_cli_bad_input_exits_2(planted: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-scale", type=_positive(float), default=3.0, metavar="X",
                         help="a mutant's tests time out after X times their unmutated seconds, plus 10 s (default: 3)")
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
+    parser.add_argument("--rescore", type=Path, metavar="REPORT",
+                        help="run nothing: judge a JSON report of an earlier run again under the equivalents file")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
 
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
     from pv.evidence import mutate
 
+    if args.rescore is not None:
+        return _rescore(args)
+
     tests = args.tests or [path for path in DEFAULT_TESTS if Path(path).exists()]
     missing = [path for path in tests if not Path(path.split("::")[0]).exists()]
     if missing or not tests:
@@ -117,6 +122,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text)
     problems = mutate.report_problems(report, args.min_score)
+    for problem in problems:
+        print(f"pv mutate: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from pv._util.files import write_atomic
+    from pv.evidence import mutate
+
+    try:
+        data = json.loads(args.rescore.read_text(encoding="utf-8"))
+        data["mutants"], data["modules"]  # noqa: B018 - the keys a report has
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{args.rescore}: not a report of pv mutate --format json ({err})") from None
+    judged = mutate.rescore(data, mutate.load_equivalents(args.equivalents))
+    text = json.dumps(judged, indent=1) if args.format == "json" else mutate.format_table(judged)
+    if args.output:
+        write_atomic(args.output, text + "\n")
+    else:
+        print(text)
+    problems = list(judged["stale_equivalents"])
+    if args.min_score is not None and (judged["score"] is None or judged["score"] < args.min_score):
+        problems.append(f"mutation score {judged['score']} is below the minimum {args.min_score}")
     for problem in problems:
         print(f"pv mutate: {problem}", file=sys.stderr)
     return 1 if problems else 0

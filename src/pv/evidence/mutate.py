@@ -399,7 +399,7 @@ class MutationReport:
                       "not_used": sorted(t for t, e in self.baseline.tests.items() if e["outcome"] != "passed")},
             "modules": [self._module_row(module) for module in modules],
             "stale_equivalents": self.stale_equivalents(),
-            "mutants": [m.to_json() | {"status": self.status(m)} for m in self.mutants],
+            "mutants": [m.to_json() | {"status": self.status(m), "ran_as": m.status} for m in self.mutants],
         }
 
     def _module_row(self, module: str) -> dict[str, Any]:
@@ -409,34 +409,83 @@ class MutationReport:
                 "score": self.score_of(counts)}
 
     def table(self) -> str:
-        """Per module: generated, killed, survived, timed out, equivalent, error, score; then the survivors."""
-        header = ("module", "generated", "killed", "survived", "timeout", "equivalent", "error", "score")
-        rows = [self._module_row(module) for module in sorted({m.module for m in self.mutants})]
-        total = self.counts()
-        rows.append({"module": "total", "generated": len(self.mutants), **{s: total[s] for s in STATUSES},
-                     "score": self.score_of(total)})
-        cells = [[str(row[h]) if h != "score" else ("-" if row[h] is None else f"{row[h]:.3f}") for h in header]
-                 for row in rows]
-        widths = [max(len(x) for x in col) for col in zip(header, *cells)]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-                 for line in [header, *cells]]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.insert(len(lines) - 1, "-" * len(lines[0]))
-        for status in (SURVIVED, TIMEOUT, ERROR):
-            chosen = [m for m in self.mutants if self.status(m) == status]
-            if chosen:
-                lines += ["", f"{status}:"]
-                lines += [f"  {m.key}  line {m.site.line}: {m.site.change}" + (f"  ({m.detail})" if status != SURVIVED or not m.tests else "")
-                          for m in chosen]
-        equivalent = [m for m in self.mutants if self.status(m) == EQUIVALENT]
-        if equivalent:
-            lines += ["", "equivalent (reviewed):"]
-            lines += [f"  {m.key}: {m.site.change}: {self.equivalents[m.key].reason}" for m in equivalent]
-        score = self.score_of(total)
-        lines += ["", f"score {'-' if score is None else f'{score:.3f}'} = killed {total[KILLED]} / "
-                      f"(killed + survived {total[SURVIVED]}); {len(self.mutants)} mutants in "
-                      f"{self.wall_seconds:.0f} s with {self.workers} workers (first run {self.baseline.seconds:.0f} s)"]
-        return "\n".join(lines)
+        """The report as text (see :func:`format_table`)."""
+        return format_table(self.to_json())
+
+
+def _score_text(score: float | None) -> str:
+    return "-" if score is None else f"{score:.3f}"
+
+
+def format_table(data: dict[str, Any]) -> str:
+    """Per module: generated, killed, survived, timed out, equivalent, error, score; then the details."""
+    header: tuple[str, ...] = ("module", "generated", "killed", "survived", "timeout", "equivalent", "error")
+    header += ("not_run", "score") if data.get("not_run") else ("score",)
+    total = {"module": "total", **{key: data.get(key, 0) for key in (
+        "generated", "killed", "survived", "timeout", "error", "not_run")},
+             "equivalent": len(data["equivalent"]), "score": data["score"]}
+    cells = [[_score_text(row[h]) if h == "score" else str(row[h]) for h in header]
+             for row in [*data["modules"], total]]
+    widths = [max(len(x) for x in col) for col in zip(header, *cells)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in [header, *cells]]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    for status in (SURVIVED, TIMEOUT, ERROR):
+        chosen = [m for m in data["mutants"] if m["status"] == status]
+        if chosen:
+            lines += ["", f"{status}:"]
+            lines += [f"  {m['key']}  line {m['line']}: {m['change']}"
+                      + (f"  ({m['detail']})" if status != SURVIVED or not m["tests_selected"] else "")
+                      for m in chosen]
+    if data["equivalent"]:
+        lines += ["", "equivalent (reviewed):"]
+        lines += [f"  {e['key']}: {e['change']}: {e['reason']}" for e in data["equivalent"]]
+    if data["stale_equivalents"]:
+        lines += ["", "stale equivalents:"] + [f"  {problem}" for problem in data["stale_equivalents"]]
+    not_run = "" if data.get("complete", True) else f"; {data['not_run']} not run yet"
+    lines += ["", f"score {_score_text(data['score'])} = killed {data['killed']} / (killed + survived "
+                  f"{data['survived']}); {data['generated']} mutants in {data['wall_seconds']:.0f} s with "
+                  f"{data['workers']} workers (first run {data['first_run_seconds']:.0f} s){not_run}"]
+    return "\n".join(lines)
+
+
+def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent]) -> dict[str, Any]:
+    """A report of ``pv mutate --format json`` judged again under a (newly reviewed) equivalents file."""
+    mutants = []
+    for entry in data["mutants"]:
+        ran = entry.get("ran_as", entry["status"])  # what the run found, before any equivalents
+        ran = SURVIVED if ran == EQUIVALENT else ran
+        listed = equivalents.get(entry["key"])
+        status = EQUIVALENT if ran == SURVIVED and listed is not None and listed.change == entry["change"] else ran
+        mutants.append({**entry, "status": status, "ran_as": ran})
+    stale = []
+    by_key = {m["key"]: m for m in mutants}
+    for key, listed in sorted(equivalents.items()):
+        found = by_key.get(key)
+        if found is None:
+            stale.append(f"{key}: no such mutant in the current code")
+        elif found["change"] != listed.change:
+            stale.append(f"{key}: listed as {listed.change!r}, the mutant now is {found['change']!r}")
+        elif found["ran_as"] != SURVIVED:
+            stale.append(f"{key}: listed as equivalent but {found['ran_as']}")
+
+    def counts_of(rows: list[dict[str, Any]]) -> Counter[str]:
+        return Counter(row["status"] for row in rows)
+
+    def row_of(module: str) -> dict[str, Any]:
+        counts = counts_of([m for m in mutants if m["module"] == module])
+        return {"module": module, "generated": sum(counts.values()), **{st: counts[st] for st in STATUSES},
+                "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts)}
+
+    counts = counts_of(mutants)
+    order = list(dict.fromkeys(m["module"] for m in mutants))
+    return {**data, "killed": counts[KILLED], "survived": counts[SURVIVED], "timeout": counts[TIMEOUT],
+            "error": counts[ERROR], "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts),
+            "equivalent": [{"key": m["key"], "change": m["change"], "reason": equivalents[m["key"]].reason}
+                           for m in mutants if m["status"] == EQUIVALENT],
+            "modules": [row_of(module) for module in sorted(order)], "stale_equivalents": stale,
+            "mutants": mutants}
 
 
 def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, only: Sequence[str] = (),
