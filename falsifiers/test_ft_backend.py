@@ -16,7 +16,7 @@ from ft_devices import cuda_or_skip
 from ft_runs import pv_distill
 
 #: what these falsifiers check (``pv mutate`` runs them against mutants of it)
-COVERS = ["distill.dispatch"]
+COVERS = ["distill.dispatch", "distill.teacher:load_teacher"]
 
 GIB = 1024**3
 #: the documented values (module docstring of distill.dispatch, the contract, the user docs), spelled
@@ -78,6 +78,9 @@ def test_auto_by_quantization_device_and_memory() -> None:
     assert auto("discrete", True, 10 * GIB, 10 * GIB + RESERVE // 2) == "q4k-native"  # fits only without reserve
     assert auto("discrete", True, 28 * GIB, 80 * GIB) == "dequant"
     assert auto("discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
+    # the reason states the sizes it compared, in GiB, and the reserve
+    reason = dispatch.decide_teacher_backend("auto", "discrete", True, 10 * GIB, 80 * GIB).reason
+    assert all(part in reason for part in ("10.00 GiB", "80.00 GiB", f"reserve {RESERVE // GIB} GiB")), reason
     for empty in (None, ""):  # nothing requested means auto
         assert dispatch.select_teacher_backend(empty, "discrete", True, 28 * GIB, 16 * GIB) == "q4k-native"
 
