@@ -45,13 +45,14 @@ def vocab_dir(pytestconfig: pytest.Config) -> Path:
 #: name -> (preset, quantization, real vocabulary or None, seed, embedding rows, device that draws
 #: the weights) of the models the falsifiers run on: the real row counts of Qwen2.5-7B/0.5B with the
 #: real qwen2 tokens on tiny shapes; a tiny pair (a Q4_K_M teacher with 128 padding rows more than
-#: its f32 student); and, for the GPU, the real shapes of Qwen2.5-Coder-7B (Q4_K) and 0.5B (F32
+#: its f32 student) and a bf16 teacher of the same shape; and, for the GPU, the real shapes of Qwen2.5-Coder-7B (Q4_K) and 0.5B (F32
 #: file, trained in BF16), drawn on the GPU (minutes on a CPU, seconds there)
 MODEL_FILES: dict[str, tuple[str, str, str | None, int, int, str]] = {
     "qwen2-teacher": ("tiny", "q4_k_m", "ggml-vocab-qwen2.gguf", 11, 152064, "cpu"),
     "qwen2-student": ("tiny", "f32", "ggml-vocab-qwen2.gguf", 12, 151936, "cpu"),
     "tiny-teacher": ("tiny", "q4_k_m", None, 21, 1152, "cpu"),
     "tiny-student": ("tiny", "f32", None, 22, 1024, "cpu"),
+    "tiny-teacher-bf16": ("tiny", "bf16", None, 23, 1152, "cpu"),
     "7b-teacher": ("qwen2.5-coder-7b", "q4_k", None, 31, 152064, "cuda"),
     "0.5b-student": ("qwen2.5-coder-0.5b", "f32", None, 32, 151936, "cuda"),
 }
@@ -74,10 +75,14 @@ def _write_model(path: Path, preset: str, quant: str, vocab: Path | None, seed: 
 def model_file(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Callable[[str], Path]:
     """``model_file(name)``: the GGUF file of ``MODEL_FILES[name]``, written once per run.
 
-    Under xdist the workers of one run share the folder (a file lock lets one build each file).
+    Under xdist the workers of one run share the folder (a file lock lets one build each file);
+    under ``pv mutate`` all its runs share ``$PV_MUTATE_CACHE``: the models are test inputs,
+    built once by the unmutated code.
     """
     base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "ft-models"
+    cache = os.environ.get("PV_MUTATE_CACHE")
+    folder = Path(cache) if cache else (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+    folder = folder / "ft-models"
     folder.mkdir(exist_ok=True)
 
     def get(name: str) -> Path:
@@ -108,11 +113,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def bindings(node: pytest.Function | pytest.Item) -> list[tuple[str, tuple[str, ...]]]:
-    """``(FT-id, mutant names)`` of every ``falsifies`` mark on a test."""
+    """``(FT-id, mutant names)`` of every ``falsifies`` mark on a test.
+
+    ``covers=[...]`` (optional) names the modules or ``module:function`` scopes the
+    falsifier checks: ``pv mutate`` mutates them and runs this test only against
+    mutants inside them.
+    """
     found = []
     for mark in node.iter_markers("falsifies"):
-        if len(mark.args) != 1 or not isinstance(mark.args[0], str) or set(mark.kwargs) - {"mutants"}:
-            pytest.fail(f"{node.nodeid}: use @pytest.mark.falsifies('FT-...', mutants=[...])",
+        covers = mark.kwargs.get("covers", [])
+        if (len(mark.args) != 1 or not isinstance(mark.args[0], str) or set(mark.kwargs) - {"mutants", "covers"}
+                or not isinstance(covers, (list, tuple)) or not all(isinstance(c, str) for c in covers)):
+            pytest.fail(f"{node.nodeid}: use @pytest.mark.falsifies('FT-...', mutants=[...], covers=[...])",
                         pytrace=False)
         found.append((mark.args[0], tuple(mark.kwargs.get("mutants", ()))))
     return found

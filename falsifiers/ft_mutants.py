@@ -755,6 +755,74 @@ def _kernel_q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
                           "q = tl.load(base + 2 + e, mask=live, other=0)")
 
 
+# --- gaps found by automatic mutation (pv mutate): documented literals, plain teachers, sizes, rows ---
+
+
+@mutant("backend-env-var-renamed", "the override is read from DISTILL_BACKEND, not the documented DISTILL_TEACHER_BACKEND")
+def _env_var_renamed(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(importlib.import_module("distill.dispatch"), "ENV_VAR", "DISTILL_BACKEND")
+
+
+@mutant("backend-reserve-shrunk", "auto keeps 2 GiB free for the first step instead of the documented 4 GiB")
+def _reserve_shrunk(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(importlib.import_module("distill.dispatch"), "DEQUANT_RESERVE_BYTES", 2 * 1024**3)
+
+
+def _plain_types_without(mp: pytest.MonkeyPatch, qtype: str) -> None:
+    teacher = importlib.import_module("distill.teacher")
+    mp.setattr(teacher, "PLAIN_QTYPES", tuple(name for name in teacher.PLAIN_QTYPES if name != qtype))
+
+
+@mutant("teacher-bf16-counted-quantized", "a teacher stored in BF16 counts as quantized")
+def _bf16_quantized(mp: pytest.MonkeyPatch) -> None:
+    _plain_types_without(mp, "BF16")
+
+
+@mutant("teacher-f16-counted-quantized", "a teacher stored in F16 counts as quantized")
+def _f16_quantized(mp: pytest.MonkeyPatch) -> None:
+    _plain_types_without(mp, "F16")
+
+
+@mutant("teacher-f32-counted-quantized", "a teacher stored in F32 counts as quantized")
+def _f32_quantized(mp: pytest.MonkeyPatch) -> None:
+    _plain_types_without(mp, "F32")
+
+
+@mutant("dequant-size-zeroed", "the dequantized teacher's size is estimated as 0 bytes")
+def _dequant_size_zeroed(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.teacher:dequantized_bytes", lambda original: lambda model, dtype: 0)
+
+
+@mutant("dequant-size-halved", "the dequantized teacher's size is estimated at half its bytes")
+def _dequant_size_halved(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.teacher:dequantized_bytes", lambda original: lambda model, dtype: original(model, dtype) // 2)
+
+
+def _read_vocab_rows(mp: pytest.MonkeyPatch, rows_of: Callable[[Any], int | None]) -> None:
+    """``read_vocab`` with the embedding rows taken by ``rows_of(token_embd tensor info)``."""
+    vocab = importlib.import_module("distill.vocab")
+
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def read_vocab(path: Any) -> Any:
+            tokenizer, _ = original(path)
+            found = next((t for t in vocab.read_header(path).tensors if t.name == vocab.EMBEDDING_TENSOR), None)
+            return tokenizer, None if found is None else rows_of(found)
+
+        return read_vocab
+
+    replace(mp, "distill.vocab:read_vocab", build)
+
+
+@mutant("vocab-rows-not-read", "the embedding rows of a model file are ignored: only its token list counts")
+def _rows_not_read(mp: pytest.MonkeyPatch) -> None:
+    _read_vocab_rows(mp, lambda tensor: None)
+
+
+@mutant("vocab-rows-wrong-axis", "the embedding rows are read from the hidden axis of token_embd.weight")
+def _rows_wrong_axis(mp: pytest.MonkeyPatch) -> None:
+    _read_vocab_rows(mp, lambda tensor: tensor.ggml_shape[0])
+
+
 # --- data-parallel training, checkpoints and resume: registered by their own module -----------------
 
 import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)

@@ -10,21 +10,26 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from distill import dispatch, train
+from distill import dispatch, teacher, train
 from distill.errors import BackendSelectionError, InsufficientMemoryError
 from ft_devices import cuda_or_skip
 from ft_runs import pv_distill
 
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it)
+COVERS = ["distill.dispatch", "distill.teacher:load_teacher"]
+
 GIB = 1024**3
-#: the reserve as the code under test declares it, bound at import (before any mutant)
-RESERVE = dispatch.DEQUANT_RESERVE_BYTES
+#: the documented values (module docstring of distill.dispatch, the contract, the user docs), spelled
+#: here rather than read from the code under test, so that changing them in the code is a defect found
+RESERVE = 4 * GIB
+ENV_VAR = "DISTILL_TEACHER_BACKEND"
 DEVICE_CLASSES = ("unified", "discrete")
 #: (dequant_bytes, free_bytes): fits with room, fits only without the reserve, no room, nothing free
 MEMORY = [(10 * GIB, 80 * GIB), (10 * GIB, 10 * GIB + RESERVE // 2), (30 * GIB, 16 * GIB), (28 * GIB, 0)]
 VALID = ("auto", "dequant", "q4k-native")
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-001", mutants=["backend-override-ignored", "backend-auto-after-override"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-001", covers=COVERS, mutants=["backend-override-ignored", "backend-auto-after-override"])
 def test_explicit_override_wins_everywhere() -> None:
     situations = list(itertools.product(DEVICE_CLASSES, (True, False), MEMORY))
     for override, (device_class, quantized, (dequant_bytes, free_bytes)) in itertools.product(
@@ -35,7 +40,7 @@ def test_explicit_override_wins_everywhere() -> None:
         assert chosen == override, (override, device_class, quantized, dequant_bytes, free_bytes, chosen)
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-002", mutants=[
+@pytest.mark.falsifies("FT-BACKEND-SEL-002", covers=COVERS, mutants=[
     "backend-invalid-falls-back-to-auto", "backend-lenient-override", "backend-native-unquantized-allowed"])
 def test_invalid_override_refused_listing_valid_values() -> None:
     invalid = [("cuda", True), ("  ", True), (" dequant ", True), ("Q4K", True), ("DEQUANT", True),
@@ -45,10 +50,18 @@ def test_invalid_override_refused_listing_valid_values() -> None:
         with pytest.raises(BackendSelectionError) as caught:
             dispatch.select_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes)
         assert all(value in str(caught.value) for value in VALID), (override, caught.value)
+    # an unknown device class, a device that is neither cpu nor cuda, an unknown backend at load
+    with pytest.raises(BackendSelectionError, match="device class"):
+        dispatch.select_teacher_backend("auto", "gpu", True, 0, 0)
+    with pytest.raises(BackendSelectionError, match="meta"):
+        dispatch.classify_device("meta")
+    with pytest.raises(BackendSelectionError, match="cuda"):
+        teacher.load_teacher("no-file-is-read.gguf", "cuda")
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-003", mutants=[
-    "backend-reserve-ignored", "backend-unified-means-dequant", "backend-unquantized-by-memory"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-003", covers=COVERS, mutants=[
+    "backend-reserve-ignored", "backend-unified-means-dequant", "backend-unquantized-by-memory",
+    "backend-reserve-shrunk"])
 def test_auto_by_quantization_and_memory_on_every_device_class() -> None:
     assert RESERVE >= GIB  # the grids are built on a real margin (at least a CUDA context)
 
@@ -66,6 +79,9 @@ def test_auto_by_quantization_and_memory_on_every_device_class() -> None:
         assert auto(device_class, False, 28 * GIB, 80 * GIB) == "dequant"  # unquantized: dequant is the only way
         with pytest.raises(InsufficientMemoryError):  # ... and where it does not fit, there is none
             auto(device_class, False, 28 * GIB, 24 * GIB)
+    # the reason states the sizes it compared, in GiB, and the reserve
+    reason = dispatch.decide_teacher_backend("auto", "discrete", True, 10 * GIB, 80 * GIB).reason
+    assert all(part in reason for part in ("10.00 GiB", "80.00 GiB", f"reserve {RESERVE // GIB} GiB")), reason
     for empty in (None, ""):  # nothing requested means auto
         assert dispatch.select_teacher_backend(empty, "unified", True, 28 * GIB, 16 * GIB) == "q4k-native"
 
@@ -95,7 +111,7 @@ def _fake_properties(monkeypatch: pytest.MonkeyPatch, name: str, integrated: int
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-006", mutants=["device-class-inverted", "device-class-from-name"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-006", covers=COVERS, mutants=["device-class-inverted", "device-class-from-name"])
 def test_device_class_from_properties(monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [
         ("NVIDIA GB10", 1, "unified"),
@@ -116,7 +132,7 @@ KNOWN_CLASSES = {"H100": "discrete", "H200": "discrete", "GB10": "unified"}
 
 
 @pytest.mark.gpu
-@pytest.mark.falsifies("FT-BACKEND-SEL-006", mutants=["device-class-inverted"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-006", covers=COVERS, mutants=["device-class-inverted"])
 def test_real_device_class(evidence) -> None:
     name = torch.cuda.get_device_name(cuda_or_skip())
     expected = next((cls for part, cls in KNOWN_CLASSES.items() if part in name), None)
@@ -132,14 +148,15 @@ def _distill_files(model_file) -> tuple[Path, Path]:
     return model_file("tiny-teacher"), model_file("tiny-student")
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-004", mutants=["backend-env-ignored", "backend-env-over-flag"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-004", covers=COVERS, mutants=[
+    "backend-env-ignored", "backend-env-over-flag", "backend-env-var-renamed"])
 def test_environment_read_without_flag_and_flag_wins(model_file, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     teacher, student = _distill_files(model_file)
     cases = [("q4k-native", [], "q4k-native"),  # auto alone would choose dequant on this machine class
              ("q4k-native", ["--backend", "dequant"], "dequant")]
     for index, (from_env, flags, expected) in enumerate(cases):
-        monkeypatch.setenv(dispatch.ENV_VAR, from_env)
+        monkeypatch.setenv(ENV_VAR, from_env)
         run = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / f"run{index}", "--steps", "1", *flags)
         assert run.code == 0, run.stderr
         assert run.backends == [expected] and run.teachers[0].backend == expected, (from_env, flags, run.backends)
@@ -150,12 +167,12 @@ BACKEND_NAME = re.compile(r"\b(dequant|q4k-native)\b")
 STEP_MARK = "-- a training step starts --"
 
 
-@pytest.mark.falsifies("FT-BACKEND-SEL-005", mutants=["start-line-missing", "start-line-every-step"])
+@pytest.mark.falsifies("FT-BACKEND-SEL-005", covers=COVERS, mutants=["start-line-missing", "start-line-every-step"])
 def test_start_line_printed_once_before_the_first_step(model_file, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     teacher, student = _distill_files(model_file)
-    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
     step = train._step
 
     def marked_step(*args, **kwargs):

@@ -12,10 +12,16 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize as reference_dequantize
 
 from distill import qwen2_gguf, quant, teacher
-from distill.errors import FrozenTeacherError
+from distill.errors import FrozenTeacherError, QuantError
 from ft_runs import pv_distill
 
 ModelFile = Callable[[str], Path]
+
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it): the teacher, and the
+#: decoding of the block formats (not the quantizers that write test models)
+TEACHER = ["distill.teacher"]
+QUANT_DECODING = [f"distill.quant:{name}" for name in (
+    "dequantize", "check_scales", "_as_blocks", "_fp16_field", "_q4_k_scales_mins", "_dequant_q4_k", "_dequant_q6_k")]
 
 #: byte offsets of the fp16 super-block scales (d, dmin) per type (llama.cpp block layouts)
 FP16_SCALE_OFFSETS = {"Q4_K": (0, 2), "Q6_K": (208,)}
@@ -32,7 +38,7 @@ def _random_blocks(qtype: str, rows: int, blocks_per_row: int, seed: int) -> np.
     return raw.reshape(rows, blocks_per_row * BLOCK_BYTES[qtype])
 
 
-@pytest.mark.falsifies("FT-FROZEN-004", mutants=[
+@pytest.mark.falsifies("FT-FROZEN-004", covers=QUANT_DECODING, mutants=[
     "q4k-nibble-order-swapped", "q4k-scale-high-bits-dropped", "q6k-high-bits-dropped"])
 def test_block_dequantization_bit_exact_with_reference() -> None:
     for qtype in ("Q4_K", "Q6_K"):
@@ -43,6 +49,15 @@ def test_block_dequantization_bit_exact_with_reference() -> None:
             assert got.shape == want.shape, (qtype, got.shape, want.shape)
             differ = got.view(np.uint32) != want.view(np.uint32)
             assert not differ.any(), (qtype, rows, blocks_per_row, int(differ.sum()), got[differ][:4], want[differ][:4])
+    # what is not a block is refused, naming what is wrong: the dtype, the row width, a non-finite scale
+    blocks = _random_blocks("Q4_K", 2, 2, 9)
+    with pytest.raises(QuantError, match="uint8"):
+        quant.dequantize(torch.from_numpy(blocks).to(torch.int16), "Q4_K")
+    with pytest.raises(QuantError, match="bytes per row"):
+        quant.dequantize(torch.from_numpy(blocks[:, :-1].copy()), "Q4_K")
+    blocks[1, 144 + 2:144 + 4] = np.array([np.inf], dtype=np.float16).view(np.uint8)  # dmin of block 3
+    with pytest.raises(QuantError, match="block 3"):
+        quant.dequantize(torch.from_numpy(blocks), "Q4_K")
 
 
 def _module_tensors(loaded: teacher.Teacher) -> dict[str, torch.Tensor]:
@@ -66,7 +81,7 @@ def _file_tensor_bytes(path: Path) -> int:
     return sum(int(tensor.n_bytes) for tensor in GGUFReader(path).tensors)
 
 
-@pytest.mark.falsifies("FT-FROZEN-001", mutants=[
+@pytest.mark.falsifies("FT-FROZEN-001", covers=TEACHER, mutants=[
     "teacher-grad-enabled", "teacher-parameters-exposed", "teacher-weights-decayed"])
 @pytest.mark.parametrize("backend", ["dequant", "q4k-native"])
 def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFile, tmp_path: Path,
@@ -90,12 +105,12 @@ def test_teacher_stays_frozen_through_kd_steps(backend: str, model_file: ModelFi
     with torch.enable_grad():
         assert not used.logits(ids).requires_grad
     for attempt in (lambda: used.parameters(), lambda: torch.optim.SGD(used.parameters(), lr=0.1),
-                    lambda: used.train(), lambda: used.requires_grad_(True)):
+                    lambda: used.named_parameters(), lambda: used.train(), lambda: used.requires_grad_(True)):
         with pytest.raises(FrozenTeacherError):
             attempt()
 
 
-@pytest.mark.falsifies("FT-FROZEN-002", mutants=["q4k-native-dequantizes-at-load", "q4k-native-caches-expanded-weights"])
+@pytest.mark.falsifies("FT-FROZEN-002", covers=TEACHER, mutants=["q4k-native-dequantizes-at-load", "q4k-native-caches-expanded-weights"])
 def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_profile, evidence) -> None:
     path = model_file("tiny-teacher")
     factor = hw_profile.threshold("FT-FROZEN-002", "resident_factor_max")
@@ -111,7 +126,7 @@ def test_q4k_native_resident_bytes_near_file_bytes(model_file: ModelFile, hw_pro
     assert loaded.resident_bytes() == resident  # the teacher's own account agrees with its tensors
 
 
-@pytest.mark.falsifies("FT-FROZEN-003", mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
+@pytest.mark.falsifies("FT-FROZEN-003", covers=TEACHER + QUANT_DECODING, mutants=["q4k-native-nibble-order-swapped", "q4k-native-mins-dropped"])
 def test_backends_give_the_same_logits(model_file: ModelFile, hw_profile, evidence) -> None:
     source = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
     cosine_min = hw_profile.threshold("FT-FROZEN-003", "cosine_min")

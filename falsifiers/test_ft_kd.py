@@ -18,6 +18,10 @@ from distill import kd
 from distill.errors import VocabAlignmentError
 from ft_runs import pv_distill
 
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it); the short run checks training
+COVERS = ["distill.kd"]
+TRAINING = ["distill.train"]
+
 #: (leading shape, vocabulary, temperature, seed): T != 1 so that temperature defects show
 CASES = [((5,), 37, 2.5, 1), ((2, 3), 50, 0.7, 2), ((4, 2), 129, 4.0, 3), ((3,), 200, 1.0, 4)]
 #: None: the default chunking; 64: chunks of a few rows, so the chunked paths run
@@ -49,7 +53,7 @@ def _case_inputs(lead, vocab, seed):
     return _logits(lead, vocab, seed), _logits(lead, vocab, seed + 100)
 
 
-@pytest.mark.falsifies("FT-KD-001", mutants=["kd-no-t-squared", "kd-no-temperature", "kd-reverse-kl"])
+@pytest.mark.falsifies("FT-KD-001", covers=COVERS, mutants=["kd-no-t-squared", "kd-no-temperature", "kd-reverse-kl"])
 @pytest.mark.parametrize("chunk", CHUNKINGS)
 def test_loss_equals_float64_reference(chunk: int | None) -> None:
     for lead, vocab, temperature, seed in CASES:
@@ -60,7 +64,7 @@ def test_loss_equals_float64_reference(chunk: int | None) -> None:
             assert math.isclose(got, want, rel_tol=LOSS_RTOL, abs_tol=1e-7), (lead, vocab, temperature, got, want)
 
 
-@pytest.mark.falsifies("FT-KD-002", mutants=["kd-grad-no-1-over-n", "kd-grad-t-squared"])
+@pytest.mark.falsifies("FT-KD-002", covers=COVERS, mutants=["kd-grad-no-1-over-n", "kd-grad-t-squared"])
 @pytest.mark.parametrize("chunk", CHUNKINGS)
 def test_gradient_equals_closed_form(chunk: int | None) -> None:
     for lead, vocab, temperature, seed in CASES:
@@ -72,7 +76,7 @@ def test_gradient_equals_closed_form(chunk: int | None) -> None:
             np.testing.assert_allclose(ref.as64(student.grad), want, rtol=0, atol=GRAD_ATOL)
 
 
-@pytest.mark.falsifies("FT-KD-003", mutants=["kd-mask-ignored", "kd-mask-ignored-in-n"])
+@pytest.mark.falsifies("FT-KD-003", covers=COVERS, mutants=["kd-mask-ignored", "kd-mask-ignored-in-n"])
 @pytest.mark.parametrize("chunk", CHUNKINGS)
 def test_masked_positions_excluded(chunk: int | None) -> None:
     for lead, vocab, temperature, seed in CASES:
@@ -96,7 +100,7 @@ def test_masked_positions_excluded(chunk: int | None) -> None:
         assert torch.count_nonzero(grad_a[~mask]) == 0 and torch.count_nonzero(grad_b[~mask]) == 0
 
 
-@pytest.mark.falsifies("FT-KD-004", mutants=["kd-silent-vocab-slice"])
+@pytest.mark.falsifies("FT-KD-004", covers=COVERS, mutants=["kd-silent-vocab-slice"])
 @pytest.mark.parametrize("widths", [(151936, 152064), (152064, 151936)])
 def test_mismatched_widths_refused(widths: tuple[int, int]) -> None:
     student = torch.zeros(2, widths[0], requires_grad=True)
@@ -120,7 +124,7 @@ def _extreme_pair(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return s.to(torch.bfloat16), t.to(torch.bfloat16)
 
 
-@pytest.mark.falsifies("FT-KD-005", mutants=["kd-bf16-accumulation", "kd-no-zero-p-guard", "kd-unshifted-scaling"])
+@pytest.mark.falsifies("FT-KD-005", covers=COVERS, mutants=["kd-bf16-accumulation", "kd-no-zero-p-guard", "kd-unshifted-scaling"])
 def test_zero_nonnegative_finite_in_bf16() -> None:
     for seed in range(3):
         s, t = _extreme_pair(10 * seed)
@@ -136,7 +140,7 @@ def test_zero_nonnegative_finite_in_bf16() -> None:
                 assert abs(kd.kd_loss(s32.to(half), s32.to(half), temperature).item()) <= ZERO_TOL
 
 
-@pytest.mark.falsifies("FT-KD-007", mutants=[
+@pytest.mark.falsifies("FT-KD-007", covers=TRAINING, mutants=[
     "train-optimizer-step-skipped", "train-nan-check-removed", "train-checkpoint-not-written"])
 def test_short_distillation_learns_and_stops_on_divergence(model_file, tmp_path: Path, hw_profile, evidence,
                                                            capsys: pytest.CaptureFixture[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -10,12 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gguf import GGUFReader
 
 import ft_reference as ref
 from distill import qwen2_gguf, kd, model, teacher, train, vocab
 from distill.errors import DistillError, VocabAlignmentError
 from ft_runs import spy_on_teacher
 from pv import cli
+
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it)
+VOCAB = ["distill.vocab"]
+VOCAB_CHECK = ["distill.vocab", *(f"distill.commands.vocab_check:{name}" for name in ("run", "format_comparison", "_token"))]
+TEACHER_SIDE = ["distill.vocab", "distill.teacher"]
+KD = ["distill.kd"]
 
 #: measured on the real files with gguf's GGUFReader (the reference reader), not with the code under test
 QWEN2_LLAMA_FIRST_DIFF = 410
@@ -33,7 +41,7 @@ def _ids(rows: int, shape: tuple[int, int] = (2, 8), seed: int = 0) -> torch.Ten
     return torch.randint(0, rows, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-001", mutants=[
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-001", covers=TEACHER_SIDE, mutants=[
     "teacher-no-truncation", "teacher-truncate-last-rows", "train-target-vocab-not-passed"])
 def test_first_kd_step_of_a_152064_teacher_and_151936_student(model_file: ModelFile, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +61,7 @@ def test_first_kd_step_of_a_152064_teacher_and_151936_student(model_file: ModelF
     assert torch.equal(handed_out, native[..., :STUDENT_05B_ROWS])  # the shared rows, aligned
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-002", mutants=["teacher-reports-native-vocab", "teacher-no-truncation"])
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-002", covers=TEACHER_SIDE, mutants=["teacher-reports-native-vocab", "teacher-no-truncation"])
 def test_teacher_reports_its_effective_vocabulary(model_file: ModelFile) -> None:
     cases = [("qwen2-teacher", "dequant", TEACHER_7B_ROWS, STUDENT_05B_ROWS),
              ("tiny-teacher", "dequant", TINY_TEACHER_ROWS, TINY_STUDENT_ROWS),
@@ -64,7 +72,7 @@ def test_teacher_reports_its_effective_vocabulary(model_file: ModelFile) -> None
         assert loaded.logits(_ids(target)).shape[-1] == target, (name, backend)
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-003", mutants=["vocab-target-clamped", "vocab-larger-student-accepted"])
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-003", covers=TEACHER_SIDE, mutants=["vocab-target-clamped", "vocab-larger-student-accepted"])
 def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monkeypatch: pytest.MonkeyPatch) -> None:
     small = qwen2_gguf.read_gguf(model_file("qwen2-student"))
     builds: list[object] = []
@@ -82,7 +90,7 @@ def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monk
     assert str(TEACHER_7B_ROWS) in str(caught.value) and str(STUDENT_05B_ROWS) in str(caught.value), caught.value
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-004", mutants=["truncate-after-softmax", "teacher-truncate-last-rows"])
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-004", covers=TEACHER_SIDE + KD, mutants=["truncate-after-softmax", "teacher-truncate-last-rows"])
 def test_truncation_happens_before_softmax(model_file: ModelFile) -> None:
     teacher_file = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
     student_file = qwen2_gguf.read_gguf(model_file("tiny-student"))
@@ -110,7 +118,7 @@ def vocab_files(vocab_dir: Path) -> dict[str, Path]:
     return {name: vocab_dir / f"ggml-vocab-{name}.gguf" for name in ("qwen2", "llama-bpe", "gpt-neox", "mpt")}
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-005", mutants=["vocab-prefix-sizes-only", "vocab-prefix-check-skipped"])
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-005", covers=VOCAB, mutants=["vocab-prefix-sizes-only", "vocab-prefix-check-skipped"])
 def test_shared_prefix_on_real_vocabularies(vocab_files: dict[str, Path]) -> None:
     differing = vocab.compare_vocabs(vocab_files["qwen2"], vocab_files["llama-bpe"])
     assert (differing.teacher_len, differing.student_len) == (QWEN2_ROWS, LLAMA_BPE_ROWS)
@@ -133,7 +141,7 @@ def _vocab_check(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int
     return code, out, err
 
 
-@pytest.mark.falsifies("FT-VOCAB-ALIGN-006", mutants=["vocab-prefix-sizes-only", "vocab-check-exit-by-size"])
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-006", covers=VOCAB_CHECK, mutants=["vocab-prefix-sizes-only", "vocab-check-exit-by-size"])
 def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _vocab_check(capsys, vocab_files["qwen2"], vocab_files["llama-bpe"], "--json")
@@ -149,6 +157,15 @@ def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path:
     assert report["first_diff"] is None and report["student_is_teacher_prefix"] is True
     assert (report["teacher_len"], report["student_len"]) == (NEOX_ROWS, NEOX_ROWS)
 
+    # the same comparisons as text: the verdict, the index, both tokens, the truncation
+    code, out, _ = _vocab_check(capsys, vocab_files["qwen2"], vocab_files["llama-bpe"])
+    assert code == 1 and "NOT aligned" in out, out
+    for fact in (f"index {QWEN2_LLAMA_FIRST_DIFF}", repr(QWEN2_TOKEN_410), repr(LLAMA_BPE_TOKEN_410),
+                 f"({QWEN2_ROWS} rows)", f"({LLAMA_BPE_ROWS} rows)"):
+        assert fact in out, (fact, out)
+    code, out, _ = _vocab_check(capsys, vocab_files["gpt-neox"], vocab_files["mpt"])
+    assert code == 0 and "aligned" in out and "NOT aligned" not in out and "no truncation" in out, out
+
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(vocab_files["mpt"].read_bytes()[:4096])
     not_gguf = tmp_path / "not-a-model.gguf"
@@ -157,3 +174,38 @@ def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path:
         code, out, err = _vocab_check(capsys, vocab_files["gpt-neox"], bad, "--json")
         assert code == 2 and out == "", (bad, code, out)
         assert str(bad) in err and "Traceback" not in err, err
+
+
+def _unpadded_copy(source: Path, target: Path, tokens: int) -> Path:
+    """``source`` rewritten with only its first ``tokens`` token entries (its embedding rows unchanged)."""
+    model = qwen2_gguf.read_gguf(source)
+    tok = model.tokenizer
+    short = dataclasses.replace(tok, tokens=tok.tokens[:tokens], token_types=tok.token_types[:tokens])
+    qwen2_gguf.write_gguf(target, model.config, list(model.tensors.values()), short)
+    return target
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-006", covers=VOCAB_CHECK, mutants=["vocab-rows-not-read", "vocab-rows-wrong-axis"])
+def test_vocab_check_on_model_files_counts_embedding_rows(model_file: ModelFile, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # the real qwen2 tokens: a 152064-row teacher file against a 151936-row student file
+    code, out, err = _vocab_check(capsys, model_file("qwen2-teacher"), model_file("qwen2-student"), "--json")
+    assert code == 0, (code, err)
+    report = json.loads(out)
+    assert report["first_diff"] is None, report
+    assert (report["teacher_len"], report["student_len"], report["truncated_rows"]) == (
+        TEACHER_7B_ROWS, STUDENT_05B_ROWS, TEACHER_7B_ROWS - STUDENT_05B_ROWS)
+    # a teacher whose token list stops before its embedding rows: the rows, not the list, count
+    short = _unpadded_copy(model_file("tiny-teacher"), tmp_path / "short-list.gguf", TINY_STUDENT_ROWS)
+    assert len(GGUFReader(short).fields["tokenizer.ggml.tokens"].data) == TINY_STUDENT_ROWS
+    code, out, err = _vocab_check(capsys, short, model_file("tiny-student"), "--json")
+    assert code == 0, (code, err)
+    report = json.loads(out)
+    assert (report["teacher_len"], report["student_len"], report["truncated_rows"]) == (
+        TINY_TEACHER_ROWS, TINY_STUDENT_ROWS, TINY_TEACHER_ROWS - TINY_STUDENT_ROWS)
+    code, out, _ = _vocab_check(capsys, short, model_file("tiny-student"))
+    assert code == 0 and f"cut from {TINY_TEACHER_ROWS} to {TINY_STUDENT_ROWS}" in out, out
+    code, out, err = _vocab_check(capsys, model_file("tiny-student"), short, "--json")  # the larger one as student
+    assert code == 1, (code, err)
+    report = json.loads(out)
+    assert report["first_diff"] == TINY_STUDENT_ROWS and report["student_len"] == TINY_TEACHER_ROWS

@@ -81,6 +81,14 @@ def test_truncating_probabilities_instead_of_logits_is_refuted(monkeypatch):
     assert (verdict.engine, verdict.status) == ("hypothesis", Status.REFUTED), verdict.detail
 
 
+def test_handing_out_the_last_rows_is_refuted(monkeypatch):
+    # DTVA-CONS-003 compares the distribution of what is handed out with the full one
+    # renormalised over the shared tokens: the right width from the wrong rows fails it.
+    monkeypatch.setattr(vocab, "truncate_logits", lambda logits, n: logits[..., logits.shape[-1] - n:])
+    verdict = run_check(check(VOCAB, "DTVA-CONS-003"))
+    assert (verdict.engine, verdict.status) == ("hypothesis", Status.REFUTED), verdict.detail
+
+
 def test_an_override_that_loses_on_unified_memory_is_refuted(monkeypatch):
     def auto_wins_on_unified(override, device_class, quantized, dequant_bytes, free_bytes):
         if device_class == "unified" and override == "q4k-native":

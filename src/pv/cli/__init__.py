@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("pv.cli.check", "run the compiled obligation checks and print verdicts"),
     "compile": ("pv.cli.compile", "write the compiled checks as Python test modules"),
     "vacuity": ("pv.cli.vacuity", "run every falsifier against its mutants; all must fail"),
+    "mutate": ("pv.cli.mutate", "automatic mutants of the bound and covered code; tests must kill them"),
     "gate": ("pv.cli.gate", "decide QA gates and the release from gate reports"),
     "verify": ("pv.cli.verify", "the main job: validate, check, falsify, report, gate"),
     "key": ("pv.cli.key", "make, rotate or show this host's key for signing gate reports"),

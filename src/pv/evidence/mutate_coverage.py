@@ -1,0 +1,134 @@
+"""pytest plugin of ``pv mutate``'s first run: which test executes which line of the mutated files.
+
+Loaded with ``-p pv.evidence.mutate_coverage`` and configured by two
+environment variables: ``PV_MUTATE_FILES`` (a JSON list of the source files
+that will be mutated) and ``PV_MUTATE_COVERAGE`` (where the result goes). A
+line tracer (``sys.settrace``, only for frames of those files) records the
+lines each test runs, setup and teardown included. The result, as JSON::
+
+    {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...]}},
+     "preload": [top-level library modules the run imported]}
+
+``covers`` lists the scopes a falsifier declares it checks, from the
+``covers=[...]`` argument of its ``falsifies`` marks (``module`` or
+``module:qualname``); ``preload`` names what a mutant worker may import once
+before forking (every module the run imported from outside the project).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+FILES_ENV, OUT_ENV = "PV_MUTATE_FILES", "PV_MUTATE_COVERAGE"
+#: the marker whose ``covers=`` argument declares a falsifier's scope
+COVERS_MARKER = "falsifies"
+
+
+class LineTracer:
+    """Records ``(file, line)`` for frames of the watched files only."""
+
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
+        self.lines: dict[str, set[int]] = {}
+        self._watched: dict[Any, bool] = {}
+
+    def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        watched = self._watched.get(code)
+        if watched is None:
+            watched = self._watched[code] = code.co_filename in self.files
+        if not watched:
+            return None
+        self.lines.setdefault(code.co_filename, set()).add(frame.f_lineno)
+        return self._local
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.lines[frame.f_code.co_filename].add(frame.f_lineno)
+        return self._local
+
+    def start(self) -> None:
+        self.lines = {}
+        sys.settrace(self._global)
+        threading.settrace(self._global)
+
+    def stop(self) -> dict[str, list[int]]:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+        return {path: sorted(lines) for path, lines in self.lines.items()}
+
+
+class CoverageRecorder:
+    """The plugin: one tracer run per test item, outcomes and durations from the reports."""
+
+    def __init__(self, files: set[str], out: Path) -> None:
+        self.tracer = LineTracer(files)
+        self.out = out
+        self.tests: dict[str, dict[str, Any]] = {}
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            self.tests[item.nodeid] = {"outcome": "not run", "seconds": 0.0, "covers": _covers(item), "lines": {}}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+        entry = self.tests.setdefault(item.nodeid, {"covers": _covers(item)})
+        entry["outcome"] = "passed"
+        started = time.perf_counter()
+        self.tracer.start()
+        try:
+            return (yield)
+        finally:
+            entry["lines"] = self.tracer.stop()
+            entry["seconds"] = time.perf_counter() - started
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.tests.get(report.nodeid)
+        if entry is None:
+            return
+        if report.failed:
+            entry["outcome"] = "failed"
+        elif report.skipped and entry["outcome"] == "passed":
+            entry["outcome"] = "skipped"
+
+    def pytest_sessionfinish(self) -> None:
+        data = {"tests": self.tests, "preload": _library_modules()}
+        self.out.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _covers(item: pytest.Item) -> list[str]:
+    found: list[str] = []
+    for mark in item.iter_markers(COVERS_MARKER):
+        found.extend(str(scope) for scope in mark.kwargs.get("covers", ()))
+    return found
+
+
+def _library_modules() -> list[str]:
+    """Top-level modules the run imported from the standard library or installed packages."""
+    places = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    found = set()
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if "." in name or name.startswith("__") or origin is None:
+            continue
+        if any(place in Path(origin).resolve().parents for place in places):
+            found.add(name)
+    return sorted(found)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    files, out = os.environ.get(FILES_ENV), os.environ.get(OUT_ENV)
+    if files and out:
+        recorder = CoverageRecorder(set(json.loads(files)), Path(out))
+        config.pluginmanager.register(recorder, "pv-mutate-coverage")

@@ -1,0 +1,186 @@
+"""pv mutate: each operator's mutant, a weak suite's survivor, a timeout, equivalents and the report."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pv import cli
+from pv.evidence import mutate
+from pv.evidence.mutate_ast import OPERATORS, defined_names, mutated_code, mutated_source, sites
+
+
+def _changes(source: str, operator: str, scopes: tuple[str, ...] = ("",)) -> list[str]:
+    return [site.change for site in sites(textwrap.dedent(source), scopes) if site.operator == operator]
+
+
+@pytest.mark.parametrize(("operator", "source", "expected"), [
+    ("compare", "def f(a, b):\n    return a < b\n", ["a < b -> a <= b"]),
+    ("compare", "def f(a, b):\n    return a in b\n", ["a in b -> a not in b"]),
+    ("arith", "def f(a, b):\n    return a + b\n", ["a + b -> a - b"]),
+    ("arith", "def f(a):\n    a *= 2\n    return a\n", ["a *= 2 -> a /= 2"]),
+    ("arith", "def f(a):\n    return -a\n", ["-a -> a"]),
+    ("bool", "def f(a, b):\n    return a and b\n", ["a and b -> a or b"]),
+    ("bool", "def f(a):\n    return not a\n", ["not a -> a"]),
+    ("constant", "def f():\n    return 4\n", ["4 -> 5"]),
+    ("constant", "def f():\n    return 0.5\n", ["0.5 -> 1.0"]),
+    ("constant", "def f():\n    return 'x'\n", ["'x' -> ''"]),
+    ("constant", "def f():\n    return True\n", ["True -> False"]),
+    ("remove", "def f(out):\n    out.append(1)\n    return out\n", ["out.append(1) -> pass"]),
+    ("remove", "def f(x):\n    if x < 0:\n        raise ValueError(f'bad {x}')\n    return x\n",
+     ["raise ValueError(f'bad {x}') -> pass"]),
+    ("guard", "def f(x):\n    if x:\n        return 1\n    return 2\n", ["if x -> if False"]),
+    ("guard", "def f(x):\n    if x:\n        return 1\n    else:\n        return 2\n", ["if x -> if False", "if x -> if True"]),
+    ("swap_args", "def f(a, b):\n    return g(a, b)\n", ["g(a, b) -> g(b, a)"]),
+    ("early_return", "def f(a):\n    '''doc'''\n    b = a + 1\n    return b\n", ["b = a + 1 -> return None"]),
+])
+def test_each_operator_produces_its_mutant(operator: str, source: str, expected: list[str]) -> None:
+    assert operator in OPERATORS
+    assert _changes(source, operator) == expected
+
+
+def test_mutated_code_changes_only_its_site_and_keeps_line_numbers() -> None:
+    source = "def f(a, b):\n    x = a < b\n    return x or a == b\n"
+    found = sites(source)
+    compare = next(site for site in found if site.change == "a == b -> a != b")
+    namespace: dict[str, object] = {}
+    exec(mutated_code(source, compare.index, filename="m.py"), namespace)
+    assert namespace["f"](2, 2) is False and namespace["f"](1, 2) is True  # only == flipped; < intact
+    assert "a != b" in mutated_source(source, compare.index) and "a < b" in mutated_source(source, compare.index)
+    code = mutated_code(source, compare.index, filename="m.py")
+    function = next(const for const in code.co_consts if hasattr(const, "co_firstlineno"))
+    assert function.co_filename == "m.py" and function.co_firstlineno == 1
+
+
+def test_nothing_mutated_outside_code_that_runs() -> None:
+    source = textwrap.dedent('''
+        """Module docstring."""
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            import os
+        def f(a: int = 3) -> "str":
+            """Docstring."""
+            raise ValueError(f"text {a + 1}")
+    ''')
+    found = sites(source)
+    changes = [site.change for site in found if site.operator not in ("remove", "early_return")]
+    assert changes == ["3 -> 4"]  # a default value runs at definition; nothing else is mutable here
+    assert [site.change for site in found if site.operator == "remove"] == ["raise ValueError(f'text {a + 1}') -> pass"]
+
+
+def test_scopes_select_functions_and_module_attributes() -> None:
+    source = "LIMIT = 4\n\ndef f(a):\n    return a + LIMIT\n\ndef g(a):\n    return a - 1\n\nclass C:\n    def m(self):\n        return 7\n"
+    assert {site.scope for site in sites(source, ("f",))} == {"f"}
+    assert [site.key for site in sites(source, ("LIMIT",))] == ["LIMIT:constant:0"]
+    assert {site.scope for site in sites(source, ("C",))} == {"C.m"}
+    assert all(site.at_import for site in sites(source, ("LIMIT",))) and not any(
+        site.at_import for site in sites(source, ("f",)))
+    assert {"LIMIT", "f", "g", "C", "C.m"} <= defined_names(source)
+
+
+# --- a planted project ------------------------------------------------------------------------
+
+CALC = '''\
+def clamp(x, lo, hi):
+    """x limited to [lo, hi]."""
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+def count_up(n):
+    i = 0
+    while i < n:
+        i += 1
+    return i
+'''
+
+#: a weak suite: clamp is tested inside the range and below it only; count_up only for its result
+WEAK_TESTS = '''\
+from calc import clamp, count_up
+
+
+def test_inside():
+    assert clamp(5, 0, 10) == 5
+
+
+def test_below():
+    assert clamp(-3, 0, 10) == 0
+
+
+def test_count():
+    assert count_up(3) == 3
+'''
+
+
+@pytest.fixture()
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "calc.py").write_text(CALC)
+    (tmp_path / "test_calc.py").write_text(WEAK_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None:
+    equivalents = planted / "equivalent.yaml"
+    equivalents.write_text(
+        "calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n  reason: at x == lo both return lo\n"
+        "calc:gone:compare:0:\n  change: a -> b\n  reason: a stale entry\n")
+    report = mutate.run_mutation(["test_calc.py"], {"calc:clamp", "calc:count_up"}, planted,
+                                 equivalents_path=equivalents, workers=2, timeout_scale=1.0, timeout_slack=5.0)
+    by_change = {(m.site.scope, m.site.change): m for m in report.mutants}
+    status = {key: report.status(m) for key, m in by_change.items()}
+    # above the range is never tested: removing the upper guard survives
+    assert status[("clamp", "if x > hi -> if False")] == mutate.SURVIVED
+    assert status[("clamp", "if x < lo -> if False")] == mutate.KILLED
+    assert by_change[("clamp", "if x < lo -> if False")].killed_by == "test_calc.py::test_below"
+    assert status[("clamp", "x < lo -> x <= lo")] == mutate.EQUIVALENT
+    # i += 1 -> i -= 1 never ends
+    assert status[("count_up", "i += 1 -> i -= 1")] == mutate.TIMEOUT
+    data = report.to_json()
+    assert data["killed"] >= 1 and data["survived"] >= 1 and data["timeout"] >= 1
+    assert data["equivalent"] == [{"key": "calc:clamp:compare:0", "change": "x < lo -> x <= lo",
+                                   "reason": "at x == lo both return lo"}]
+    assert data["score"] == data["killed"] / (data["killed"] + data["survived"])
+    assert [row["module"] for row in data["modules"]] == ["calc"]
+    assert report.stale_equivalents() == ["calc:gone:compare:0: no such mutant in the current code"]
+    assert mutate.report_problems(report, 0.99)[-1].startswith("mutation score")
+    table = report.table()
+    assert "calc" in table and "survived:" in table and "score" in table
+    assert (planted / "calc.py").read_text() == CALC  # no mutant was written into the source
+    # judged again without the equivalents file, the equivalent mutant counts as a survivor
+    again = mutate.rescore(json.loads(json.dumps(data)), {})
+    assert again["survived"] == data["survived"] + 1 and again["equivalent"] == [] and again["stale_equivalents"] == []
+    assert mutate.rescore(again, mutate.load_equivalents(equivalents))["score"] == data["score"]
+
+
+def test_cli_bad_input_exits_2(planted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["mutate", "no-such-tests"]) == 2
+    assert "no such test file or folder: no-such-tests" in capsys.readouterr().err
+    assert cli.main(["mutate", "test_calc.py", "--min-score", "2"]) == 2
+    (planted / "bad.yaml").write_text("key: {change: a -> b}\n")
+    assert cli.main(["mutate", "test_calc.py", "--equivalents", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: key: expected" in err and "Traceback" not in err
+
+
+def test_qa_gate_min_mutation_score_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    source = Path(__file__).resolve().parents[1] / "contracts" / "distill-kd-loss-v1.yaml"
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for value, code in ((0.95, 0), (1.5, 1), ("high", 1)):
+        data["qa_gate"]["min_mutation_score"] = value
+        path = tmp_path / f"c{code}" / source.name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert cli.main(["validate", str(path)]) == code, value
+    assert "min_mutation_score" in capsys.readouterr().out
