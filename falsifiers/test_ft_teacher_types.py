@@ -17,7 +17,7 @@ import torch
 from gguf import GGUFReader
 
 from distill import dispatch, qwen2_gguf, quant, teacher
-from distill.errors import BackendSelectionError
+from distill.errors import BackendSelectionError, InsufficientMemoryError
 
 ModelFile = Callable[[str], Path]
 
@@ -59,8 +59,10 @@ def test_plain_teachers_are_not_quantized(plain_teachers: dict[str, Path], model
         assert not teacher.is_quantized(model), matrix_type
         with pytest.raises(BackendSelectionError):
             teacher.load_teacher(model, "q4k-native")
-        # auto on a discrete GPU without room still takes the dense path for a plain teacher
-        assert dispatch.select_teacher_backend("auto", "discrete", teacher.is_quantized(model), 30 * GIB, 0) == "dequant"
+        # auto takes the dense path for a plain teacher where it fits, and refuses (never q4k-native) where not
+        assert dispatch.select_teacher_backend("auto", "discrete", teacher.is_quantized(model), 30 * GIB, 80 * GIB) == "dequant"
+        with pytest.raises(InsufficientMemoryError):
+            dispatch.select_teacher_backend("auto", "discrete", teacher.is_quantized(model), 30 * GIB, 0)
         assert teacher.load_teacher(model, "dequant").backend == "dequant"
     quantized = qwen2_gguf.read_gguf(model_file("tiny-teacher"))
     assert {"Q4_K", "Q6_K"} & _stored_types(quantized.path)
