@@ -26,9 +26,9 @@ def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
     out = pytester.path / "out" / "report.json"
     result = pytester.runpytest(
         "-p", "no:cacheprovider",
-        f"--gate-report={out}",
-        f"--gate-markdown={pytester.path / 'out' / 'summary.md'}",
-        f"--profile={pytester.path / 'profiles' / 'cpu.yaml'}",
+        f"--pv-gate-report={out}",
+        f"--pv-gate-markdown={pytester.path / 'out' / 'summary.md'}",
+        f"--pv-profile={pytester.path / 'profiles' / 'cpu.yaml'}",
         *args,
     )
     return result, read_report(out)
@@ -249,7 +249,7 @@ def test_ob1(engine, status, record_property):
 
 
 def test_unknown_profile_is_a_usage_error(project: pytest.Pytester) -> None:
-    result = project.runpytest("-p", "no:cacheprovider", "--gate-report=out/r.json", "--profile=nonesuch")
+    result = project.runpytest("-p", "no:cacheprovider", "--pv-gate-report=out/r.json", "--pv-profile=nonesuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown profile 'nonesuch'" in result.stderr.str()
     assert not (project.path / "out" / "r.json").exists()

@@ -29,7 +29,7 @@ def test_xdist_and_serial_runs_give_the_same_report(pytester: pytest.Pytester) -
         out = pytester.path / f"{name}.json"
         result = pytester.runpytest_subprocess(
             "-p", "no:cacheprovider", "test_ft_x.py", "test_zz_evidence.py", "-m", "not gpu",
-            f"--gate-report={out}", f"--profile={pytester.path / 'profiles' / 'cpu.yaml'}", *extra,
+            f"--pv-gate-report={out}", f"--pv-profile={pytester.path / 'profiles' / 'cpu.yaml'}", *extra,
         )
         assert result.ret == 1  # FT-X-002 is vacuous
         reports[name] = read_report(out)

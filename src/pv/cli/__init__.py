@@ -5,6 +5,10 @@ Built-in commands are listed in ``COMMANDS``; other packages add commands
 through the ``pv.commands`` entry-point group (loaded only when a name is not
 built in, or for ``pv --help``), so ``pv validate`` never pays for torch.
 
+Every command takes ``--root DIR``: the project folder whose ``pyproject.toml``
+``[tool.pv]`` table configures pv (default: found from the working directory
+upwards; also ``$PV_ROOT``).
+
 Exit codes: 0 success, 1 the checked thing failed, 2 usage error or unreadable
 input, 130 interrupted, 141 output pipe closed.
 """
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pv import __version__
+from pv._util.config import ROOT_ENV
 from pv._util.errors import UserError
 
 #: name -> (module, one-line help)
@@ -89,10 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     help_ = COMMANDS[name][1] if name in COMMANDS else _summary(name)
     parser = argparse.ArgumentParser(prog=f"pv {name}", description=module.__doc__ or help_)
     module.add_arguments(parser)
+    parser.add_argument("--root", metavar="DIR", default=None,
+                        help="the project folder (its pyproject.toml [tool.pv] configures pv; "
+                             "default: found from the working directory upwards, or $PV_ROOT)")
     try:
         parsed = parser.parse_args(rest)
     except SystemExit as exit_:  # argparse already printed its message
         return int(exit_.code or 0)
+    before = os.environ.get(ROOT_ENV)
+    if parsed.root is not None:
+        os.environ[ROOT_ENV] = parsed.root  # also seen by the pytest runs a command starts
     try:
         return int(module.run(parsed))
     except UserError as err:
@@ -104,3 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`pv check | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        if before is None:
+            os.environ.pop(ROOT_ENV, None)
+        else:
+            os.environ[ROOT_ENV] = before

@@ -1,6 +1,6 @@
 """Gate reports: what one pytest run showed, written by the ``pv-report`` pytest plugin.
 
-A report (``schema/gate-report.schema.json``, format ``pv-gate-report/1``) holds:
+A report (``gate-report.schema.json`` of ``pv.schemas``, format ``pv-gate-report/1``) holds:
 the session (arguments, ``-m``/``-k`` selection, whether mutants ran, pytest's
 exit status, tests collected and executed, outcomes, collection errors); the
 hardware profile and whether it matches the device; the environment (versions,
@@ -10,6 +10,6 @@ obligation's verdicts; and an integrity digest over all of it.
 
 Modules: ``records`` (phase reports folded per test), ``build`` (the report),
 ``contracts`` (what a gate needs of a contract), ``environment``, ``integrity``,
-``schema``, ``markdown`` (CI summary), ``gate_output`` (``pv gate`` formats),
-``files`` (atomic writes), ``locations`` (repository folders).
+``report_schema``, ``profiles`` (built-in and project hardware profiles),
+``markdown`` (CI summary), ``gate_output`` (``pv gate`` formats), ``vacuity``.
 """

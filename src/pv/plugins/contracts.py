@@ -6,11 +6,13 @@ obligation with a ``check:``, one item per engine, named
 ``contracts/<contract>.yaml::<obligation-id>[<engine>]``), so ``-k``, ``-n``
 (xdist) and JUnit work as for any test.
 
-Which YAML files are collected: those named on the command line, and those below
-a directory called ``contracts``; of them, only files that load as contracts
-(a ``proof_obligations`` list). Other YAML (``profiles/*.yaml``, test data) is
-left alone. A file below ``contracts/`` that cannot be loaded gives one failing
-item, so a broken contract is never silently dropped.
+Which YAML files are collected: those named on the command line, and, in a
+project that uses pv (``[tool.pv]``, or ``--pv-contracts DIR``), those below its
+contracts folder; of them, only files that load as contracts (a
+``proof_obligations`` list). Any other YAML (profiles, test data, another
+project's ``contracts/``) is left alone. A file below the contracts folder that
+cannot be loaded gives one failing item, so a broken contract is never silently
+dropped. Outside a pv project the plugin is inert.
 
 Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` and
 ``not-confirmed`` fail; an obligation without a check is collected as
@@ -30,9 +32,9 @@ from pv.checks.compiling import (
     FAILING, CheckUnit, CompiledCheck, compile_document, compile_unit, format_verdict, is_contract, run_check,
 )
 from pv.checks.verdicts import Status, Verdict
+from pv.plugins import activation
 
 YAML_SUFFIXES = (".yaml", ".yml")
-CONTRACTS_DIR = "contracts"
 UNCHECKED_ITEM = "unchecked"
 
 
@@ -42,6 +44,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pv-allow-module", action="append", default=[], metavar="PREFIX",
         help="also allow check bindings (implementations, constants) from modules under PREFIX",
     )
+    group.addoption(
+        "--pv-contracts", metavar="DIR", dest=activation.CONTRACTS_OPTION,
+        help="collect the contracts of DIR (default: [tool.pv] contracts of the project; "
+             "outside a pv project, none)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if activation.active(config):
+        config.addinivalue_line("markers", "gpu: needs a CUDA device")
 
 
 def enforce_verdict(verdict: Verdict) -> None:
@@ -71,9 +83,11 @@ def _named_on_command_line(path: Path, config: pytest.Config) -> bool:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in YAML_SUFFIXES:
         return None
-    below_contracts = any(folder.name == CONTRACTS_DIR for folder in file_path.parents)
-    if not (below_contracts or _named_on_command_line(file_path, parent.config)):
-        return None
+    config = parent.config
+    if not _named_on_command_line(file_path, config):
+        folder = activation.contracts_folder(config) if activation.active(config) else None
+        if folder is None or folder not in file_path.resolve().parents:
+            return None
     return ContractFile.from_parent(parent, path=file_path)
 
 
