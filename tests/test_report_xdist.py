@@ -20,7 +20,7 @@ def test_xdist_and_serial_runs_give_the_same_report(pytester: pytest.Pytester) -
     ) + falsifier_source("FT-X-005", marks=["gpu"])
     write_project(pytester.path, {"syn-v1": contract_text(IDS, {ft: ["cpu"] for ft in IDS})}, {"test_ft_x.py": tests})
     (pytester.path / "test_zz_evidence.py").write_text(
-        "import pytest\n\n\n@pytest.mark.falsifies('FT-X-004')\n"
+        "import pytest\n\n\n@pytest.mark.falsifies('FT-X-004', mutants=['returns-native'])\n"
         "def test_more(evidence):\n    evidence('rows', 8192)\n"
     )
     pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
