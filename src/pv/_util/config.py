@@ -202,16 +202,9 @@ def activate(config: Config) -> Config:
     return config
 
 
-_CURRENT: dict[tuple[str, ...], Config] = {}
-
-
 def current() -> Config:
-    """The activated configuration of the working directory (cached per folder and environment)."""
-    names = [ROOT_ENV, *(env for env, _ in KEYS.values())]
-    key = (os.getcwd(), *(os.environ.get(name, "") for name in names))
-    if key not in _CURRENT:
-        _CURRENT[key] = activate(load_config())
-    return _CURRENT[key]
+    """The configuration of the working directory, activated (read afresh: it is a few small reads)."""
+    return activate(load_config())
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

@@ -101,9 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parsed = parser.parse_args(rest)
     except SystemExit as exit_:  # argparse already printed its message
         return int(exit_.code or 0)
+    if parsed.root is not None and not os.path.isdir(parsed.root):
+        print(f"pv {name}: error: --root: {parsed.root} is not a folder", file=sys.stderr)
+        return 2
     before = os.environ.get(ROOT_ENV)
     if parsed.root is not None:
-        os.environ[ROOT_ENV] = parsed.root  # also seen by the pytest runs a command starts
+        os.environ[ROOT_ENV] = os.path.abspath(parsed.root)  # also seen by the pytest runs a command starts
     try:
         return int(module.run(parsed))
     except UserError as err:
