@@ -1,7 +1,8 @@
 """When pv's pytest plugins act: only in a project that uses pv, or when asked on the command line.
 
 A project uses pv when its ``pyproject.toml`` has a ``[tool.pv]`` table (found
-from pytest's invocation folder upwards, or named by ``$PV_ROOT``); then its
+from pytest's invocation folder upwards, else from pytest's rootdir upwards, or
+named by ``$PV_ROOT``); then its
 folder goes on ``sys.path`` and its contracts folder is the one pv collects from.
 ``--pv-contracts DIR`` asks for pv in any folder. Elsewhere every plugin of pv is
 inert: it adds its ``--pv-...`` options and nothing else.
@@ -23,7 +24,10 @@ def project(config: pytest.Config) -> Config:
     """The pv configuration of the project pytest runs in (activated, resolved once per process)."""
     if _CONFIG_KEY not in config.stash:
         try:
-            config.stash[_CONFIG_KEY] = activate(load_config(Path(config.invocation_params.dir)))
+            found = load_config(Path(config.invocation_params.dir))
+            if not found.configured and config.rootpath != Path(config.invocation_params.dir):
+                found = load_config(config.rootpath)
+            config.stash[_CONFIG_KEY] = activate(found)
         except ConfigError as err:
             raise pytest.UsageError(str(err)) from None
     return config.stash[_CONFIG_KEY]

@@ -56,6 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "gpu: needs a CUDA device")
 
 
+def allowed_modules(config: pytest.Config) -> list[str]:
+    """The project's ``[tool.pv] modules`` (seen from pytest's folders) and ``--pv-allow-module``."""
+    return [*activation.project(config).modules, *config.getoption("pv_allow_module")]
+
+
 def enforce_verdict(verdict: Verdict) -> None:
     """Turn a verdict into a pytest outcome: pass, skip (unchecked, not-applicable) or fail."""
     if verdict.status in (Status.UNCHECKED, Status.NOT_APPLICABLE):
@@ -66,7 +71,7 @@ def enforce_verdict(verdict: Verdict) -> None:
 
 def run_unit(unit: CheckUnit, engine: str | None, request: pytest.FixtureRequest) -> None:
     """What a module written by ``pv compile`` runs: check, record the verdict, enforce it."""
-    verdict = run_check(compile_unit(unit), engine, allow=request.config.getoption("pv_allow_module"))
+    verdict = run_check(compile_unit(unit), engine, allow=allowed_modules(request.config))
     request.node.user_properties.append(("pv_verdict", verdict.to_json()))
     enforce_verdict(verdict)
 
@@ -137,7 +142,7 @@ class ObligationItem(pytest.Item):
 
     def runtest(self) -> None:
         engine = None if self.engine == UNCHECKED_ITEM else self.engine
-        verdict = run_check(self.compiled, engine, allow=self.config.getoption("pv_allow_module"))
+        verdict = run_check(self.compiled, engine, allow=allowed_modules(self.config))
         self.user_properties.append(("pv_verdict", verdict.to_json()))
         enforce_verdict(verdict)
 
