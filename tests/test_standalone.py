@@ -268,3 +268,33 @@ def test_the_example_falsifiers_pass_and_bad_bindings_are_collection_errors(exam
     assert run.returncode == pytest.ExitCode.INTERRUPTED
     assert "FT-CHUNK-999 is not a falsification_tests id of any contract" in run.stdout
     assert "names unknown mutants ['no-such-mutant']" in run.stdout
+
+
+def test_replace_rebinds_copies_and_dispatch_tables_even_in_the_owner_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from pv.plugins.falsifiers import MutantRegistry
+
+    owner = types.ModuleType("fakepkg.core")
+    exec("def f():\n    return 1\nTABLE = {'f': f}\n", owner.__dict__)
+    user = types.ModuleType("fakepkg.user")
+    user.f = owner.f  # type: ignore[attr-defined]  # from fakepkg.core import f
+    outside = types.ModuleType("elsewhere")
+    outside.f = owner.f  # type: ignore[attr-defined]
+    for module in (owner, user, outside):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    registry = MutantRegistry(packages=["fakepkg"])
+    with monkeypatch.context() as patch:
+        registry.replace(patch, "fakepkg.core:f", lambda original: lambda: original() + 1)
+        assert (owner.f(), owner.TABLE["f"](), user.f()) == (2, 2, 2)  # type: ignore[attr-defined]
+        assert outside.f() == 1  # type: ignore[attr-defined]  # not a package of the project
+    assert (owner.f(), owner.TABLE["f"](), user.f()) == (1, 1, 1)  # type: ignore[attr-defined]
+
+
+def test_the_example_mutants_are_all_killed(example: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "pv", "vacuity"], cwd=example, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 falsifiers, 4 mutant runs: 4 killed" in run.stdout

@@ -94,12 +94,12 @@ class MutantRegistry:
         if parents:  # a class attribute: every caller looks it up through the class
             return
         for other in list(sys.modules.values()):
-            if other is owner or not self._binds_code_under_test(getattr(other, "__name__", "") or ""):
+            if not self._binds_code_under_test(getattr(other, "__name__", "") or ""):
                 continue
             for key, value in list(vars(other).items()):
-                if value is original:
+                if value is original and other is not owner:
                     monkeypatch.setattr(other, key, new)
-                elif isinstance(value, dict):
+                elif isinstance(value, dict):  # dispatch tables, in the owner module too
                     for entry, bound in list(value.items()):
                         if bound is original:
                             monkeypatch.setitem(value, entry, new)
