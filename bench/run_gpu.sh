@@ -106,7 +106,7 @@ EOF
 
 falsifiers() {
     "$PY" -m pytest falsifiers/ -m gpu -p no:cacheprovider --junitxml "$OUT/junit-gpu.xml" \
-        --gate-report "$OUT/gate-report-gpu.json" --gate-markdown "$OUT/gate-gpu.md"
+        --pv-gate-report "$OUT/gate-report-gpu.json" --pv-gate-markdown "$OUT/gate-gpu.md"
 }
 
 gate() {

@@ -19,83 +19,26 @@ import importlib
 import importlib.util
 import inspect
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-#: packages whose modules may bind the code under test (and so must see a mutant), and falsifier modules
-_PACKAGES, _FALSIFIER_PREFIX = ("distill", "pv"), "test_ft_"
+from pv.plugins.falsifiers import Mutant, MutantRegistry
 
-
-@dataclass(frozen=True)
-class Mutant:
-    name: str
-    description: str
-    patch: Callable[[pytest.MonkeyPatch], None]
-
-
-MUTANTS: dict[str, Mutant] = {}
-
-
-def mutant(name: str, description: str) -> Callable[[Callable[[pytest.MonkeyPatch], None]], Callable[[pytest.MonkeyPatch], None]]:
-    """Register the decorated ``patch(monkeypatch)`` as mutant ``name``."""
-
-    def register(patch: Callable[[pytest.MonkeyPatch], None]) -> Callable[[pytest.MonkeyPatch], None]:
-        if name in MUTANTS:
-            raise ValueError(f"mutant {name!r} registered twice")
-        MUTANTS[name] = Mutant(name, description, patch)
-        return patch
-
-    return register
+#: the mutants of ``distill``; ``replace`` also rebinds copies in distill, pv and the falsifier modules
+REGISTRY = MutantRegistry(packages=("distill", "pv"), falsifier_prefix="test_ft_")
+MUTANTS: dict[str, Mutant] = REGISTRY.mutants
+mutant = REGISTRY.mutant
+replace = REGISTRY.replace
 
 
 def apply(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Apply mutant ``name``; ``monkeypatch`` undoes it."""
     MUTANTS[name].patch(monkeypatch)
-
-
-def binding_problem(ft_id: str, mutants: tuple[str, ...]) -> str | None:
-    """Why a falsifier's marker is unusable (None when it is fine)."""
-    if not mutants:
-        return f"falsifier {ft_id} names no mutant: add mutants=[...] from falsifiers/ft_mutants.py"
-    unknown = [name for name in mutants if name not in MUTANTS]
-    if unknown:
-        return f"falsifier {ft_id} names unknown mutants {unknown} (known: {', '.join(sorted(MUTANTS))})"
-    return None
-
-
-def replace(monkeypatch: pytest.MonkeyPatch, target: str, build: Callable[[Any], Any]) -> None:
-    """Replace ``module:attr`` or ``module:Class.attr`` by ``build(original)`` everywhere it is bound."""
-    module_name, _, path = target.partition(":")
-    owner: Any = importlib.import_module(module_name)
-    *parents, attr = path.split(".")
-    for parent in parents:
-        owner = getattr(owner, parent)
-    original = getattr(owner, attr)
-    new = build(original)
-    monkeypatch.setattr(owner, attr, new)
-    if parents:  # a class attribute: every caller looks it up through the class
-        return
-    for other in list(sys.modules.values()):
-        if not _binds_code_under_test(getattr(other, "__name__", "")):
-            continue
-        for key, value in list(vars(other).items()):
-            if value is original and other is not owner:
-                monkeypatch.setattr(other, key, new)
-            elif isinstance(value, dict):  # dispatch tables: {"Q4_K": _dequant_q4_k, ...}
-                for entry, bound in list(value.items()):
-                    if bound is original:
-                        monkeypatch.setitem(value, entry, new)
-
-
-def _binds_code_under_test(module_name: str) -> bool:
-    return module_name.split(".")[0] in _PACKAGES or module_name.startswith(_FALSIFIER_PREFIX)
 
 
 class _ScaleGrad(torch.autograd.Function):

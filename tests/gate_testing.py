@@ -111,7 +111,7 @@ def falsifier_source(
         body = (f"    record_property({ITEM_PROPERTY!r}, "
                 f"{{'test': {ft_id!r}, 'falsifiers': [{ft_id!r}], 'mutant': mutant}})\n") + body
     return (
-        f"\n\n@pytest.mark.falsifies({ft_id!r})\n{decorators}"
+        f"\n\n@pytest.mark.falsifies({ft_id!r}, mutants=['returns-native'])\n{decorators}"
         f"@pytest.mark.parametrize('mutant', {params}, ids={ids})\n"
         f"def {name}(mutant, record_property):\n{body}"
         f"    def check(code):\n        {check}\n"
@@ -152,12 +152,36 @@ def contract_text(
     return yaml.safe_dump(data, sort_keys=False)
 
 
+#: the project's side of the falsifier protocol: its one mutant (the falsifiers apply it themselves)
+CONFTEST = """\
+import sys
+
+from pv.plugins.falsifiers import Mutant
+
+
+def _returns_native(monkeypatch):
+    for module in list(sys.modules.values()):
+        if hasattr(module, "effective_vocab") and hasattr(module, "run_falsifier"):
+            monkeypatch.setattr(module, "effective_vocab", lambda native, target: native)
+
+
+def pytest_pv_mutants(config):
+    return [Mutant("returns-native", "effective_vocab returns the native size", _returns_native)]
+"""
+#: a pv project: its pyproject.toml names the contracts and profile folders
+PYPROJECT = '[tool.pv]\ncontracts = "contracts"\nprofiles = ["profiles"]\n'
+
+
 def write_project(
     root: Path,
     contracts: dict[str, str],
     tests: dict[str, str],
 ) -> None:
-    """Write ``contracts/<name>.yaml``, the test files, and ``profiles/``."""
+    """Write ``pyproject.toml``, ``contracts/<name>.yaml``, the test files, a conftest and ``profiles/``."""
+    if contracts and not (root / "pyproject.toml").exists():
+        (root / "pyproject.toml").write_text(PYPROJECT)
+    if tests and not (root / "conftest.py").exists():
+        (root / "conftest.py").write_text(CONFTEST)
     (root / "contracts").mkdir(exist_ok=True)
     for name, text in contracts.items():
         (root / "contracts" / f"{name}.yaml").write_text(text)
@@ -268,7 +292,7 @@ class GitProject:
                 patch.setenv(key, value)
             self.pytester.runpytest(
                 "-p", "no:cacheprovider", *paths,
-                f"--gate-report={out}", f"--profile={self.profile_path(profile)}", *args,
+                f"--pv-gate-report={out}", f"--pv-profile={self.profile_path(profile)}", *args,
             )
         assert out.is_file()
         return out

@@ -32,6 +32,7 @@ def run_pytest(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess,
 
 
 def test_contracts_folder_is_collected_per_obligation_and_engine_under_xdist(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.pv]\ncontracts = "contracts"\n')
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     shutil.copy(PLUGIN_CONTRACT, contracts / "pvc-plugin.yaml")

@@ -13,7 +13,7 @@ from pv.evidence.profiles import (
     detect_profile,
     device_facts,
     load_profile,
-    profiles_dir,
+    profile_folders,
 )
 
 CPU = """\
@@ -67,15 +67,16 @@ def test_load_by_path_reads_every_field(folder: Path) -> None:
 
 
 def test_load_by_name_uses_the_profiles_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PV_PROFILES_DIR", str(folder))
-    assert profiles_dir() == folder
+    monkeypatch.setenv("PV_PROFILES", str(folder))
+    assert profile_folders() == (folder,)
     assert load_profile("gb10").threshold("FT-FROZEN-005", "teacher_resident_gib") == 6.0
-    assert available_profiles() == ["cpu", "gb10", "h100"]
+    (folder / "a100.yaml").write_text(H100.replace("h100", "a100").replace("H100", "A100"))
+    assert available_profiles() == ["a100", "cpu", "gb10", "h100", "h200"]  # pv's built-in ones and the folder's
 
 
 def test_unknown_name_lists_the_available_profiles(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PV_PROFILES_DIR", str(folder))
-    with pytest.raises(ProfileError, match=r"unknown profile 'a100'.*available: cpu, gb10, h100"):
+    monkeypatch.setenv("PV_PROFILES", str(folder))
+    with pytest.raises(ProfileError, match=r"unknown profile 'a100'.*available: cpu, gb10, h100, h200"):
         load_profile("a100")
 
 
@@ -112,9 +113,10 @@ def test_invalid_profile_is_refused_naming_file_and_key(
     message: str,
 ) -> None:
     assert old in H100
-    path = tmp_path / "h100.yaml"
-    path.write_text(H100.replace(old, new, 1))
-    with pytest.raises(ProfileError, match=message) as caught:
+    # a name pv does not ship, so that no built-in profile fills in what the file lacks
+    path = tmp_path / "x100.yaml"
+    path.write_text(H100.replace(old, new, 1).replace("name: h100", "name: x100"))
+    with pytest.raises(ProfileError, match=message.replace("'h100'", "'x100'")) as caught:
         load_profile(path)
     assert str(path) in str(caught.value)
 
@@ -155,21 +157,42 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     ],
 )
 def test_detection_matches_name_and_memory_kind(folder: Path, facts: DeviceFacts, expected: str) -> None:
-    assert detect_profile(facts, folder).name == expected
+    assert detect_profile(facts, [folder]).name == expected
 
 
 def test_detection_refuses_an_unknown_or_inconsistent_gpu(folder: Path) -> None:
     with pytest.raises(ProfileError, match=r"no profile .* matches this machine \(CUDA device 'NVIDIA A100'"):
-        detect_profile(DeviceFacts(cuda=True, name="NVIDIA A100", unified=False), folder)
+        detect_profile(DeviceFacts(cuda=True, name="NVIDIA A100", unified=False), [folder])
     # an H100 name on a unified-memory device is not the h100 profile
     with pytest.raises(ProfileError, match=r"unified memory"):
-        detect_profile(DeviceFacts(cuda=True, name="NVIDIA H100", unified=True), folder)
+        detect_profile(DeviceFacts(cuda=True, name="NVIDIA H100", unified=True), [folder])
 
 
 def test_detection_refuses_overlapping_rules(folder: Path) -> None:
     (folder / "h100nvl.yaml").write_text(H100.replace("name: h100", "name: h100nvl"))
     with pytest.raises(ProfileError, match=r"several profiles .* match this machine .*: h100, h100nvl"):
-        detect_profile(DeviceFacts(cuda=True, name="NVIDIA H100 NVL", unified=False), folder)
+        detect_profile(DeviceFacts(cuda=True, name="NVIDIA H100 NVL", unified=False), [folder])
+
+
+def test_a_project_file_adds_thresholds_to_the_built_in_hardware_facts(tmp_path: Path) -> None:
+    (tmp_path / "h100.yaml").write_text("name: h100\nthresholds:\n  FT-X-001: {ratio_max: 2}\n")
+    profile = load_profile("h100", [tmp_path])
+    assert (profile.device_class, profile.memory_gib, profile.bandwidth_gbs) == ("discrete", 80.0, 3350.0)
+    assert profile.threshold("FT-X-001", "ratio_max") == 2.0
+    assert load_profile("h100", []).thresholds == {}  # pv's own profile holds no project's thresholds
+    assert profile.sha256 != load_profile("h100", []).sha256  # the digest covers the project's layer
+    with pytest.raises(ProfileError, match=r"h100.yaml: name: 'h200' differs from the file name 'h100'"):
+        (tmp_path / "h100.yaml").write_text("name: h200\nthresholds: {}\n")
+        load_profile("h100", [tmp_path])
+
+
+def test_the_built_in_profiles_are_package_data_with_hardware_facts_only() -> None:
+    from pv._util.resources import builtin_profiles
+
+    files = builtin_profiles()
+    assert set(files) == {"cpu", "gb10", "h100", "h200"}
+    for name in files:
+        assert load_profile(name, []).thresholds == {}, name
 
 
 def test_device_facts_agree_with_torch() -> None:

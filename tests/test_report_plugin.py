@@ -26,9 +26,9 @@ def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
     out = pytester.path / "out" / "report.json"
     result = pytester.runpytest(
         "-p", "no:cacheprovider",
-        f"--gate-report={out}",
-        f"--gate-markdown={pytester.path / 'out' / 'summary.md'}",
-        f"--profile={pytester.path / 'profiles' / 'cpu.yaml'}",
+        f"--pv-gate-report={out}",
+        f"--pv-gate-markdown={pytester.path / 'out' / 'summary.md'}",
+        f"--pv-profile={pytester.path / 'profiles' / 'cpu.yaml'}",
         *args,
     )
     return result, read_report(out)
@@ -138,9 +138,13 @@ def test_zero_executed_tests_is_recorded_and_fails_the_session(project: pytest.P
     assert "Zero tests executed" in (project.path / "out" / "summary.md").read_text()
 
 
-def test_without_a_gate_report_zero_tests_keep_pytests_own_status(project: pytest.Pytester) -> None:
+def test_without_a_gate_report_only_the_falsifier_protocol_judges_an_all_skipped_run(
+    project: pytest.Pytester,
+) -> None:
+    # pv's falsifier plugin, in any pv project: every selected falsifier skipped is not a pass
     result = project.runpytest("-p", "no:cacheprovider", "test_syn.py", "-k", "FT_A_004")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*every selected falsifier skipped (2): nothing was falsified*"])
     assert not (project.path / "out").exists()
 
 
@@ -249,7 +253,7 @@ def test_ob1(engine, status, record_property):
 
 
 def test_unknown_profile_is_a_usage_error(project: pytest.Pytester) -> None:
-    result = project.runpytest("-p", "no:cacheprovider", "--gate-report=out/r.json", "--profile=nonesuch")
+    result = project.runpytest("-p", "no:cacheprovider", "--pv-gate-report=out/r.json", "--pv-profile=nonesuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown profile 'nonesuch'" in result.stderr.str()
     assert not (project.path / "out" / "r.json").exists()

@@ -20,7 +20,7 @@ def test_xdist_and_serial_runs_give_the_same_report(pytester: pytest.Pytester) -
     ) + falsifier_source("FT-X-005", marks=["gpu"])
     write_project(pytester.path, {"syn-v1": contract_text(IDS, {ft: ["cpu"] for ft in IDS})}, {"test_ft_x.py": tests})
     (pytester.path / "test_zz_evidence.py").write_text(
-        "import pytest\n\n\n@pytest.mark.falsifies('FT-X-004')\n"
+        "import pytest\n\n\n@pytest.mark.falsifies('FT-X-004', mutants=['returns-native'])\n"
         "def test_more(evidence):\n    evidence('rows', 8192)\n"
     )
     pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
@@ -29,7 +29,7 @@ def test_xdist_and_serial_runs_give_the_same_report(pytester: pytest.Pytester) -
         out = pytester.path / f"{name}.json"
         result = pytester.runpytest_subprocess(
             "-p", "no:cacheprovider", "test_ft_x.py", "test_zz_evidence.py", "-m", "not gpu",
-            f"--gate-report={out}", f"--profile={pytester.path / 'profiles' / 'cpu.yaml'}", *extra,
+            f"--pv-gate-report={out}", f"--pv-profile={pytester.path / 'profiles' / 'cpu.yaml'}", *extra,
         )
         assert result.ret == 1  # FT-X-002 is vacuous
         reports[name] = read_report(out)

@@ -1,7 +1,7 @@
-"""The mutant mechanism (falsifiers/conftest.py) and `pv vacuity`, on a small synthetic project.
+"""The mutant mechanism (the pv.plugins.falsifiers plugin) and `pv vacuity`, on a small synthetic project.
 
-The project holds copies of the real falsifier plumbing (conftest and mutant
-registry), a contract declaring its falsifier ids, and falsifiers of
+The project (a ``[tool.pv]`` table) holds copies of pv-distill's conftest and
+mutant registry (the pytest_pv_mutants hook), a contract declaring its falsifier ids, and falsifiers of
 ``distill.kd`` that kill, let survive, fail unmutated, or skip under the real
 mutant ``kd-no-t-squared``.
 """
@@ -73,7 +73,7 @@ def _project(root: Path, falsifiers: dict[str, str]) -> Path:
         shutil.copy(helper, folder / helper.name)
     for name, text in falsifiers.items():
         (folder / name).write_text(text)
-    (root / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: g\n    falsifies(id): f\n")
+    (root / "pyproject.toml").write_text('[tool.pv]\ncontracts = "contracts"\nmodules = ["distill"]\n')
     return root
 
 

@@ -11,24 +11,15 @@ from gate_testing import REQUIRE, contract_text, falsifier_source, write_project
 from pv.cli import main
 from pv.cli.verify import pytest_command
 
-#: the synthetic falsifiers need the option that `pv verify` passes; the repository's conftest defines it
-VACUITY_OPTION = '''
-def pytest_addoption(parser):
-    parser.addoption("--pv-vacuity", action="store_true")
-'''
-
-
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """contracts/, profiles/ (the profiles pv knows) and falsifiers/ (a cpu falsifier, a gpu one, a vacuity option)."""
-    monkeypatch.setenv("PV_PROFILES_DIR", str(tmp_path / "profiles"))
+def project(tmp_path: Path) -> Path:
+    """contracts/, profiles/ and falsifiers/ (a cpu falsifier, a gpu one, the conftest declaring its mutant)."""
     tests = falsifier_source(
-        "FT-A-001", prelude="assert os.environ.get('SYN_BREAK_CPU') != '1', 'the truncation is off by one'"
-    ) + falsifier_source("FT-G-001", marks=["gpu"])
+        "FT-A-001", mutants=False, prelude="assert os.environ.get('SYN_BREAK_CPU') != '1', 'the truncation is off by one'"
+    ) + falsifier_source("FT-G-001", marks=["gpu"], mutants=False)
     write_project(tmp_path, {"syn-v1": contract_text(list(REQUIRE), REQUIRE, checks={"OB-TRUE": "x + 0 == x"})}, {})
     (tmp_path / "falsifiers").mkdir()
     write_project(tmp_path / "falsifiers", {}, {"test_ft_syn.py": tests})
-    (tmp_path / "falsifiers" / "conftest.py").write_text(VACUITY_OPTION)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
     return tmp_path
 
@@ -47,13 +38,13 @@ def verify(project: Path, capfd: pytest.CaptureFixture[str], *extra: str) -> tup
 
 
 def test_the_command_runs_everything_with_mutants_and_deselects_gpu_tests_on_a_cpu(tmp_path: Path) -> None:
-    cpu = pytest_command(tmp_path / "c", tmp_path / "f", tmp_path / "o", None, gpu=False, workers=None)
+    cpu = pytest_command(tmp_path / "c", [tmp_path / "f"], tmp_path / "o", None, gpu=False, workers=None)
     assert cpu[1:5] == ["-m", "pytest", str(tmp_path / "c"), str(tmp_path / "f")]
     assert "--pv-vacuity" in cpu and cpu[-2:] == ["-m", "not gpu"]
-    assert f"--gate-report={tmp_path / 'o' / 'gate-report.json'}" in cpu
+    assert f"--pv-gate-report={tmp_path / 'o' / 'gate-report.json'}" in cpu
     assert f"--junitxml={tmp_path / 'o' / 'junit.xml'}" in cpu
-    gpu = pytest_command(tmp_path / "c", tmp_path / "f", tmp_path / "o", "h100", gpu=True, workers="2")
-    assert "not gpu" not in gpu and "--profile=h100" in gpu and "--numprocesses=2" in gpu
+    gpu = pytest_command(tmp_path / "c", [tmp_path / "f"], tmp_path / "o", "h100", gpu=True, workers="2")
+    assert "not gpu" not in gpu and "--pv-profile=h100" in gpu and "--numprocesses=2" in gpu
 
 
 @pytest.mark.slow
@@ -104,7 +95,7 @@ def test_an_invalid_contract_stops_verify_before_anything_runs(
 def test_missing_folders_are_usage_errors(project: Path, capfd: pytest.CaptureFixture[str]) -> None:
     code, _, err = verify(project, capfd, "--falsifiers", str(project / "nope"))
     assert code == 2
-    assert "--falsifiers:" in err and "is not a folder" in err
+    assert "--falsifiers:" in err and "nope is not a file or folder" in err
 
 
 def test_an_output_folder_that_cannot_be_created_is_a_usage_error(

@@ -2,13 +2,16 @@
 
 :func:`bind` resolves the ``module:name`` bindings of a :class:`~pv.contracts.checkspec.CheckSpec`
 (implementations, constants, the required exception) when a check runs, and only
-inside the allowed module prefixes (``distill`` by default; more through
-``--pv-allow-module``, ``pv check --allow-module`` or ``PV_ALLOW_MODULES``), so a
-contract cannot bind ``os:system``. Inside them a binding reaches only what the
-project declares bindable (see :func:`bindable`): a name a module lists in its
-``__pv_bindable__``, or a function marked with a true ``__pv_bindable__`` attribute;
-where neither the module nor a package above it declares ``__pv_bindable__``, any
-public function, class or plain value defined in that module (never a re-export). :class:`Property` judges one input: the
+inside the allowed module prefixes: the project's ``[tool.pv] modules`` (or
+``$PV_MODULES``), plus ``--pv-allow-module``, ``pv check --allow-module`` or
+``$PV_ALLOW_MODULES``; so a contract cannot bind ``os:system``. A bare name in
+``raises.error`` is looked up in the project's ``[tool.pv] errors`` module, then
+in the builtins. Inside them a binding
+reaches only what the project declares bindable (see :func:`bindable`): a name a module
+lists in its ``__pv_bindable__``, or a function marked with a true ``__pv_bindable__``
+attribute; where neither the module nor a package above it declares ``__pv_bindable__``,
+any public function, class or plain value defined in that module (never a re-export).
+:class:`Property` judges one input: the
 precondition, the call, the required error region, the NaN policy, the property.
 All engines use it, and so do replays.
 """
@@ -25,15 +28,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pv._util import config as pv_config
 from pv._util.errors import PvError
 from pv.contracts import expr
 from pv.contracts.checkspec import CheckSpec, parse_binding
 from pv.contracts.expr_helpers import has_non_finite
 
-DEFAULT_ALLOWED_MODULES = ("distill",)
 ALLOW_ENV = "PV_ALLOW_MODULES"
-#: Where a bare exception name in ``raises.error`` is looked up, before the builtins.
-ERRORS_MODULE = "distill.errors"
 
 PASS, REJECT, FAIL, ERROR = "pass", "reject", "fail", "error"
 
@@ -43,9 +44,12 @@ class BindingError(PvError, RuntimeError):
 
 
 def allowed_modules(extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """The allowed module prefixes: the defaults, ``$PV_ALLOW_MODULES`` (comma-separated), ``extra``."""
+    """The allowed module prefixes: the project's, ``$PV_ALLOW_MODULES`` (comma-separated), ``extra``.
+
+    Activates the project's configuration, so its folder is on ``sys.path``.
+    """
     from_env = [m.strip() for m in os.environ.get(ALLOW_ENV, "").split(",") if m.strip()]
-    return tuple(dict.fromkeys([*DEFAULT_ALLOWED_MODULES, *from_env, *extra]))
+    return tuple(dict.fromkeys([*pv_config.current().modules, *from_env, *extra]))
 
 
 def _is_allowed(module: str, allowed: Iterable[str]) -> bool:
@@ -102,8 +106,9 @@ def resolve(binding: str, allowed: Iterable[str], *, check_bindable: bool = True
     allowed = tuple(allowed)
     if not _is_allowed(module_name, allowed):
         raise BindingError(
-            f"{binding!r}: module {module_name!r} is outside the allowed modules ({', '.join(allowed)});"
-            f" allow it with --allow-module or ${ALLOW_ENV}"
+            f"{binding!r}: module {module_name!r} is outside the allowed modules ({', '.join(allowed) or 'none'});"
+            f" list its package in [tool.pv] modules of the project's pyproject.toml"
+            f" (or pass --allow-module to pv check, --pv-allow-module to pytest, or set ${ALLOW_ENV})"
         )
     try:
         module = importlib.import_module(module_name)
@@ -122,13 +127,16 @@ def _resolve_error(name: str, allowed: Iterable[str]) -> type[BaseException]:
         found = resolve(name, allowed, check_bindable=False)
     else:
         found = None
-        try:
-            found = getattr(importlib.import_module(ERRORS_MODULE), name, None)
-        except ImportError:
-            pass
+        errors_module = pv_config.current().errors
+        if errors_module is not None:
+            try:
+                found = getattr(importlib.import_module(errors_module), name, None)
+            except ImportError as err:
+                raise BindingError(f"[tool.pv] errors: cannot import {errors_module}: {err}") from None
         found = found or getattr(builtins, name, None)
     if not (isinstance(found, type) and issubclass(found, Exception)):
-        raise BindingError(f"raises.error {name!r} is not an exception class (looked in {ERRORS_MODULE} and builtins)")
+        places = f"{errors_module} and the builtins" if errors_module else "the builtins ([tool.pv] errors is not set)"
+        raise BindingError(f"raises.error {name!r} is not an exception class (looked in {places})")
     return found
 
 

@@ -5,6 +5,10 @@ Built-in commands are listed in ``COMMANDS``; other packages add commands
 through the ``pv.commands`` entry-point group (loaded only when a name is not
 built in, or for ``pv --help``), so ``pv validate`` never pays for torch.
 
+Every command takes ``--root DIR``: the project folder whose ``pyproject.toml``
+``[tool.pv]`` table configures pv (default: found from the working directory
+upwards; also ``$PV_ROOT``).
+
 Exit codes: 0 success, 1 the checked thing failed, 2 usage error or unreadable
 input, 130 interrupted, 141 output pipe closed.
 """
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pv import __version__
+from pv._util.config import ROOT_ENV
 from pv._util.errors import PvError
 from pv._util.text import shown
 
@@ -92,10 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     help_ = COMMANDS[name][1] if name in COMMANDS else _summary(name)
     parser = argparse.ArgumentParser(prog=f"pv {name}", description=module.__doc__ or help_)
     module.add_arguments(parser)
+    parser.add_argument("--root", metavar="DIR", default=None,
+                        help="the project folder (its pyproject.toml [tool.pv] configures pv; "
+                             "default: found from the working directory upwards, or $PV_ROOT)")
     try:
         parsed = parser.parse_args(rest)
     except SystemExit as exit_:  # argparse already printed its message
         return int(exit_.code or 0)
+    if parsed.root is not None and not os.path.isdir(parsed.root):
+        print(f"pv {name}: error: --root: {parsed.root} is not a folder", file=sys.stderr)
+        return 2
+    before = os.environ.get(ROOT_ENV)
+    if parsed.root is not None:
+        os.environ[ROOT_ENV] = os.path.abspath(parsed.root)  # also seen by the pytest runs a command starts
     try:
         return int(module.run(parsed))
     except PvError as err:
@@ -114,3 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print(f"pv {name}: error: out of memory (an input too large for this machine)", file=sys.stderr)
         return 2
+    finally:
+        if before is None:
+            os.environ.pop(ROOT_ENV, None)
+        else:
+            os.environ[ROOT_ENV] = before

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obligation", action="append", default=[], metavar="ID", help="only these obligation ids")
     parser.add_argument("--replay", metavar="JSON", help="judge one input (a counterexample's inputs) of one obligation")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX",
-                        help="also allow bindings from modules under PREFIX (default: distill)")
+                        help="also allow bindings from modules under PREFIX (beside [tool.pv] modules)")
     parser.add_argument("--crosshair-total", type=float, default=None, metavar="SECONDS",
                         help="CrossHair time for the whole run (default 60)")
     parser.add_argument("--require-checks", action="store_true", help="an obligation without a check fails")

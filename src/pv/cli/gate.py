@@ -1,7 +1,7 @@
 """Decide each contract's QA gate, and the release, from gate reports.
 
-Each REPORT (written by `pytest --gate-report PATH`) is validated against
-schema/gate-report.schema.json; a report that repeats an id, whose checksum
+Each REPORT (written by `pytest --pv-gate-report PATH`) is validated against
+pv's gate-report schema; a report that repeats an id, whose checksum
 or signature does not match its content (an edited report), or that was made
 from another version of a contract, is refused. A report counts only under a
 profile pv knows, with the same content hash, and only when the device it
@@ -21,6 +21,9 @@ Skipped, not-run and not-confirmed results, and a report of zero tests, are
 never a pass. The output names, per gate, the report that decided each
 requirement.
 
+Without --contracts, the contracts folder of the project (`[tool.pv] contracts`)
+is gated; outside any pv project that is an error (exit 2).
+
 Exit status: 0 pass, 1 fail, 2 bad input.
 """
 
@@ -30,13 +33,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pv._util.locations import repo_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reports", nargs="+", metavar="REPORT", help="gate report JSON files")
     parser.add_argument("--contracts", metavar="DIR", type=Path, default=None,
-                        help="the contracts to gate (default: contracts/ of the repository)")
+                        help="the contracts to gate (default: [tool.pv] contracts of the project)")
     parser.add_argument("--release", action="store_true",
                         help="decide the release: every required profile must be covered")
     parser.add_argument("--trusted-keys", metavar="PATH", type=Path, action="append", default=[],
@@ -46,14 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write the result to FILE instead of stdout")
 
 
-def contracts_folder(option: Path | None) -> Path:
-    """``option``, or ``contracts/`` of the repository; UserError when it is not a folder."""
+def contracts_folder(option: Path | None, command: str = "pv gate") -> Path:
+    """``option``, or the project's contracts folder; UserError when there is none or it is not a folder."""
+    from pv._util.config import current
     from pv._util.errors import UserError
 
-    folder = option if option is not None else repo_root() / "contracts"
-    if not folder.is_dir():
-        raise UserError(f"--contracts: {folder} is not a folder")
-    return folder
+    if option is not None:
+        if not option.is_dir():
+            raise UserError(f"--contracts: {option} is not a folder")
+        return option
+    config = current().require(f"{command} without --contracts")
+    assert config.contracts is not None
+    if not config.contracts.is_dir():
+        raise UserError(f"[tool.pv] contracts of {config.source or config.root}: {config.contracts} is not a folder")
+    return config.contracts
 
 
 def emit(text: str, output: str | None, inputs: list[str] | tuple[str, ...] = ()) -> None:

@@ -19,7 +19,7 @@ from pv._util.errors import UserError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="falsifier files or folders (default: ./falsifiers)")
+                        help="falsifier files or folders (default: [tool.pv] falsifiers of the project)")
     parser.add_argument("-m", dest="markexpr", metavar="MARKEXPR",
                         help="pytest marker expression selecting falsifiers (default: all; "
                              "'not gpu' where no CUDA device is present)")
@@ -42,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from pv._util.progress import Progress
     from pv.evidence import vacuity
 
-    paths = args.paths or ["falsifiers"]
+    if args.paths:
+        paths = args.paths
+    else:
+        from pv._util.config import current
+
+        paths = [str(path) for path in current().require("pv vacuity without PATH").falsifiers]
     missing = [path for path in paths if not Path(path.split("::")[0]).exists()]
     if missing:
         raise UserError(f"no such falsifier file or folder: {', '.join(missing)}")

@@ -29,7 +29,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pv._util.locations import repo_root
 
 REPORT_NAME = "gate-report.json"
 JUNIT_NAME = "junit.xml"
@@ -45,24 +44,24 @@ STOP_GRACE_SECONDS = 5.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contracts", metavar="DIR", type=Path, default=None,
-                        help="contracts to verify (default: contracts/ of the repository)")
-    parser.add_argument("--falsifiers", metavar="DIR", type=Path, default=None,
-                        help="falsifier tests to run (default: falsifiers/ of the repository)")
+                        help="contracts to verify (default: [tool.pv] contracts of the project)")
+    parser.add_argument("--falsifiers", metavar="PATH", type=Path, action="append", default=None,
+                        help="falsifier tests to run; repeatable (default: [tool.pv] falsifiers)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
-                        help="output folder (default: reports/local/ of the repository)")
+                        help="output folder (default: [tool.pv] reports of the project)")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="hardware profile (default: detected from the machine)")
     parser.add_argument("-n", "--workers", metavar="N", default=None,
                         help="run pytest with N xdist workers (a number or 'auto')")
 
 
-def _folder(option: Path | None, default: Path, what: str) -> Path:
+def _existing(path: Path, where: str, folder: bool) -> Path:
     from pv._util.errors import UserError
 
-    folder = (option if option is not None else default).resolve()
-    if not folder.is_dir():
-        raise UserError(f"--{what}: {folder} is not a folder")
-    return folder
+    path = path.resolve()
+    if not (path.is_dir() if folder else path.exists()):
+        raise UserError(f"{where}: {path} is not {'a folder' if folder else 'a file or folder'}")
+    return path
 
 
 def validate_contracts(folder: Path) -> bool:
@@ -79,20 +78,20 @@ def validate_contracts(folder: Path) -> bool:
     return errors == 0 and result.files > 0
 
 
-def pytest_command(contracts: Path, falsifiers: Path, out: Path, profile: str | None, gpu: bool,
+def pytest_command(contracts: Path, falsifiers: Sequence[Path], out: Path, profile: str | None, gpu: bool,
                    workers: str | None) -> list[str]:
     """The pytest invocation of the main job (``profile`` None: pytest detects it too)."""
     command = [
-        sys.executable, "-m", "pytest", str(contracts), str(falsifiers),
+        sys.executable, "-m", "pytest", str(contracts), *map(str, falsifiers),
         "--pv-vacuity",
-        f"--gate-contracts={contracts}",
-        f"--gate-report={out / REPORT_NAME}",
-        f"--gate-markdown={out / SUMMARY_NAME}",
+        f"--pv-contracts={contracts}",
+        f"--pv-gate-report={out / REPORT_NAME}",
+        f"--pv-gate-markdown={out / SUMMARY_NAME}",
         f"--junitxml={out / JUNIT_NAME}",
         "-q", "-p", "no:cacheprovider",
     ]
     if profile is not None:
-        command += [f"--profile={profile}"]
+        command += [f"--pv-profile={profile}"]
     if not gpu:
         command += ["-m", "not gpu"]
     if workers is not None:
@@ -153,10 +152,18 @@ def run(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
     from pv.evidence.gate_output import format_json, format_text
 
-    root = repo_root()
-    contracts = _folder(args.contracts, root / "contracts", "contracts")
-    falsifiers = _folder(args.falsifiers, root / "falsifiers", "falsifiers")
-    out = (args.out if args.out is not None else root / "reports" / "local").resolve()
+    from pv._util.config import current
+
+    config = current()
+    if args.contracts is None or args.falsifiers is None or args.out is None:
+        config.require("pv verify without --contracts, --falsifiers and --out")
+    where = f"[tool.pv] of {config.source or config.root}"
+    contracts = (_existing(args.contracts, "--contracts", True) if args.contracts is not None
+                 else _existing(config.contracts, f"{where}: contracts", True))  # type: ignore[arg-type]
+    falsifiers = ([_existing(path, "--falsifiers", False) for path in args.falsifiers] if args.falsifiers
+                  else [_existing(path, f"{where}: falsifiers", False) for path in config.falsifiers])
+    out = (args.out if args.out is not None else config.reports).resolve()  # type: ignore[union-attr]
+    root = config.root or Path.cwd()
     check_replaceable(out, OUTPUT_NAMES)
     profile = load_profile(args.profile) if args.profile else detect_profile()
     gpu = profile.device_class != "cpu"

@@ -1,4 +1,4 @@
-"""The contract schema (``schema/contract.schema.json``) and validation against it.
+"""The contract schema (``contract.schema.json``, package data of ``pv.schemas``) and validation against it.
 
 Both schema files are read once per process into one set of resources, keyed by
 their ``$id``, so that ``contract.schema.json`` can ``$ref`` into
@@ -13,10 +13,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from pv._util.resources import schema_text
 from pv.contracts.fastschema import SchemaCompiler, Undecided
-from pv._util.locations import repo_root
 
-SCHEMA_DIR = repo_root() / "schema"
 CONTRACT_SCHEMA = "contract.schema.json"
 CHECK_SCHEMA = "check.schema.json"
 
@@ -38,7 +37,7 @@ def resources() -> dict[str, dict[str, Any]]:
     """``$id`` -> schema, for both schema files."""
     loaded = {}
     for name in (CONTRACT_SCHEMA, CHECK_SCHEMA):
-        schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+        schema = json.loads(schema_text(name))
         loaded[schema.get("$id", name)] = schema
     return loaded
 

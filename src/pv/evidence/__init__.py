@@ -1,6 +1,6 @@
 """Gate reports: what one pytest run showed, written by the ``pv-report`` pytest plugin.
 
-A report (``schema/gate-report.schema.json``, format ``pv-gate-report/2``) holds:
+A report (``gate-report.schema.json`` of ``pv.schemas``, format ``pv-gate-report/2``) holds:
 the session (arguments, ``-m``/``-k`` selection, whether mutants ran, pytest's
 exit status, tests collected and executed, outcomes, collection errors); the
 hardware profile and whether it matches the device; the environment (versions,
@@ -12,5 +12,6 @@ has a key, an Ed25519 signature over all of it.
 Modules: ``records`` (phase reports folded per test), ``build`` (the report),
 ``contracts`` (what a gate needs of a contract), ``environment``, ``integrity``
 (the checksum), ``signing`` (keys and signatures), ``statuses``, ``report_schema``,
-``markdown`` (CI summary), ``gate_output`` (``pv gate`` formats).
+``profiles`` (built-in and project hardware profiles), ``markdown`` (CI summary),
+``gate_output`` (``pv gate`` formats), ``vacuity``, ``mutate`` (``pv mutate``).
 """

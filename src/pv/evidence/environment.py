@@ -48,16 +48,24 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[key] = None
     versions["pv"] = __version__
-    versions["distill"] = _distill_version()
+    versions.update(project_versions())
     return dict(sorted(versions.items()))
 
 
-def _distill_version() -> str | None:
-    try:
-        from distill import __version__
-    except ImportError:
-        return None
-    return __version__
+def project_versions() -> dict[str, str | None]:
+    """``__version__`` of each top-level package the project's contracts bind to (``[tool.pv] modules``)."""
+    import importlib
+
+    from pv._util.config import current
+
+    found: dict[str, str | None] = {}
+    for package in dict.fromkeys(prefix.split(".")[0] for prefix in current().modules):
+        try:
+            version = getattr(importlib.import_module(package), "__version__", None)
+        except ImportError:
+            version = None
+        found[package] = version if isinstance(version, str) else None
+    return found
 
 
 def _run(args: list[str], cwd: Path | None = None) -> str | None:

@@ -1,6 +1,7 @@
 """Hardware profiles: what a machine is, and the thresholds its falsifiers must meet.
 
-A profile is a YAML file ``profiles/<name>.yaml``::
+pv ships one profile per known machine class as package data, holding the
+hardware facts only::
 
     name: h100
     description: NVIDIA H100 SXM, 80 GB HBM3
@@ -8,9 +9,17 @@ A profile is a YAML file ``profiles/<name>.yaml``::
     detect: {device_name_contains: [H100], unified: false}   # or {cuda: false}
     memory_gib: 80
     bandwidth_gbs: 3350
+
+A project adds profile folders (``[tool.pv] profiles``, ``$PV_PROFILES``). A file
+``<name>.yaml`` there extends the profile of that name: usually it holds only the
+thresholds of the project's own falsifiers::
+
+    name: h100
     thresholds:
       FT-KD-006: {peak_extra_ratio: 1.25}
 
+and any other key it sets replaces the built-in value; a name pv does not know
+needs every hardware key. Layers apply in order (built-in, then each folder).
 The profile in use is chosen by name or path, or detected from the machine:
 the ``{cuda: false}`` profile when CUDA is unavailable, otherwise the profile
 whose name fragments occur in the CUDA device name and whose ``unified`` flag
@@ -23,15 +32,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pv._util import config as pv_config
 from pv._util.errors import UserError
-from pv._util.locations import repo_root
+from pv._util.resources import builtin_profiles
 
 DEVICE_CLASSES = ("cpu", "discrete", "unified")
 PROFILE_KEYS = (
@@ -43,7 +53,6 @@ PROFILE_KEYS = (
     "bandwidth_gbs",
     "thresholds",
 )
-PROFILES_DIR_ENV = "PV_PROFILES_DIR"
 
 
 class ProfileError(UserError):
@@ -117,12 +126,9 @@ class Profile:
         }
 
 
-def profiles_dir() -> Path:
-    """The folder of profile files: ``$PV_PROFILES_DIR`` or ``profiles/`` of the repository."""
-    override = os.environ.get(PROFILES_DIR_ENV)
-    if override:
-        return Path(override)
-    return repo_root() / "profiles"
+def profile_folders() -> tuple[Path, ...]:
+    """The project's profile folders (``[tool.pv] profiles`` or ``$PV_PROFILES``), in order."""
+    return pv_config.current().profiles
 
 
 def device_class_of(facts: DeviceFacts) -> str:
@@ -132,60 +138,67 @@ def device_class_of(facts: DeviceFacts) -> str:
     return "unified" if facts.unified else "discrete"
 
 
-def profile_folders() -> list[Path]:
-    """The folders whose profiles pv knows: the built-in ``profiles_dir()``."""
-    return [profiles_dir()]
-
-
 def known_profiles() -> dict[str, Profile]:
-    """Every profile pv knows (those of :func:`profile_folders`), by name.
+    """Every profile pv knows (built-in, with the project's layers of :func:`profile_folders`), by name.
 
-    Only a report made under one of these, with the same content hash, is
-    evidence. ProfileError when two folders define one name differently.
+    Only a report made under one of these, with the same content hash, is evidence.
     """
-    known: dict[str, Profile] = {}
-    for folder in profile_folders():
-        for name in available_profiles(folder):
-            profile = _load_file(folder / f"{name}.yaml")
-            other = known.setdefault(name, profile)
-            if other.sha256 != profile.sha256:
-                raise ProfileError(f"profile {name!r} is defined twice, differently: {other.path} and {profile.path}")
-    return known
+    return {name: load_profile(name) for name in available_profiles()}
 
 
-def available_profiles(folder: Path | None = None) -> list[str]:
-    """Names of the profile files in ``folder`` (default: ``profiles_dir()``), sorted."""
-    folder = profiles_dir() if folder is None else folder
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+def _layers(name: str, folders: Sequence[Path]) -> list[tuple[str, bytes]]:
+    """``(where, raw bytes)`` of every file defining profile ``name``: built-in first, then each folder."""
+    found = []
+    builtin = builtin_profiles().get(name)
+    if builtin is not None:
+        found.append((f"pv:profiles/{name}.yaml", builtin.read_bytes()))
+    for folder in folders:
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            found.append((str(path), _read(path)))
+    return found
+
+
+def available_profiles(folders: Sequence[Path] | None = None) -> list[str]:
+    """Names of the known profiles: pv's built-in ones and those of ``folders`` (default: the project's)."""
+    folders = profile_folders() if folders is None else folders
+    names = set(builtin_profiles())
+    for folder in folders:
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.yaml"))
+    return sorted(names)
 
 
 def _looks_like_path(name_or_path: str) -> bool:
     return os.sep in name_or_path or "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
 
 
-def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
-    """Load a profile by name (``profiles/<name>.yaml``) or from a file path."""
+def load_profile(name_or_path: str | os.PathLike[str], folders: Sequence[Path] | None = None) -> Profile:
+    """Load a profile by name (built-in and project layers) or from a file path.
+
+    A file extends the built-in profile of its name, if there is one.
+    """
     text = os.fspath(name_or_path)
     if not text:
         raise ProfileError("empty profile name")
     if _looks_like_path(text):
-        return _load_file(Path(text))
-    path = profiles_dir() / f"{text}.yaml"
-    if not path.is_file():
-        names = ", ".join(available_profiles()) or "none"
-        raise ProfileError(
-            f"unknown profile {text!r}: no {path} (available: {names})"
-        )
-    return _load_file(path)
+        path = Path(text)
+        raw = _read(path)
+        return _build([*_layers(path.stem, ())[:1], (str(path), raw)], path.stem)
+    folders = profile_folders() if folders is None else folders
+    layers = _layers(text, folders)
+    if not layers:
+        names = ", ".join(available_profiles(folders)) or "none"
+        where = ", ".join(map(str, folders)) or "no project profile folder"
+        raise ProfileError(f"unknown profile {text!r}: not built into pv and not in {where} (available: {names})")
+    return _build(layers, text)
 
 
-def detect_profile(facts: DeviceFacts | None = None, folder: Path | None = None) -> Profile:
+def detect_profile(facts: DeviceFacts | None = None, folders: Sequence[Path] | None = None) -> Profile:
     """The one profile whose ``detect`` rule matches this machine (or ``facts``)."""
     facts = device_facts() if facts is None else facts
-    folder = profiles_dir() if folder is None else folder
-    profiles = [_load_file(folder / f"{name}.yaml") for name in available_profiles(folder)]
+    folders = profile_folders() if folders is None else folders
+    profiles = [load_profile(name, folders) for name in available_profiles(folders)]
     matching = [p for p in profiles if p.matches(facts)]
     if len(matching) == 1:
         return matching[0]
@@ -195,12 +208,12 @@ def detect_profile(facts: DeviceFacts | None = None, folder: Path | None = None)
     if not matching:
         names = ", ".join(p.name for p in profiles) or "none"
         raise ProfileError(
-            f"no profile in {folder} matches this machine ({device}); choose one with "
+            f"no profile of pv or the project matches this machine ({device}); choose one with "
             f"--profile NAME (available: {names}) or add a profile file for it"
         )
     names = ", ".join(p.name for p in matching)
     raise ProfileError(
-        f"several profiles in {folder} match this machine ({device}): {names}; "
+        f"several profiles of pv and the project match this machine ({device}): {names}; "
         "make their detect rules disjoint or choose one with --profile NAME"
     )
 
@@ -218,24 +231,49 @@ def device_facts() -> DeviceFacts:
 # --- validation -------------------------------------------------------------------------
 
 
-def _load_file(path: Path) -> Profile:
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ProfileError(f"profile file {path} does not exist") from None
     except OSError as err:
         raise ProfileError(f"cannot read profile file {path}: {err.strerror or err}") from None
+
+
+def _parse(where: str, raw: bytes) -> dict[str, Any]:
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not UTF-8 text") from None
+        raise ProfileError(f"{where}: not UTF-8 text") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ProfileError(f"{path}{where}: invalid YAML: {problem}") from None
-    fields = _validate(data, path)
-    return Profile(**fields, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+        raise ProfileError(f"{where}{at}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: a profile must be a mapping of {', '.join(PROFILE_KEYS)}")
+    unknown = sorted(str(k) for k in data if k not in PROFILE_KEYS)
+    if unknown:
+        raise ProfileError(f"{where}: {unknown[0]}: unknown key (allowed: {', '.join(PROFILE_KEYS)})")
+    return data
+
+
+def _build(layers: list[tuple[str, bytes]], stem: str) -> Profile:
+    """The profile of the ``layers`` applied in order, validated; its digest covers every layer."""
+    merged: dict[str, Any] = {}
+    thresholds: dict[str, Any] = {}
+    digest = hashlib.sha256()
+    for where, raw in layers:
+        data = _parse(where, raw)
+        if "name" in data and data["name"] != stem:
+            raise ProfileError(f"{where}: name: {data['name']!r} differs from the file name {stem!r}")
+        if "thresholds" in data:
+            thresholds.update(_validate_thresholds(data["thresholds"], Path(where)))
+        merged.update({key: value for key, value in data.items() if key != "thresholds"})
+        digest.update(raw)
+    where = " + ".join(where for where, _ in layers)
+    fields = _validate({**merged, "thresholds": thresholds}, Path(where), stem)
+    return Profile(**fields, path=where, sha256=digest.hexdigest())
 
 
 def _fail(path: Path, key: str, message: str) -> ProfileError:
@@ -256,18 +294,13 @@ def _text(value: Any, path: Path, key: str) -> str:
     return value
 
 
-def _validate(data: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile must be a mapping of {', '.join(PROFILE_KEYS)}")
-    unknown = sorted(str(k) for k in data if k not in PROFILE_KEYS)
-    if unknown:
-        raise _fail(path, unknown[0], f"unknown key (allowed: {', '.join(PROFILE_KEYS)})")
+def _validate(data: dict[str, Any], path: Path, stem: str) -> dict[str, Any]:
     missing = [k for k in PROFILE_KEYS if k not in data]
     if missing:
-        raise _fail(path, missing[0], "missing required key")
+        raise _fail(path, missing[0], "missing required key (a profile pv does not ship needs every hardware key)")
     name = _text(data["name"], path, "name")
-    if name != path.stem:
-        raise _fail(path, "name", f"{name!r} differs from the file name {path.stem!r}")
+    if name != stem:
+        raise _fail(path, "name", f"{name!r} differs from the file name {stem!r}")
     device_class = data["device_class"]
     if device_class not in DEVICE_CLASSES:
         raise _fail(path, "device_class", f"{device_class!r} is not one of {', '.join(DEVICE_CLASSES)}")
@@ -278,7 +311,7 @@ def _validate(data: Any, path: Path) -> dict[str, Any]:
         "detect": _validate_detect(data["detect"], device_class, path),
         "memory_gib": _number(data["memory_gib"], path, "memory_gib", positive=True),
         "bandwidth_gbs": _number(data["bandwidth_gbs"], path, "bandwidth_gbs", positive=True),
-        "thresholds": _validate_thresholds(data["thresholds"], path),
+        "thresholds": data["thresholds"],
     }
 
 

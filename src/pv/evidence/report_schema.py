@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from pv._util.errors import InvalidValue
-from pv._util.locations import repo_root
+from pv._util.resources import schema_text
 
 SCHEMA_FILE = "gate-report.schema.json"
-
-
-def schema_path() -> Path:
-    """``schema/gate-report.schema.json`` of the repository."""
-    return repo_root() / "schema" / SCHEMA_FILE
 
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
-    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    schema = json.loads(schema_text(SCHEMA_FILE))
     return Draft202012Validator(schema)
 
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from pv._util.errors import UserError
 from pv._util.files import write_atomic
-from pv._util.locations import repo_root
+from pv._util.config import current
 from pv.evidence.integrity import signed_content
 from pv.evidence.statuses import SignatureStatus
 
@@ -229,8 +229,14 @@ def sign(report: dict[str, Any], key: HostKey) -> dict[str, Any]:
 
 
 def trusted_key_paths(options: Sequence[Path] = ()) -> list[Path]:
-    """Files and folders of trusted public keys: ``options``, else the project's ``keys/`` folder."""
-    return list(options) if options else [repo_root() / TRUSTED_KEYS_DIR]
+    """Files and folders of trusted public keys: ``options``, else ``[tool.pv] trusted_keys``,
+    else the ``keys/`` folder of the project (none outside a pv project)."""
+    if options:
+        return list(options)
+    config = current()
+    if config.trusted_keys:
+        return list(config.trusted_keys)
+    return [config.root / TRUSTED_KEYS_DIR] if config.root is not None else []
 
 
 def _read_public(path: Path) -> Ed25519PublicKey:

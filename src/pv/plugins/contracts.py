@@ -6,11 +6,13 @@ obligation with a ``check:``, one item per engine, named
 ``contracts/<contract>.yaml::<obligation-id>[<engine>]``), so ``-k``, ``-n``
 (xdist) and JUnit work as for any test.
 
-Which YAML files are collected: those named on the command line, and those below
-a directory called ``contracts``; of them, only files that load as contracts
-(a ``proof_obligations`` list). Other YAML (``profiles/*.yaml``, test data) is
-left alone. A file below ``contracts/`` that cannot be loaded gives one failing
-item, so a broken contract is never silently dropped.
+Which YAML files are collected: those named on the command line, and, in a
+project that uses pv (``[tool.pv]``, or ``--pv-contracts DIR``), those below its
+contracts folder; of them, only files that load as contracts (a
+``proof_obligations`` list). Any other YAML (profiles, test data, another
+project's ``contracts/``) is left alone. A file below the contracts folder that
+cannot be loaded gives one failing item, so a broken contract is never silently
+dropped. Outside a pv project the plugin is inert.
 
 Outcomes: ``proved`` and ``passed`` pass; ``refuted``, ``error``, ``vacuous`` and
 ``not-confirmed`` fail; an obligation without a check is collected as
@@ -35,9 +37,9 @@ from pv.checks.compiling import (
 )
 from pv.checks.verdicts import Status, Verdict
 from pv.evidence.build import VERDICT_PROPERTY
+from pv.plugins import activation
 
 YAML_SUFFIXES = (".yaml", ".yml")
-CONTRACTS_DIR = "contracts"
 UNCHECKED_ITEM = "unchecked"
 
 
@@ -47,6 +49,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pv-allow-module", action="append", default=[], metavar="PREFIX",
         help="also allow check bindings (implementations, constants) from modules under PREFIX",
     )
+    group.addoption(
+        "--pv-contracts", metavar="DIR", dest=activation.CONTRACTS_OPTION,
+        help="collect the contracts of DIR (default: [tool.pv] contracts of the project; "
+             "outside a pv project, none)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if activation.active(config):
+        config.addinivalue_line("markers", "gpu: needs a CUDA device")
+
+
+def allowed_modules(config: pytest.Config) -> list[str]:
+    """The project's ``[tool.pv] modules`` (seen from pytest's folders) and ``--pv-allow-module``."""
+    return [*activation.project(config).modules, *config.getoption("pv_allow_module")]
 
 
 def enforce_verdict(verdict: Verdict, engines: tuple[str, ...]) -> None:
@@ -65,7 +82,7 @@ def enforce_verdict(verdict: Verdict, engines: tuple[str, ...]) -> None:
 def run_unit(unit: CheckUnit, engine: str | None, request: pytest.FixtureRequest) -> None:
     """What a module written by ``pv compile`` runs: check, record the verdict, enforce it."""
     compiled = compile_unit(unit)
-    verdict = run_check(compiled, engine, allow=request.config.getoption("pv_allow_module"))
+    verdict = run_check(compiled, engine, allow=allowed_modules(request.config))
     request.node.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
     enforce_verdict(verdict, compiled.engines)
 
@@ -82,9 +99,11 @@ def _named_on_command_line(path: Path, config: pytest.Config) -> bool:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in YAML_SUFFIXES:
         return None
-    below_contracts = any(folder.name == CONTRACTS_DIR for folder in file_path.parents)
-    if not (below_contracts or _named_on_command_line(file_path, parent.config)):
-        return None
+    config = parent.config
+    if not _named_on_command_line(file_path, config):
+        folder = activation.contracts_folder(config) if activation.active(config) else None
+        if folder is None or folder not in file_path.resolve().parents:
+            return None
     return ContractFile.from_parent(parent, path=file_path)
 
 
@@ -134,7 +153,7 @@ class ObligationItem(pytest.Item):
 
     def runtest(self) -> None:
         engine = None if self.engine == UNCHECKED_ITEM else self.engine
-        verdict = run_check(self.compiled, engine, allow=self.config.getoption("pv_allow_module"))
+        verdict = run_check(self.compiled, engine, allow=allowed_modules(self.config))
         self.user_properties.append((VERDICT_PROPERTY, encode_property(verdict.to_json())))
         enforce_verdict(verdict, self.compiled.engines)
 

@@ -2,14 +2,14 @@
 
 Options (group "pv gate report"):
 
-``--gate-report PATH``
-    write the JSON gate report (``schema/gate-report.schema.json``) to PATH;
-``--gate-markdown PATH``
+``--pv-gate-report PATH``
+    write the JSON gate report (``gate-report.schema.json`` of ``pv.schemas``) to PATH;
+``--pv-gate-markdown PATH``
     write a short Markdown summary (for a CI job summary) to PATH;
-``--profile NAME|PATH``
+``--pv-profile NAME|PATH``
     the hardware profile in use (default: detected from the machine);
-``--gate-contracts DIR``
-    the contracts the report covers (default: ``contracts/`` of the rootdir).
+``--pv-contracts DIR`` (of the contracts plugin)
+    the contracts the report covers (default: ``[tool.pv] contracts`` of the project).
 
 A report is signed with this host's key when there is one (``pv key
 generate``; ``$PV_KEY_DIR``, see ``pv.evidence.signing``), and carries a
@@ -49,6 +49,7 @@ from pv.evidence.build import (
 )
 from pv.evidence.records import TestRecord, failure_message, fold
 from pv.evidence.vacuity import ITEM_PROPERTY
+from pv.plugins import activation
 
 _PROFILE_KEY = pytest.StashKey[Profile]()
 _WORKER_OUTPUT_KEY = "pv_gate_collection"
@@ -56,20 +57,15 @@ _WORKER_OUTPUT_KEY = "pv_gate_collection"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pv-report", "pv gate report")
-    group.addoption("--gate-report", metavar="PATH", dest="pv_gate_report",
+    group.addoption("--pv-gate-report", metavar="PATH", dest="pv_gate_report",
                     help="write a JSON gate report of this run to PATH")
-    group.addoption("--gate-markdown", metavar="PATH", dest="pv_gate_markdown",
+    group.addoption("--pv-gate-markdown", metavar="PATH", dest="pv_gate_markdown",
                     help="write a short Markdown summary of this run to PATH")
-    group.addoption("--profile", metavar="NAME|PATH", dest="pv_profile",
+    group.addoption("--pv-profile", metavar="NAME|PATH", dest="pv_profile",
                     help="hardware profile in use (default: detected from the machine)")
-    group.addoption("--gate-contracts", metavar="DIR", dest="pv_gate_contracts",
-                    help="contracts the gate report covers (default: contracts/ of the rootdir)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "falsifies(id): binds a test to the FT-* falsification test id of a contract"
-    )
     if not (config.getoption("pv_gate_report") or config.getoption("pv_gate_markdown")):
         return
     try:
@@ -89,7 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def active_profile(config: pytest.Config) -> Profile:
-    """The profile named by ``--profile``, or the one detected; resolved once per process."""
+    """The profile named by ``--pv-profile``, or the one detected; resolved once per process."""
     if _PROFILE_KEY not in config.stash:
         name = config.getoption("pv_profile")
         config.stash[_PROFILE_KEY] = load_profile(name) if name else detect_profile()
@@ -98,7 +94,7 @@ def active_profile(config: pytest.Config) -> Profile:
 
 @pytest.fixture(scope="session")
 def hw_profile(pytestconfig: pytest.Config) -> Profile:
-    """The hardware profile in use (``--profile``, or detected)."""
+    """The hardware profile in use (``--pv-profile``, or detected)."""
     try:
         return active_profile(pytestconfig)
     except UserError as err:
@@ -164,11 +160,11 @@ class GateReportPlugin:
     def _load_contracts(self) -> list[Any]:
         from pv.evidence.contracts import load_contracts
 
-        option = self.config.getoption("pv_gate_contracts")
-        folder = Path(option) if option else self.config.rootpath / "contracts"
-        if not folder.is_dir():
+        option = self.config.getoption(activation.CONTRACTS_OPTION, default=None)
+        folder = activation.contracts_folder(self.config)
+        if folder is None or not folder.is_dir():
             if option:
-                raise pytest.UsageError(f"--gate-contracts: {folder} is not a folder")
+                raise pytest.UsageError(f"--pv-contracts: {folder} is not a folder")
             return []
         try:
             return load_contracts(folder, self.config.rootpath)
