@@ -105,11 +105,12 @@ def test_not_confirmed_as_the_only_engine_fails(project: Path, capsys) -> None:
 
 def test_the_pytest_plugin_skips_the_inconclusive_item_with_its_reason(pytester: pytest.Pytester) -> None:
     (pytester.path / "pvfloats.py").write_text(IMPLEMENTATION)
+    (pytester.path / "pyproject.toml").write_text('[tool.pv]\ncontracts = "contracts"\nmodules = ["pvfloats"]\n')
     (pytester.path / "contracts").mkdir()
     (pytester.path / "contracts" / "floats-v1.yaml").write_text(
         contract("[hypothesis, crosshair]", budget="\n    budget: {seconds: 1, examples: 10}"))
     pytester.syspathinsert()
-    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--pv-allow-module", "pvfloats", "contracts")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "contracts")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*FL-001 inconclusive (crosshair not-confirmed*not a proof*"])
 

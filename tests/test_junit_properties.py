@@ -21,8 +21,8 @@ def test_measures(evidence):
     evidence("peak_memory", 1.5, "GiB")
 '''})
     junit, report = pytester.path / "junit.xml", pytester.path / "out" / "report.json"
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={junit}", f"--gate-report={report}",
-                                f"--profile={pytester.path / 'profiles' / 'cpu.yaml'}", "test_measure.py")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={junit}", f"--pv-gate-report={report}",
+                                f"--pv-profile={pytester.path / 'profiles' / 'cpu.yaml'}", "test_measure.py")
     result.assert_outcomes(passed=1)
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
     assert json.loads(properties["pv_falsifies"]) == ["FT-J-001"]
