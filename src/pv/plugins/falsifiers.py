@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pv._util.properties import encode_property
 from pv.evidence import vacuity
 from pv.plugins import activation
 
@@ -248,11 +249,11 @@ class FalsifierProtocol:
             if callspec is None or "pv_mutant" not in callspec.params:
                 continue
             name = callspec.params["pv_mutant"]
-            item.user_properties.append((vacuity.ITEM_PROPERTY, {
+            item.user_properties.append((vacuity.ITEM_PROPERTY, encode_property({
                 "test": vacuity.run_key(item.nodeid, name),
                 "falsifiers": [ft_id for ft_id, mutants in bindings(item) if name is None or name in mutants],
                 "mutant": name,
-            }))
+            })))
 
     @pytest.fixture(autouse=True)
     def pv_mutant(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
@@ -279,9 +280,9 @@ class FalsifierProtocol:
             )
             for ft_id, mutants in bindings(item):
                 if name in mutants:
-                    item.user_properties.append((vacuity.MUTANT_PROPERTY, {
+                    item.user_properties.append((vacuity.MUTANT_PROPERTY, encode_property({
                         "falsifier": ft_id, "mutant": name, "killed": killed,
-                        "test": vacuity.run_key(item.nodeid, name), "detail": detail}))
+                        "test": vacuity.run_key(item.nodeid, name), "detail": detail})))
         report = yield
         if executed:
             if killed:
