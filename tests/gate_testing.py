@@ -217,9 +217,10 @@ GPU_ONLY = ["-m", "gpu"]
 class GitProject:
     """A synthetic project under git, its reports, and `pv gate` over them.
 
-    The project knows its own profiles (``$PV_PROFILES_DIR``) and trusts the
-    public key in its ``keys/`` folder; the host key beside the project (outside
-    its repository) signs every report unless a report is asked for unsigned.
+    The profiles pv knows there are its built-in ones with the project's layers
+    (``[tool.pv] profiles = ["profiles"]``), and the gate trusts the public key
+    in its ``keys/`` folder; the host key beside the project (outside its
+    repository) signs every report unless a report is asked for unsigned.
     """
 
     def __init__(
@@ -234,8 +235,9 @@ class GitProject:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
         self.root = pytester.path
-        # the profiles pv knows are the project's own
-        monkeypatch.setenv("PV_PROFILES_DIR", str(self.root / "profiles"))
+        # the project's own [tool.pv] profiles decide the known profiles, whatever the caller's environment
+        for name in ("PV_ROOT", "PV_PROFILES"):
+            monkeypatch.delenv(name, raising=False)
         self.key_dir = self.root.parent / f"{self.root.name}-host-key"
         self.trusted = self.root / "keys"
         monkeypatch.setenv(KEY_DIR_ENV, str(self.key_dir))

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from gate_testing import CPU_ONLY, CPU_PROFILE, H100_DEVICE, GitProject, read_report
+from pv._util.resources import builtin_profiles
 from pv.evidence.integrity import add_checksum
+from pv.evidence.profiles import load_profile
 from pv.evidence.signing import generate_key
 
 pytest_plugins = ["pytester"]
@@ -43,7 +45,8 @@ def test_a_renamed_profile_that_pv_does_not_know_is_no_evidence(
     report = project.report("renamed", renamed, *CPU_ONLY)
     code, out, _ = project.gate(capsys, report)
     assert code == 1, out
-    assert f"{report}: refused: profile 'cpu-copy' is not a profile pv knows (known: cpu, h100)" in out
+    # pv's built-in profiles and the project's layers (cpu, h100): not a folder outside them
+    assert f"{report}: refused: profile 'cpu-copy' is not a profile pv knows (known: cpu, gb10, h100, h200)" in out
     assert "- no evidence: no accepted report covers this version of the contract" in out
     assert "PASS" not in out.replace("1 gates pass", "")
 
@@ -66,20 +69,21 @@ def test_a_loosened_profile_under_a_known_name_is_refused(
     loose = _profile_file(project.root.parent / "loose", thresholds={"FT-A-001": {"max_ratio": 1000.0}})
     report = project.report("loose", loose, *CPU_ONLY)
     recorded = read_report(report)["profile"]["sha256"]
-    assert recorded == hashlib.sha256(loose.read_bytes()).hexdigest()
+    # the digest of the layers the run used: pv's built-in cpu profile, then the loosened file
+    assert recorded == hashlib.sha256(builtin_profiles()["cpu"].read_bytes() + loose.read_bytes()).hexdigest()
     code, out, _ = project.gate(capsys, report)
     assert code == 1, out
     assert f"{report}: refused: made under an edited profile cpu: its sha256 is {recorded[:16]}..." in out
-    assert f"pv's profile cpu ({project.root / 'profiles' / 'cpu.yaml'})" in out
+    assert f"pv's profile cpu (pv:profiles/cpu.yaml + {project.root / 'profiles' / 'cpu.yaml'})" in out
     assert "- no evidence: no accepted report covers this version of the contract" in out
 
 
 def _as_h100(project: GitProject):
-    h100 = project.root / "profiles" / "h100.yaml"
-    identity = {
-        "name": "h100", "device_class": "discrete", "memory_gib": 80.0, "bandwidth_gbs": 3350.0,
-        "sha256": hashlib.sha256(h100.read_bytes()).hexdigest(), "matches_device": True,
-    }
+    """Relabel a report as made under h100 exactly as pv knows it (built-in and the project's layer)."""
+    identity = {**load_profile("h100").to_json(), "matches_device": True}
+    assert identity["sha256"] == hashlib.sha256(
+        builtin_profiles()["h100"].read_bytes() + (project.root / "profiles" / "h100.yaml").read_bytes()
+    ).hexdigest()
     return lambda data: data["profile"].update(identity)
 
 

@@ -12,7 +12,6 @@ import pytest
 from gate_testing import GPU_ONLY, H100_DEVICE, GitProject, read_report
 from pv.cli import main
 from pv.evidence.integrity import signed_content
-from pv._util.locations import repo_root
 from pv.evidence.signing import (
     PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_DIR, SigningError, check_signature, generate_key, load_host_key,
     trusted_keys,
@@ -20,6 +19,9 @@ from pv.evidence.signing import (
 from pv.evidence.statuses import SignatureStatus
 
 pytest_plugins = ["pytester"]
+
+#: the repository root, for its committed sample report and trusted keys
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -111,14 +113,15 @@ def test_a_key_inside_a_repository_or_readable_by_others_is_refused(
     with pytest.raises(SigningError, match="has mode 0644, so other users can read it"):
         load_host_key(project.key_dir)
     result = project.pytester.runpytest("-p", "no:cacheprovider", "test_ft_syn.py",
-                                        f"--gate-report={tmp_path / 'r.json'}", f"--profile={project.profile_path('cpu')}")
+                                        f"--pv-gate-report={tmp_path / 'r.json'}",
+                                        f"--pv-profile={project.profile_path('cpu')}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert not (tmp_path / "r.json").exists()
 
 
 def test_the_committed_cpu_sample_is_signed_by_the_key_beside_it() -> None:
-    sample = repo_root() / "reports" / "gate" / "cpu"
+    sample = REPO / "reports" / "gate" / "cpu"
     data = read_report(sample / "gate-report.json")
     check = check_signature(data, trusted_keys([sample]))
     assert check.status is SignatureStatus.TRUSTED, check.detail
-    assert check_signature(data, trusted_keys([repo_root() / "keys"])).status is SignatureStatus.UNKNOWN_KEY
+    assert check_signature(data, trusted_keys([REPO / "keys"])).status is SignatureStatus.UNKNOWN_KEY

@@ -7,15 +7,16 @@ import json
 import pytest
 
 from pv._util.enums import OrderedStrEnum
+from pv._util.resources import schema_text
 from pv.checks.verdicts import Status
 from pv.evidence.build import combine_verdicts, falsifier_status
 from pv.evidence.records import TestRecord as Record
-from pv.evidence.report_schema import schema_path
+from pv.evidence.report_schema import SCHEMA_FILE
 from pv.evidence.statuses import FalsifierStatus, GateVerdict, MutantStatus
 
 
 def _schema_enum(*path: str) -> set[str]:
-    node = json.loads(schema_path().read_text())["$defs"]
+    node = json.loads(schema_text(SCHEMA_FILE))["$defs"]
     for key in path:
         node = node[key]
     return set(node["enum"])

@@ -11,9 +11,18 @@ from gate_testing import REQUIRE, contract_text, falsifier_source, write_project
 from pv.cli import main
 from pv.cli.verify import pytest_command
 
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """contracts/, profiles/ and falsifiers/ (a cpu falsifier, a gpu one, the conftest declaring its mutant)."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A pv project (the working directory): contracts/, profiles/ and falsifiers/ (a cpu falsifier,
+    a gpu one, the conftest declaring its mutant).
+
+    The known profiles are pv's built-in ones with this project's layers (its profiles/), so a run
+    under the project's profiles/cpu.yaml is evidence for the gate.
+    """
+    monkeypatch.chdir(tmp_path)
+    for name in ("PV_ROOT", "PV_PROFILES"):
+        monkeypatch.delenv(name, raising=False)
     tests = falsifier_source(
         "FT-A-001", mutants=False, prelude="assert os.environ.get('SYN_BREAK_CPU') != '1', 'the truncation is off by one'"
     ) + falsifier_source("FT-G-001", marks=["gpu"], mutants=False)

@@ -45,7 +45,7 @@ def pytest_writing_a_report_then(outcome: BaseException | None):
 
     def fake_run(command, cwd):
         calls.append(command)
-        report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--gate-report="))
+        report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pv-gate-report="))
         Path(report).write_text('{"new": "report"}')
         if outcome is not None:
             raise outcome
@@ -84,7 +84,7 @@ class _Decision:
 
 
 def _pytest_writing_a_report(command, cwd):
-    report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--gate-report="))
+    report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pv-gate-report="))
     Path(report).write_text('{"new": "report"}')
     return 1, None
 
