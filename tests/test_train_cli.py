@@ -99,6 +99,18 @@ def test_bad_option_values_exit_2_without_output(tmp_path: Path, capsys, option,
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    (("--batch", "10000000000"), "of logits per step"),  # would allocate terabytes at the first step
+    (("--data", "/dev/zero"), "/dev/zero: cannot read token ids: not a regular file"),  # would read forever
+])
+def test_inputs_that_cannot_be_served_are_refused_before_step_0(tmp_path: Path, capsys, options, message,
+                                                               tiny_argv) -> None:
+    assert pv_main(tiny_argv(tmp_path / "run", "--steps", "1", *options)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "train_log.jsonl").exists() and not (tmp_path / "run" / "student.safetensors").exists()
+
+
 def test_amp_bf16_runs_the_student_under_autocast(tmp_path: Path, tiny_argv) -> None:
     assert pv_main(tiny_argv(tmp_path / "f32", "--steps", "2")) == 0
     assert pv_main(tiny_argv(tmp_path / "amp", "--steps", "2", "--amp", "bf16")) == 0

@@ -20,6 +20,8 @@ rows read; ``load_state_dict`` continues exactly where the saved stream was.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,26 @@ import torch
 from distill.errors import DistillError
 
 
+#: Largest token file read, in bytes (a text file's ids are parsed in memory).
+MAX_TOKEN_FILE_BYTES = 2 * 1024**3
+
+
 def read_token_file(path: Path, vocab_size: int, seq: int) -> torch.Tensor:
-    """The ids of a ``.npy`` or whitespace-separated text file as a flat int64 tensor, checked."""
+    """The ids of a ``.npy`` or whitespace-separated text file as a flat int64 tensor, checked.
+
+    A path that is not a regular file (a device such as /dev/zero, a FIFO) or a file over
+    :data:`MAX_TOKEN_FILE_BYTES` is refused before anything is read.
+    """
     import numpy as np
 
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise DistillError(f"{path}: cannot read token ids: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DistillError(f"{path}: cannot read token ids: not a regular file")
+    if info.st_size > MAX_TOKEN_FILE_BYTES:
+        raise DistillError(f"{path}: {info.st_size} bytes of token ids, over the limit of {MAX_TOKEN_FILE_BYTES}")
     try:
         if path.suffix == ".npy":
             array = np.load(path, allow_pickle=False)

@@ -235,6 +235,22 @@ def check_config(config: DistillConfig) -> torch.device:
     return device
 
 
+#: float32 [tokens, vocabulary] tensors one step holds at once: teacher and student logits, the gradient
+STEP_LOGITS_COPIES = 3
+
+
+def _check_step_memory(config: DistillConfig, vocab_size: int, device: torch.device) -> None:
+    """Refuse, before anything is loaded, a batch whose logits alone cannot fit in the free memory."""
+    tokens = -(-config.batch // config.grad_accum) * config.seq
+    needed = STEP_LOGITS_COPIES * tokens * vocab_size * 4
+    free = _free_bytes(device)
+    if needed > free:
+        raise DistillError(
+            f"batch {config.batch} x seq {config.seq} needs {needed} bytes ({needed / 2**30:.2f} GiB) of logits per "
+            f"step ({STEP_LOGITS_COPIES} float32 [tokens, {vocab_size}] tensors), but {free} bytes "
+            f"({free / 2**30:.2f} GiB) are free; lower --batch or --seq, or raise --grad-accum")
+
+
 def _free_bytes(device: torch.device) -> int:
     """Memory available to ``device`` (``distill.dispatch.available_bytes``)."""
     return available_bytes(device)
@@ -460,6 +476,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     for name, model in (("teacher", teacher_file), ("student", student_file)):
         if config.seq > model.config.context_length:
             raise DistillError(f"seq {config.seq} exceeds the {name}'s context length {model.config.context_length}")
+    _check_step_memory(config, student_file.config.vocab_size, device)
     teacher_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     decision, decision_inputs = _decide_backend(config, device, teacher_file, student_file, teacher_dtype)
     identity = _identity(config, world, teacher_path, student_path, comparison)
