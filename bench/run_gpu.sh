@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one run on a CUDA machine: the benchmarks,
-# `pytest falsifiers/ -m gpu` with a gate report, and `pv gate` over the CPU report
-# plus this run's GPU report. Run it from anywhere; it works in the repository.
+# `pytest falsifiers/ -m gpu` with a signed gate report, `pv vacuity` for the GPU
+# falsifiers, and `pv gate --release` over the CPU report plus this run's GPU report.
+# Run it from anywhere; it works in the repository.
 #
 # usage: bench/run_gpu.sh OUT [--wheelhouse DIR] [--cpu-report PATH] [--stages LIST]
 #                             [--device DEV] [--quick]
 #
 #   OUT           folder for everything (created): log.txt (all output), stages.txt (each
 #                 stage's exit status), the benchmarks' JSON (hardware-*, kd-*, teacher-*,
-#                 distill_steps-*, dequant-*), gate-report-gpu.json,
-#                 gate-gpu.md, junit-gpu.xml, gate.txt
+#                 distill_steps-*, dequant-*), gate-report-gpu.json (signed by a key made
+#                 on this host for the run), gate-gpu.md, junit-gpu.xml, vacuity-gpu.txt,
+#                 <key id>.pub (the public half of that key), gate.txt (the release gate)
 #   --wheelhouse  first install the wheels built by scripts/wheelhouse.py (air-gapped hosts)
-#   --cpu-report  the CPU run's gate report to gate together with this one
-#                 (default: reports/gate/cpu/gate-report.json)
+#   --cpu-report  the CPU run's gate report (signed) to gate together with this one, made
+#                 by `pv verify` on a CPU host at the same commit
+#                 (default: reports/gate/cpu/gate-report.json; its key: the *.pub beside it)
 #   --stages      comma-separated subset, in this order:
-#                 setup,hardware,kd,teacher,distill,dequant,falsifiers,gate (default: all)
+#                 setup,hardware,kd,teacher,distill,dequant,falsifiers,vacuity,gate (default: all)
 #   --device      passed to the benchmarks (default auto: CUDA when present)
 #   --quick       tiny sizes everywhere: checks the script itself in a minute, measures nothing
 #
@@ -23,13 +26,13 @@
 
 set -u -o pipefail
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 case ${1:-} in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { usage >&2; exit 2; }
 OUT=$1
 shift
-WHEELHOUSE="" CPU_REPORT="reports/gate/cpu/gate-report.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,gate"
+WHEELHOUSE="" CPU_REPORT="reports/gate/cpu/gate-report.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,vacuity,gate"
 DEVICE=auto QUICK=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -44,7 +47,7 @@ while [ $# -gt 0 ]; do
 done
 for stage in ${STAGES//,/ }; do
     case $stage in
-        setup|hardware|kd|teacher|distill|dequant|falsifiers|gate) ;;
+        setup|hardware|kd|teacher|distill|dequant|falsifiers|vacuity|gate) ;;
         *) echo "run_gpu.sh: error: unknown stage '$stage' in --stages" >&2; exit 2 ;;
     esac
 done
@@ -104,9 +107,24 @@ raise SystemExit(f"missing packages: {', '.join(missing)} (use --wheelhouse)" if
 EOF
 }
 
+# The GPU report is signed by a key made on this host for this run: the private half stays in
+# a folder outside the repository and the output, the public half is written to the output,
+# to be reviewed and committed to keys/ before a release trusts it.
+export PV_KEY_DIR=${PV_KEY_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pv-host-key.XXXXXX")}
+
 falsifiers() {
+    if [ ! -f "$PV_KEY_DIR/signing-key.pem" ]; then
+        "$PY" -m pv key generate --publish "$OUT" || return 1
+    fi
     "$PY" -m pytest falsifiers/ -m gpu -p no:cacheprovider --junitxml "$OUT/junit-gpu.xml" \
         --pv-gate-report "$OUT/gate-report-gpu.json" --pv-gate-markdown "$OUT/gate-gpu.md"
+}
+
+vacuity() {  # every GPU falsifier must fail under each of its mutants
+    "$PY" -m pv vacuity -m gpu falsifiers/ > "$OUT/vacuity-gpu.txt" 2>&1
+    local status=$?
+    cat "$OUT/vacuity-gpu.txt"
+    return $status
 }
 
 gate() {
@@ -118,7 +136,11 @@ gate() {
         echo "run_gpu.sh: no GPU gate report in $OUT (run the falsifiers stage)"
         return 1
     fi
-    "$PY" -m pv gate "$CPU_REPORT" "$OUT/gate-report-gpu.json" -o "$OUT/gate.txt"
+    # the release gate over both reports, trusting the CPU report's key (beside it) and this host's
+    local cpu_keys
+    cpu_keys=$(dirname "$CPU_REPORT")
+    "$PY" -m pv gate --release --trusted-keys "$cpu_keys" --trusted-keys "$OUT" \
+        "$CPU_REPORT" "$OUT/gate-report-gpu.json" -o "$OUT/gate.txt"
     local status=$?
     cat "$OUT/gate.txt" 2>/dev/null
     return $status
@@ -140,6 +162,7 @@ stage teacher "$PY" bench/teacher.py --device "$DEVICE" --out "$OUT" ${TEACHER_A
 stage distill "$PY" bench/distill_steps.py --device "$DEVICE" --out "$OUT" ${DISTILL_ARGS[@]+"${DISTILL_ARGS[@]}"}
 stage dequant dequant
 stage falsifiers falsifiers
+stage vacuity vacuity
 stage gate gate
 echo "=== stages (name, exit status, seconds):"
 cat "$OUT/stages.txt"

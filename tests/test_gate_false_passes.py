@@ -70,7 +70,7 @@ def test_a_loosened_profile_under_a_known_name_is_refused(
     report = project.report("loose", loose, *CPU_ONLY)
     recorded = read_report(report)["profile"]["sha256"]
     # the digest of the layers the run used: pv's built-in cpu profile, then the loosened file
-    assert recorded == hashlib.sha256(builtin_profiles()["cpu"].read_bytes() + loose.read_bytes()).hexdigest()
+    assert recorded == _layered_sha256(builtin_profiles()["cpu"].read_bytes(), loose.read_bytes())
     code, out, _ = project.gate(capsys, report)
     assert code == 1, out
     assert f"{report}: refused: made under an edited profile cpu: its sha256 is {recorded[:16]}..." in out
@@ -78,12 +78,19 @@ def test_a_loosened_profile_under_a_known_name_is_refused(
     assert "- no evidence: no accepted report covers this version of the contract" in out
 
 
+def _layered_sha256(*layers: bytes) -> str:
+    """The content hash of a profile made of ``layers``: each layer's length (8 bytes) and bytes."""
+    digest = hashlib.sha256()
+    for raw in layers:
+        digest.update(len(raw).to_bytes(8, "big") + raw)
+    return digest.hexdigest()
+
+
 def _as_h100(project: GitProject):
     """Relabel a report as made under h100 exactly as pv knows it (built-in and the project's layer)."""
     identity = {**load_profile("h100").to_json(), "matches_device": True}
-    assert identity["sha256"] == hashlib.sha256(
-        builtin_profiles()["h100"].read_bytes() + (project.root / "profiles" / "h100.yaml").read_bytes()
-    ).hexdigest()
+    assert identity["sha256"] == _layered_sha256(
+        builtin_profiles()["h100"].read_bytes(), (project.root / "profiles" / "h100.yaml").read_bytes())
     return lambda data: data["profile"].update(identity)
 
 

@@ -259,7 +259,8 @@ def _parse(where: str, raw: bytes) -> dict[str, Any]:
 
 
 def _build(layers: list[tuple[str, bytes]], stem: str) -> Profile:
-    """The profile of the ``layers`` applied in order, validated; its digest covers every layer."""
+    """The profile of the ``layers`` applied in order, validated; its digest covers every layer,
+    each preceded by its length (8 bytes, big-endian), so no two splits of the bytes hash alike."""
     merged: dict[str, Any] = {}
     thresholds: dict[str, Any] = {}
     digest = hashlib.sha256()
@@ -270,6 +271,7 @@ def _build(layers: list[tuple[str, bytes]], stem: str) -> Profile:
         if "thresholds" in data:
             thresholds.update(_validate_thresholds(data["thresholds"], Path(where)))
         merged.update({key: value for key, value in data.items() if key != "thresholds"})
+        digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
     where = " + ".join(where for where, _ in layers)
     fields = _validate({**merged, "thresholds": thresholds}, Path(where), stem)
