@@ -84,7 +84,7 @@ def test_missing_or_malformed_fields_are_refused(
 ) -> None:
     report = project.edit(project.cpu(), change, reseal="checksum" not in message)
     err = refused(project, capsys, report)
-    assert "not a valid gate report (schema/gate-report.schema.json)" in err
+    assert "not a valid gate report (pv.schemas/gate-report.schema.json)" in err
     assert message in err
 
 

@@ -204,7 +204,7 @@ def load_report(path: str | Path, trusted: TrustedKeys | None = None) -> Report:
         problems = duplicate_problems(data)
     if problems:
         raise ReportError(
-            f"{shown}: not a valid gate report (schema/gate-report.schema.json): " + "; ".join(problems)
+            f"{shown}: not a valid gate report (pv.schemas/gate-report.schema.json): " + "; ".join(problems)
         )
     if not checksum_matches(data):
         raise ReportError(

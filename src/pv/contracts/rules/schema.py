@@ -1,4 +1,4 @@
-"""Schema rules: ``schema/contract.schema.json`` checked with ``jsonschema``, each error made precise.
+"""Schema rules: ``contract.schema.json`` of ``pv.schemas`` checked with ``jsonschema``, each error made precise.
 
 Every ``jsonschema`` error becomes one finding at the line of the offending key
 or value: unknown keys (with the closest known key), values outside an enum
