@@ -15,7 +15,7 @@ from gguf import GGUFReader
 
 import ft_reference as ref
 from distill import qwen2_gguf, kd, model, teacher, train, vocab
-from distill.errors import DistillError, VocabAlignmentError
+from distill.errors import VocabAlignmentError
 from ft_runs import spy_on_teacher
 from pv import cli
 

@@ -155,7 +155,7 @@ def test_cli_shows_tensor_progress_on_a_terminal(tmp_path: Path, vocab_dir: Path
     assert code == 0
     total = len(PRESETS["tiny"].tensor_shapes())
     shown = terminal.getvalue()
-    assert f"pv make-model: tensors [" in shown and f"1/{total}" in shown and f"{total}/{total}" in shown
+    assert "pv make-model: tensors [" in shown and f"1/{total}" in shown and f"{total}/{total}" in shown
     assert "wrote " in capsys.readouterr().out
 
 
