@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,11 @@ DISTRIBUTIONS = {
 _SUBPROCESS_TIMEOUT_S = 10
 
 
-def collect_environment(rootdir: Path) -> dict[str, Any]:
-    """The ``environment`` section of a gate report."""
+def collect_environment(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str, Any]:
+    """The ``environment`` section of a gate report; ``outputs``: the folders the run writes into."""
     return {
         "versions": package_versions(),
-        "git": git_state(rootdir),
+        "git": git_state(rootdir, outputs),
         "host": host_facts(),
         "device": device_facts(),
     }
@@ -78,13 +79,28 @@ def _run(args: list[str], cwd: Path | None = None) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_state(rootdir: Path) -> dict[str, Any]:
-    """The commit checked out at ``rootdir`` and whether the tree has uncommitted changes."""
+def git_state(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str, Any]:
+    """The commit checked out at ``rootdir`` and whether the tree has uncommitted changes.
+
+    Untracked files inside ``outputs`` (the folders this run writes its reports into, such
+    as the staging folder of `pv verify`) are the run's own output, not a change of the tree.
+    """
     commit = _run(["git", "rev-parse", "HEAD"], cwd=rootdir)
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = _run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=rootdir)
-    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+    status = _run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=rootdir)
+    top = _run(["git", "rev-parse", "--show-toplevel"], cwd=rootdir)
+    if status is None or top is None:
+        return {"commit": commit.strip(), "dirty": None}
+    own = [Path(folder).resolve() for folder in outputs]
+    changes = [line for line in status.splitlines()
+               if line.strip() and not (line.startswith("?? ") and _inside(Path(top.strip()) / line[3:], own))]
+    return {"commit": commit.strip(), "dirty": bool(changes)}
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved == folder or folder in resolved.parents for folder in folders)
 
 
 def _cpu_model() -> str:

@@ -229,7 +229,9 @@ class GateReportPlugin:
             keyword=config.getoption("keyword", default=None) or None,
         )
         records = list(self.records.values())
-        environment = collect_environment(config.rootpath)
+        outputs = [Path(p).resolve().parent for p in (config.getoption("pv_gate_report"),
+                                                       config.getoption("pv_gate_markdown")) if p]
+        environment = collect_environment(config.rootpath, outputs)
         device = environment["device"]
         facts = DeviceFacts(cuda=device["kind"] == "cuda", name=device["name"], unified=device["unified"])
         profile = {
