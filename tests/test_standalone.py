@@ -161,6 +161,8 @@ def pytest_addoption(parser):
     parser.addoption("--profile", action="store_true")  # as pytest-profiling does
 '''
 
+#: The unrelated project's own tests: one that passes, one with a marker it never registered. The
+#: test below asserts on pytest's outcome of them, with pv installed and without.
 UNRELATED_TESTS = '''
 import pytest
 
