@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +206,3 @@ def current() -> Config:
     """The configuration of the working directory, activated (read afresh: it is a few small reads)."""
     return activate(load_config())
 
-
-def with_overrides(config: Config, **changes: Any) -> Config:
-    """``config`` with the keys given (not None) replaced, as command-line flags do."""
-    given = {key: value for key, value in changes.items() if value is not None}
-    return replace(config, **given, overridden=config.overridden | set(given))

@@ -35,11 +35,6 @@ class Status(OrderedStrEnum):
     NOT_RUN = "not-run"
 
     @property
-    def is_negative(self) -> bool:
-        """Refuted, error or vacuous: the obligation is shown broken or its check is."""
-        return self <= Status.VACUOUS
-
-    @property
     def is_success(self) -> bool:
         """Proved or passed: the only statuses a gate accepts."""
         return Status.PROVED <= self <= Status.PASSED
