@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,136 @@ def test_qa_gate_min_mutation_score_is_validated(tmp_path: Path, capsys: pytest.
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         assert cli.main(["validate", str(path)]) == code, value
     assert "min_mutation_score" in capsys.readouterr().out
+
+
+SHAPES = '''\
+import functools
+
+LIMIT = 10
+
+
+def traced(fn):
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if not args:
+            raise TypeError('no arguments')
+        return fn(*args)
+    return wrapper
+
+
+class Box:
+    def __init__(self, size):
+        self.size = size
+
+    @property
+    def big(self):
+        return self.size > LIMIT
+
+    @staticmethod
+    def double(x):
+        return x * 2
+
+    def grow(self, by):
+        def step(v):
+            return v + by
+        return Box(step(self.size))
+
+
+@traced
+def area(w, h):
+    return w * h
+
+
+@functools.lru_cache(maxsize=None)
+def square(n):
+    return n * n
+'''
+
+#: every line of shapes is tested; the functions are reached through wrappers, properties, closures
+SHAPES_TESTS = '''\
+from shapes import Box, area, square
+
+
+def test_big():
+    assert Box(11).big and not Box(10).big
+
+
+def test_double():
+    assert Box.double(3) == 6
+
+
+def test_grow():
+    assert Box(2).grow(3).size == 5
+
+
+def test_area():
+    assert area(2, 3) == 6
+
+
+def test_square():
+    assert square(3) == 9
+'''
+
+
+@pytest.fixture()
+def shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "shapes.py").write_text(SHAPES)
+    (tmp_path / "test_shapes.py").write_text(SHAPES_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_swapped_mutants_decide_as_fresh_imports_do(shapes: Path) -> None:
+    """The fast path (mutants swapped into a collected session) against its reference (fresh imports)."""
+    def run(live: bool) -> dict[str, tuple[str, str]]:
+        report = mutate.run_mutation(["test_shapes.py"], {"shapes"}, shapes, workers=2, live=live)
+        return {m.key: (m.status, m.applied) for m in report.mutants}
+
+    swapped, imported = run(True), run(False)
+    assert swapped.keys() == imported.keys() and len(swapped) > 15
+    assert {key: status for key, (status, _) in swapped.items()} == {
+        key: status for key, (status, _) in imported.items()}
+    assert {applied for _, applied in imported.values() if applied} == {"imported"}  # "": reached by no test
+    # mutants in function bodies are swapped in (in the wrapper made at import too), except where
+    # the mutant's closure differs (an early return drops the wrapper's use of fn) or its text
+    # cannot keep the original's lines (a return before a compound statement)
+    assert swapped["shapes:traced.wrapper:early_return:0"] == (mutate.KILLED, "imported")
+    assert swapped["shapes:traced.wrapper:bool:0"] == (mutate.KILLED, "swapped")
+    assert swapped["shapes:Box.big:compare:0"] == (mutate.KILLED, "swapped")
+    assert swapped["shapes:square:arith:0"][0] == mutate.KILLED
+    # a module constant runs at import: it is imported afresh
+    assert swapped["shapes:LIMIT:constant:0"] == (mutate.KILLED, "imported")
+    assert sorted(key for key, (_, applied) in swapped.items() if applied == "imported") == [
+        "shapes:Box.grow:early_return:0", "shapes:LIMIT:constant:0", "shapes:traced.wrapper:early_return:0",
+        "shapes:traced:early_return:0"]
+
+
+def test_swapped_source_is_what_inspect_and_triton_read(shapes: Path) -> None:
+    """A swapped mutant's text is in linecache (Triton's interpreter re-reads kernels' source)."""
+    import importlib
+    import inspect
+    import linecache
+
+    from pv.evidence import mutate_live
+
+    module = importlib.import_module("shapes")
+    path = str(shapes / "shapes.py")
+    site = next(s for s in sites(SHAPES, [""], path) if s.key == "Box.double:arith:0")
+    before = linecache.cache.get(path)
+    try:
+        mutate_live.apply(path, SHAPES, site, [""])
+        assert module.Box.double(3) == 1.5
+        assert "return x / 2" in inspect.getsource(module.Box.double)
+        early = next(s for s in sites(SHAPES, [""], path) if s.key == "area:early_return:0")
+        mutate_live.apply(path, SHAPES, early, [""])
+        assert module.area(2, 3) is None
+        assert inspect.getsource(module.area).splitlines()[-1].strip() == "return None; return w * h"
+        assert inspect.getsource(module.square).startswith("@functools.lru_cache")  # other lines kept in place
+    finally:
+        linecache.cache.pop(path, None)
+        if before is not None:
+            linecache.cache[path] = before
+        sys.modules.pop("shapes", None)

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", dest="markexpr", metavar="MARKEXPR", help="pytest marker expression selecting tests")
     parser.add_argument("--timeout-scale", type=_positive(float), default=3.0, metavar="X",
                         help="a mutant's tests time out after X times their unmutated seconds, plus 10 s (default: 3)")
+    parser.add_argument("--fresh-imports", action="store_true",
+                        help="run every mutant with its module imported afresh, instead of swapping mutated "
+                             "functions into a collected session (slower; the reference for the fast path)")
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
     parser.add_argument("--rescore", type=Path, metavar="REPORT",
                         help="run nothing: judge a JSON report of an earlier run again under the equivalents file")
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         tests, mutate.scopes_from_contracts(args.contracts), Path.cwd().resolve(), only=args.only,
         equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
         progress=_Progress(), note=lambda line: print(f"pv mutate: {line}", file=sys.stderr, flush=True),
-        timeout_scale=args.timeout_scale, checkpoint=checkpoint)
+        timeout_scale=args.timeout_scale, checkpoint=checkpoint, live=not args.fresh_imports)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")

@@ -48,6 +48,7 @@ import yaml
 from pv import __version__
 from pv._util.errors import UserError
 from pv.evidence import mutate_coverage
+from pv.evidence.mutate_worker import NOT_APPLICABLE
 from pv.evidence.mutate_ast import Site, defined_names, sites
 
 CACHE_ENV = "PV_MUTATE_CACHE"
@@ -61,6 +62,8 @@ STATUSES = (KILLED, SURVIVED, TIMEOUT, EQUIVALENT, ERROR)
 #: a mutant's timeout (from the end of its collection): this many times its selected tests'
 #: first-run seconds, plus the slack
 TIMEOUT_SCALE, TIMEOUT_SLACK_S = 3.0, 10.0
+#: the worker modes (see :mod:`pv.evidence.mutate_worker`)
+SESSION, PRELOAD = "--session", "--preload"
 
 
 # --- targets ------------------------------------------------------------------------------
@@ -208,11 +211,14 @@ class Mutant:
     #: how it was killed: "assertion" (or pytest.fail), else the exception type that ended the test
     kind: str = ""
     seconds: float = 0.0
+    #: how it was applied: "swapped" into a collected session, or "imported" afresh ("": not run)
+    applied: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "module": self.module, "scope": self.site.scope, "operator": self.site.operator,
                 "line": self.site.line, "change": self.site.change, "status": self.status, "detail": self.detail,
-                "killed_by": self.killed_by, "kill_kind": self.kind, "tests_selected": len(self.tests), "seconds": round(self.seconds, 3)}
+                "killed_by": self.killed_by, "kill_kind": self.kind, "tests_selected": len(self.tests),
+                "seconds": round(self.seconds, 3), "applied": self.applied}
 
 
 def _declared(covers: Sequence[str], module: str, scope: str) -> bool:
@@ -249,32 +255,79 @@ def plan(targets: Sequence[Target], baseline: Baseline) -> list[Mutant]:
 
 
 class Worker:
-    """One ``pv.evidence.mutate_worker`` process (it forks a child per mutant)."""
+    """One :mod:`pv.evidence.mutate_worker` process (it forks a child per mutant).
 
-    def __init__(self, preload: Sequence[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pv.evidence.mutate_worker", *preload],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        ready = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not ready.strip():
-            raise UserError("a mutant worker did not start")
+    ``mode`` is ``--session`` (the arguments are pytest's: it collects them once) or
+    ``--preload`` (the arguments are libraries to import once).
+    """
+
+    def __init__(self, mode: str, arguments: Sequence[str], env: dict[str, str]) -> None:
+        jobs_read, self._jobs_fd = os.pipe()
+        self._answers_fd, answers_write = os.pipe()
+        self.log = tempfile.TemporaryFile(mode="w+", prefix="pv-mutate-worker-")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pv.evidence.mutate_worker", str(jobs_read), str(answers_write), mode, *arguments],
+            pass_fds=(jobs_read, answers_write), stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
+        os.close(jobs_read)
+        os.close(answers_write)
+        self.jobs = os.fdopen(self._jobs_fd, "w", encoding="utf-8")
+        self.answers = os.fdopen(self._answers_fd, "r", encoding="utf-8")
+        ready = json.loads(self.answers.readline() or "{}")
+        if not ready.get("ready"):
+            self.close()
+            raise UserError(f"a mutant worker ({mode}) did not start: {ready.get('detail', 'no answer')}\n"
+                            + self._log_tail())
+
+    def _log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-3000:]
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
+        self.jobs.write(json.dumps(job) + "\n")
+        self.jobs.flush()
+        answer = self.answers.readline()
         if not answer:
-            raise UserError("a mutant worker stopped answering")
+            raise UserError("a mutant worker stopped answering:\n" + self._log_tail())
         return json.loads(answer)
 
     def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
+        for stream in (self.jobs, self.answers):
+            try:
+                stream.close()
+            except OSError:
+                pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
+
+
+class _Workers:
+    """Idle workers of each mode, started on demand, shared by the running threads."""
+
+    def __init__(self, arguments: dict[str, Sequence[str]], env: dict[str, str]) -> None:
+        self.arguments, self.env = arguments, env
+        self.lock = threading.Lock()
+        self.idle: dict[str, list[Worker]] = {mode: [] for mode in arguments}
+        self.started: list[Worker] = []
+
+    def run(self, mode: str, job: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            worker = self.idle[mode].pop() if self.idle[mode] else None
+        if worker is None:
+            worker = Worker(mode, self.arguments[mode], self.env)
+            with self.lock:
+                self.started.append(worker)
+        answer = worker.run(job)
+        with self.lock:
+            self.idle[mode].append(worker)
+        return answer
+
+    def close(self) -> None:
+        for worker in self.started:
+            worker.close()
 
 
 Progress = Callable[[Counter[str], int, float], None]
@@ -282,11 +335,16 @@ Progress = Callable[[Counter[str], int, float], None]
 Finished = Callable[[Mutant], None]
 
 
-def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, workers: int, env: dict[str, str],
+def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[str], workers: int, env: dict[str, str],
                 pytest_args: Sequence[str], equivalents: dict[str, Equivalent],
                 progress: Progress | None = None, timeout_scale: float = TIMEOUT_SCALE,
-                timeout_slack: float = TIMEOUT_SLACK_S, finished: Finished | None = None) -> None:
-    """Run every mutant that some test reaches; set the status of all of them."""
+                timeout_slack: float = TIMEOUT_SLACK_S, finished: Finished | None = None, live: bool = True) -> None:
+    """Run every mutant that some test reaches; set the status of all of them.
+
+    A mutant inside a function body is swapped into a collected session (``live``); one that
+    runs at import, or that cannot be swapped in, and every mutant without ``live``, is run
+    with the mutated module imported afresh.
+    """
     started = time.monotonic()
     counts: Counter[str] = Counter()
     lock = threading.Lock()
@@ -299,26 +357,23 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, workers: int, env
             counts[_counted(mutant, equivalents)] += 1
     if progress:
         progress(counts, len(mutants), 0.0)
-    pool: list[Worker] = []
-    free: list[Worker] = []
+    workers_of = _Workers({SESSION: [*tests, *PYTEST_OPTIONS, *pytest_args], PRELOAD: baseline.preload}, env)
 
     def one(mutant: Mutant) -> None:
-        with lock:
-            worker = free.pop() if free else None
-        if worker is None:
-            worker = Worker(baseline.preload, env)
-            with lock:
-                pool.append(worker)
         seconds = sum(baseline.tests[test]["seconds"] for test in mutant.tests)
         job = {"module": mutant.module, "path": str(mutant.path), "scopes": mutant.scopes,
                "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
                "timeout": timeout_scale * seconds + timeout_slack}
-        answer = worker.run(job)
+        answer = {"status": NOT_APPLICABLE, "detail": "fresh imports asked for"}
+        if live and not mutant.site.at_import:
+            answer = workers_of.run(SESSION, job)
+        mutant.applied = "swapped"
+        if answer["status"] == NOT_APPLICABLE:
+            answer, mutant.applied = workers_of.run(PRELOAD, job), "imported"
         mutant.status, mutant.detail = answer["status"], answer.get("detail", "")
         mutant.killed_by, mutant.seconds = answer.get("test"), answer.get("seconds", 0.0)
         mutant.kind = answer.get("kind", "")
         with lock:
-            free.append(worker)
             counts[_counted(mutant, equivalents)] += 1
             if progress:
                 progress(counts, len(mutants), time.monotonic() - started)
@@ -329,8 +384,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, workers: int, env
         with ThreadPoolExecutor(max_workers=max(1, workers)) as executor:
             list(executor.map(one, pending))  # in plan order: a report written mid-run has whole modules
     finally:
-        for worker in pool:
-            worker.close()
+        workers_of.close()
 
 
 def _counted(mutant: Mutant, equivalents: dict[str, Equivalent]) -> str:
@@ -493,7 +547,7 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                  progress: Progress | None = None, note: Callable[[str], None] = lambda line: None,
                  timeout_scale: float = TIMEOUT_SCALE, timeout_slack: float = TIMEOUT_SLACK_S,
                  checkpoint: Callable[[MutationReport], None] | None = None,
-                 checkpoint_every_s: float = 60.0) -> MutationReport:
+                 checkpoint_every_s: float = 60.0, live: bool = True) -> MutationReport:
     """The whole of ``pv mutate``: targets, first run, plan, mutant runs, report."""
     started = time.monotonic()
     equivalents = load_equivalents(equivalents_path)
@@ -520,8 +574,8 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                 last[0] = time.monotonic()
                 checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers))
 
-        run_mutants(mutants, baseline, workers, env, pytest_args, equivalents, progress, timeout_scale,
-                    timeout_slack, finished)
+        run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
+                    timeout_slack, finished, live)
     return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers)
 
 

@@ -1,17 +1,24 @@
-"""A mutant worker: a process that runs tests against one mutant at a time, forked per mutant.
+"""Mutant workers: processes that run tests against one mutant at a time, each in a forked child.
 
-Started as ``python -m pv.evidence.mutate_worker PRELOAD...``, it imports the
-named libraries once (the expensive ones, never the code under mutation), then
-reads one job per line of JSON on stdin and answers one line of JSON on stdout.
-Each job runs in a forked child, so no mutant outlives its run: the child
-installs an import hook that serves the mutated module (compiled in memory
-from the AST, never written to disk), runs pytest on the job's tests, stops at
-the first failure and reports it. A child still running at the job's timeout
-is killed with its process group; the timeout counts from the end of
-collection, so a slow start (imports under load) is not taken for a hang.
+Started as ``python -m pv.evidence.mutate_worker JOBS_FD ANSWERS_FD MODE ...``, a
+worker reads one job per line of JSON from ``JOBS_FD`` and answers one line of
+JSON on ``ANSWERS_FD``. Each job runs in a forked child, so no mutant outlives
+its run; a child still running at its deadline is killed with its process
+group. There are two modes:
 
-Job: ``{"module", "path", "scopes", "site", "tests", "timeout", "args"}``; answer:
-``{"status": "killed" | "survived" | "timeout" | "error", "detail", "test", "seconds"}``.
+- ``--session PYTEST_ARG...``: pytest collects the tests once; each child swaps
+  the mutated function into the imported code (:mod:`pv.evidence.mutate_live`)
+  and runs the job's tests in that collected session. The timeout counts from
+  the fork. This is the fast path, for every mutant inside a function body.
+- ``--preload MODULE...``: the worker imports the named libraries once (never
+  the code under mutation); each child installs an import hook that serves the
+  mutated module (compiled in memory from the AST, never written to disk) and
+  runs pytest afresh. The timeout counts from the end of collection, so a slow
+  start is not taken for a hang. This is the path of mutants that run at import.
+
+Both stop at the first failure. Job: ``{"module", "path", "scopes", "site",
+"tests", "timeout", "args"}``; answer: ``{"status": "killed" | "survived" |
+"timeout" | "error" | "not-applicable", "detail", "test", "kind", "seconds"}``.
 """
 
 from __future__ import annotations
@@ -26,14 +33,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
-from pv.evidence.mutate_ast import mutated_code
+from pv.evidence import mutate_live
+from pv.evidence.mutate_ast import mutated_code, sites
 
 
 class _MutantLoader(importlib.machinery.SourceFileLoader):
@@ -64,25 +72,12 @@ class MutantFinder(importlib.abc.MetaPathFinder):
 
 
 class _FirstFailure:
-    """pytest plugin: keeps the mutant's finder first on the import path; remembers the first failure."""
+    """pytest plugin: remembers the first failing test, how it failed and why."""
 
-    def __init__(self, finder: MutantFinder, started_path: str) -> None:
-        self.finder = finder
-        self.started_path = started_path
+    def __init__(self) -> None:
         self.test: str | None = None
         self.detail = ""
         self.kind = "error"
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_load_initial_conftests(self) -> None:
-        """After pytest installed its assertion-rewriting importer, before any conftest imports."""
-        if self.finder in sys.meta_path:
-            sys.meta_path.remove(self.finder)
-        sys.meta_path.insert(0, self.finder)
-
-    def pytest_collection_finish(self) -> None:
-        """Tell the waiting parent that the tests start now (their timeout counts from here)."""
-        Path(self.started_path).touch()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
@@ -103,66 +98,82 @@ class _FirstFailure:
             self.detail = f"collection failed: {_last_line(report.longreprtext)}"
 
 
+class _ImportedMutant(_FirstFailure):
+    """:class:`_FirstFailure` that also keeps the mutant's finder first on the import path."""
+
+    def __init__(self, finder: MutantFinder, started_path: str) -> None:
+        super().__init__()
+        self.finder = finder
+        self.started_path = started_path
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_load_initial_conftests(self) -> None:
+        """After pytest installed its assertion-rewriting importer, before any conftest imports."""
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        sys.meta_path.insert(0, self.finder)
+
+    def pytest_collection_finish(self) -> None:
+        """Tell the waiting parent that the tests start now (their timeout counts from here)."""
+        Path(self.started_path).touch()
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     wanted = [line for line in lines if line.startswith("E ")] or lines
     return wanted[0][:240] if wanted else ""
 
 
-def run_in_child(job: dict[str, Any], result_path: str, started_path: str) -> None:
-    """In the forked child: install the mutant, run pytest, write the outcome, exit."""
-    os.setpgid(0, 0)
-    _die_with_parent()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    outcome: dict[str, Any]
-    try:
-        if job["module"] in sys.modules:
-            raise RuntimeError(f"{job['module']} was imported before the mutant could be installed")
-        source = Path(job["path"]).read_text(encoding="utf-8")
-        code = mutated_code(source, job["site"], job["scopes"], job["path"])
-        failure = _FirstFailure(MutantFinder(job["module"], job["path"], code), started_path)
-        exit_code = int(pytest.main([*job["tests"], "-x", "-q", *job.get("args", [])],
-                                    plugins=[failure]))
-        if exit_code == 0:
-            outcome = {"status": "survived", "detail": "every selected test passed"}
-        elif exit_code in (1, 2, 3, 4):
-            outcome = {"status": "killed", "test": failure.test, "kind": failure.kind,
-                       "detail": failure.detail or f"pytest exit {exit_code}"}
-        else:
-            outcome = {"status": "error", "detail": f"pytest exited {exit_code} (no tests ran)"}
-    except BaseException as err:  # the child must always answer
-        outcome = {"status": "error", "detail": f"{type(err).__name__}: {err}"[:240]}
-    Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
-    os._exit(0)
+def _outcome(exit_code: int, failure: _FirstFailure) -> dict[str, Any]:
+    if exit_code == 0:
+        return {"status": "survived", "detail": "every selected test passed"}
+    if exit_code in (1, 2, 3, 4):
+        return {"status": "killed", "test": failure.test, "kind": failure.kind,
+                "detail": failure.detail or f"pytest exit {exit_code}"}
+    return {"status": "error", "detail": f"pytest exited {exit_code} (no tests ran)"}
+
+
+def _import_mutant(job: dict[str, Any], started_path: str) -> dict[str, Any]:
+    """In a child of a preloading worker: serve the mutated module through an import hook, run pytest."""
+    if job["module"] in sys.modules:
+        raise RuntimeError(f"{job['module']} was imported before the mutant could be installed")
+    source = Path(job["path"]).read_text(encoding="utf-8")
+    code = mutated_code(source, job["site"], job["scopes"], job["path"])
+    failure = _ImportedMutant(MutantFinder(job["module"], job["path"], code), started_path)
+    exit_code = int(pytest.main([*job["tests"], "-x", "-q", *job.get("args", [])], plugins=[failure]))
+    return _outcome(exit_code, failure)
 
 
 #: how long pytest may take to start and collect (imports included) before a mutant counts as hanging
 STARTUP_TIMEOUT_S = 300.0
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Fork a child for ``job`` and return its outcome; its tests get ``timeout`` seconds once collected."""
+def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool) -> dict[str, Any]:
+    """Run ``child(started_path)`` in a forked process and return the outcome it writes.
+
+    With ``startup``, the ``timeout`` counts from the moment the child creates ``started_path``
+    (pytest finished collecting), within :data:`STARTUP_TIMEOUT_S`; without, from the fork.
+    A child still running at its deadline is killed with its process group.
+    """
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pv-mutant-") as tmp:
         result_path, started_path = os.path.join(tmp, "result.json"), os.path.join(tmp, "started")
         pid = os.fork()
         if pid == 0:
-            run_in_child(job, result_path, started_path)
-        deadline, tests_started = started + STARTUP_TIMEOUT_S, False
-        status = None
+            _child_main(child, result_path, started_path)
+        deadline = started + (STARTUP_TIMEOUT_S if startup else timeout)
+        tests_started, status = not startup, None
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             if not tests_started and os.path.exists(started_path):
-                tests_started, deadline = True, time.monotonic() + float(job["timeout"])
-            time.sleep(0.02)
+                tests_started, deadline = True, time.monotonic() + timeout
+            time.sleep(0.01)
         else:
             _kill_group(pid)
             os.waitpid(pid, 0)
-            limit = f"its tests ran past {job['timeout']:.0f} s" if tests_started else (
+            limit = f"its tests ran past {timeout:.0f} s" if tests_started else (
                 f"pytest did not start its tests within {STARTUP_TIMEOUT_S:.0f} s")
             return {"status": "timeout", "detail": limit, "seconds": time.monotonic() - started}
         seconds = time.monotonic() - started
@@ -174,6 +185,26 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         _kill_group(pid)  # anything the tests left running
     outcome["seconds"] = seconds
     return outcome
+
+
+def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str) -> None:
+    """In the forked child: own process group, output to /dev/null, always answer, then exit."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        outcome = child(started_path)
+    except BaseException as err:  # the child must always answer
+        outcome = {"status": "error", "detail": f"{type(err).__name__}: {err}"[:240]}
+    Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
+    os._exit(0)
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Fork a child that imports the mutant afresh; its tests get ``timeout`` seconds once collected."""
+    return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True)
 
 
 def _die_with_parent() -> None:
@@ -194,18 +225,94 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def serve(preload: Sequence[str]) -> None:
-    """Import ``preload``, then answer jobs from stdin until it closes."""
+class SessionServer:
+    """pytest plugin of a session worker: once the tests are collected, it runs mutants instead.
+
+    Each job is run in a forked child of the collected session: the mutant is swapped into
+    the imported module (:mod:`pv.evidence.mutate_live`), or served by an import hook when
+    the module is not imported yet, and the job's tests run through pytest's own protocol,
+    stopping at the first failure. A mutant that cannot be swapped in is answered
+    ``not-applicable`` (the caller runs it in a preloading worker).
+    """
+
+    def __init__(self, jobs: TextIO, answers: TextIO) -> None:
+        self.jobs, self.answers = jobs, answers
+        self.served = False
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        items = {item.nodeid: item for item in session.items}
+        self.served = True
+        _answer(self.answers, {"ready": True, "tests": len(items)})
+        for line in self.jobs:
+            if line.strip():
+                job = json.loads(line)
+                _answer(self.answers, run_forked(lambda _: _run_live(job, items), float(job["timeout"]),
+                                                 startup=False))
+        return True
+
+
+def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, Any]:
+    """In a child of a session worker: apply the mutant to the imported code, run the job's tests."""
+    source = Path(job["path"]).read_text(encoding="utf-8")
+    if job["module"] not in sys.modules:  # no test imported it yet: serve the mutant when one does
+        sys.meta_path.insert(0, MutantFinder(job["module"], job["path"],
+                                             mutated_code(source, job["site"], job["scopes"], job["path"])))
+    else:
+        site = sites(source, job["scopes"], job["path"])[job["site"]]
+        try:
+            mutate_live.apply(job["path"], source, site, job["scopes"])
+        except mutate_live.NotApplicable as err:
+            return {"status": NOT_APPLICABLE, "detail": str(err)}
+    selected = [items[test] for test in job["tests"]]
+    failure = _FirstFailure()
+    selected[0].config.pluginmanager.register(failure, "pv-mutant-first-failure")
+    for position, item in enumerate(selected):
+        following = selected[position + 1] if position + 1 < len(selected) else None
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=following)
+        if failure.test is not None:
+            break
+    return _outcome(1 if failure.test is not None else 0, failure)
+
+
+#: the answer of a session worker for a mutant it cannot swap into the imported code
+NOT_APPLICABLE = "not-applicable"
+
+
+def _answer(stream: TextIO, data: dict[str, Any]) -> None:
+    stream.write(json.dumps(data) + "\n")
+    stream.flush()
+
+
+def serve_preloaded(jobs: TextIO, answers: TextIO, preload: Sequence[str]) -> None:
+    """Import ``preload``, then answer jobs (each imports the mutant afresh) until ``jobs`` closes."""
     for name in preload:
         try:
             importlib.import_module(name)
         except Exception:  # a library that cannot be preloaded is imported by the child instead
             pass
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
+    _answer(answers, {"ready": True})
+    for line in jobs:
         if line.strip():
-            print(json.dumps(run_job(json.loads(line))), flush=True)
+            _answer(answers, run_job(json.loads(line)))
+
+
+def serve_session(jobs: TextIO, answers: TextIO, pytest_args: Sequence[str]) -> None:
+    """Collect ``pytest_args`` once, then answer jobs in children of that session until ``jobs`` closes."""
+    server = SessionServer(jobs, answers)
+    exit_code = pytest.main([*pytest_args, "-q"], plugins=[server])
+    if not server.served:
+        _answer(answers, {"ready": False, "detail": f"pytest exited {int(exit_code)} before running tests"})
+
+
+def main(argv: Sequence[str]) -> None:
+    """``JOBS_FD ANSWERS_FD --preload MODULE...`` or ``JOBS_FD ANSWERS_FD --session PYTEST_ARG...``."""
+    jobs, answers = os.fdopen(int(argv[0]), "r", encoding="utf-8"), os.fdopen(int(argv[1]), "w", encoding="utf-8")
+    if argv[2] == "--session":
+        serve_session(jobs, answers, argv[3:])
+    else:
+        serve_preloaded(jobs, answers, argv[3:])
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    main(sys.argv[1:])
