@@ -106,7 +106,7 @@ def _live_functions(path: str, keys: set[CodeKey]) -> dict[CodeKey, list[Functio
     found: dict[CodeKey, list[FunctionType]] = {}
     same_file: dict[str, bool] = {}
     for obj in gc.get_objects():
-        if not isinstance(obj, FunctionType):
+        if type(obj) is not FunctionType:  # not isinstance: a proxy answering __class__ may warn
             continue
         code = obj.__code__
         key = (code.co_name, code.co_firstlineno)
