@@ -174,20 +174,20 @@ class Baseline:
 
 
 def first_run(tests: Sequence[str], files: Iterable[Path], pytest_args: Sequence[str], env: dict[str, str],
-              collect_only: bool = False) -> Baseline:
-    """Run ``tests`` once unmutated under the line tracer (or only collect them)."""
+              collect_only: bool = False, workers: int = 1) -> Baseline:
+    """Run ``tests`` once unmutated under the line tracer (in ``workers`` processes), or only collect them."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pv-mutate-") as tmp:
-        out = Path(tmp) / "coverage.json"
         run_env = {**env, mutate_coverage.FILES_ENV: json.dumps(sorted(str(f) for f in files)),
-                   mutate_coverage.OUT_ENV: str(out)}
-        command = [sys.executable, "-m", "pytest", *tests, "-q", *PYTEST_OPTIONS,
+                   mutate_coverage.OUT_ENV: tmp}
+        spread = ["-n", str(workers)] if workers > 1 and not collect_only else []
+        command = [sys.executable, "-m", "pytest", *tests, "-q", *PYTEST_OPTIONS, *spread,
                    "-p", "pv.evidence.mutate_coverage", *pytest_args, *(["--collect-only"] if collect_only else [])]
         proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
-        if not out.exists():
+        data = mutate_coverage.merged(Path(tmp))
+        if data is None:
             raise UserError(f"the first test run wrote no coverage (pytest exit {proc.returncode}):\n"
                             + (proc.stdout + proc.stderr)[-3000:])
-        data = json.loads(out.read_text(encoding="utf-8"))
     return Baseline(data["tests"], data["preload"], time.monotonic() - started, proc.returncode,
                     proc.stdout + proc.stderr)
 
@@ -563,7 +563,7 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                             + (f" under {', '.join(only)}" if only else ""))
         note(f"first run of {' '.join(tests)} under the line tracer "
              f"({', '.join(t.module for t in targets)})")
-        baseline = first_run(tests, [t.path for t in targets], pytest_args, env)
+        baseline = first_run(tests, [t.path for t in targets], pytest_args, env, workers=workers)
         mutants = plan(targets, baseline)
         note(f"{len(mutants)} mutants; {len(baseline.passed())} tests passed unmutated "
              f"({baseline.seconds:.0f} s); running with {workers} workers")

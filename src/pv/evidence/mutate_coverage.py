@@ -2,8 +2,9 @@
 
 Loaded with ``-p pv.evidence.mutate_coverage`` and configured by two
 environment variables: ``PV_MUTATE_FILES`` (a JSON list of the source files
-that will be mutated) and ``PV_MUTATE_COVERAGE`` (where the result goes). A
-line tracer (``sys.settrace``, only for frames of those files) records the
+that will be mutated) and ``PV_MUTATE_COVERAGE`` (a folder: each process that
+runs tests, pytest-xdist's workers included, writes ``<pid>.json`` there;
+:func:`merged` joins them). A line tracer (``sys.settrace``, only for frames of those files) records the
 lines each test runs, setup and teardown included. The result, as JSON::
 
     {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...]}},
@@ -104,7 +105,20 @@ class CoverageRecorder:
 
     def pytest_sessionfinish(self) -> None:
         data = {"tests": self.tests, "preload": _library_modules()}
-        self.out.write_text(json.dumps(data), encoding="utf-8")
+        (self.out / f"{os.getpid()}.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def merged(folder: Path) -> dict[str, Any] | None:
+    """The results of every process that wrote into ``folder`` (None when none did)."""
+    parts = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))]
+    if not parts:
+        return None
+    tests: dict[str, dict[str, Any]] = {}
+    for part in parts:  # a process that only collected, or only reported, has "not run" entries
+        for nodeid, entry in part["tests"].items():
+            if nodeid not in tests or tests[nodeid]["outcome"] == "not run":
+                tests[nodeid] = entry
+    return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]})}
 
 
 def _covers(item: pytest.Item) -> list[str]:
