@@ -514,8 +514,8 @@ def mutation_shortfall(section: dict[str, Any] | None, min_score: float) -> str 
     if section is None:
         return "no mutation evidence: the report has no mutation section"
     if section["status"] != "present":
-        where = section["report"] or "none configured"
-        return f"no mutation evidence ({where}: {section['reason']})"
+        where = f"{section['report']}: " if section["report"] else ""
+        return f"no mutation evidence ({where}{section['reason']})"
     if section["stale"]:
         return f"mutation report is stale: {', '.join(section['changed'])} changed since it was made"
     if not section["complete"]:
