@@ -9,6 +9,7 @@ copy of the mutated module, with the mutation report named by ``$PV_MUTATION_REP
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gate_testing import GitProject
+from gate_testing import REQUIRE, GitProject, contract_text, falsifier_source, write_project
+from pv.cli import main
 from pv.evidence import mutate
 from pv.evidence.integrity import add_checksum
 
@@ -114,8 +116,6 @@ def test_the_weak_suite_scores_below_one_and_records_what_it_judged(mutated: Pat
     assert 0 < data["score"] < 1 and data["complete"] is True and data["survived"] >= 1
     judged = data["judged"]
     assert [entry["path"] for entry in judged["sources"]] == ["calc.py"]
-    import hashlib
-
     assert judged["sources"][0]["sha256"] == hashlib.sha256(CALC.encode()).hexdigest()
     assert judged["equivalents"] == {"path": "mutants/equivalent.yaml",
                                      "sha256": hashlib.sha256(EQUIVALENTS.encode()).hexdigest()}
@@ -226,3 +226,30 @@ def test_the_release_takes_the_score_from_signed_reports_and_the_signature_cover
     edited.write_text(json.dumps(add_checksum(data)))  # a checksum anyone can recompute; the signature stays
     code, _, err = project.gate(capsys, "--release", edited, gpu)
     assert code == 2 and "signature" in err and "Refusing it" in err
+
+
+@pytest.mark.slow
+def test_pv_verify_embeds_the_mutation_report_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutated: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("PV_ROOT", "PV_PROFILES", "PV_MUTATION_REPORT"):
+        monkeypatch.delenv(name, raising=False)
+    contract = yaml.safe_load(contract_text(list(REQUIRE), REQUIRE))
+    score = score_of(mutated)
+    contract["qa_gate"]["min_mutation_score"] = score
+    write_project(tmp_path, {"syn-v1": yaml.safe_dump(contract, sort_keys=False)}, {})
+    (tmp_path / "falsifiers").mkdir()
+    write_project(tmp_path / "falsifiers", {}, {"test_ft_syn.py": falsifier_source("FT-A-001", mutants=False)})
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
+    shutil.copy(mutated / "calc.py", tmp_path / "calc.py")
+    shutil.copytree(mutated / "mutants", tmp_path / "mutants")
+    shutil.copy(mutated / "full.json", tmp_path / "mutation.json")
+    code = main(["verify", "--out", str(tmp_path / "out"), "--profile", str(tmp_path / "profiles" / "cpu.yaml"),
+                 "--mutation-report", "mutation.json"])
+    out, _ = capfd.readouterr()
+    assert code == 0, out
+    section = json.loads((tmp_path / "out" / "gate-report.json").read_text())["mutation"]
+    assert section["status"] == "present" and section["report"] == "mutation.json"
+    assert section["sha256"] == hashlib.sha256((mutated / "full.json").read_bytes()).hexdigest()
+    assert f"requirement: mutation score >= {score:g}: met, decided by {tmp_path / 'out'}" in out

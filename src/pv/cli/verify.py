@@ -103,8 +103,9 @@ def pytest_command(contracts: Path, falsifiers: Sequence[Path], out: Path, profi
     return command
 
 
-def run_child(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, int | None]:
-    """(exit status, stopping signal or None) of ``command`` run in its own process group.
+def run_child(command: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None) -> tuple[int, int | None]:
+    """(exit status, stopping signal or None) of ``command`` run in its own process group
+    (``env``: its environment, default ours).
 
     A stop signal (:data:`STOP_SIGNALS`) sent to this process ends the child's whole group
     (pytest and its xdist workers): SIGTERM, then SIGKILL after :data:`STOP_GRACE_SECONDS`,
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     with staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
         command = pytest_command(contracts, falsifiers, staging, args.profile, gpu, args.workers)
         sys.stdout.flush()
-        status, stopped = run_child(command, root, _child_env(args.mutation_report))
+        env = _child_env(args.mutation_report)
+        status, stopped = run_child(command, root) if env is None else run_child(command, root, env=env)
         if stopped is not None:
             name = signal.Signals(stopped).name
             print(f"pv verify: stopped by {name}; pytest and its workers were ended, no gate decided; "

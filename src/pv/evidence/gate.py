@@ -19,7 +19,9 @@ this version of the contract (same sha256):
   a missing run or an unshown vacuity check is never a pass, and a requirement
   that no accepted report can decide fails as "no evidence";
 - no falsifier of the contract failed, was vacuous or errored in any report;
-- every obligation with an executable check is ``proved`` or ``passed``.
+- every obligation with an executable check is ``proved`` or ``passed``;
+- with ``qa_gate.min_mutation_score``, a report's ``mutation`` section is
+  present, complete, not stale, and has at least that score.
 
 Scope: with ``release=True`` every requirement is decided, and all reports
 must come from one clean commit. Without it (``pv verify`` gates the profile
