@@ -159,8 +159,12 @@ def test_no_mutation_evidence_fails_a_gate_that_asks_for_a_score_only(
     require_score(project, 0.5)
     report = cpu_report(project, mutated, None, name="none")
     missing = project.cpu(name="missing", PV_MUTATION_REPORT=str(project.root / "reports" / "no-such.json"))
+    earlier = {k: v for k, v in json.loads((mutated / "full.json").read_text()).items() if k != "judged"}
+    (project.root / "reports" / "earlier.json").write_text(json.dumps(earlier))  # as an earlier pv mutate wrote
+    unjudged = project.cpu(name="unjudged", PV_MUTATION_REPORT=str(project.root / "reports" / "earlier.json"))
     for made, why in ((report, "no mutation report configured"),
-                      (missing, "reports/no-such.json: no such file")):
+                      (missing, "reports/no-such.json: no such file"),
+                      (unjudged, "reports/earlier.json: it records no files it judged")):
         code, out, _ = project.gate(capsys, made)
         assert code == 1
         assert f"- min_mutation_score 0.5: no mutation evidence ({why}" in out

@@ -313,6 +313,9 @@ def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
         data = json.loads(raw)
+        if isinstance(data, dict) and "mutants" in data and "judged" not in data:
+            return _absent(shown, "it records no files it judged (made by an earlier pv mutate); "
+                                  "run pv mutate again")
         judged = data["judged"]
         found = {key: int(data[key]) for key in _MUTATION_COUNTS}
         score = data["score"]
