@@ -15,9 +15,10 @@ Keys (paths are relative to the project folder)::
     profiles = ["profiles"]          # profile folders beside pv's built-in ones
     reports = "reports/local"        # where `pv verify` writes its reports
     trusted_keys = ["keys/ci.pub"]   # public key files whose signatures a gate accepts
+    mutation_report = "reports/mutate/all.json"  # a `pv mutate --format json` report for the gate report
 
 Environment variables override the file: ``$PV_CONTRACTS``, ``$PV_REPORTS`` (a
-path), ``$PV_MODULES``, ``$PV_FALSIFIERS``, ``$PV_PROFILES``, ``$PV_TRUSTED_KEYS``
+path), ``$PV_MUTATION_REPORT`` (a path), ``$PV_MODULES``, ``$PV_FALSIFIERS``, ``$PV_PROFILES``, ``$PV_TRUSTED_KEYS``
 (lists: comma-separated modules, ``os.pathsep``-separated paths). Command-line
 flags override both. The project folder goes first on ``sys.path`` once the
 configuration is activated, so the console script imports the project's code.
@@ -40,7 +41,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 PYPROJECT = "pyproject.toml"
 ROOT_ENV = "PV_ROOT"
-#: key -> (environment variable, kind); kind "path", "paths", "modules" or "module"
+#: key -> (environment variable, kind); kind "path", "paths", "modules", "module" or "optional-path"
 KEYS: dict[str, tuple[str, str]] = {
     "contracts": ("PV_CONTRACTS", "path"),
     "modules": ("PV_MODULES", "modules"),
@@ -49,6 +50,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "profiles": ("PV_PROFILES", "paths"),
     "reports": ("PV_REPORTS", "path"),
     "trusted_keys": ("PV_TRUSTED_KEYS", "paths"),
+    "mutation_report": ("PV_MUTATION_REPORT", "optional-path"),
 }
 DEFAULTS: dict[str, Any] = {
     "contracts": "contracts",
@@ -58,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "profiles": [],
     "reports": "reports/local",
     "trusted_keys": [],
+    "mutation_report": None,
 }
 
 
@@ -78,6 +81,8 @@ class Config:
     profiles: tuple[Path, ...] = ()
     reports: Path | None = None
     trusted_keys: tuple[Path, ...] = ()
+    #: the mutation report a gate report embeds (None: none configured)
+    mutation_report: Path | None = None
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -124,8 +129,8 @@ def _read_table(pyproject: Path) -> dict[str, Any] | None:
 
 def _check(value: Any, kind: str, where: str) -> Any:
     """``value`` of a key of kind ``kind``, as plain str / list of str; ConfigError naming ``where``."""
-    if kind in ("path", "module"):
-        if value is None and kind == "module":
+    if kind in ("path", "module", "optional-path"):
+        if value is None and kind in ("module", "optional-path"):
             return None
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
@@ -137,7 +142,7 @@ def _check(value: Any, kind: str, where: str) -> Any:
 
 def _from_env(name: str, kind: str) -> Any:
     text = os.environ[name]
-    if kind in ("path", "module"):
+    if kind in ("path", "module", "optional-path"):
         return _check(text.strip(), kind, f"${name}")
     separator = "," if kind == "modules" else os.pathsep
     return [part.strip() for part in text.split(separator) if part.strip()]
@@ -191,6 +196,7 @@ def load_config(start: Path | None = None, root: Path | str | None = None) -> Co
         profiles=tuple(path(p) for p in values["profiles"]),
         reports=path(values["reports"]),
         trusted_keys=tuple(path(p) for p in values["trusted_keys"]),
+        mutation_report=None if values["mutation_report"] is None else path(values["mutation_report"]),
         overridden=frozenset(overridden),
     )
 

@@ -4,8 +4,9 @@ Steps: (1) `pv validate` of the contracts; (2) pytest in a subprocess over the
 contracts (compiled obligation checks) and the falsifiers, each falsifier also
 run against its mutants (--pv-vacuity); on a machine without CUDA the tests
 marked `gpu` are deselected; (3) the gate report (JSON), JUnit XML and a
-Markdown summary in the output folder; (4) the gate for the active profile,
-printed as a table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
+Markdown summary in the output folder; the gate report embeds the mutation
+evidence of `[tool.pv] mutation_report` (or --mutation-report); (4) the gate
+for the active profile, printed as a table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
 
 The reports are written into a new folder beside the output folder, which
 replaces it whole at the end (:mod:`pv._util.folders`): an interrupted or broken
@@ -51,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: [tool.pv] reports of the project)")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="hardware profile (default: detected from the machine)")
+    parser.add_argument("--mutation-report", metavar="FILE", type=Path, default=None,
+                        help="a `pv mutate --format json` report to embed as the gate report's mutation "
+                             "evidence (default: [tool.pv] mutation_report)")
     parser.add_argument("-n", "--workers", metavar="N", default=None,
                         help="run pytest with N xdist workers (a number or 'auto')")
 
@@ -99,14 +103,15 @@ def pytest_command(contracts: Path, falsifiers: Sequence[Path], out: Path, profi
     return command
 
 
-def run_child(command: Sequence[str], cwd: Path) -> tuple[int, int | None]:
-    """(exit status, stopping signal or None) of ``command`` run in its own process group.
+def run_child(command: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None) -> tuple[int, int | None]:
+    """(exit status, stopping signal or None) of ``command`` run in its own process group
+    (``env``: its environment, default ours).
 
     A stop signal (:data:`STOP_SIGNALS`) sent to this process ends the child's whole group
     (pytest and its xdist workers): SIGTERM, then SIGKILL after :data:`STOP_GRACE_SECONDS`,
     so that nothing is left to write into the output folder later.
     """
-    child = subprocess.Popen(list(command), cwd=cwd, start_new_session=True)
+    child = subprocess.Popen(list(command), cwd=cwd, env=env, start_new_session=True)
     stopped: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -141,6 +146,13 @@ def _signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _child_env(mutation_report: Path | None) -> dict[str, str] | None:
+    """The pytest run's environment: ours, with ``--mutation-report`` as ``$PV_MUTATION_REPORT`` (None: ours)."""
+    if mutation_report is None:
+        return None
+    return {**os.environ, "PV_MUTATION_REPORT": str(mutation_report.resolve())}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     with staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
         command = pytest_command(contracts, falsifiers, staging, args.profile, gpu, args.workers)
         sys.stdout.flush()
-        status, stopped = run_child(command, root)
+        env = _child_env(args.mutation_report)
+        status, stopped = run_child(command, root) if env is None else run_child(command, root, env=env)
         if stopped is not None:
             name = signal.Signals(stopped).name
             print(f"pv verify: stopped by {name}; pytest and its workers were ended, no gate decided; "

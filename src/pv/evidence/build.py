@@ -7,12 +7,15 @@ times (``created``, ``duration_s``) and the checksum and signature over them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pv.evidence.contracts import ContractInfo
+from pv.evidence.contracts import ContractInfo, shown_path
 from pv.evidence.records import (
     ERROR,
     FAILED,
@@ -273,6 +276,80 @@ def obligation_entries(
     return entries
 
 
+# --- mutation evidence --------------------------------------------------------------------
+
+#: what a present ``mutation`` section copies from the ``pv mutate --format json`` report
+_MUTATION_COUNTS = ("killed", "survived", "timeout")
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _absent(report: str | None, reason: str) -> dict[str, Any]:
+    return {"status": "absent", "report": report, "reason": reason}
+
+
+def _changed(judged: dict[str, Any], root: Path) -> list[str]:
+    """The judged files (sources, then the equivalents file) whose bytes now differ, or that are gone."""
+    files = [*judged["sources"], judged["equivalents"]]
+    return [str(entry["path"]) for entry in files if _sha256_of(root / entry["path"]) != entry["sha256"]]
+
+
+def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:
+    """The ``mutation`` section: what the ``pv mutate --format json`` report at ``path`` found, its sha256,
+    and whether the files it judged (paths relative to ``root``) are still those bytes (``stale``).
+
+    No report configured, or one that cannot be read, is recorded as ``absent`` with the reason: a gate
+    that asks for a score (``qa_gate.min_mutation_score``) fails on it, others do not care.
+    """
+    if path is None:
+        return _absent(None, "no mutation report configured ([tool.pv] mutation_report, "
+                             "pv verify --mutation-report)")
+    shown = shown_path(path, root)
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+        if isinstance(data, dict) and "mutants" in data and "judged" not in data:
+            return _absent(shown, "it records no files it judged (made by an earlier pv mutate); "
+                                  "run pv mutate again")
+        judged = data["judged"]
+        found = {key: int(data[key]) for key in _MUTATION_COUNTS}
+        score = data["score"]
+        equivalent = len(data["equivalent"])
+        complete = data["complete"] is True
+        changed = _changed(judged, root)
+    except FileNotFoundError:
+        return _absent(shown, "no such file (run pv mutate --format json -o FILE)")
+    except OSError as err:
+        return _absent(shown, f"cannot read it: {err.strerror or err}")
+    except (ValueError, KeyError, TypeError) as err:
+        return _absent(shown, f"not a report of pv mutate --format json (with the files it judged): "
+                              f"{type(err).__name__}: {err}")
+    return {
+        "status": "present",
+        "report": shown,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "score": None if score is None else float(score),
+        **found,
+        "equivalent": equivalent,
+        "complete": complete,
+        "stale": bool(changed),
+        "changed": changed,
+    }
+
+
+def configured_mutation() -> dict[str, Any]:
+    """The ``mutation`` section from the project's ``[tool.pv] mutation_report`` (``$PV_MUTATION_REPORT``)."""
+    from pv._util.config import load_config
+
+    config = load_config()
+    return mutation_entry(config.mutation_report, config.root or Path.cwd())
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -314,8 +391,12 @@ def build_report(
     session: dict[str, Any],
     profile: dict[str, Any],
     environment: dict[str, Any],
+    mutation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole report, without checksum or signature (``pv.evidence.integrity``, ``pv.evidence.signing``)."""
+    """The whole report, without checksum or signature (``pv.evidence.integrity``, ``pv.evidence.signing``).
+
+    ``mutation``: the ``mutation`` section (:func:`mutation_entry`; default: :func:`configured_mutation`).
+    """
     return {
         "format": FORMAT,
         "created": created,
@@ -325,4 +406,5 @@ def build_report(
         "contracts": [c.to_json() for c in contracts],
         "falsifiers": falsifier_entries(records, collection, contracts, selection),
         "obligations": obligation_entries(records, contracts),
+        "mutation": configured_mutation() if mutation is None else mutation,
     }

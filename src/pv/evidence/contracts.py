@@ -24,6 +24,8 @@ class ContractInfo:
     obligations: list[str]
     checked_obligations: list[str]
     compile_error: str | None
+    #: ``qa_gate.min_mutation_score``: the least mutation score the gate accepts (None: it asks for none)
+    min_mutation_score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,7 +52,18 @@ def _requirements(data: dict[str, Any], path: str) -> list[Requirement]:
     return found
 
 
-def _relative(path: Path, root: Path) -> str:
+def _min_mutation_score(gate: Any, path: str) -> float | None:
+    """``qa_gate.min_mutation_score``, or None when the gate asks for no mutation score."""
+    value = gate.get("min_mutation_score") if isinstance(gate, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(f"{path}: qa_gate.min_mutation_score: expected a number in 0..1, got {value!r}")
+    return float(value)
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (POSIX form) when it is below it, else as given."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -81,7 +94,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
     for path in collect_paths([folder]):
         doc = load_document(path)
         data = doc.data if isinstance(doc.data, dict) else {}
-        shown = _relative(Path(doc.path), root)
+        shown = shown_path(Path(doc.path), root)
         gate = data.get("qa_gate")
         obligations, checked, error = _obligations(doc)
         contracts.append(ContractInfo(
@@ -94,6 +107,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
             obligations=obligations,
             checked_obligations=checked,
             compile_error=error,
+            min_mutation_score=_min_mutation_score(gate, shown),
         ))
     _refuse_repeated_names(contracts)
     return contracts

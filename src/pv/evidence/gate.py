@@ -19,7 +19,9 @@ this version of the contract (same sha256):
   a missing run or an unshown vacuity check is never a pass, and a requirement
   that no accepted report can decide fails as "no evidence";
 - no falsifier of the contract failed, was vacuous or errored in any report;
-- every obligation with an executable check is ``proved`` or ``passed``.
+- every obligation with an executable check is ``proved`` or ``passed``;
+- with ``qa_gate.min_mutation_score``, a report's ``mutation`` section is
+  present, complete, not stale, and has at least that score.
 
 Scope: with ``release=True`` every requirement is decided, and all reports
 must come from one clean commit. Without it (``pv verify`` gates the profile
@@ -297,6 +299,17 @@ class RequirementResult:
 
 
 @dataclass
+class MutationResult:
+    """How ``qa_gate.min_mutation_score`` fared, and which report decided it."""
+
+    min_score: float
+    met: bool
+    detail: str
+    #: the report that met it, or whose mutation section failed it (None: no single report decides it)
+    report: str | None = None
+
+
+@dataclass
 class ContractGate:
     """The gate of one contract: its verdict, the reasons for it, and what it rests on."""
 
@@ -308,6 +321,8 @@ class ContractGate:
     notes: list[str] = field(default_factory=list)
     requirements: list[RequirementResult] = field(default_factory=list)
     obligations: dict[str, Status] = field(default_factory=dict)
+    #: the result of ``qa_gate.min_mutation_score`` (None: the gate asks for no mutation score)
+    mutation: MutationResult | None = None
 
     def fail(self, reason: str) -> None:
         """Fail the gate for ``reason`` (reasons accumulate)."""
@@ -487,6 +502,54 @@ def _gate_requirements(gate: ContractGate, contract: ContractInfo, own: Sequence
                   f"(they name {', '.join(named)}), so these reports decide nothing of it")
 
 
+def score_text(score: float) -> str:
+    """A mutation score as the gate prints it: at most four decimals, no trailing zeros."""
+    return f"{round(score, 4):g}"
+
+
+def mutation_shortfall(section: dict[str, Any] | None, min_score: float) -> str | None:
+    """Why a report's ``mutation`` section does not show a score of at least ``min_score`` (None: it does).
+
+    The section must be present, judge the files as they are (not stale), come from a finished run
+    (complete) and have a score, at least ``min_score``.
+    """
+    if section is None:
+        return "no mutation evidence: the report has no mutation section"
+    if section["status"] != "present":
+        where = f"{section['report']}: " if section["report"] else ""
+        return f"no mutation evidence ({where}{section['reason']})"
+    if section["stale"]:
+        return f"mutation report is stale: {', '.join(section['changed'])} changed since it was made"
+    if not section["complete"]:
+        return f"mutation report {section['report']} is incomplete: written while pv mutate was still running"
+    score = section["score"]
+    if score is None:
+        return f"mutation report {section['report']} decides no mutant (no score)"
+    if score < min_score:
+        return f"score {score_text(score)} < {score_text(min_score)} in {section['report']}"
+    return None
+
+
+def _mutation_met(section: dict[str, Any], min_score: float) -> str:
+    counts = ", ".join(f"{section[key]} {key}" for key in ("killed", "survived", "timeout", "equivalent"))
+    return f"score {score_text(section['score'])} >= {score_text(min_score)} in {section['report']} ({counts})"
+
+
+def _mutation(min_score: float, reports: Sequence[Report]) -> MutationResult:
+    """``qa_gate.min_mutation_score``: met by the first report whose mutation section shows it."""
+    shortfalls = []
+    for report in reports:
+        section = report.data.get("mutation")
+        shortfall = mutation_shortfall(section, min_score)
+        if shortfall is None:
+            return MutationResult(min_score, True, _mutation_met(section, min_score), report.path)
+        shortfalls.append((report, shortfall))
+    if len(shortfalls) == 1:
+        report, shortfall = shortfalls[0]
+        return MutationResult(min_score, False, shortfall, report.path)
+    return MutationResult(min_score, False, "; ".join(f"{r.path}: {why}" for r, why in shortfalls))
+
+
 def _gate_contract(
     contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None
 ) -> ContractGate:
@@ -496,6 +559,10 @@ def _gate_contract(
         gate.fail("no evidence: no accepted report covers this version of the contract")
         return gate
     _gate_requirements(gate, contract, own, scope)
+    if contract.min_mutation_score is not None:
+        gate.mutation = _mutation(contract.min_mutation_score, own)
+        if not gate.mutation.met:
+            gate.fail(f"min_mutation_score {score_text(contract.min_mutation_score)}: {gate.mutation.detail}")
     gate.notes += _unrequired_notes(contract, own)
     if contract.compile_error:
         gate.fail(f"the contract's checks do not compile: {contract.compile_error}")

@@ -54,8 +54,18 @@ def _decided_by(result: "RequirementResult") -> str:
     return f"{result.falsifier} on {profiles}: unmet, {decided}"
 
 
+def _mutation_decided_by(gate: "ContractGate") -> list[str]:
+    """The mutation score line of a gate that asks for one (empty: it asks for none)."""
+    result = gate.mutation
+    if result is None:
+        return []
+    decided = f"decided by {result.report}" if result.report else "no report decides it"
+    return [f"mutation score >= {result.min_score:g}: {'met' if result.met else 'unmet'}, {decided}"]
+
+
 def _requirement_lines(gate: "ContractGate") -> list[str]:
-    return [f"    requirement: {_decided_by(r)}" for r in gate.requirements]
+    lines = [f"    requirement: {_decided_by(r)}" for r in gate.requirements]
+    return lines + [f"    requirement: {line}" for line in _mutation_decided_by(gate)]
 
 
 def format_text(decision: "GateDecision") -> str:
@@ -93,7 +103,8 @@ def format_markdown(decision: "GateDecision") -> str:
     lines += ["", "| contract | gate | verdict | why | requirements |", "|---|---|---|---|---|"]
     for gate in decision.gates:
         why = "<br>".join(_md(r) for r in gate.reasons) or "-"
-        decided = "<br>".join(_md(_decided_by(r)) for r in gate.requirements) or "-"
+        decided = [_decided_by(r) for r in gate.requirements] + _mutation_decided_by(gate)
+        decided = "<br>".join(_md(line) for line in decided) or "-"
         lines.append(f"| {gate.contract} | {gate.gate or '-'} | {gate.verdict.upper()} | {why} | {decided} |")
     notes = [f"- {gate.contract}: {_md(n)}" for gate in decision.gates for n in gate.notes]
     if notes:

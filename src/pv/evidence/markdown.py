@@ -20,6 +20,17 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counter.items())) or "none"
 
 
+def _mutation_line(section: dict[str, Any] | None) -> str:
+    if section is None or section["status"] != "present":
+        return f"Mutation evidence: none ({_cell(section['reason']) if section else 'not recorded'})."
+    score = "-" if section["score"] is None else f"{section['score']:.3f}"
+    state = ", ".join(word for word, on in (("stale", section["stale"]), ("incomplete", not section["complete"]))
+                      if on)
+    return (f"Mutation score {score} (`{section['report']}`: {section['killed']} killed, {section['survived']} "
+            f"survived, {section['timeout']} timeout, {section['equivalent']} equivalent)"
+            + (f"; {state}." if state else "."))
+
+
 def session_markdown(report: dict[str, Any]) -> str:
     """Headline, one row per falsifier, obligation counts, and why anything did not pass."""
     session, env, profile = report["session"], report["environment"], report["profile"]
@@ -46,7 +57,7 @@ def session_markdown(report: dict[str, Any]) -> str:
             f"{len(entry['tests'])} | {killed}/{len(entry['mutants'])} | {entry['duration_s']:.2f} |"
         )
     obligations = Counter(entry["status"] for entry in report["obligations"])
-    lines += ["", f"Obligations: {_counts(obligations)}."]
+    lines += ["", f"Obligations: {_counts(obligations)}.", "", _mutation_line(report.get("mutation"))]
     problems = [e for e in report["falsifiers"] if e["status"] != FalsifierStatus.PASSED]
     problems_ob = [e for e in report["obligations"] if e["checked"] and not Status(e["status"]).is_success]
     if problems or problems_ob:

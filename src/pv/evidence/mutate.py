@@ -432,11 +432,17 @@ class MutationReport:
         failed = [t for t, e in self.baseline.tests.items() if e["outcome"] == "failed"]
         return [f"{test}: fails unmutated (not used to kill mutants)" for test in failed]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, root: Path | None = None, equivalents_path: Path | None = None) -> dict[str, Any]:
+        """The report as plain data; ``judged`` names the files it judged, paths relative to ``root``.
+
+        ``root``: the project folder (default: the working directory, as ``pv mutate`` runs);
+        ``equivalents_path``: the reviewed equivalents file (default: ``mutants/equivalent.yaml``).
+        """
         counts = self.counts()
         modules = sorted({m.module for m in self.mutants})
         return {
             "tool": f"pv {__version__}",
+            "judged": judged_files(self.mutants, root or Path.cwd(), equivalents_path),
             "complete": counts[NOT_RUN] == 0,
             "not_run": counts[NOT_RUN],
             "killed": counts[KILLED], "survived": counts[SURVIVED], "timeout": counts[TIMEOUT],
@@ -465,6 +471,35 @@ class MutationReport:
     def table(self) -> str:
         """The report as text (see :func:`format_table`)."""
         return format_table(self.to_json())
+
+
+#: the equivalents file ``pv mutate`` reads unless told otherwise, relative to the project folder
+DEFAULT_EQUIVALENTS_FILE = Path("mutants/equivalent.yaml")
+
+
+def judged_files(mutants: Sequence[Mutant], root: Path, equivalents_path: Path | None) -> dict[str, Any]:
+    """Path (relative to ``root`` where it is below it) and sha256 of every mutated source file and of the
+    equivalents file (sha256 None when there is none): a later reader can tell whether the score still
+    describes the code."""
+    import hashlib
+
+    root = root.resolve()
+
+    def entry(path: Path) -> dict[str, Any]:
+        path = (root / path).resolve()
+        try:
+            shown = path.relative_to(root).as_posix()
+        except ValueError:
+            shown = path.as_posix()
+        try:
+            digest: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        return {"path": shown, "sha256": digest}
+
+    sources = sorted({m.path for m in mutants})
+    return {"sources": [entry(path) for path in sources],
+            "equivalents": entry(equivalents_path or DEFAULT_EQUIVALENTS_FILE)}
 
 
 def _score_text(score: float | None) -> str:
