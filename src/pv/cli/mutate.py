@@ -139,7 +139,7 @@ def _rescore(args: argparse.Namespace) -> int:
         data["mutants"], data["modules"]  # noqa: B018 - the keys a report has
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{args.rescore}: not a report of pv mutate --format json ({err})") from None
-    judged = mutate.rescore(data, mutate.load_equivalents(args.equivalents))
+    judged = mutate.rescore(data, mutate.load_equivalents(args.equivalents), args.equivalents)
     text = json.dumps(judged, indent=1) if args.format == "json" else mutate.format_table(judged)
     if args.output:
         write_atomic(args.output, text + "\n")

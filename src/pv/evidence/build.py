@@ -295,7 +295,7 @@ def _absent(report: str | None, reason: str) -> dict[str, Any]:
 
 def _changed(judged: dict[str, Any], root: Path) -> list[str]:
     """The judged files (sources, then the equivalents file) whose bytes now differ, or that are gone."""
-    files = [*judged["sources"], judged["equivalents"]]
+    files = [*judged["sources"], *([judged["equivalents"]] if "equivalents" in judged else [])]
     return [str(entry["path"]) for entry in files if _sha256_of(root / entry["path"]) != entry["sha256"]]
 
 

@@ -29,6 +29,7 @@ mutation (test models built once by unmutated code).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -401,6 +402,8 @@ class MutationReport:
     baseline: Baseline
     wall_seconds: float
     workers: int
+    #: what the run judged (:func:`judged_files`), taken before any mutant ran
+    judged: dict[str, Any] = field(default_factory=dict)
 
     def status(self, mutant: Mutant) -> str:
         return _counted(mutant, self.equivalents)
@@ -432,17 +435,13 @@ class MutationReport:
         failed = [t for t, e in self.baseline.tests.items() if e["outcome"] == "failed"]
         return [f"{test}: fails unmutated (not used to kill mutants)" for test in failed]
 
-    def to_json(self, root: Path | None = None, equivalents_path: Path | None = None) -> dict[str, Any]:
-        """The report as plain data; ``judged`` names the files it judged, paths relative to ``root``.
-
-        ``root``: the project folder (default: the working directory, as ``pv mutate`` runs);
-        ``equivalents_path``: the reviewed equivalents file (default: ``mutants/equivalent.yaml``).
-        """
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data (``judged``: the files it judged, with their sha256)."""
         counts = self.counts()
         modules = sorted({m.module for m in self.mutants})
         return {
             "tool": f"pv {__version__}",
-            "judged": judged_files(self.mutants, root or Path.cwd(), equivalents_path),
+            "judged": self.judged,
             "complete": counts[NOT_RUN] == 0,
             "not_run": counts[NOT_RUN],
             "killed": counts[KILLED], "survived": counts[SURVIVED], "timeout": counts[TIMEOUT],
@@ -473,33 +472,28 @@ class MutationReport:
         return format_table(self.to_json())
 
 
-#: the equivalents file ``pv mutate`` reads unless told otherwise, relative to the project folder
-DEFAULT_EQUIVALENTS_FILE = Path("mutants/equivalent.yaml")
-
-
-def judged_files(mutants: Sequence[Mutant], root: Path, equivalents_path: Path | None) -> dict[str, Any]:
+def judged_files(sources: Iterable[Path], root: Path, equivalents_path: Path | None) -> dict[str, Any]:
     """Path (relative to ``root`` where it is below it) and sha256 of every mutated source file and of the
-    equivalents file (sha256 None when there is none): a later reader can tell whether the score still
+    equivalents file (sha256 None when it does not exist): a later reader can tell whether the score still
     describes the code."""
-    import hashlib
+    judged: dict[str, Any] = {"sources": [_judged_file(path, root) for path in sorted(set(sources))]}
+    if equivalents_path is not None:
+        judged["equivalents"] = _judged_file(equivalents_path, root)
+    return judged
 
+
+def _judged_file(path: Path, root: Path) -> dict[str, Any]:
     root = root.resolve()
-
-    def entry(path: Path) -> dict[str, Any]:
-        path = (root / path).resolve()
-        try:
-            shown = path.relative_to(root).as_posix()
-        except ValueError:
-            shown = path.as_posix()
-        try:
-            digest: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            digest = None
-        return {"path": shown, "sha256": digest}
-
-    sources = sorted({m.path for m in mutants})
-    return {"sources": [entry(path) for path in sources],
-            "equivalents": entry(equivalents_path or DEFAULT_EQUIVALENTS_FILE)}
+    path = (root / path).resolve()
+    try:
+        shown = path.relative_to(root).as_posix()
+    except ValueError:
+        shown = path.as_posix()
+    try:
+        digest: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"path": shown, "sha256": digest}
 
 
 def _score_text(score: float | None) -> str:
@@ -539,8 +533,13 @@ def format_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent]) -> dict[str, Any]:
-    """A report of ``pv mutate --format json`` judged again under a (newly reviewed) equivalents file."""
+def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
+            equivalents_path: Path | None = None) -> dict[str, Any]:
+    """A report of ``pv mutate --format json`` judged again under a (newly reviewed) equivalents file.
+
+    With ``equivalents_path`` (that file, relative to the working directory), the report's ``judged``
+    entry names it and its sha256 in place of the file of the first run.
+    """
     mutants = []
     for entry in data["mutants"]:
         ran = entry.get("ran_as", entry["status"])  # what the run found, before any equivalents
@@ -574,7 +573,13 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent]) -> dict[st
             "equivalent": [{"key": m["key"], "change": m["change"], "reason": equivalents[m["key"]].reason}
                            for m in mutants if m["status"] == EQUIVALENT],
             "modules": [row_of(module) for module in sorted(order)], "stale_equivalents": stale,
-            "mutants": mutants}
+            "mutants": mutants, **_rejudged(data, equivalents_path)}
+
+
+def _rejudged(data: dict[str, Any], equivalents_path: Path | None) -> dict[str, Any]:
+    if equivalents_path is None or not isinstance(data.get("judged"), dict):
+        return {}
+    return {"judged": {**data["judged"], "equivalents": _judged_file(equivalents_path, Path.cwd())}}
 
 
 def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, only: Sequence[str] = (),
@@ -598,6 +603,7 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                             + (f" under {', '.join(only)}" if only else ""))
         note(f"first run of {' '.join(tests)} under the line tracer "
              f"({', '.join(t.module for t in targets)})")
+        judged = judged_files([t.path for t in targets], root, equivalents_path)
         baseline = first_run(tests, [t.path for t in targets], pytest_args, env, workers=workers)
         mutants = plan(targets, baseline)
         note(f"{len(mutants)} mutants; {len(baseline.passed())} tests passed unmutated "
@@ -607,11 +613,11 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         def finished(mutant: Mutant) -> None:
             if checkpoint and time.monotonic() - last[0] >= checkpoint_every_s:
                 last[0] = time.monotonic()
-                checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers))
+                checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers, judged))
 
         run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
                     timeout_slack, finished, live)
-    return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers)
+    return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers, judged)
 
 
 def report_problems(report: MutationReport, min_score: float | None) -> list[str]:
