@@ -72,10 +72,12 @@ SESSION, PRELOAD = "--session", "--preload"
 
 @dataclass
 class Target:
-    """One module to mutate and the scopes of it that are mutated (``""``: all of it)."""
+    """One module to mutate, its source as read once at the start, and the scopes of it that are mutated
+    (``""``: all of it). Every mutant is made from that text, whatever happens to the file later."""
 
     module: str
     path: Path
+    source: str
     scopes: set[str] = field(default_factory=set)
 
 
@@ -119,10 +121,11 @@ def resolve_targets(scopes: Iterable[str], root: Path, only: Sequence[str] = ())
         if only and not any(module == prefix or module.startswith(prefix + ".") for prefix in only):
             continue
         if module not in targets:
-            targets[module] = Target(module, module_path(module, root))
+            path = module_path(module, root)
+            targets[module] = Target(module, path, path.read_text(encoding="utf-8"))
         target = targets[module]
         if qualname:
-            names = defined_names(target.path.read_text(encoding="utf-8"), str(target.path))
+            names = defined_names(target.source, str(target.path))
             if qualname not in names:
                 raise UserError(f"cannot mutate {scope!r}: {target.path} defines no {qualname!r}")
         target.scopes.add(qualname)
@@ -214,6 +217,8 @@ class Mutant:
     seconds: float = 0.0
     #: how it was applied: "swapped" into a collected session, or "imported" afresh ("": not run)
     applied: str = ""
+    #: the module's text the mutant is made from (read once when the run started)
+    source: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "module": self.module, "scope": self.site.scope, "operator": self.site.operator,
@@ -235,10 +240,9 @@ def plan(targets: Sequence[Target], baseline: Baseline) -> list[Mutant]:
     passed = sorted(baseline.passed(), key=lambda test: baseline.tests[test]["seconds"])
     mutants = []
     for target in targets:
-        source = target.path.read_text(encoding="utf-8")
         scopes = sorted(target.scopes)
         path = str(target.path)
-        for site in sites(source, scopes, path):
+        for site in sites(target.source, scopes, path):
             span = set(range(site.line, site.end_line + 1))
             chosen = []
             for test in passed:
@@ -248,7 +252,8 @@ def plan(targets: Sequence[Target], baseline: Baseline) -> list[Mutant]:
                     continue
                 if site.at_import or span.intersection(lines):
                     chosen.append(test)
-            mutants.append(Mutant(f"{target.module}:{site.key}", target.module, target.path, scopes, site, chosen))
+            mutants.append(Mutant(f"{target.module}:{site.key}", target.module, target.path, scopes, site, chosen,
+                                  source=target.source))
     return mutants
 
 
@@ -362,7 +367,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
 
     def one(mutant: Mutant) -> None:
         seconds = sum(baseline.tests[test]["seconds"] for test in mutant.tests)
-        job = {"module": mutant.module, "path": str(mutant.path), "scopes": mutant.scopes,
+        job = {"module": mutant.module, "path": str(mutant.path), "source": mutant.source, "scopes": mutant.scopes,
                "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
                "timeout": timeout_scale * seconds + timeout_slack}
         answer = {"status": NOT_APPLICABLE, "detail": "fresh imports asked for"}
@@ -404,6 +409,8 @@ class MutationReport:
     workers: int
     #: what the run judged (:func:`judged_files`), taken before any mutant ran
     judged: dict[str, Any] = field(default_factory=dict)
+    #: judged files whose bytes changed while the run went on (the report describes the text read at the start)
+    changed: list[str] = field(default_factory=list)
 
     def status(self, mutant: Mutant) -> str:
         return _counted(mutant, self.equivalents)
@@ -617,12 +624,17 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
 
         run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
                     timeout_slack, finished, live)
-    return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers, judged)
+    now = judged_files([t.path for t in targets], root, equivalents_path)
+    changed = [then["path"] for then, later in zip(judged["sources"], now["sources"]) if then != later]
+    changed += [now["equivalents"]["path"]] if judged.get("equivalents") != now.get("equivalents") else []
+    return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers, judged, changed)
 
 
 def report_problems(report: MutationReport, min_score: float | None) -> list[str]:
     """Why the run fails (empty: it passes): a score under the minimum, stale equivalents, broken tests."""
     problems = report.stale_equivalents() + report.baseline_problems()
+    problems += [f"{path} changed while pv mutate ran: run it again on files that stay put"
+                 for path in report.changed]
     if not report.baseline.passed():
         problems.append("no test passed unmutated: nothing can kill a mutant")
     score = report.score_of(report.counts())

@@ -16,7 +16,7 @@ group. There are two modes:
   runs pytest afresh. The timeout counts from the end of collection, so a slow
   start is not taken for a hang. This is the path of mutants that run at import.
 
-Both stop at the first failure. Job: ``{"module", "path", "scopes", "site",
+Both stop at the first failure. Job: ``{"module", "path", "source", "scopes", "site",
 "tests", "timeout", "args"}``; answer: ``{"status": "killed" | "survived" |
 "timeout" | "error" | "not-applicable", "detail", "test", "kind", "seconds"}``.
 """
@@ -137,7 +137,7 @@ def _import_mutant(job: dict[str, Any], started_path: str) -> dict[str, Any]:
     """In a child of a preloading worker: serve the mutated module through an import hook, run pytest."""
     if job["module"] in sys.modules:
         raise RuntimeError(f"{job['module']} was imported before the mutant could be installed")
-    source = Path(job["path"]).read_text(encoding="utf-8")
+    source = job["source"]
     code = mutated_code(source, job["site"], job["scopes"], job["path"])
     failure = _ImportedMutant(MutantFinder(job["module"], job["path"], code), started_path)
     exit_code = int(pytest.main([*job["tests"], "-x", "-q", *job.get("args", [])], plugins=[failure]))
@@ -254,7 +254,7 @@ class SessionServer:
 
 def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, Any]:
     """In a child of a session worker: apply the mutant to the imported code, run the job's tests."""
-    source = Path(job["path"]).read_text(encoding="utf-8")
+    source = job["source"]
     if job["module"] not in sys.modules:  # no test imported it yet: serve the mutant when one does
         sys.meta_path.insert(0, MutantFinder(job["module"], job["path"],
                                              mutated_code(source, job["site"], job["scopes"], job["path"])))
