@@ -769,3 +769,29 @@ def _rows_wrong_axis(mp: pytest.MonkeyPatch) -> None:
 # --- data-parallel training, checkpoints and resume: registered by their own module -----------------
 
 import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)
+
+
+# --- distill.vocab: the other tokenizer keys and the embedding rows ---------------------------------
+
+
+@mutant("vocab-one-sided-keys-ignored", "a tokenizer key that only one of the two files has is not listed as differing")
+def _one_sided_keys_ignored(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., tuple[str, ...]]) -> Callable[..., tuple[str, ...]]:
+        def _differing_keys(teacher: Any, student: Any, shared: int) -> tuple[str, ...]:
+            one_sided = set(teacher.extra) ^ set(student.extra)
+            return tuple(key for key in original(teacher, student, shared) if key not in one_sided)
+
+        return _differing_keys
+
+    replace(mp, "distill.vocab:_differing_keys", build)
+
+
+@mutant("vocab-fewer-rows-than-tokens-accepted", "a file with fewer embedding rows than tokens is compared by its token list")
+def _fewer_rows_accepted(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., list[str]]) -> Callable[..., list[str]]:
+        def padded_tokens(tokens: list[str], rows: int | None, who: str) -> list[str]:
+            return original(tokens, None if rows is not None and rows < len(tokens) else rows, who)
+
+        return padded_tokens
+
+    replace(mp, "distill.vocab:padded_tokens", build)

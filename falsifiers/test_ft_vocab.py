@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -30,6 +31,10 @@ QWEN2_LLAMA_FIRST_DIFF = 410
 QWEN2_TOKEN_410 = "ith"
 LLAMA_BPE_TOKEN_410 = "00"
 QWEN2_ROWS, LLAMA_BPE_ROWS, NEOX_ROWS = 151936, 128256, 50432
+#: the other tokenizer.ggml.* keys whose values differ (token types over the shared rows), by GGUFReader
+QWEN2_LLAMA_DIFFERING_KEYS = sorted(f"tokenizer.ggml.{key}" for key in (
+    "pre", "merges", "token_type", "bos_token_id", "eos_token_id", "padding_token_id"))  # padding: qwen2 only
+NEOX_MPT_DIFFERING_KEYS = ["tokenizer.ggml.pre"]  # gpt-neox has no pre key, mpt has 'mpt'
 #: embedding rows of the model files (conftest.MODEL_FILES): Qwen2.5-7B and 0.5B, and the tiny pair
 TEACHER_7B_ROWS, STUDENT_05B_ROWS = 152064, 151936
 TINY_TEACHER_ROWS, TINY_STUDENT_ROWS = 1152, 1024
@@ -88,6 +93,9 @@ def test_oversized_target_and_larger_student_refused(model_file: ModelFile, monk
     with pytest.raises(VocabAlignmentError) as caught:
         vocab.require_shared_prefix(comparison)
     assert str(TEACHER_7B_ROWS) in str(caught.value) and str(STUDENT_05B_ROWS) in str(caught.value), caught.value
+    # not "differ at token index": the rows both have agree; the first student-only row is its padding
+    assert f"first student-only token at index {STUDENT_05B_ROWS}: '[PAD{STUDENT_05B_ROWS}]'" in str(caught.value)
+    assert "larger than the teacher" in str(caught.value) and "differ at" not in str(caught.value), caught.value
 
 
 @pytest.mark.falsifies("FT-VOCAB-ALIGN-004", covers=TEACHER_SIDE + KD, mutants=["truncate-after-softmax", "teacher-truncate-last-rows"])
@@ -141,21 +149,113 @@ def _vocab_check(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int
     return code, out, err
 
 
+def _listed_keys(out: str) -> list[str]:
+    """The keys of vocab-check's "other differing tokenizer keys: a, b" line, sorted ([] without the line)."""
+    lines = [line for line in out.splitlines() if line.startswith("other differing tokenizer keys: ")]
+    assert len(lines) <= 1, out
+    return sorted(lines[0].split(": ", 1)[1].split(", ")) if lines else []
+
+
+def _write_vocab(path: Path, tokens: list[str], token_types: list[int], model: str, pre: str, merges: list[str],
+                 ids: dict[str, int], rows: int | None = None) -> Path:
+    """A small GGUF file written with gguf's GGUFWriter: a vocabulary, and ``rows`` embedding rows if given."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model(model)
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(token_types)
+    writer.add_token_merges(merges)
+    for key, value in ids.items():
+        writer.add_uint32(f"tokenizer.ggml.{key}", value)
+    if rows is not None:
+        writer.add_tensor("token_embd.weight", np.zeros((rows, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-006", covers=VOCAB_CHECK, mutants=[
+    "vocab-one-sided-keys-ignored", "vocab-fewer-rows-than-tokens-accepted", "vocab-prefix-sizes-only"])
+def test_vocab_check_full_report_on_small_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # every other tokenizer key differs: model, pre, merges, the type of shared row 1, a bos id only the
+    # teacher has, an eos id only the student has; padding_token_id is the same on both sides.
+    # The teacher is a model file with one embedding row per token, the student a vocabulary-only file.
+    teacher = _write_vocab(tmp_path / "teacher.gguf", ["a", "b", "c"], [1, 1, 1], "gpt2", "one", ["a b"],
+                           {"bos_token_id": 0, "padding_token_id": 2}, rows=3)
+    student = _write_vocab(tmp_path / "student.gguf", ["a", "b"], [1, 3], "llama", "two", ["b c"],
+                           {"eos_token_id": 1, "padding_token_id": 2})
+    keys = sorted(f"tokenizer.ggml.{key}" for key in ("model", "pre", "merges", "token_type", "bos_token_id", "eos_token_id"))
+
+    code, out, err = _vocab_check(capsys, teacher, student, "--json")
+    assert code == 0, (code, err)  # the tokens are a prefix: the other keys are reported, not refused
+    assert out.startswith('{\n  "teacher": '), out  # indented by two spaces
+    report = json.loads(out)
+    assert sorted(report.pop("differing_keys")) == keys, out
+    assert report == {"teacher": str(teacher), "student": str(student), "teacher_len": 3, "student_len": 2,
+                      "first_diff": None, "student_is_teacher_prefix": True, "teacher_token": None,
+                      "student_token": None, "truncated_rows": 1}, report
+
+    code, out, err = _vocab_check(capsys, teacher, student)
+    assert code == 0, (code, err)
+    assert out.splitlines()[:3] == [f"teacher: {teacher} (3 rows)", f"student: {student} (2 rows)",
+                                    "aligned: the student's tokens are a prefix of the teacher's "
+                                    "(teacher logits cut from 3 to 2)"], out
+    assert len(out.splitlines()) == 4 and _listed_keys(out) == keys, out
+
+    # the longer list as the student: the teacher's list ends at row 2
+    code, out, err = _vocab_check(capsys, student, teacher)
+    assert code == 1, (code, err)
+    assert out.splitlines()[2] == "NOT aligned: first difference at index 2: teacher (none: list ended), student 'c'", out
+
+    # a file with fewer embedding rows (2) than tokens (3) is refused, naming its side
+    short = _write_vocab(tmp_path / "short.gguf", ["a", "b", "c"], [1, 1, 1], "gpt2", "one", ["a b"], {}, rows=2)
+    for args, side in (((teacher, short), "student"), ((short, teacher), "teacher")):
+        code, out, err = _vocab_check(capsys, *args, "--json")
+        assert code == 2 and out == "", (args, code, out)
+        assert f"{side} has 2 embedding rows but 3 tokens" in err and "Traceback" not in err, err
+
+
+@pytest.mark.falsifies("FT-VOCAB-ALIGN-003", covers=VOCAB, mutants=["vocab-larger-student-accepted", "vocab-prefix-check-skipped"])
+def test_larger_student_refused_on_small_files(tmp_path: Path) -> None:
+    def write(name: str, tokens: list[str]) -> Path:
+        return _write_vocab(tmp_path / f"{name}.gguf", tokens, [1] * len(tokens), "gpt2", "one", [], {})
+
+    two, three, other = write("two", ["a", "b"]), write("three", ["a", "b", "c"]), write("other", ["a", "x"])
+    vocab.require_shared_prefix(vocab.compare_vocabs(three, two))  # a prefix: accepted
+    vocab.require_shared_prefix(vocab.compare_vocabs(two, two))
+    with pytest.raises(VocabAlignmentError) as caught:  # the rows both have agree: refused for its size
+        vocab.require_shared_prefix(vocab.compare_vocabs(two, three))
+    message = str(caught.value)
+    for fact in ("the student has 3 vocabulary rows, more than the teacher's 2",
+                 "first student-only token at index 2: 'c'", "larger than the teacher"):
+        assert fact in message, (fact, message)
+    with pytest.raises(VocabAlignmentError) as caught:  # same size, a different token: refused for it
+        vocab.require_shared_prefix(vocab.compare_vocabs(two, other))
+    message = str(caught.value)
+    for fact in ("differ at token index 1: teacher 'b', student 'x'", "(teacher 2 rows, student 2)"):
+        assert fact in message, (fact, message)
+
+
 @pytest.mark.falsifies("FT-VOCAB-ALIGN-006", covers=VOCAB_CHECK, mutants=["vocab-prefix-sizes-only", "vocab-check-exit-by-size"])
 def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _vocab_check(capsys, vocab_files["qwen2"], vocab_files["llama-bpe"], "--json")
     report = json.loads(out)
     assert code == 1
+    assert (report["teacher"], report["student"]) == (str(vocab_files["qwen2"]), str(vocab_files["llama-bpe"]))
+    assert sorted(report["differing_keys"]) == QWEN2_LLAMA_DIFFERING_KEYS, report["differing_keys"]
     assert report["first_diff"] == QWEN2_LLAMA_FIRST_DIFF and report["student_is_teacher_prefix"] is False
     assert (report["teacher_token"], report["student_token"]) == (QWEN2_TOKEN_410, LLAMA_BPE_TOKEN_410)
     assert (report["teacher_len"], report["student_len"]) == (QWEN2_ROWS, LLAMA_BPE_ROWS)
 
     code, out, _ = _vocab_check(capsys, vocab_files["gpt-neox"], vocab_files["mpt"], "--json")
     report = json.loads(out)
-    assert code == 0
+    assert code == 0  # a differing pre key is reported, not refused
     assert report["first_diff"] is None and report["student_is_teacher_prefix"] is True
     assert (report["teacher_len"], report["student_len"]) == (NEOX_ROWS, NEOX_ROWS)
+    assert report["differing_keys"] == NEOX_MPT_DIFFERING_KEYS, report
 
     # the same comparisons as text: the verdict, the index, both tokens, the truncation
     code, out, _ = _vocab_check(capsys, vocab_files["qwen2"], vocab_files["llama-bpe"])
@@ -163,8 +263,10 @@ def test_vocab_check_exit_codes_and_json(vocab_files: dict[str, Path], tmp_path:
     for fact in (f"index {QWEN2_LLAMA_FIRST_DIFF}", repr(QWEN2_TOKEN_410), repr(LLAMA_BPE_TOKEN_410),
                  f"({QWEN2_ROWS} rows)", f"({LLAMA_BPE_ROWS} rows)"):
         assert fact in out, (fact, out)
+    assert _listed_keys(out) == QWEN2_LLAMA_DIFFERING_KEYS, out
     code, out, _ = _vocab_check(capsys, vocab_files["gpt-neox"], vocab_files["mpt"])
     assert code == 0 and "aligned" in out and "NOT aligned" not in out and "no truncation" in out, out
+    assert _listed_keys(out) == NEOX_MPT_DIFFERING_KEYS, out
 
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(vocab_files["mpt"].read_bytes()[:4096])
@@ -195,6 +297,7 @@ def test_vocab_check_on_model_files_counts_embedding_rows(model_file: ModelFile,
     assert report["first_diff"] is None, report
     assert (report["teacher_len"], report["student_len"], report["truncated_rows"]) == (
         TEACHER_7B_ROWS, STUDENT_05B_ROWS, TEACHER_7B_ROWS - STUDENT_05B_ROWS)
+    assert report["differing_keys"] == [], report  # the same vocabulary; the types of the cut rows do not count
     # a teacher whose token list stops before its embedding rows: the rows, not the list, count
     short = _unpadded_copy(model_file("tiny-teacher"), tmp_path / "short-list.gguf", TINY_STUDENT_ROWS)
     assert len(GGUFReader(short).fields["tokenizer.ggml.tokens"].data) == TINY_STUDENT_ROWS
@@ -209,3 +312,5 @@ def test_vocab_check_on_model_files_counts_embedding_rows(model_file: ModelFile,
     assert code == 1, (code, err)
     report = json.loads(out)
     assert report["first_diff"] == TINY_STUDENT_ROWS and report["student_len"] == TINY_TEACHER_ROWS
+    # past the teacher's list, the student's row 1024 is its padding entry
+    assert (report["teacher_token"], report["student_token"]) == (None, f"[PAD{TINY_STUDENT_ROWS}]"), report

@@ -78,7 +78,8 @@ class VocabComparison:
     ``first_diff`` is the first row where the lists differ, or, when one list
     ends first and the student is the longer, the teacher's length; it is None
     exactly when the student is a prefix of the teacher. ``teacher_token`` and
-    ``student_token`` are the entries at ``first_diff`` (None past a list's end).
+    ``student_token`` are the entries at ``first_diff``; ``teacher_token`` is None
+    when the teacher's list ends there (the student's never ends before ``first_diff``).
     """
 
     teacher_len: int
@@ -112,7 +113,7 @@ class VocabComparison:
 
 def padded_tokens(tokens: list[str], rows: int | None, who: str) -> list[str]:
     """``tokens`` padded with ``[PAD<i>]`` entries up to ``rows`` (None: unchanged)."""
-    if rows is None or rows == len(tokens):
+    if rows is None:
         return tokens
     if rows < len(tokens):
         raise VocabAlignmentError(f"{who} has {rows} embedding rows but {len(tokens)} tokens")
@@ -158,7 +159,7 @@ def compare_tokenizers(
         student_len=len(s_tokens),
         first_diff=first,
         teacher_token=None if first is None or first >= len(t_tokens) else t_tokens[first],
-        student_token=None if first is None or first >= len(s_tokens) else s_tokens[first],
+        student_token=None if first is None else s_tokens[first],
         differing_keys=_differing_keys(teacher, student, shared),
     )
 

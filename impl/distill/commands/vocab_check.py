@@ -3,8 +3,9 @@
 Exit 0 when the student's tokens are a prefix of the teacher's (the pair can be
 distilled, the teacher's logits cut to the student's rows), 1 when they are not
 (the first differing index and both tokens are printed), 2 when a file cannot be
-read. Merges, token types and the other tokenizer keys are compared and listed
-too, for information. --json prints one JSON object.
+read or has fewer embedding rows than tokens. Merges, token types and the other
+tokenizer keys are compared and listed too, for information. --json prints one
+JSON object, indented by two spaces, that names both files.
 """
 
 from __future__ import annotations
