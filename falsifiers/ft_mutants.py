@@ -795,3 +795,25 @@ def _fewer_rows_accepted(mp: pytest.MonkeyPatch) -> None:
         return padded_tokens
 
     replace(mp, "distill.vocab:padded_tokens", build)
+
+
+# --- distill.kd: argument checks and chunk sizes ----------------------------------------------
+
+
+@mutant("kd-nonpositive-temperature-as-one", "a temperature <= 0 is silently taken as 1 instead of refused")
+def _kd_nonpositive_temperature(mp: pytest.MonkeyPatch) -> None:
+    def body(kd: Callable[..., torch.Tensor], s: torch.Tensor, t: torch.Tensor, T: Any,
+             mask: torch.Tensor | None, **kw: Any) -> torch.Tensor:
+        return kd(s, t, 1.0 if isinstance(T, float) and T <= 0 else T, mask, **kw)
+
+    _kd_wrapper(mp, body)
+
+
+@mutant("kd-int-mask-accepted", "an integer mask is taken as a bool mask instead of refused")
+def _kd_int_mask(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, None if mask is None else mask.bool(), **kw))
+
+
+@mutant("kd-one-row-chunks", "the automatic chunks of the KD loss hold one row each (slow for small vocabularies)")
+def _kd_one_row_chunks(mp: pytest.MonkeyPatch) -> None:
+    _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{"max_chunk_elems": 1, **kw}))

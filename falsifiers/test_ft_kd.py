@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import statistics
 import time
@@ -12,10 +13,11 @@ import pytest
 import torch
 from gguf import GGUFReader
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ft_reference as ref
 from distill import kd
-from distill.errors import VocabAlignmentError
+from distill.errors import DistillError, KernelUnavailableError, VocabAlignmentError
 from ft_runs import pv_distill
 
 #: what these falsifiers check (``pv mutate`` runs them against mutants of it); the short run checks training
@@ -29,6 +31,7 @@ CHUNKINGS = [None, 64]
 LOSS_RTOL = 1e-4  # DKD-EQ-001
 GRAD_ATOL = 1e-5  # DKD-EQ-002
 ZERO_TOL = 1e-6  # DKD-BND-003
+TRITON = importlib.util.find_spec("triton") is not None
 
 
 def _logits(lead: tuple[int, ...], vocab: int, seed: int, scale: float = 3.0) -> torch.Tensor:
@@ -62,6 +65,15 @@ def test_loss_equals_float64_reference(chunk: int | None) -> None:
             got = kd.kd_loss(s, t, temperature, mask, **_chunk_kwargs(chunk)).item()
             want = ref.kd_loss64(ref.as64(s), ref.as64(t), temperature, None if mask is None else mask.numpy())
             assert math.isclose(got, want, rel_tol=LOSS_RTOL, abs_tol=1e-7), (lead, vocab, temperature, got, want)
+    s, t = _case_inputs((4,), 29, 5)
+    default = kd.kd_loss(s, t, **_chunk_kwargs(chunk)).item()  # the documented default T = 1
+    assert math.isclose(default, ref.kd_loss64(ref.as64(s), ref.as64(t), 1.0), rel_tol=LOSS_RTOL), default
+    one_position = kd.kd_loss(s[1], t[1], 2.0, **_chunk_kwargs(chunk)).item()  # logits [vocab]
+    assert math.isclose(one_position, ref.kd_loss64(ref.as64(s[1]), ref.as64(t[1]), 2.0), rel_tol=LOSS_RTOL)
+    assert kd.kd_loss(s[:, :1], t[:, :1], 2.0, **_chunk_kwargs(chunk)).item() == 0.0  # one token: p = q = 1
+    if TRITON:  # the fused kernels (Triton's interpreter on CPU) compute the same loss
+        got = kd.kd_loss(s[:2, :8], t[:2, :8], 2.0, kernel="triton").item()
+        assert math.isclose(got, ref.kd_loss64(ref.as64(s[:2, :8]), ref.as64(t[:2, :8]), 2.0), rel_tol=LOSS_RTOL)
 
 
 @pytest.mark.falsifies("FT-KD-002", covers=COVERS, mutants=["kd-grad-no-1-over-n", "kd-grad-t-squared"])
@@ -107,7 +119,8 @@ def test_mismatched_widths_refused(widths: tuple[int, int]) -> None:
     teacher = torch.zeros(2, widths[1])
     with pytest.raises(VocabAlignmentError) as caught:
         kd.kd_loss(student, teacher, 1.0)
-    assert str(widths[0]) in str(caught.value) and str(widths[1]) in str(caught.value), caught.value
+    message = str(caught.value)
+    assert f"student vocabulary {widths[0]}" in message and f"teacher vocabulary {widths[1]}" in message, message
 
 
 BF16_NEAR_MAX = 3.0e38  # bf16 max is about 3.39e38
@@ -138,6 +151,101 @@ def test_zero_nonnegative_finite_in_bf16() -> None:
             for half in (torch.float32, torch.bfloat16):
                 assert kd.kd_loss(s32.to(half), t32.to(half), temperature).item() >= -ZERO_TOL
                 assert abs(kd.kd_loss(s32.to(half), s32.to(half), temperature).item()) <= ZERO_TOL
+
+
+class _Float32Buffers(TorchDispatchMode):
+    """Records the element count of every float32 tensor an op returns while the mode is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+                self.sizes.append(value.numel())
+        return out
+
+
+def _largest_float32_buffer(lead_vocab: tuple[int, int], device: str, backward: bool, **kwargs: int) -> int:
+    """Elements of the largest float32 tensor the loss (and its backward) makes for bf16 logits."""
+    rows, vocab = lead_vocab
+    s = _logits((rows,), vocab, 1).to(device, torch.bfloat16).requires_grad_(backward)
+    t = _logits((rows,), vocab, 2).to(device, torch.bfloat16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunks run in this thread, where the mode sees them
+    try:
+        with _Float32Buffers() as buffers:
+            loss = kd.kd_loss(s, t, 2.0, **kwargs)
+            if backward:
+                loss.backward()
+    finally:
+        torch.set_num_threads(threads)
+    return max(buffers.sizes)
+
+
+#: (rows, vocab), device, backward, max_chunk_elems or None, the documented chunk buffer's elements.
+#: On CPU a chunk is 1 MiB of float32; elsewhere about 1/32 of the logits, at least 4 MiB and at
+#: most 64 MiB, in whole rows (the meta device runs that sizing on shapes alone, without memory).
+CHUNK_CASES = [
+    ((64, 16384), "cpu", True, None, 2**18),
+    ((3, 37), "cpu", True, 100, 2 * 37),
+    ((3, 37), "cpu", False, 1, 37),
+    ((4096, 1024), "meta", False, None, 2**20),
+    ((4096, 16384), "meta", False, None, 4096 * 16384 // 32),
+    ((4096, 151936), "meta", False, None, (2**24 // 151936) * 151936),
+]
+
+
+@pytest.mark.falsifies("FT-KD-008", covers=COVERS, mutants=["kd-unchunked", "kd-one-row-chunks"])
+def test_chunk_buffers_have_the_documented_size() -> None:
+    for shape, device, backward, max_chunk_elems, want in CHUNK_CASES:
+        kwargs = {} if max_chunk_elems is None else {"max_chunk_elems": max_chunk_elems}
+        got = _largest_float32_buffer(shape, device, backward, **kwargs)
+        assert got == want, (shape, device, max_chunk_elems, got, want)
+
+
+def _refusal_cases() -> list[tuple[torch.Tensor, torch.Tensor, dict[str, object], str]]:
+    """(student, teacher, other arguments, what the message must say) of calls the loss refuses."""
+    s = torch.zeros(2, 3, 5)
+    positions = torch.ones(2, 3, dtype=torch.bool)
+    return [
+        (s, s, {"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
+        (s, s, {"temperature": -1.0}, "temperature must be a finite number > 0, got -1.0"),
+        (s, s, {"temperature": math.inf}, "temperature must be a finite number > 0, got inf"),
+        (s, s, {"temperature": math.nan}, "temperature must be a finite number > 0, got nan"),
+        (s, s, {"temperature": True}, "temperature must be a number, got bool"),
+        (s, s, {"temperature": "2.0"}, "temperature must be a number, got str"),
+        (s, s, {"mask": positions.long()}, "mask must be a bool tensor, got torch.int64"),
+        (s, s, {"mask": torch.ones(2, dtype=torch.bool)}, "mask shape (2,) must equal the logits' positions (2, 3)"),
+        (s, s, {"mask": ~positions}, "the mask selects no position"),
+        (s, s, {"max_chunk_elems": 0}, "max_chunk_elems must be a positive integer, got 0"),
+        (s, s, {"max_chunk_elems": -3}, "max_chunk_elems must be a positive integer, got -3"),
+        (s, s, {"max_chunk_elems": 2.5}, "max_chunk_elems must be a positive integer, got 2.5"),
+        (s, s, {"max_chunk_elems": True}, "max_chunk_elems must be a positive integer, got True"),
+        (s, torch.zeros(3, 2, 5), {}, "student logits (2, 3, 5) and teacher logits (3, 2, 5) differ in their positions"),
+        (torch.zeros(2, 3, 0), torch.zeros(2, 3, 0), {}, "non-empty last (vocabulary) axis, got (2, 3, 0)"),
+        (torch.zeros(0, 5), torch.zeros(0, 5), {}, "no positions"),
+        (torch.zeros(()), torch.zeros(5), {}, "need a last (vocabulary) axis, got () and (5,)"),
+        (torch.zeros(5), torch.zeros(()), {}, "need a last (vocabulary) axis, got (5,) and ()"),
+        (s.long(), s, {}, "logits must be floating point, got torch.int64 and torch.float32"),
+        (s, s.long(), {}, "logits must be floating point, got torch.float32 and torch.int64"),
+        (s, s.to("meta"), {}, "student (cpu) and teacher (meta) must be on one device"),
+        (s, s, {"kernel": "fused"}, "kernel must be one of"),
+        (s.to("meta"), s.to("meta"), {"kernel": "triton"}, "kernel='triton'"),
+    ]
+
+
+@pytest.mark.falsifies("FT-KD-009", covers=COVERS, mutants=["kd-nonpositive-temperature-as-one", "kd-int-mask-accepted"])
+def test_bad_arguments_are_refused_naming_them() -> None:
+    for student, teacher, kwargs, message in _refusal_cases():
+        with pytest.raises(DistillError) as caught:
+            kd.kd_loss(student, teacher, **kwargs)
+        text = str(caught.value)
+        assert text.startswith("kd_loss: ") and message in text, (kwargs, text)
+        if "kernel" in kwargs:
+            assert isinstance(caught.value, KernelUnavailableError), text
 
 
 @pytest.mark.falsifies("FT-KD-007", covers=TRAINING, mutants=[

@@ -91,6 +91,10 @@ def _valid_rows(
     student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: torch.Tensor | None
 ) -> torch.Tensor | None:
     """Check the arguments; return the flat indices of the valid rows (None: all rows)."""
+    if student.dim() < 1 or teacher.dim() < 1:
+        raise DistillError(
+            f"kd_loss: logits need a last (vocabulary) axis, got {tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
     if student.shape[-1] != teacher.shape[-1]:
         raise VocabAlignmentError(
             f"kd_loss: student vocabulary {student.shape[-1]} != teacher vocabulary "
@@ -101,7 +105,7 @@ def _valid_rows(
             f"kd_loss: student logits {tuple(student.shape)} and teacher logits "
             f"{tuple(teacher.shape)} differ in their positions"
         )
-    if student.dim() < 1 or student.shape[-1] < 1:
+    if student.shape[-1] == 0:
         raise DistillError(f"kd_loss: logits need a non-empty last (vocabulary) axis, got {tuple(student.shape)}")
     if not (student.is_floating_point() and teacher.is_floating_point()):
         raise DistillError(f"kd_loss: logits must be floating point, got {student.dtype} and {teacher.dtype}")
@@ -111,9 +115,8 @@ def _valid_rows(
         raise DistillError(f"kd_loss: temperature must be a number, got {type(temperature).__name__}")
     if not (math.isfinite(temperature) and temperature > 0):
         raise DistillError(f"kd_loss: temperature must be a finite number > 0, got {temperature!r}")
-    n_rows = student[..., 0].numel()
     if mask is None:
-        if n_rows == 0:
+        if student.numel() == 0:
             raise DistillError("kd_loss: no positions (empty logits)")
         return None
     if tuple(mask.shape) != tuple(student.shape[:-1]):
@@ -156,7 +159,7 @@ def _scaled(flat: torch.Tensor, selector: slice | torch.Tensor, temperature: flo
     """
     picked = flat[selector] if isinstance(selector, slice) else flat.index_select(0, selector)
     rows = picked.to(torch.float32, copy=True)
-    return rows.sub_(rows.amax(dim=-1, keepdim=True)).div_(temperature)
+    return rows.sub_(rows.amax(dim=1, keepdim=True)).div_(temperature)
 
 
 class _KDLoss(torch.autograd.Function):
@@ -175,12 +178,12 @@ class _KDLoss(torch.autograd.Function):
             s = _scaled(s_flat, selector, temperature)
             t = _scaled(t_flat, selector, temperature)
             e = torch.exp(s)
-            lse_s = e.sum(dim=-1).log_()
+            lse_s = e.sum(dim=1).log_()
             torch.exp(t, out=e)
-            lse_t = e.sum(dim=-1).log_()
+            lse_t = e.sum(dim=1).log_()
             # sum_v p_v (t_v - s_v) = sum_v exp(t_v) (t_v - s_v) / exp(lse_t); a term with exp(t_v) = 0
             # is 0 * (-inf or nan) only where a logit is -inf, and counts 0 (nansum)
-            kl = torch.nansum(e.mul_(t.sub_(s)), dim=-1).div_(lse_t.exp()) - lse_t + lse_s
+            kl = torch.nansum(e.mul_(t.sub_(s)), dim=1).div_(lse_t.exp()) - lse_t + lse_s
             totals[index] = kl.sum(dtype=torch.float64)
             log_norms[0, offset : offset + len(kl)] = lse_s
             log_norms[1, offset : offset + len(kl)] = lse_t
@@ -200,14 +203,13 @@ class _KDLoss(torch.autograd.Function):
         s_flat, t_flat = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
         grad = (torch.zeros_like if ctx.masked else torch.empty_like)(s_flat)
         scale = grad_out.to(torch.float32) * (temperature / ctx.n)
-        direct = grad.dtype == torch.float32 and not ctx.masked  # write the chunk's gradient in place
 
         def work(index: int, selector: slice | torch.Tensor, offset: int) -> None:
             q = _scaled(s_flat, selector, temperature)
             k = len(q)
             q.sub_(log_norms[0, offset : offset + k, None]).exp_()
             q.sub_(_scaled(t_flat, selector, temperature).sub_(log_norms[1, offset : offset + k, None]).exp_())
-            if direct:
+            if isinstance(selector, slice):  # a view of grad: write into it (out= casts to its dtype)
                 torch.mul(q, scale, out=grad[selector])
             else:
                 grad[selector] = q.mul_(scale).to(grad.dtype)
