@@ -178,9 +178,9 @@ DEVICE_MEMORY = (70 * GIB, 80 * GIB)
 def _fake_memory(monkeypatch: pytest.MonkeyPatch, meminfo: str | None, pages: tuple[int, int] | None) -> None:
     """The system's memory as ``/proc/meminfo`` text (None: no such file) and sysconf's (available pages,
     page size) (None: not supported); the device's as ``DEVICE_MEMORY``."""
-    def fake_open(path, *args, **kwargs):
-        if path == "/proc/meminfo" and meminfo is not None:
-            return io.StringIO(meminfo)
+    def fake_open(path, mode: str = "r", encoding: str | None = None):
+        if path == "/proc/meminfo" and meminfo is not None:  # decoded as open would: a bad encoding raises
+            return io.TextIOWrapper(io.BytesIO(meminfo.encode("ascii")), encoding=encoding)
         raise FileNotFoundError(path)
 
     def fake_sysconf(name: str) -> int:
