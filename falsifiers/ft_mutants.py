@@ -817,3 +817,89 @@ def _kd_int_mask(mp: pytest.MonkeyPatch) -> None:
 @mutant("kd-one-row-chunks", "the automatic chunks of the KD loss hold one row each (slow for small vocabularies)")
 def _kd_one_row_chunks(mp: pytest.MonkeyPatch) -> None:
     _kd_wrapper(mp, lambda kd, s, t, T, mask, **kw: kd(s, t, T, mask, **{"max_chunk_elems": 1, **kw}))
+
+
+# --- the frozen teacher's state, refusals and sizes, and the override read from the environment ---
+
+
+@mutant("teacher-left-in-train-mode", "the teacher's modules stay in training mode (dropout and training flags on)")
+def _teacher_train_mode(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., None]) -> Callable[..., None]:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            _teacher_module(self).train()
+
+        return __init__
+
+    replace(mp, "distill.teacher:Teacher.__init__", build)
+
+
+@mutant("teacher-refusal-unnamed", "the teacher refuses training without saying what was refused")
+def _refusal_unnamed(mp: pytest.MonkeyPatch) -> None:
+    errors = importlib.import_module("distill.errors")
+
+    def _frozen(self: Any, what: str) -> None:
+        raise errors.FrozenTeacherError(f"the teacher is frozen (backend {self.backend})")
+
+    mp.setattr(importlib.import_module("distill.teacher").Teacher, "_frozen", _frozen)
+
+
+@mutant("native-size-scratch-omitted", "the q4k-native teacher's size leaves out the scratch buffer its layers expand into")
+def _native_size_without_scratch(mp: pytest.MonkeyPatch) -> None:
+    teacher = importlib.import_module("distill.teacher")
+
+    def build(original: Callable[..., int]) -> Callable[..., int]:
+        def native_resident_bytes(model: Any, dtype: torch.dtype) -> int:
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            return original(model, dtype) - teacher.scratch_elements(model) * itemsize
+
+        return native_resident_bytes
+
+    replace(mp, "distill.teacher:native_resident_bytes", build)
+
+
+@mutant("teacher-scratch-unreported", "the teacher reports no scratch buffer, whatever its layers expand into")
+def _scratch_unreported(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(importlib.import_module("distill.teacher").Teacher, "scratch_bytes", lambda self: 0)
+
+
+@mutant("backend-env-unset-not-auto", "an unset or empty DISTILL_TEACHER_BACKEND is handed on as '' instead of auto")
+def _env_unset_not_auto(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., str]) -> Callable[..., str]:
+        def backend_override_from_env(environ: Any = None) -> str:
+            found = original(environ)
+            return "" if found == "auto" else found
+
+        return backend_override_from_env
+
+    replace(mp, "distill.dispatch:backend_override_from_env", build)
+
+
+@mutant("memory-unified-from-device", "the memory of a unified-memory CUDA device is taken from the CUDA driver")
+def _unified_from_device(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., int]) -> Callable[..., int]:
+        def available_bytes(device: Any) -> int:
+            device = torch.device(device)
+            return int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else original(device)
+
+        return available_bytes
+
+    replace(mp, "distill.dispatch:available_bytes", build)
+
+
+@mutant("memory-free-not-available", "the system's memory is read as MemFree, leaving out reclaimable caches")
+def _free_not_available(mp: pytest.MonkeyPatch) -> None:
+    dispatch = importlib.import_module("distill.dispatch")
+
+    def build(original: Callable[..., int]) -> Callable[..., int]:
+        def available_bytes(device: Any) -> int:
+            device = torch.device(device)
+            if device.type == "cuda" and dispatch.classify_device(device) == "discrete":
+                return original(device)
+            opener = getattr(dispatch, "open", open)  # the open the original's code sees
+            with opener("/proc/meminfo", encoding="ascii") as meminfo:
+                return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemFree:"))
+
+        return available_bytes
+
+    replace(mp, "distill.dispatch:available_bytes", build)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,6 +88,36 @@ def test_auto_by_quantization_and_memory_on_every_device_class() -> None:
         assert dispatch.select_teacher_backend(empty, "unified", True, 28 * GIB, 16 * GIB) == "q4k-native"
 
 
+#: the memory each device class draws on, as the reasons and refusals name it (the contract's description)
+MEMORY_KINDS = {"unified": "free system memory", "discrete": "free device memory"}
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-003", covers=COVERS, mutants=[
+    "backend-unquantized-by-memory", "backend-unified-means-dequant", "backend-no-refusal"])
+def test_reason_says_which_rule_decided() -> None:
+    def reason(quantized: bool, dequant_bytes: int, free_bytes: int, native_bytes: int | None = None,
+               device_class: str = "unified", override: str = "auto") -> str:
+        return dispatch.decide_teacher_backend(override, device_class, quantized, dequant_bytes, free_bytes,
+                                               native_bytes).reason
+
+    sizes = "dequantized teacher 30.00 GiB, free system memory 16.00 GiB minus reserve 4 GiB"
+    assert reason(True, 10 * GIB, 80 * GIB).startswith("auto: dequantized copy fits (dequantized teacher 10.00 GiB")
+    assert reason(False, 10 * GIB, 80 * GIB).startswith("auto: teacher has no quantized weights and fits (")
+    assert reason(True, 30 * GIB, 16 * GIB) == f"auto: dequantized copy does not fit ({sizes})"  # native size unknown
+    assert reason(True, 30 * GIB, 16 * GIB, 5 * GIB) == f"auto: dequantized copy does not fit ({sizes}, q4k-native 5.00 GiB)"
+    assert reason(True, 30 * GIB, 16 * GIB, override="dequant") == "requested explicitly"
+    for device_class, memory in MEMORY_KINDS.items():
+        assert f"{memory} 80.00 GiB" in reason(True, 10 * GIB, 80 * GIB, device_class=device_class), device_class
+    # a refusal names the backend it measured, the bytes it needs and the memory it looked at
+    for device_class, memory in MEMORY_KINDS.items():
+        for quantized, native_bytes, needed in ((True, 5 * GIB, 5 * GIB), (True, 0, 0), (False, None, 6 * GIB)):
+            with pytest.raises(InsufficientMemoryError) as caught:
+                dispatch.select_teacher_backend("auto", device_class, quantized, 6 * GIB, GIB, native_bytes)
+            backend = "q4k-native" if quantized else "dequant"
+            assert f"backend {backend} needs {needed} bytes" in str(caught.value), caught.value
+            assert f"{GIB} bytes (1.00 GiB) of {memory} are available" in str(caught.value), caught.value
+
+
 @pytest.mark.falsifies("FT-BACKEND-SEL-007", mutants=["backend-no-refusal"])
 def test_refused_before_load_when_nothing_fits(model_file, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,9 +138,11 @@ def test_refused_before_load_when_nothing_fits(model_file, tmp_path: Path, capsy
     assert not out_dir.exists() or not any(out_dir.iterdir()), sorted(out_dir.iterdir())
 
 
-def _fake_properties(monkeypatch: pytest.MonkeyPatch, name: str, integrated: int) -> None:
-    props = SimpleNamespace(name=name, is_integrated=integrated, total_memory=80 * GIB, major=9, minor=0)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+def _fake_properties(monkeypatch: pytest.MonkeyPatch, *devices: tuple[str, int]) -> None:
+    """CUDA devices 0, 1, ... with the given (name, is_integrated), looked up by index."""
+    props = [SimpleNamespace(name=name, is_integrated=integrated, total_memory=80 * GIB, major=9, minor=0)
+             for name, integrated in devices]
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props[device])
 
 
 @pytest.mark.falsifies("FT-BACKEND-SEL-006", covers=COVERS, mutants=["device-class-inverted", "device-class-from-name"])
@@ -122,9 +156,57 @@ def test_device_class_from_properties(monkeypatch: pytest.MonkeyPatch) -> None:
         ("NVIDIA GB10 (discrete test double)", 0, "discrete"),
     ]
     for name, integrated, expected in cases:
-        _fake_properties(monkeypatch, name, integrated)
+        _fake_properties(monkeypatch, (name, integrated))
         assert dispatch.classify_device(0) == expected, name
         assert dispatch.classify_device("cuda:0") == expected, name
+    # each device by its own index; a CUDA device without an index is device 0; the CPU is unified
+    _fake_properties(monkeypatch, ("NVIDIA GB10", 1), ("NVIDIA H100 80GB HBM3", 0))
+    for device in ("cuda:1", 1, torch.device("cuda", 1)):
+        assert dispatch.classify_device(device) == "discrete", device
+    for device in ("cuda", torch.device("cuda"), "cuda:0", 0):
+        assert dispatch.classify_device(device) == "unified", device
+    assert dispatch.classify_device("cpu") == "unified"
+
+
+#: a /proc/meminfo (Linux, sizes in kB) whose MemAvailable (which counts reclaimable caches) differs from
+#: its other lines, and what the CUDA driver reports for the device, as (free, total) bytes
+MEMINFO = "MemTotal:       65536000 kB\nMemFree:         1000000 kB\nMemAvailable:   40000000 kB\nCached:  30000000 kB\n"
+MEM_AVAILABLE = 40000000 * 1024
+DEVICE_MEMORY = (70 * GIB, 80 * GIB)
+
+
+def _fake_memory(monkeypatch: pytest.MonkeyPatch, meminfo: str | None, pages: tuple[int, int] | None) -> None:
+    """The system's memory as ``/proc/meminfo`` text (None: no such file) and sysconf's (available pages,
+    page size) (None: not supported); the device's as ``DEVICE_MEMORY``."""
+    def fake_open(path, mode: str = "r", encoding: str | None = None):
+        if path == "/proc/meminfo" and meminfo is not None:  # decoded as open would: a bad encoding raises
+            return io.TextIOWrapper(io.BytesIO(meminfo.encode("ascii")), encoding=encoding)
+        raise FileNotFoundError(path)
+
+    def fake_sysconf(name: str) -> int:
+        if pages is None:
+            raise ValueError(f"unrecognized configuration name {name!r}")
+        return {"SC_AVPHYS_PAGES": pages[0], "SC_PAGE_SIZE": pages[1]}[name]
+
+    monkeypatch.setattr(dispatch, "open", fake_open, raising=False)  # what the module's code opens
+    monkeypatch.setattr(os, "sysconf", fake_sysconf)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: DEVICE_MEMORY)
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-011", covers=COVERS, mutants=[
+    "memory-unified-from-device", "memory-free-not-available"])
+def test_available_memory_is_the_device_class_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_properties(monkeypatch, ("NVIDIA GB10", 1), ("NVIDIA H100 80GB HBM3", 0))
+    _fake_memory(monkeypatch, MEMINFO, (123, 4096))
+    assert dispatch.available_bytes("cuda:1") == DEVICE_MEMORY[0]  # discrete: free device memory
+    for device in ("cuda:0", "cpu"):  # unified and the CPU: the system's available memory
+        assert dispatch.available_bytes(device) == MEM_AVAILABLE, device
+    # without MemAvailable (or without /proc) the available pages; where neither is known, nothing
+    for meminfo in (None, MEMINFO.replace("MemAvailable", "Available")):
+        _fake_memory(monkeypatch, meminfo, (123, 4096))
+        assert dispatch.available_bytes("cpu") == 123 * 4096, meminfo
+    _fake_memory(monkeypatch, None, None)
+    assert dispatch.available_bytes("cpu") == 0
 
 
 #: device name fragments whose memory class is known from the vendor's specifications
@@ -161,6 +243,20 @@ def test_environment_read_without_flag_and_flag_wins(model_file, tmp_path: Path,
         assert run.code == 0, run.stderr
         assert run.backends == [expected] and run.teachers[0].backend == expected, (from_env, flags, run.backends)
         assert run.summary()["backend"]["backend"] == expected
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-004", covers=COVERS, mutants=[
+    "backend-env-ignored", "backend-env-var-renamed", "backend-env-unset-not-auto"])
+def test_environment_value_is_the_override_and_unset_or_empty_means_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = dispatch.backend_override_from_env
+    assert read({}) == "auto" and read({ENV_VAR: ""}) == "auto"
+    for value in (*VALID, " Dequant ", "cuda"):  # handed on as given: the decision validates it
+        assert read({ENV_VAR: value}) == value
+    assert read({"DISTILL_BACKEND": "dequant"}) == "auto"  # only the documented name is read
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert read() == "auto"
+    monkeypatch.setenv(ENV_VAR, "q4k-native")
+    assert read() == "q4k-native"
 
 
 BACKEND_NAME = re.compile(r"\b(dequant|q4k-native)\b")

@@ -140,3 +140,22 @@ def test_backends_give_the_same_logits(model_file: ModelFile, hw_profile, eviden
     evidence("max_abs_diff", diff)
     assert dense.std().item() > 0.1  # varied logits, not a constant both backends agree on
     assert cosine >= cosine_min and diff <= max_abs, (cosine, diff)
+
+
+@pytest.mark.falsifies("FT-FROZEN-001", covers=TEACHER, mutants=[
+    "teacher-left-in-train-mode", "teacher-refusal-unnamed", "teacher-parameters-exposed"])
+@pytest.mark.parametrize("backend", ["dequant", "q4k-native"])
+def test_loaded_teacher_is_frozen_and_names_what_it_refuses(backend: str, model_file: ModelFile) -> None:
+    loaded = teacher.load_teacher(model_file("tiny-teacher"), backend)
+    modules = [m for value in vars(loaded).values() if isinstance(value, torch.nn.Module) for m in value.modules()]
+    assert modules and not any(m.training for m in modules), "the teacher is not in eval mode"
+    assert loaded.device == torch.device("cpu"), loaded.device
+    # each refusal says what was refused, and of which backend
+    refusals = [(lambda: loaded.parameters(), "parameters"), (lambda: loaded.named_parameters(), "parameters"),
+                (lambda: loaded.train(), "train()"), (lambda: loaded.train(False), "train()"),
+                (lambda: loaded.requires_grad_(), "requires_grad_()"),
+                (lambda: loaded.requires_grad_(False), "requires_grad_()")]
+    for attempt, named in refusals:
+        with pytest.raises(FrozenTeacherError) as caught:
+            attempt()
+        assert named in str(caught.value) and backend in str(caught.value), caught.value

@@ -2,7 +2,8 @@
 
 A teacher stored in F32, F16 or BF16 has no quantized weights: q4k-native is refused
 for it and auto takes the dense path. The dequantized size that auto compares with
-free memory must be the bytes the dequant backend then holds. Expected values come
+free memory must be the bytes the dequant backend then holds, and the q4k-native size
+(blocks, plain weights, one shared scratch) the bytes q4k-native holds. Expected values come
 from gguf's reader (element counts) and torch's storages, not from the code under test.
 """
 
@@ -18,6 +19,7 @@ from gguf import GGUFReader
 
 from distill import dispatch, qwen2_gguf, quant, teacher
 from distill.errors import BackendSelectionError, InsufficientMemoryError
+from distill.model import QuantLinear
 
 ModelFile = Callable[[str], Path]
 
@@ -91,3 +93,33 @@ def test_dequantized_size_is_what_the_dequant_backend_holds(model_file: ModelFil
         assert estimate == elements * itemsize, (dtype, estimate, elements * itemsize)
         assert held <= estimate, f"the dequant backend holds {held} B, more than the {estimate} B estimated ({dtype})"
         assert held >= 0.99 * estimate, (dtype, held, estimate)
+
+
+@pytest.mark.falsifies("FT-BACKEND-SEL-010", covers=COVERS, mutants=["native-size-scratch-omitted", "teacher-scratch-unreported"])
+def test_native_size_is_what_the_q4k_native_backend_holds(plain_teachers: dict[str, Path], model_file: ModelFile,
+                                                          evidence) -> None:
+    path = model_file("tiny-teacher")
+    stored = GGUFReader(path).tensors
+    blocks = [tensor for tensor in stored if tensor.tensor_type.name not in PLAIN_TYPES]
+    plain_elements = sum(int(tensor.n_elements) for tensor in stored if tensor.tensor_type.name in PLAIN_TYPES)
+    largest = max(int(tensor.n_elements) for tensor in blocks)  # the scratch: the largest matrix kept as blocks
+    model = qwen2_gguf.read_gguf(path)
+    for dtype, itemsize in ((torch.float32, 4), (torch.bfloat16, 2)):
+        expected = sum(int(tensor.n_bytes) for tensor in blocks) + (plain_elements + largest) * itemsize
+        estimate = teacher.native_resident_bytes(model, dtype)
+        evidence(f"native_bytes_{str(dtype).split('.')[-1]}", estimate, "B")
+        assert estimate == expected, (dtype, estimate, expected)
+        loaded = teacher.load_teacher(model, "q4k-native", dtype=dtype)
+        assert loaded.scratch_bytes() == largest * itemsize, (dtype, loaded.scratch_bytes(), largest * itemsize)
+        layers = [m for value in vars(loaded).values() if isinstance(value, torch.nn.Module)
+                  for m in value.modules() if isinstance(m, QuantLinear)]
+        expanded = [layer.weight() for layer in layers]  # all alive at once: one storage only if they share it
+        assert len(layers) > 1 and len({w.untyped_storage().data_ptr() for w in expanded}) == 1, len(layers)
+        held = _held_bytes(loaded) + loaded.scratch_bytes()
+        assert 0.99 * estimate <= held <= estimate, (dtype, held, estimate)
+        assert teacher.load_teacher(model, "dequant", dtype=dtype).scratch_bytes() == 0  # no scratch: dense weights
+    for matrix_type, plain_path in plain_teachers.items():  # nothing kept as blocks: no scratch, every weight dense
+        plain = qwen2_gguf.read_gguf(plain_path)
+        elements = sum(int(tensor.n_elements) for tensor in GGUFReader(plain_path).tensors)
+        assert teacher.scratch_elements(plain) == 0, matrix_type
+        assert teacher.native_resident_bytes(plain, torch.float32) == 4 * elements, matrix_type

@@ -83,8 +83,7 @@ class BackendDecision:
 
 def backend_override_from_env(environ: Mapping[str, str] | None = None) -> str:
     """The override in ``DISTILL_TEACHER_BACKEND`` (``auto`` when unset or empty), unvalidated."""
-    value = (os.environ if environ is None else environ).get(ENV_VAR, "")
-    return value if value != "" else "auto"
+    return (os.environ if environ is None else environ).get(ENV_VAR) or "auto"
 
 
 def decide_teacher_backend(
@@ -97,7 +96,7 @@ def decide_teacher_backend(
 ) -> BackendDecision:
     """Apply the rules of this module; raise BackendSelectionError for an invalid request and
     InsufficientMemoryError when auto finds no backend that fits."""
-    requested = "auto" if override is None or override == "" else override
+    requested = override or "auto"
     if requested not in VALID_OVERRIDES:
         raise BackendSelectionError(
             f"unknown teacher backend {requested!r}; valid values: {', '.join(VALID_OVERRIDES)}"

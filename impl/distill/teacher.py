@@ -132,11 +132,11 @@ class Teacher:
         """Refused, like :meth:`parameters`."""
         self._frozen("handing its parameters to an optimizer")
 
-    def train(self, mode: bool = True) -> NoReturn:
+    def train(self, *args, **kwargs) -> NoReturn:
         """Refused: a teacher cannot be put in training mode."""
         self._frozen("train()")
 
-    def requires_grad_(self, requires_grad: bool = True) -> NoReturn:
+    def requires_grad_(self, *args, **kwargs) -> NoReturn:
         """Refused: a teacher's weights never require gradients."""
         self._frozen("requires_grad_()")
 
