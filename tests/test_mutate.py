@@ -134,7 +134,8 @@ def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None
     equivalents = planted / "equivalent.yaml"
     equivalents.write_text(
         "calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n  reason: at x == lo both return lo\n"
-        "calc:gone:compare:0:\n  change: a -> b\n  reason: a stale entry\n")
+        "calc:gone:compare:0:\n  change: a -> b\n  reason: a stale entry\n"
+        "other.module:f:compare:0:\n  change: a -> b\n  reason: a module this run does not mutate\n")
     report = mutate.run_mutation(["test_calc.py"], {"calc:clamp", "calc:count_up"}, planted,
                                  equivalents_path=equivalents, workers=2, timeout_scale=1.0, timeout_slack=5.0)
     by_change = {(m.site.scope, m.site.change): m for m in report.mutants}

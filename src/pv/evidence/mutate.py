@@ -393,6 +393,11 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
         workers_of.close()
 
 
+def _of_modules(equivalents: dict[str, Equivalent], modules: set[str]) -> dict[str, Equivalent]:
+    """The entries about the given modules (a run restricted with --module judges only those)."""
+    return {key: entry for key, entry in equivalents.items() if key.rsplit(":", 3)[0] in modules}
+
+
 def _counted(mutant: Mutant, equivalents: dict[str, Equivalent]) -> str:
     return EQUIVALENT if mutant.key in equivalents and mutant.status == SURVIVED else mutant.status
 
@@ -427,7 +432,7 @@ class MutationReport:
         """Entries that no longer describe a surviving mutant of the current code."""
         by_key = {m.key: m for m in self.mutants}
         problems = []
-        for key, entry in sorted(self.equivalents.items()):
+        for key, entry in sorted(_of_modules(self.equivalents, {m.module for m in self.mutants}).items()):
             mutant = by_key.get(key)
             if mutant is None:
                 problems.append(f"{key}: no such mutant in the current code")
@@ -556,7 +561,7 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
         mutants.append({**entry, "status": status, "ran_as": ran})
     stale = []
     by_key = {m["key"]: m for m in mutants}
-    for key, listed in sorted(equivalents.items()):
+    for key, listed in sorted(_of_modules(equivalents, {m["module"] for m in mutants}).items()):
         found = by_key.get(key)
         if found is None:
             stale.append(f"{key}: no such mutant in the current code")
