@@ -694,8 +694,8 @@ def _kernel_q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("kernel-q8-0-unsigned", "the Triton Q8_0 kernel reads its quants as unsigned bytes")
 def _kernel_q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
-    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.load(base + 2 + e, mask=live, other=0).to(tl.int8, bitcast=True)",
-                          "q = tl.load(base + 2 + e, mask=live, other=0)")
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.load(base + 2 + e, mask=live).to(tl.int8, bitcast=True)",
+                          "q = tl.load(base + 2 + e, mask=live)")
 
 
 # --- gaps found by automatic mutation (pv mutate): documented literals, plain teachers, sizes, rows ---

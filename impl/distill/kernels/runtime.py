@@ -35,7 +35,7 @@ def triton_installed() -> bool:
 
 def interpreted() -> bool:
     """Whether Triton kernels run in the interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get(INTERPRET_VAR, "0") == "1"
+    return os.environ.get(INTERPRET_VAR) == "1"
 
 
 def use_triton(kernel: str, device: torch.device, what: str) -> bool:
