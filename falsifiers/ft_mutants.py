@@ -769,3 +769,62 @@ def _rows_wrong_axis(mp: pytest.MonkeyPatch) -> None:
 # --- data-parallel training, checkpoints and resume: registered by their own module -----------------
 
 import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)
+
+
+# --- distill.quant decoding and distill.kernels: gaps found by automatic mutation (pv mutate) ---
+
+
+@mutant("q5-0-fifth-bit-dropped", "the PyTorch Q5_0 decoding ignores the fifth (high) bit of each quant")
+def _q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
+    _blocks_mutant(mp, "_dequant_q5_0", lambda blocks: blocks[:, 2:6].zero_())
+
+
+@mutant("q8-0-unsigned", "the PyTorch Q8_0 decoding reads its quants as unsigned bytes")
+def _q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[torch.Tensor, torch.Tensor], None]) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        def unsigned(blocks: torch.Tensor, out: torch.Tensor) -> None:
+            out.copy_(blocks[:, 2:])
+            out.mul_(blocks[:, 0:2].contiguous().view(torch.float16).float())
+
+        return unsigned
+
+    replace(mp, "distill.quant:_dequant_q8_0", build)
+
+
+@mutant("misaligned-words-not-copied", "bytes at an odd address or row stride get an aligned buffer that is never filled")
+def _words_not_copied(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[torch.Tensor, torch.dtype], torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def words(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+            aligned = blocks.data_ptr() % 4 == 0 and blocks.stride(0) % 4 == 0
+            return original(blocks if aligned else torch.zeros(blocks.shape, dtype=torch.uint8), dtype)
+
+        return words
+
+    replace(mp, "distill.quant:_words", build)
+
+
+@mutant("dequant-out-ignored", "dequantize writes a new tensor and leaves the out tensor it was given untouched")
+def _out_ignored(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.quant:_output", lambda original: lambda out, shape, dtype, device: original(None, shape, dtype, device))
+
+
+@mutant("dequant-plain-aliases-raw", "F32, F16 and BF16 data decode to a view of the raw bytes, not new memory")
+def _plain_aliases(mp: pytest.MonkeyPatch) -> None:
+    quant = importlib.import_module("distill.quant")
+
+    def build(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def dequantize(raw: torch.Tensor, qtype: Any, **kwargs: Any) -> torch.Tensor:
+            name = quant.qtype_name(qtype)
+            if name in ("F32", "F16", "BF16") and kwargs.get("dtype", torch.float32) == {"F32": torch.float32}.get(name):
+                return raw.view(torch.float32)
+            return original(raw, qtype, **kwargs)
+
+        return dequantize
+
+    replace(mp, "distill.quant:dequantize", build)
+
+
+@mutant("dequant-bad-out-accepted", "an out tensor of the wrong dtype, size, layout or device is used as it is")
+def _bad_out_accepted(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.quant:_output", lambda original: lambda out, shape, dtype, device: (
+        original(None, shape, dtype, device) if out is None else out))

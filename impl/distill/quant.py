@@ -145,7 +145,7 @@ def _words(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     where misaligned (a start or a row stride that is not a multiple of the word size)."""
     size = torch.empty((), dtype=dtype).element_size()
     if blocks.data_ptr() % size or blocks.stride(0) % size:
-        blocks = blocks.contiguous()
+        blocks = blocks.clone(memory_format=torch.contiguous_format)  # new, aligned memory (contiguous() may keep the start)
     return blocks.view(dtype)
 
 
@@ -166,9 +166,8 @@ def _q4_k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def _dequant_q4_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
     sc, mn = _q4_k_scales_mins(blocks[:, 4:16])
-    d_dmin = blocks[:, 0:4].view(torch.float16).float()
-    scale = (d_dmin[:, :1] * sc).reshape(n, 8, 1)
-    offset = (d_dmin[:, 1:] * mn).reshape(n, 8, 1)
+    scale = (_fp16_field(blocks, 0) * sc).reshape(n, 8, 1)
+    offset = (_fp16_field(blocks, 2) * mn).reshape(n, 8, 1)
     qs = _words(blocks, torch.int32)[:, 4:].reshape(n, 4, 8)  # four bytes of quants per word
     q = torch.empty((n, 4, 2, 8), dtype=torch.int32, device=blocks.device)
     torch.bitwise_and(qs, 0x0F0F0F0F, out=q[:, :, 0])
@@ -185,7 +184,7 @@ def _dequant_q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
     words = _words(blocks, torch.int16)  # two bytes per word: 64 of ql, 32 of qh, 8 of scales, d
     ql, qh = words[:, 0:64].reshape(n, 2, 32), words[:, 64:96].reshape(n, 2, 1, 16)
-    scale = (blocks[:, 208:].view(torch.float16).float() * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
+    scale = (_fp16_field(blocks, 208) * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
     q = torch.empty((n, 2, 2, 32), dtype=torch.int16, device=blocks.device)
     torch.bitwise_and(ql, 0x0F0F, out=q[:, :, 0])
     torch.bitwise_and(ql >> 4, 0x0F0F, out=q[:, :, 1])
