@@ -828,3 +828,19 @@ def _plain_aliases(mp: pytest.MonkeyPatch) -> None:
 def _bad_out_accepted(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.quant:_output", lambda original: lambda out, shape, dtype, device: (
         original(None, shape, dtype, device) if out is None else out))
+
+
+@mutant("kernel-auto-triton-off-cuda", "kernel='auto' launches the Triton kernels wherever triton is installed")
+def _auto_triton_off_cuda(mp: pytest.MonkeyPatch) -> None:
+    runtime = importlib.import_module("distill.kernels.runtime")
+
+    def build(original: Callable[[str, torch.device, str], bool]) -> Callable[[str, torch.device, str], bool]:
+        return lambda kernel, device, what: runtime.triton_installed() if kernel == "auto" else original(kernel, device, what)
+
+    replace(mp, "distill.kernels.runtime:use_triton", build)
+
+
+@mutant("kernel-interpreter-switch-forced", "the interpreter switch is set on import whenever there is no CUDA, over the environment's choice")
+def _interpreter_switch_forced(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, "distill.kernels.runtime", "if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():",
+                          "if not torch.cuda.is_available():")
