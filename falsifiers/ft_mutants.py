@@ -842,5 +842,13 @@ def _auto_triton_off_cuda(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("kernel-interpreter-switch-forced", "the interpreter switch is set on import whenever there is no CUDA, over the environment's choice")
 def _interpreter_switch_forced(mp: pytest.MonkeyPatch) -> None:
-    _kernel_source_mutant(mp, "distill.kernels.runtime", "if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():",
-                          "if not torch.cuda.is_available():")
+    runtime = importlib.import_module("distill.kernels.runtime")
+
+    def build(original: Callable[[], None]) -> Callable[[], None]:
+        def forced() -> None:
+            if not torch.cuda.is_available():
+                runtime.os.environ[runtime.INTERPRET_VAR] = "1"
+
+        return forced
+
+    replace(mp, "distill.kernels.runtime:default_to_interpreter", build)

@@ -24,8 +24,15 @@ from distill.errors import KernelUnavailableError
 INTERPRET_VAR = "TRITON_INTERPRET"
 KERNEL_CHOICES = ("auto", "torch", "triton")
 
-if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():
-    os.environ[INTERPRET_VAR] = "1"
+
+
+def default_to_interpreter() -> None:
+    """Set ``TRITON_INTERPRET=1`` on a machine without CUDA, unless the environment already chose."""
+    if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():
+        os.environ[INTERPRET_VAR] = "1"
+
+
+default_to_interpreter()
 
 
 def triton_installed() -> bool:
