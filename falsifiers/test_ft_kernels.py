@@ -203,14 +203,16 @@ def _fresh_runtime() -> None:
 
 @pytest.mark.falsifies("FT-KERNELS-005", covers=["distill.kernels.runtime"], mutants=["kernel-interpreter-switch-forced"])
 def test_interpreter_switch_is_set_only_without_cuda_and_without_a_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    for cuda, given, want in ((False, None, "1"), (True, None, None), (False, "0", "0"), (False, None, "1")):
+    # (CUDA, TRITON_INTERPRET before, after); last, the module sets the switch when it is imported
+    cases = ((False, None, "1"), (True, None, None), (False, "0", "0"), (False, None, "1"))
+    for i, (cuda, given, want) in enumerate(cases):
         monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
         if given is None:
             monkeypatch.delenv("TRITON_INTERPRET", raising=False)
         else:
             monkeypatch.setenv("TRITON_INTERPRET", given)
-        if want is None or given is not None:
+        if i < len(cases) - 1:
             runtime.default_to_interpreter()
         else:
-            _fresh_runtime()  # the module sets the switch when it is imported, before any kernel is defined
+            _fresh_runtime()
         assert os.environ.get("TRITON_INTERPRET") == want, (cuda, given)

@@ -14,7 +14,7 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize as reference_dequantize
 
 from distill import quant
-from distill.errors import QuantError
+from distill.errors import KernelUnavailableError, QuantError
 
 #: what these falsifiers check: the decoding path of ``distill.quant`` (not the quantizers)
 DECODING = [f"distill.quant:{name}" for name in (
@@ -120,5 +120,7 @@ def test_what_cannot_be_decoded_is_refused_by_name() -> None:
     with pytest.raises(QuantError, match=r"^unsupported quantization type 'Q4_0' \(supported: F32, F16, BF16, Q8_0, "
                                          r"Q5_0, Q4_K, Q6_K\)$"):
         quant.dequantize(raw, GGMLQuantizationType.Q4_0)
+    with pytest.raises(KernelUnavailableError, match=r"^dequantize Q8_0: kernel must be one of auto, torch, triton, got 'cuda'$"):
+        quant.dequantize(raw, "Q8_0", kernel="cuda")
     with pytest.raises(QuantError, match=r"^100 weights are not a whole number of Q8_0 blocks of 32$"):
         quant.byte_size(100, "Q8_0")

@@ -130,7 +130,7 @@ def _dequant_q8_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 def _dequant_q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
-    qs = blocks[:, 6:22]
+    qs = blocks[:, 6:]
     q = torch.empty((n, 2, 16), dtype=torch.uint8, device=blocks.device)
     torch.bitwise_and(qs, 0x0F, out=q[:, 0])
     torch.bitwise_right_shift(qs, 4, out=q[:, 1])
