@@ -98,7 +98,13 @@ def test_plain_types_and_out_tensors() -> None:
     assert torch.equal(data.dequantize(), want.reshape(3, 32))
     assert torch.equal(data.dequantize(dtype=torch.bfloat16), want.reshape(3, 32).to(torch.bfloat16))
     assert torch.equal(data.dequantize(dtype=torch.float64), want.reshape(3, 32).double())
-    assert quant.byte_size(512, "Q4_K") == 288 and quant.raw_shape((3, 64), "Q8_0") == (3, 68)
+    inf_scale = raw.copy()
+    inf_scale[1, 0:2] = np.array([np.inf], dtype=np.float16).view(np.uint8)
+    stored = quant.TensorData("blk.0.attn_k.weight", "Q8_0", (3, 32), torch.from_numpy(inf_scale))
+    assert not bool(torch.isfinite(stored.dequantize()[1]).all())  # tensors read from a file are checked at load
+    assert quant.byte_size(512, "Q4_K") == 288 and quant.raw_shape((2, 3, 64), "Q8_0") == (2, 3, 68)
+    many = _blocks("Q8_0", 8192 + 5, 6)  # more blocks than one CPU chunk of 2^18 weights
+    _assert_bits(quant.dequantize(torch.from_numpy(many), "Q8_0"), _want(many, "Q8_0"), "several chunks")
     assert quant.block_elems(GGMLQuantizationType.Q6_K) == 256 and quant.block_bytes("Q5_0") == 22
 
 

@@ -511,7 +511,7 @@ class TensorData:
 
     def dequantize(self, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weights as a ``dtype`` tensor of ``shape`` on ``device`` (default: where raw is)."""
-        raw = self.raw if device is None else self.raw.to(device)
+        raw = self.raw.to(device)  # no copy where it already is (device None: where it is)
         if dtype in OUT_DTYPES:
             return dequantize(raw, self.qtype, check=False, dtype=dtype).reshape(self.shape)
         return dequantize(raw, self.qtype, check=False).reshape(self.shape).to(dtype)
