@@ -694,8 +694,8 @@ def _kernel_q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("kernel-q8-0-unsigned", "the Triton Q8_0 kernel reads its quants as unsigned bytes")
 def _kernel_q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
-    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.load(base + 2 + e, mask=live, other=0).to(tl.int8, bitcast=True)",
-                          "q = tl.load(base + 2 + e, mask=live, other=0)")
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.load(base + 2 + e, mask=live).to(tl.int8, bitcast=True)",
+                          "q = tl.load(base + 2 + e, mask=live)")
 
 
 # --- gaps found by automatic mutation (pv mutate): documented literals, plain teachers, sizes, rows ---
@@ -903,3 +903,86 @@ def _free_not_available(mp: pytest.MonkeyPatch) -> None:
         return available_bytes
 
     replace(mp, "distill.dispatch:available_bytes", build)
+
+
+# --- distill.quant decoding and distill.kernels: gaps found by automatic mutation (pv mutate) ---
+
+
+@mutant("q5-0-fifth-bit-dropped", "the PyTorch Q5_0 decoding ignores the fifth (high) bit of each quant")
+def _q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
+    _blocks_mutant(mp, "_dequant_q5_0", lambda blocks: blocks[:, 2:6].zero_())
+
+
+@mutant("q8-0-unsigned", "the PyTorch Q8_0 decoding reads its quants as unsigned bytes")
+def _q8_0_unsigned(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[torch.Tensor, torch.Tensor], None]) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        def unsigned(blocks: torch.Tensor, out: torch.Tensor) -> None:
+            out.copy_(blocks[:, 2:])
+            out.mul_(blocks[:, 0:2].contiguous().view(torch.float16).float())
+
+        return unsigned
+
+    replace(mp, "distill.quant:_dequant_q8_0", build)
+
+
+@mutant("misaligned-words-not-copied", "bytes at an odd address or row stride get an aligned buffer that is never filled")
+def _words_not_copied(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[[torch.Tensor, torch.dtype], torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def words(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+            aligned = blocks.data_ptr() % 4 == 0 and blocks.stride(0) % 4 == 0
+            return original(blocks if aligned else torch.zeros(blocks.shape, dtype=torch.uint8), dtype)
+
+        return words
+
+    replace(mp, "distill.quant:_words", build)
+
+
+@mutant("dequant-out-ignored", "dequantize writes a new tensor and leaves the out tensor it was given untouched")
+def _out_ignored(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.quant:_output", lambda original: lambda out, shape, dtype, device: original(None, shape, dtype, device))
+
+
+@mutant("dequant-plain-aliases-raw", "F32, F16 and BF16 data decode to a view of the raw bytes, not new memory")
+def _plain_aliases(mp: pytest.MonkeyPatch) -> None:
+    quant = importlib.import_module("distill.quant")
+
+    def build(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def dequantize(raw: torch.Tensor, qtype: Any, **kwargs: Any) -> torch.Tensor:
+            name = quant.qtype_name(qtype)
+            if name in ("F32", "F16", "BF16") and kwargs.get("dtype", torch.float32) == {"F32": torch.float32}.get(name):
+                return raw.view(torch.float32)
+            return original(raw, qtype, **kwargs)
+
+        return dequantize
+
+    replace(mp, "distill.quant:dequantize", build)
+
+
+@mutant("dequant-bad-out-accepted", "an out tensor of the wrong dtype, size, layout or device is used as it is")
+def _bad_out_accepted(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.quant:_output", lambda original: lambda out, shape, dtype, device: (
+        original(None, shape, dtype, device) if out is None else out))
+
+
+@mutant("kernel-auto-triton-off-cuda", "kernel='auto' launches the Triton kernels wherever triton is installed")
+def _auto_triton_off_cuda(mp: pytest.MonkeyPatch) -> None:
+    runtime = importlib.import_module("distill.kernels.runtime")
+
+    def build(original: Callable[[str, torch.device, str], bool]) -> Callable[[str, torch.device, str], bool]:
+        return lambda kernel, device, what: runtime.triton_installed() if kernel == "auto" else original(kernel, device, what)
+
+    replace(mp, "distill.kernels.runtime:use_triton", build)
+
+
+@mutant("kernel-interpreter-switch-forced", "the interpreter switch is set on import whenever there is no CUDA, over the environment's choice")
+def _interpreter_switch_forced(mp: pytest.MonkeyPatch) -> None:
+    runtime = importlib.import_module("distill.kernels.runtime")
+
+    def build(original: Callable[[], None]) -> Callable[[], None]:
+        def forced() -> None:
+            if not torch.cuda.is_available():
+                runtime.os.environ[runtime.INTERPRET_VAR] = "1"
+
+        return forced
+
+    replace(mp, "distill.kernels.runtime:default_to_interpreter", build)

@@ -93,9 +93,10 @@ def _fp16_bytes(values: torch.Tensor) -> torch.Tensor:
 def _as_blocks(raw: torch.Tensor, qtype: str) -> torch.Tensor:
     if raw.dtype != torch.uint8:
         raise QuantError(f"{qtype} data must be uint8 bytes, got {raw.dtype}")
-    if raw.dim() == 0 or raw.shape[-1] % block_bytes(qtype):
-        width = raw.shape[-1] if raw.dim() else 0
-        raise QuantError(f"{qtype} data has {width} bytes per row, expected a multiple of {block_bytes(qtype)}")
+    if raw.dim() == 0:
+        raise QuantError(f"{qtype} data must be rows of bytes, got a 0-dimensional tensor")
+    if raw.shape[-1] % block_bytes(qtype):
+        raise QuantError(f"{qtype} data has {raw.shape[-1]} bytes per row, expected a multiple of {block_bytes(qtype)}")
     return raw.reshape(-1, block_bytes(qtype))
 
 
@@ -129,7 +130,7 @@ def _dequant_q8_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 def _dequant_q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
-    qs = blocks[:, 6:22]
+    qs = blocks[:, 6:]
     q = torch.empty((n, 2, 16), dtype=torch.uint8, device=blocks.device)
     torch.bitwise_and(qs, 0x0F, out=q[:, 0])
     torch.bitwise_right_shift(qs, 4, out=q[:, 1])
@@ -140,10 +141,11 @@ def _dequant_q5_0(blocks: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def _words(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``blocks`` (uint8 rows) viewed as ``dtype`` words, copied first only where misaligned."""
+    """``blocks`` (uint8 rows of a whole number of words) viewed as ``dtype`` words, copied first only
+    where misaligned (a start or a row stride that is not a multiple of the word size)."""
     size = torch.empty((), dtype=dtype).element_size()
-    if blocks.data_ptr() % size or blocks.stride(0) % size or blocks.shape[-1] % size:
-        blocks = blocks.contiguous()
+    if blocks.data_ptr() % size or blocks.stride(0) % size:
+        blocks = blocks.clone(memory_format=torch.contiguous_format)  # new, aligned memory (contiguous() may keep the start)
     return blocks.view(dtype)
 
 
@@ -164,9 +166,8 @@ def _q4_k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def _dequant_q4_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
     sc, mn = _q4_k_scales_mins(blocks[:, 4:16])
-    d_dmin = blocks[:, 0:4].view(torch.float16).float()
-    scale = (d_dmin[:, 0:1] * sc).reshape(n, 8, 1)
-    offset = (d_dmin[:, 1:2] * mn).reshape(n, 8, 1)
+    scale = (_fp16_field(blocks, 0) * sc).reshape(n, 8, 1)
+    offset = (_fp16_field(blocks, 2) * mn).reshape(n, 8, 1)
     qs = _words(blocks, torch.int32)[:, 4:].reshape(n, 4, 8)  # four bytes of quants per word
     q = torch.empty((n, 4, 2, 8), dtype=torch.int32, device=blocks.device)
     torch.bitwise_and(qs, 0x0F0F0F0F, out=q[:, :, 0])
@@ -183,7 +184,7 @@ def _dequant_q6_k(blocks: torch.Tensor, out: torch.Tensor) -> None:
     n = blocks.shape[0]
     words = _words(blocks, torch.int16)  # two bytes per word: 64 of ql, 32 of qh, 8 of scales, d
     ql, qh = words[:, 0:64].reshape(n, 2, 32), words[:, 64:96].reshape(n, 2, 1, 16)
-    scale = (blocks[:, 208:210].view(torch.float16).float() * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
+    scale = (_fp16_field(blocks, 208) * blocks[:, 192:208].view(torch.int8)).reshape(n, 16, 1)
     q = torch.empty((n, 2, 2, 32), dtype=torch.int16, device=blocks.device)
     torch.bitwise_and(ql, 0x0F0F, out=q[:, :, 0])
     torch.bitwise_and(ql >> 4, 0x0F0F, out=q[:, :, 1])
@@ -510,7 +511,7 @@ class TensorData:
 
     def dequantize(self, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weights as a ``dtype`` tensor of ``shape`` on ``device`` (default: where raw is)."""
-        raw = self.raw if device is None else self.raw.to(device)
+        raw = self.raw.to(device)  # no copy where it already is (device None: where it is)
         if dtype in OUT_DTYPES:
             return dequantize(raw, self.qtype, check=False, dtype=dtype).reshape(self.shape)
         return dequantize(raw, self.qtype, check=False).reshape(self.shape).to(dtype)

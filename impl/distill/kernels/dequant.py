@@ -24,8 +24,8 @@ DEFAULT_BLOCKS = 8
 @triton.jit
 def _fp16_at(base, offset, live):
     """The little-endian fp16 at byte ``offset`` of the blocks at ``base``, as float32."""
-    low = tl.load(base + offset, mask=live, other=0).to(tl.uint16)
-    high = tl.load(base + offset + 1, mask=live, other=0).to(tl.uint16)
+    low = tl.load(base + offset, mask=live).to(tl.uint16)
+    high = tl.load(base + offset + 1, mask=live).to(tl.uint16)
     return (low | (high << 8)).to(tl.float16, bitcast=True).to(tl.float32)
 
 
@@ -53,13 +53,13 @@ def _q4_k(raw_ptr, out_ptr, n_blocks, BLOCKS: tl.constexpr, OUT_BF16: tl.constex
     d = _fp16_at(base, 0, live)
     dmin = _fp16_at(base, 2, live)
     j = e // 32  # sub-block: scales 0-3 are 6-bit fields of bytes 4-7 (mins: 8-11), 4-7 are split
-    low_sc = tl.load(base + 4 + j % 4, mask=live, other=0).to(tl.int32)
-    low_m = tl.load(base + 8 + j % 4, mask=live, other=0).to(tl.int32)
-    high = tl.load(base + 12 + j % 4, mask=live, other=0).to(tl.int32)
+    low_sc = tl.load(base + 4 + j % 4, mask=live).to(tl.int32)
+    low_m = tl.load(base + 8 + j % 4, mask=live).to(tl.int32)
+    high = tl.load(base + 12 + j % 4, mask=live).to(tl.int32)
     sc = tl.where(j < 4, low_sc & 63, (high & 15) | ((low_sc >> 6) << 4))
     mn = tl.where(j < 4, low_m & 63, (high >> 4) | ((low_m >> 6) << 4))
     within = e % 64  # 32 bytes per 64 weights: low nibbles first, then high nibbles
-    byte = tl.load(base + 16 + 32 * (e // 64) + within % 32, mask=live, other=0).to(tl.int32)
+    byte = tl.load(base + 16 + 32 * (e // 64) + within % 32, mask=live).to(tl.int32)
     q = tl.where(within < 32, byte & 15, byte >> 4)
     w = (d * sc.to(tl.float32)) * q.to(tl.float32) - dmin * mn.to(tl.float32)
     _store(out_ptr + block.to(tl.int64) * 256 + e, w, live, OUT_BF16)
@@ -74,10 +74,10 @@ def _q6_k(raw_ptr, out_ptr, n_blocks, BLOCKS: tl.constexpr, OUT_BF16: tl.constex
     half = e // 128  # each half of 128 weights: 64 bytes of ql, 32 of qh
     k = e % 128 // 32
     lane = e % 32
-    low = tl.load(base + 64 * half + 32 * (k % 2) + lane, mask=live, other=0).to(tl.int32)
-    high = tl.load(base + 128 + 32 * half + lane, mask=live, other=0).to(tl.int32)
+    low = tl.load(base + 64 * half + 32 * (k % 2) + lane, mask=live).to(tl.int32)
+    high = tl.load(base + 128 + 32 * half + lane, mask=live).to(tl.int32)
     q = ((low >> (4 * (k // 2))) & 15) | (((high >> (2 * k)) & 3) << 4)
-    scale = tl.load(base + 192 + e // 16, mask=live, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+    scale = tl.load(base + 192 + e // 16, mask=live).to(tl.int8, bitcast=True).to(tl.float32)
     d = _fp16_at(base, 208, live)
     w = (d * scale) * (q - 32).to(tl.float32)
     _store(out_ptr + block.to(tl.int64) * 256 + e, w, live, OUT_BF16)
@@ -90,8 +90,8 @@ def _q5_0(raw_ptr, out_ptr, n_blocks, BLOCKS: tl.constexpr, OUT_BF16: tl.constex
     live = block < n_blocks
     base = raw_ptr + block.to(tl.int64) * 22
     d = _fp16_at(base, 0, live)
-    high = tl.load(base + 2 + e // 8, mask=live, other=0).to(tl.int32)
-    byte = tl.load(base + 6 + e % 16, mask=live, other=0).to(tl.int32)
+    high = tl.load(base + 2 + e // 8, mask=live).to(tl.int32)
+    byte = tl.load(base + 6 + e % 16, mask=live).to(tl.int32)
     q = tl.where(e < 16, byte & 15, byte >> 4) | (((high >> (e % 8)) & 1) << 4)
     w = d * (q - 16).to(tl.float32)
     _store(out_ptr + block.to(tl.int64) * 32 + e, w, live, OUT_BF16)
@@ -104,13 +104,12 @@ def _q8_0(raw_ptr, out_ptr, n_blocks, BLOCKS: tl.constexpr, OUT_BF16: tl.constex
     live = block < n_blocks
     base = raw_ptr + block.to(tl.int64) * 34
     d = _fp16_at(base, 0, live)
-    q = tl.load(base + 2 + e, mask=live, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+    q = tl.load(base + 2 + e, mask=live).to(tl.int8, bitcast=True).to(tl.float32)
     _store(out_ptr + block.to(tl.int64) * 32 + e, q * d, live, OUT_BF16)
 
 
-#: qtype -> (kernel, bytes per block, weights per block)
-KERNELS = {"Q4_K": (_q4_k, 144, 256), "Q6_K": (_q6_k, 210, 256), "Q5_0": (_q5_0, 22, 32), "Q8_0": (_q8_0, 34, 32)}
-OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: qtype -> its kernel
+KERNELS = {"Q4_K": _q4_k, "Q6_K": _q6_k, "Q5_0": _q5_0, "Q8_0": _q8_0}
 
 
 def dequantize_into(blocks: torch.Tensor, qtype: str, out: torch.Tensor, *, blocks_per_program: int = DEFAULT_BLOCKS) -> None:
@@ -118,7 +117,7 @@ def dequantize_into(blocks: torch.Tensor, qtype: str, out: torch.Tensor, *, bloc
 
     ``out`` is a contiguous float32, float16 or bfloat16 tensor on the blocks' device.
     """
-    kernel, _, _ = KERNELS[qtype]
+    kernel = KERNELS[qtype]
     n_blocks = blocks.shape[0]
     if n_blocks == 0:
         return

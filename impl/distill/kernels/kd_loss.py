@@ -73,10 +73,10 @@ def _kd_forward(s_ptr, t_ptr, valid_ptr, stats_ptr, kl_ptr, s_stride, t_stride, 
     log_z_t = tl.log(z_t)
     kl = w / z_t - log_z_t + log_z_s
     tl.store(kl_ptr + row, tl.where(valid, kl, 0.0))
-    tl.store(stats_ptr + row, tl.where(valid, m_s, 0.0))
-    tl.store(stats_ptr + n_rows + row, tl.where(valid, log_z_s, 0.0))
-    tl.store(stats_ptr + 2 * n_rows + row, tl.where(valid, m_t, 0.0))
-    tl.store(stats_ptr + 3 * n_rows + row, tl.where(valid, log_z_t, 0.0))
+    tl.store(stats_ptr + row, m_s)  # a masked row's stats (-inf) are never used
+    tl.store(stats_ptr + n_rows + row, log_z_s)
+    tl.store(stats_ptr + 2 * n_rows + row, m_t)
+    tl.store(stats_ptr + 3 * n_rows + row, log_z_t)
 
 
 @triton.jit
@@ -93,16 +93,17 @@ def _kd_backward(s_ptr, t_ptr, valid_ptr, stats_ptr, scale_ptr, grad_ptr, s_stri
     log_z_s = tl.load(stats_ptr + n_rows + row)
     m_t = tl.load(stats_ptr + 2 * n_rows + row)
     log_z_t = tl.load(stats_ptr + 3 * n_rows + row)
-    scale = tl.where(valid, tl.load(scale_ptr), 0.0)
+    scale = tl.load(scale_ptr)
     limit = tl.where(valid, vocab, 0)  # a masked row reads nothing and gets zeros
     offsets = tl.arange(0, BLOCK)
     for start in range(0, vocab, BLOCK):
         cols = start + offsets
-        s = tl.load(s_row + cols, mask=cols < limit, other=0.0).to(tl.float32)
-        t = tl.load(t_row + cols, mask=cols < limit, other=float("-inf")).to(tl.float32)
+        s = tl.load(s_row + cols, mask=cols < limit).to(tl.float32)
+        t = tl.load(t_row + cols, mask=cols < limit).to(tl.float32)
         q = tl.exp((s - m_s) / temperature - log_z_s)
         p = tl.exp((t - m_t) / temperature - log_z_t)
-        tl.store(g_row + cols, (scale * (q - p)).to(grad_ptr.dtype.element_ty), mask=cols < vocab)
+        grad = tl.where(valid, scale * (q - p), 0.0)
+        tl.store(g_row + cols, grad.to(grad_ptr.dtype.element_ty), mask=cols < vocab)
 
 
 def _block(vocab: int, block: int | None) -> int:

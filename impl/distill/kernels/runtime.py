@@ -24,8 +24,15 @@ from distill.errors import KernelUnavailableError
 INTERPRET_VAR = "TRITON_INTERPRET"
 KERNEL_CHOICES = ("auto", "torch", "triton")
 
-if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():
-    os.environ[INTERPRET_VAR] = "1"
+
+
+def default_to_interpreter() -> None:
+    """Set ``TRITON_INTERPRET=1`` on a machine without CUDA, unless the environment already chose."""
+    if INTERPRET_VAR not in os.environ and not torch.cuda.is_available():
+        os.environ[INTERPRET_VAR] = "1"
+
+
+default_to_interpreter()
 
 
 def triton_installed() -> bool:
@@ -35,7 +42,7 @@ def triton_installed() -> bool:
 
 def interpreted() -> bool:
     """Whether Triton kernels run in the interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get(INTERPRET_VAR, "0") == "1"
+    return os.environ.get(INTERPRET_VAR) == "1"
 
 
 def use_triton(kernel: str, device: torch.device, what: str) -> bool:
