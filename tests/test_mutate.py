@@ -333,3 +333,46 @@ def test_swapped_source_is_what_inspect_and_triton_read(shapes: Path) -> None:
         if before is not None:
             linecache.cache[path] = before
         sys.modules.pop("shapes", None)
+
+
+KERNEL = """\
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def add_one(x_ptr, n, BLOCK: tl.constexpr):
+    offsets = tl.arange(0, BLOCK)
+    live = offsets < n
+    tl.store(x_ptr + offsets, tl.load(x_ptr + offsets, mask=live) + 1.0, mask=live)
+"""
+
+
+def test_swapped_triton_kernel_runs_the_mutant_after_it_ran_unmutated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton's interpreter rewrites a kernel from its source once per process: a swap must reach it."""
+    pytest.importorskip("triton", reason="Triton is installed on Linux x86_64 only")
+    import importlib
+
+    import torch
+
+    from pv.evidence import mutate_live
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    (tmp_path / "kernel_mod.py").write_text(KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("kernel_mod")
+    path = str(tmp_path / "kernel_mod.py")
+
+    def run() -> list[float]:
+        x = torch.arange(4, dtype=torch.float32)
+        module.add_one[(1,)](x, 4, BLOCK=8)
+        return x.tolist()
+
+    try:
+        assert run() == [1.0, 2.0, 3.0, 4.0]  # the interpreter has now rewritten the unmutated kernel
+        site = next(s for s in sites(KERNEL, [""], path) if s.change.endswith("- 1.0"))
+        mutate_live.apply(path, KERNEL, site, [""])
+        assert run() == [-1.0, 0.0, 1.0, 2.0]
+    finally:
+        sys.modules.pop("kernel_mod", None)

@@ -9,7 +9,8 @@ is done for each function on the path to the site (``outer`` and
 ``outer.inner``), so that closures made before and after the swap both run the
 mutant. The mutated function's text is also put in :mod:`linecache` for the
 file, so that tools that read a function's source (Triton's interpreter,
-``inspect``) see the mutant too.
+``inspect``) see the mutant too, and Triton's interpreter forgets the kernels
+it rewrote from the old text.
 
 A mutant that runs at import (a module constant, a class attribute, a
 default), or whose function is not live or cannot take the new code (another
@@ -23,6 +24,7 @@ import ast
 import gc
 import linecache
 import os
+import sys
 from collections.abc import Iterator
 from types import CodeType, FunctionType
 
@@ -55,6 +57,20 @@ def apply(path: str, source: str, site: Site, scopes: list[str]) -> None:
                 function.__code__ = mutated[key]
             except ValueError as err:  # a different closure layout
                 raise NotApplicable(str(err)) from None
+    _forget_compiled([function for functions in live.values() for function in functions])
+
+
+def _forget_compiled(functions: list[FunctionType]) -> None:
+    """Drop what source readers compiled from the swapped functions' old text.
+
+    Triton's interpreter rewrites a kernel from its source on first use and keeps the result per
+    function, process-wide; a kernel that ran before the swap would otherwise run unmutated.
+    """
+    interpreter = sys.modules.get("triton.runtime.interpreter")
+    cache = getattr(getattr(interpreter, "InterpretedFunction", None), "rewritten_fn", None)
+    if isinstance(cache, dict):
+        for function in functions:
+            cache.pop(function, None)
 
 
 def _first_line(node: FunctionNode) -> int:
