@@ -376,3 +376,34 @@ def test_swapped_triton_kernel_runs_the_mutant_after_it_ran_unmutated(
         assert run() == [-1.0, 0.0, 1.0, 2.0]
     finally:
         sys.modules.pop("kernel_mod", None)
+
+
+#: a test that imports the kernel module only when it runs (as distill.kernels.runtime loads kernels)
+LAZY_KERNEL_TEST = """\
+import importlib
+
+import torch
+
+
+def test_add_one():
+    module = importlib.import_module("kernel_mod")
+    x = torch.arange(4, dtype=torch.float32)
+    module.add_one[(1,)](x, 4, BLOCK=8)
+    assert x.tolist() == [1.0, 2.0, 3.0, 4.0]
+"""
+
+
+def test_kernel_module_imported_by_a_test_is_swapped_and_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel whose module no test imported at collection: the swap must still reach what Triton reads."""
+    pytest.importorskip("triton", reason="Triton is installed on Linux x86_64 only")
+    (tmp_path / "kernel_mod.py").write_text(KERNEL)
+    (tmp_path / "test_kernel.py").write_text(LAZY_KERNEL_TEST)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = mutate.run_mutation(["test_kernel.py"], {"kernel_mod:add_one"}, tmp_path, workers=1)
+    by_change = {m.site.change: m for m in report.mutants}
+    added = next(m for change, m in by_change.items() if change.endswith("- 1.0"))
+    assert (added.status, added.applied) == (mutate.KILLED, "swapped")

@@ -229,8 +229,8 @@ class SessionServer:
     """pytest plugin of a session worker: once the tests are collected, it runs mutants instead.
 
     Each job is run in a forked child of the collected session: the mutant is swapped into
-    the imported module (:mod:`pv.evidence.mutate_live`), or served by an import hook when
-    the module is not imported yet, and the job's tests run through pytest's own protocol,
+    the imported module (:mod:`pv.evidence.mutate_live`; a module no test has imported yet is
+    imported first), and the job's tests run through pytest's own protocol,
     stopping at the first failure. A mutant that cannot be swapped in is answered
     ``not-applicable`` (the caller runs it in a preloading worker).
     """
@@ -255,15 +255,12 @@ class SessionServer:
 def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, Any]:
     """In a child of a session worker: apply the mutant to the imported code, run the job's tests."""
     source = job["source"]
-    if job["module"] not in sys.modules:  # no test imported it yet: serve the mutant when one does
-        sys.meta_path.insert(0, MutantFinder(job["module"], job["path"],
-                                             mutated_code(source, job["site"], job["scopes"], job["path"])))
-    else:
-        site = sites(source, job["scopes"], job["path"])[job["site"]]
-        try:
-            mutate_live.apply(job["path"], source, site, job["scopes"])
-        except mutate_live.NotApplicable as err:
-            return {"status": NOT_APPLICABLE, "detail": str(err)}
+    importlib.import_module(job["module"])  # a module no test imported yet (loaded on demand) is swapped too
+    site = sites(source, job["scopes"], job["path"])[job["site"]]
+    try:
+        mutate_live.apply(job["path"], source, site, job["scopes"])
+    except mutate_live.NotApplicable as err:
+        return {"status": NOT_APPLICABLE, "detail": str(err)}
     selected = [items[test] for test in job["tests"]]
     failure = _FirstFailure()
     selected[0].config.pluginmanager.register(failure, "pv-mutant-first-failure")
