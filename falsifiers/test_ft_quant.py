@@ -47,7 +47,7 @@ def _assert_bits(got: torch.Tensor, want: np.ndarray, what: object) -> None:
     assert got32.shape == want.shape and not differ.any(), (what, got32.shape, want.shape, int(differ.sum()))
 
 
-@pytest.mark.falsifies("FT-FROZEN-010", covers=DECODING, mutants=["q5-0-fifth-bit-dropped", "q8-0-unsigned"])
+@pytest.mark.falsifies("FT-FROZEN-007", covers=DECODING, mutants=["q5-0-fifth-bit-dropped", "q8-0-unsigned"])
 def test_legacy_blocks_decode_bit_exact_with_gguf() -> None:
     for seed, qtype in enumerate(("Q5_0", "Q8_0")):
         raw = _blocks(qtype, 6, seed).reshape(2, 3 * SIZES[qtype][0])  # rows of several blocks
@@ -61,7 +61,7 @@ def test_legacy_blocks_decode_bit_exact_with_gguf() -> None:
                 assert got.dtype == dtype and torch.equal(got.reshape(-1), rounded), (qtype, spelled)
 
 
-@pytest.mark.falsifies("FT-FROZEN-010", covers=DECODING, mutants=["misaligned-words-not-copied"])
+@pytest.mark.falsifies("FT-FROZEN-007", covers=DECODING, mutants=["misaligned-words-not-copied"])
 def test_blocks_decode_from_any_start_and_row_stride() -> None:
     """Bytes that start at an odd address, or rows padded to an odd stride, decode as the packed blocks."""
     for seed, qtype in enumerate(("Q4_K", "Q6_K", "Q5_0", "Q8_0")):
@@ -76,7 +76,7 @@ def test_blocks_decode_from_any_start_and_row_stride() -> None:
         _assert_bits(quant.dequantize(padded[:, :size], qtype), want, (qtype, "odd row stride"))
 
 
-@pytest.mark.falsifies("FT-FROZEN-010", covers=DECODING, mutants=["dequant-out-ignored", "dequant-plain-aliases-raw"])
+@pytest.mark.falsifies("FT-FROZEN-007", covers=DECODING, mutants=["dequant-out-ignored", "dequant-plain-aliases-raw"])
 def test_plain_types_and_out_tensors() -> None:
     values = torch.tensor([[1.5, -2.25, 0.0, 3e-3], [7.0, -0.5, 65504.0, -1e-4]])
     for qtype, dtype in (("F32", torch.float32), ("F16", torch.float16), ("BF16", torch.bfloat16)):
@@ -109,7 +109,7 @@ def test_plain_types_and_out_tensors() -> None:
     assert quant.block_elems(GGMLQuantizationType.Q6_K) == 256 and quant.block_bytes("Q5_0") == 22
 
 
-@pytest.mark.falsifies("FT-FROZEN-010", covers=DECODING, mutants=["dequant-bad-out-accepted"])
+@pytest.mark.falsifies("FT-FROZEN-007", covers=DECODING, mutants=["dequant-bad-out-accepted"])
 def test_what_cannot_be_decoded_is_refused_by_name() -> None:
     raw = torch.from_numpy(_blocks("Q8_0", 2, 3))
     with pytest.raises(QuantError, match=r"^dequantize: dtype must be one of float32, float16, bfloat16, got torch.float64$"):
