@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import textwrap
 import sys
 from pathlib import Path
@@ -162,6 +163,24 @@ def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None
     again = mutate.rescore(json.loads(json.dumps(data)), {})
     assert again["survived"] == data["survived"] + 1 and again["equivalent"] == [] and again["stale_equivalents"] == []
     assert mutate.rescore(again, mutate.load_equivalents(equivalents))["score"] == data["score"]
+
+
+def test_listed_equivalents_are_not_run_unless_checked(planted: Path) -> None:
+    """A listed mutant counts as equivalent without a run; --check-equivalents finds a wrong entry."""
+    equivalents = planted / "equivalent.yaml"
+    equivalents.write_text("calc:clamp:guard:0:\n  change: if x < lo -> if False\n  reason: wrongly listed\n")
+
+    def run(check: bool) -> mutate.MutationReport:
+        return mutate.run_mutation(["test_calc.py"], {"calc:clamp"}, planted, equivalents_path=equivalents,
+                                   workers=1, check_equivalents=check)
+
+    trusted = run(False)
+    listed = next(m for m in trusted.mutants if m.key == "calc:clamp:guard:0")
+    assert (trusted.status(listed), listed.applied, trusted.stale_equivalents()) == (mutate.EQUIVALENT, "", [])
+    checked = run(True)
+    assert checked.stale_equivalents() == [
+        "calc:clamp:guard:0: listed as equivalent but killed by test_calc.py::test_below"]
+    assert trusted.score_of(trusted.counts()) == (checked.score_of(checked.counts() - Counter({"killed": 1})))
 
 
 def test_a_source_edited_during_the_run_is_reported_and_not_mutated(planted: Path) -> None:

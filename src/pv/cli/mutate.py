@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh-imports", action="store_true",
                         help="run every mutant with its module imported afresh, instead of swapping mutated "
                              "functions into a collected session (slower; the reference for the fast path)")
+    parser.add_argument("--check-equivalents", action="store_true",
+                        help="run the mutants listed in the equivalents file too, to find entries a test now kills")
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
     parser.add_argument("--rescore", type=Path, metavar="REPORT",
                         help="run nothing: judge a JSON report of an earlier run again under the equivalents file")
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         tests, mutate.scopes_from_contracts(args.contracts), Path.cwd().resolve(), only=args.only,
         equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
         progress=_Progress(), note=lambda line: print(f"pv mutate: {line}", file=sys.stderr, flush=True),
-        timeout_scale=args.timeout_scale, checkpoint=checkpoint, live=not args.fresh_imports)
+        timeout_scale=args.timeout_scale, checkpoint=checkpoint, live=not args.fresh_imports,
+        check_equivalents=args.check_equivalents)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")

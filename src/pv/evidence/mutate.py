@@ -344,8 +344,13 @@ Finished = Callable[[Mutant], None]
 def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[str], workers: int, env: dict[str, str],
                 pytest_args: Sequence[str], equivalents: dict[str, Equivalent],
                 progress: Progress | None = None, timeout_scale: float = TIMEOUT_SCALE,
-                timeout_slack: float = TIMEOUT_SLACK_S, finished: Finished | None = None, live: bool = True) -> None:
+                timeout_slack: float = TIMEOUT_SLACK_S, finished: Finished | None = None, live: bool = True,
+                check_equivalents: bool = False) -> None:
     """Run every mutant that some test reaches; set the status of all of them.
+
+    A mutant listed (with its current change) in the equivalents file is not run unless
+    ``check_equivalents``: it counts in neither side of the score, whatever a run would find,
+    and running it only tells whether a test now kills it (the entry is then stale).
 
     A mutant inside a function body is swapped into a collected session (``live``); one that
     runs at import, or that cannot be swapped in, and every mutant without ``live``, is run
@@ -356,7 +361,11 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     lock = threading.Lock()
     pending = []
     for mutant in mutants:
-        if mutant.tests:
+        listed = equivalents.get(mutant.key)
+        if listed is not None and listed.change == mutant.site.change and not check_equivalents:
+            mutant.status, mutant.detail = EQUIVALENT, "listed as equivalent; not run (--check-equivalents runs it)"
+            counts[EQUIVALENT] += 1
+        elif mutant.tests:
             pending.append(mutant)
         else:
             mutant.status, mutant.detail = SURVIVED, "no selected test reaches this mutant"
@@ -399,7 +408,9 @@ def _of_modules(equivalents: dict[str, Equivalent], modules: set[str]) -> dict[s
 
 
 def _counted(mutant: Mutant, equivalents: dict[str, Equivalent]) -> str:
-    return EQUIVALENT if mutant.key in equivalents and mutant.status == SURVIVED else mutant.status
+    """The status that counts: a listed mutant that survived (or was not run as listed) is equivalent."""
+    listed = mutant.key in equivalents and mutant.status in (SURVIVED, EQUIVALENT)
+    return EQUIVALENT if listed else mutant.status
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -438,7 +449,7 @@ class MutationReport:
                 problems.append(f"{key}: no such mutant in the current code")
             elif mutant.site.change != entry.change:
                 problems.append(f"{key}: listed as {entry.change!r}, the mutant now is {mutant.site.change!r}")
-            elif mutant.status != SURVIVED:
+            elif mutant.status not in (SURVIVED, EQUIVALENT):
                 problems.append(f"{key}: listed as equivalent but {mutant.status}"
                                 + (f" by {mutant.killed_by}" if mutant.killed_by else ""))
         return problems
@@ -599,7 +610,8 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                  progress: Progress | None = None, note: Callable[[str], None] = lambda line: None,
                  timeout_scale: float = TIMEOUT_SCALE, timeout_slack: float = TIMEOUT_SLACK_S,
                  checkpoint: Callable[[MutationReport], None] | None = None,
-                 checkpoint_every_s: float = 60.0, live: bool = True) -> MutationReport:
+                 checkpoint_every_s: float = 60.0, live: bool = True,
+                 check_equivalents: bool = False) -> MutationReport:
     """The whole of ``pv mutate``: targets, first run, plan, mutant runs, report."""
     started = time.monotonic()
     equivalents = load_equivalents(equivalents_path)
@@ -628,7 +640,7 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                 checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers, judged))
 
         run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
-                    timeout_slack, finished, live)
+                    timeout_slack, finished, live, check_equivalents)
     now = judged_files([t.path for t in targets], root, equivalents_path)
     changed = [then["path"] for then, later in zip(judged["sources"], now["sources"]) if then != later]
     changed += [now["equivalents"]["path"]] if judged.get("equivalents") != now.get("equivalents") else []
