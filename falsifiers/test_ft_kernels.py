@@ -140,11 +140,14 @@ def test_fused_kernels_on_small_blocks_and_strided_logits() -> None:
     t = teacher_base[..., :45]
     first_block = torch.zeros(2, 3, 45, dtype=torch.bool)
     first_block[0, 1, :16] = True
+    first_block_base = torch.zeros(2, 3, 90, dtype=torch.bool)
+    first_block_base[0, 1, :32:2] = True  # the same entries of the student, in its base tensor
     s_ref = np.where(first_block.numpy(), -math.inf, ref.as64(student_base[..., ::2]))
     mask = torch.tensor([[True, True, False], [True, False, True]])
     for temperature, m in ((0.7, None), (2.0, mask)):
         student_base.grad = None
-        s = student_base[..., ::2].masked_fill(first_block, -math.inf)
+        s = student_base.masked_fill(first_block_base, -math.inf)[..., ::2]
+        assert s.stride(-1) == 2  # the kernels get the strided view itself, not a copy
         loss = kernels.kd_loss(s.to(DEVICE), t.to(DEVICE), temperature, None if m is None else m.to(DEVICE), block=16)
         m64 = None if m is None else m.numpy()
         want = ref.kd_loss64(s_ref, ref.as64(t), temperature, m64)
