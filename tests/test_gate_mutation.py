@@ -19,34 +19,12 @@ import pytest
 import yaml
 
 from gate_testing import REQUIRE, GitProject, contract_text, falsifier_source, write_project
+from mutation_projects import CALC, WEAK_TESTS, plant
 from pv.cli import main
 from pv.evidence import mutate
 from pv.evidence.integrity import add_checksum
 
 pytest_plugins = ["pytester"]
-
-CALC = '''\
-def clamp(x, lo, hi):
-    """x limited to [lo, hi]."""
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
-'''
-
-#: clamp tested inside its range and below it only: removing the upper guard survives
-WEAK_TESTS = '''\
-from calc import clamp
-
-
-def test_inside():
-    assert clamp(5, 0, 10) == 5
-
-
-def test_below():
-    assert clamp(-3, 0, 10) == 0
-'''
 
 EQUIVALENTS = ("calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n"
                "  reason: at x == lo both branches return lo\n")
@@ -57,16 +35,11 @@ def mutated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder where `pv mutate` ran on calc.clamp: calc.py, the equivalents, and its reports
     ``full.json`` (the finished run) and ``partial.json`` (written after its first mutant)."""
     root = tmp_path_factory.mktemp("mutated")
-    (root / "calc.py").write_text(CALC)
-    (root / "test_calc.py").write_text(WEAK_TESTS)
-    (root / "pytest.ini").write_text("[pytest]\n")
     (root / "mutants").mkdir()
     (root / "mutants" / "equivalent.yaml").write_text(EQUIVALENTS)
     partial: list[dict[str, Any]] = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("PYTHONPATH", str(root))
-        patch.syspath_prepend(str(root))
+        plant(root, {"calc.py": CALC, "test_calc.py": WEAK_TESTS}, patch)
         report = mutate.run_mutation(
             ["test_calc.py"], {"calc:clamp"}, root, equivalents_path=root / "mutants" / "equivalent.yaml",
             workers=1, checkpoint=lambda r: partial.append(r.to_json()) if not partial else None,

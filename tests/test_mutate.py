@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-import textwrap
 import sys
+import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from mutation_projects import CALC, WEAK_TESTS, plant
 from pv import cli
 from pv.evidence import mutate
 from pv.evidence.mutate_ast import OPERATORS, defined_names, mutated_code, mutated_source, sites
@@ -85,50 +86,9 @@ def test_scopes_select_functions_and_module_attributes() -> None:
 
 # --- a planted project ------------------------------------------------------------------------
 
-CALC = '''\
-def clamp(x, lo, hi):
-    """x limited to [lo, hi]."""
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
-
-
-def count_up(n):
-    i = 0
-    while i < n:
-        i += 1
-    return i
-'''
-
-#: a weak suite: clamp is tested inside the range and below it only; count_up only for its result
-WEAK_TESTS = '''\
-from calc import clamp, count_up
-
-
-def test_inside():
-    assert clamp(5, 0, 10) == 5
-
-
-def test_below():
-    assert clamp(-3, 0, 10) == 0
-
-
-def test_count():
-    assert count_up(3) == 3
-'''
-
-
 @pytest.fixture()
 def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "calc.py").write_text(CALC)
-    (tmp_path / "test_calc.py").write_text(WEAK_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    return plant(tmp_path, {"calc.py": CALC, "test_calc.py": WEAK_TESTS}, monkeypatch)
 
 
 def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None:
@@ -292,13 +252,7 @@ def test_square():
 
 @pytest.fixture()
 def shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "shapes.py").write_text(SHAPES)
-    (tmp_path / "test_shapes.py").write_text(SHAPES_TESTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+    return plant(tmp_path, {"shapes.py": SHAPES, "test_shapes.py": SHAPES_TESTS}, monkeypatch)
 
 
 def test_swapped_mutants_decide_as_fresh_imports_do(shapes: Path) -> None:
@@ -415,13 +369,8 @@ def test_add_one():
 def test_kernel_module_imported_by_a_test_is_swapped_and_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernel whose module no test imported at collection: the swap must still reach what Triton reads."""
     pytest.importorskip("triton", reason="Triton is installed on Linux x86_64 only")
-    (tmp_path / "kernel_mod.py").write_text(KERNEL)
-    (tmp_path / "test_kernel.py").write_text(LAZY_KERNEL_TEST)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    plant(tmp_path, {"kernel_mod.py": KERNEL, "test_kernel.py": LAZY_KERNEL_TEST}, monkeypatch)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.syspath_prepend(str(tmp_path))
     report = mutate.run_mutation(["test_kernel.py"], {"kernel_mod:add_one"}, tmp_path, workers=1)
     by_change = {m.site.change: m for m in report.mutants}
     added = next(m for change, m in by_change.items() if change.endswith("- 1.0"))
