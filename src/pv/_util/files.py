@@ -7,11 +7,13 @@ A character device (``/dev/null``, a terminal) is written through, and a write i
 refuses (``/dev/full``) is an error. A symbolic link, a FIFO, a socket, a block
 device or a folder is refused and left as it is, and so is an output that is one of
 the command's inputs. Every refusal or OS error is a :class:`~pv._util.errors.UserError`
-naming the path (exit 2).
+naming the path (exit 2). :func:`sha256_of` is the one digest of a file's bytes that
+evidence compares.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -111,3 +113,11 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes,
         if tmp is not None and os.path.lexists(tmp):
             Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str | None:
+    """The hex sha256 of a file's bytes (None when it cannot be read, e.g. it is gone)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None

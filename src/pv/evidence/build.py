@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pv._util.files import sha256_of
 from pv.evidence.contracts import ContractInfo, shown_path
 from pv.evidence.records import (
     ERROR,
@@ -282,13 +283,6 @@ def obligation_entries(
 _MUTATION_COUNTS = ("killed", "survived", "timeout")
 
 
-def _sha256_of(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 def _absent(report: str | None, reason: str) -> dict[str, Any]:
     return {"status": "absent", "report": report, "reason": reason}
 
@@ -296,7 +290,7 @@ def _absent(report: str | None, reason: str) -> dict[str, Any]:
 def _changed(judged: dict[str, Any], root: Path) -> list[str]:
     """The judged files (sources, then the equivalents file) whose bytes now differ, or that are gone."""
     files = [*judged["sources"], *([judged["equivalents"]] if "equivalents" in judged else [])]
-    return [str(entry["path"]) for entry in files if _sha256_of(root / entry["path"]) != entry["sha256"]]
+    return [str(entry["path"]) for entry in files if sha256_of(root / entry["path"]) != entry["sha256"]]
 
 
 def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:

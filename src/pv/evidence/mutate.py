@@ -29,7 +29,6 @@ mutation (test models built once by unmutated code).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -48,6 +47,7 @@ import yaml
 
 from pv import __version__
 from pv._util.errors import UserError
+from pv._util.files import sha256_of
 from pv.evidence import mutate_coverage
 from pv.evidence.mutate_worker import NOT_APPLICABLE
 from pv.evidence.mutate_ast import Site, defined_names, sites
@@ -512,11 +512,7 @@ def _judged_file(path: Path, root: Path) -> dict[str, Any]:
         shown = path.relative_to(root).as_posix()
     except ValueError:
         shown = path.as_posix()
-    try:
-        digest: str | None = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        digest = None
-    return {"path": shown, "sha256": digest}
+    return {"path": shown, "sha256": sha256_of(path)}
 
 
 def _score_text(score: float | None) -> str:
