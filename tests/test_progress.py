@@ -9,6 +9,8 @@ import pytest
 from pv._util import progress as progress_module
 from pv._util.progress import Progress, format_bar
 
+pytest_plugins = ["pytester"]
+
 
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
@@ -49,3 +51,21 @@ def test_nothing_is_written_when_not_a_terminal(capsys) -> None:
         bar.print("a row")
     assert stream.getvalue() == ""
     assert capsys.readouterr().out == "a row\n"
+
+
+def test_under_xdist_only_the_controller_keeps_the_counts_file(pytester: pytest.Pytester) -> None:
+    # Workers writing the same file raced the controller (a worker's write failed, the worker quit
+    # mid-run and xdist stopped with an internal error): a worker must not load the plugin at all.
+    pytester.makepyfile(test_worker="""
+        def test_in_a_worker(request):
+            assert hasattr(request.config, "workerinput")
+            assert request.config.pluginmanager.get_plugin("pv-progress-file") is None
+
+        def test_second(request):
+            pass
+        """)
+    counts = pytester.path / "counts"
+    result = pytester.runpytest("-n", "2", "-p", "pv.plugins.progress", f"--pv-progress-file={counts}",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert progress_module.read_counts(counts) == (2, 2)

@@ -8,13 +8,14 @@ caller prints go through :meth:`Progress.print`, which clears the bar first.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+
+from pv._util.files import write_atomic
 
 REFRESH_S = 1.0
 BAR_WIDTH = 24
@@ -32,9 +33,7 @@ def format_bar(label: str, done: int, total: int | None, elapsed_s: float) -> st
 
 def write_counts(path: Path, done: int, total: int) -> None:
     """Keep ``done total`` in ``path`` for another process (``total`` 0 while unknown), replaced whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{done} {total}\n", encoding="ascii")
-    os.replace(tmp, path)
+    write_atomic(path, f"{done} {total}\n")
 
 
 def read_counts(path: Path) -> tuple[int, int]:

@@ -2,8 +2,8 @@
 the count of finished items and the total collected, for a parent process's progress bar.
 
 The file (:func:`pv._util.progress.write_counts`) holds ``done total`` and is replaced
-whole on each change. Under xdist the controller counts the items
-its workers finish; the total is one worker's collection (every worker collects them all).
+whole on each change. Under xdist only the controller keeps it: it counts the items its
+workers finish, and the total is one worker's collection (every worker collects them all).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("pv_progress_file", None)
-    if path:
+    if path and not hasattr(config, "workerinput"):  # on the controller only
         config.pluginmanager.register(ProgressFile(Path(path)), "pv-progress-file")
 
 
