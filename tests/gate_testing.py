@@ -124,12 +124,15 @@ def contract_text(
     require: dict[str, list[str]],
     obligations: Sequence[str] = ("OB-INV-001",),
     checks: dict[str, str] | None = None,
+    decides: dict[str, str] | None = None,
 ) -> str:
     """A small contract listing ``falsifiers``, requiring ``require`` (id -> profiles).
 
     ``checks``: obligation id -> ``expect`` expression over an int ``x`` in [0, 5]
-    (an executable check, proved or refuted by exhaustive enumeration).
+    (an executable check, proved or refuted by exhaustive enumeration);
+    ``decides``: falsifier id -> the obligation it decides (its ``obligation`` field).
     """
+    decides = decides or {}
     checks = checks or {}
     listed = list(obligations) + [ob for ob in checks if ob not in obligations]
     data: dict[str, Any] = {
@@ -141,7 +144,9 @@ def contract_text(
             for ob in listed
         ],
         "falsification_tests": [
-            {"id": ft, "rule": "r", "prediction": "p", "if_fails": "x"} for ft in falsifiers
+            {"id": ft, "rule": "r", "prediction": "p", "if_fails": "x"}
+            | ({"obligation": decides[ft]} if ft in decides else {})
+            for ft in falsifiers
         ],
         "qa_gate": {
             "id": "F-SYN-001",
@@ -231,6 +236,7 @@ class GitProject:
         mutants: bool = True,
         checks: dict[str, str] | None = None,
         require: dict[str, list[str]] = REQUIRE,
+        decides: dict[str, str] | None = None,
     ) -> None:
         self.pytester = pytester
         self.monkeypatch = monkeypatch
@@ -251,7 +257,7 @@ class GitProject:
             "FT-G-001", marks=["gpu"],
             prelude="assert os.environ.get('SYN_BREAK_GPU') != '1', 'peak memory over the threshold'",
         )
-        contract = contract_text(list(REQUIRE), require, checks=checks)
+        contract = contract_text(list(REQUIRE), require, checks=checks, decides=decides)
         write_project(self.root, {"syn-v1": contract}, {"test_ft_syn.py": tests})
         pytester.makeini("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
         (self.root / ".gitignore").write_text("reports/\n__pycache__/\n")

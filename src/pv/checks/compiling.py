@@ -86,8 +86,6 @@ def obligation_id(obligation: Any, index: int) -> str:
     return f"obligation-{index + 1}"
 
 
-
-
 def _called(check: Any) -> list[str]:
     calls = check.get("call") if isinstance(check, Mapping) else None
     calls = [calls] if isinstance(calls, str) else calls

@@ -71,7 +71,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "equations": {"formula": MAJOR, "domain": MAJOR, "codomain": MAJOR, "invariants": LIST,
                   "preconditions": LIST, "postconditions": LIST, "implementation": MINOR},
     "proof_obligations": {"formal": MAJOR, "type": MAJOR, "applies_to": MAJOR, "tolerance": MAJOR, "check": CHECK},
-    "falsification_tests": {"prediction": MAJOR, "rule": MAJOR},
+    "falsification_tests": {"prediction": MAJOR, "rule": MAJOR, "obligation": MAJOR},
     "kani_harnesses": {"obligation": MAJOR, "bound": BOUND, "strategy": MINOR},
     "qa_gate": {"id": MAJOR, "checks": LIST, "pass_criteria": MINOR},
     "metadata": {"depends_on": LIST},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class ContractInfo:
     obligations: list[str]
     checked_obligations: list[str]
     compile_error: str | None
+    #: obligation id -> the falsifiers that name it (``falsification_tests[].obligation``), in file order
+    obligation_falsifiers: dict[str, list[str]] = field(default_factory=dict)
     #: ``qa_gate.min_mutation_score``: the least mutation score the gate accepts (None: it asks for none)
     min_mutation_score: float | None = None
 
@@ -43,6 +45,14 @@ class ContractInfo:
 def _falsifier_ids(data: dict[str, Any]) -> list[str]:
     tests = data.get("falsification_tests") or []
     return [str(t["id"]) for t in tests if isinstance(t, dict) and t.get("id")]
+
+
+def _obligation_falsifiers(data: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for test in data.get("falsification_tests") or []:
+        if isinstance(test, dict) and test.get("id") and isinstance(test.get("obligation"), str):
+            found.setdefault(test["obligation"], []).append(str(test["id"]))
+    return found
 
 
 def _requirements(data: dict[str, Any], path: str) -> list[Requirement]:
@@ -107,6 +117,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
             obligations=obligations,
             checked_obligations=checked,
             compile_error=error,
+            obligation_falsifiers=_obligation_falsifiers(data),
             min_mutation_score=_min_mutation_score(gate, shown),
         ))
     _refuse_repeated_names(contracts)

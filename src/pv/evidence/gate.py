@@ -19,7 +19,10 @@ this version of the contract (same sha256):
   a missing run or an unshown vacuity check is never a pass, and a requirement
   that no accepted report can decide fails as "no evidence";
 - no falsifier of the contract failed, was vacuous or errored in any report;
-- every obligation with an executable check is ``proved`` or ``passed``;
+- every obligation with an executable check is ``proved`` or ``passed``, and
+  every obligation that falsifiers decide (``falsification_tests[].obligation``)
+  is ``passed``: each falsifier naming it passed and killed its mutants in some
+  report (without ``release``, one required only on other profiles is deferred);
 - with ``qa_gate.min_mutation_score``, a report's ``mutation`` section is
   present, complete, not stale, and has at least that score.
 
@@ -566,16 +569,68 @@ def _gate_contract(
     gate.notes += _unrequired_notes(contract, own)
     if contract.compile_error:
         gate.fail(f"the contract's checks do not compile: {contract.compile_error}")
+    _gate_obligations(gate, contract, own, scope)
+    return gate
+
+
+def _gate_obligations(gate: ContractGate, contract: ContractInfo, own: Sequence[Report],
+                      scope: set[str] | None) -> None:
+    """Each obligation by its executable check and by the falsifiers that name it: all must succeed."""
     checked = set(contract.checked_obligations)
-    for obligation in contract.checked_obligations:
-        status, detail = _obligation_status(contract, obligation, own)
+    unchecked = []
+    for obligation in contract.obligations:
+        results = []
+        if obligation in checked:
+            results.append(_obligation_status(contract, obligation, own))
+        falsifiers = contract.obligation_falsifiers.get(obligation, [])
+        for ft_id in falsifiers:
+            deferred = _deferred(contract, ft_id, scope)
+            if deferred:
+                gate.notes.append(f"obligation {obligation}: {deferred}")
+            else:
+                results.append(_falsifier_decides(ft_id, own))
+        if not results:
+            if not falsifiers:
+                unchecked.append(obligation)
+            continue
+        status, detail = next((r for r in results if not r[0].is_success), results[0])
         gate.obligations[obligation] = status
         if not status.is_success:
             gate.fail(f"obligation {obligation}: {status}: {detail}")
-    unchecked = [ob for ob in contract.obligations if ob not in checked]
+        elif falsifiers and obligation not in checked:
+            gate.notes.append(f"obligation {obligation}: {status}: {'; '.join(d for _, d in results)}")
     if unchecked:
-        gate.notes.append(f"{len(unchecked)} obligation(s) without an executable check: {', '.join(unchecked)}")
-    return gate
+        gate.notes.append(f"{len(unchecked)} obligation(s) without an executable check or a falsifier "
+                          f"deciding them: {', '.join(unchecked)}")
+
+
+#: the status of an obligation that a falsifier decides, by the falsifier's status (else not-run)
+_BY_FALSIFIER = {FalsifierStatus.FAILED: Status.REFUTED, FalsifierStatus.ERROR: Status.ERROR,
+                 FalsifierStatus.VACUOUS: Status.VACUOUS}
+
+
+def _falsifier_decides(ft_id: str, reports: Sequence[Report]) -> tuple[Status, str]:
+    """An obligation decided by falsifier ``ft_id``: passed where it passed and killed its mutants."""
+    entries = [(report, report.falsifier(ft_id)) for report in reports]
+    for report, entry in entries:
+        if _satisfied(entry):
+            return Status.PASSED, f"decided by falsifier {ft_id}: {_describe(entry, report)}"
+    statuses = [_BY_FALSIFIER.get(FalsifierStatus(e["status"]), Status.NOT_RUN) for _, e in entries if e]
+    status = min(statuses, default=Status.NOT_RUN)
+    details = "; ".join(_describe(entry, report) for report, entry in entries) or "in no accepted report"
+    return status, f"decided by falsifier {ft_id}: {details}"
+
+
+def _deferred(contract: ContractInfo, ft_id: str, scope: set[str] | None) -> str | None:
+    """Why falsifier ``ft_id`` is not judged by a gate for ``scope`` (None: it is): its requirement
+    names only other profiles."""
+    if scope is None:
+        return None
+    profiles = {p for req in contract.requirements if req.falsifier == ft_id for p in req.profiles}
+    if not profiles or scope & profiles:
+        return None
+    return (f"decided by falsifier {ft_id}, required on {'|'.join(sorted(profiles))}; "
+            "deferred to the release gate")
 
 
 def decide(

@@ -16,17 +16,19 @@ def _short(text: str) -> str:
     return short(text)
 
 
-@rule("PV-REF-001", Severity.ERROR, "Kani harness names an obligation id that the contract does not have")
-def kani_obligation(doc) -> Iterable[tuple[Location, str]]:
+@rule("PV-REF-001", Severity.ERROR,
+      "Kani harness or falsification test names an obligation id that the contract does not have")
+def obligation_reference(doc) -> Iterable[tuple[Location, str]]:
     ids = [ob["id"] for _, ob in entries(doc.data, "proof_obligations") if isinstance(ob.get("id"), str)]
-    for index, harness in entries(doc.data, "kani_harnesses"):
-        target = harness.get("obligation")
-        if isinstance(target, str) and target not in ids:
-            why = suggestion(target, ids) if ids else " (no proof obligation of this contract has an id)"
-            yield doc.locate("kani_harnesses", index, "obligation"), (
-                f"Kani harness `{harness.get('id')}` names obligation `{_short(target)}`, which is not the id of a proof "
-                f"obligation of this contract{why}"
-            )
+    for section, kind in (("kani_harnesses", "Kani harness"), ("falsification_tests", "falsification test")):
+        for index, item in entries(doc.data, section):
+            target = item.get("obligation")
+            if isinstance(target, str) and target not in ids:
+                why = suggestion(target, ids) if ids else " (no proof obligation of this contract has an id)"
+                yield doc.locate(section, index, "obligation"), (
+                    f"{kind} `{item.get('id')}` names obligation `{_short(target)}`, which is not the id of a "
+                    f"proof obligation of this contract{why}"
+                )
 
 
 @rule("PV-REF-002", Severity.ERROR, "depends_on names a contract that is not in the validated set", scope="corpus")
