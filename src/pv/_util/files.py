@@ -81,12 +81,14 @@ def _write_device(target: Path, data: bytes) -> None:
 
 
 def write_atomic(path: str | os.PathLike[str], text: str | bytes,
-                 inputs: Iterable[str | os.PathLike[str]] = (), make_parents: bool = True) -> Path:
+                 inputs: Iterable[str | os.PathLike[str]] = (), make_parents: bool = True,
+                 mode: int | None = None) -> Path:
     """Write ``text`` (UTF-8 if a string) to ``path`` whole or not at all; see the module text.
 
     Missing parent folders are created (with ``make_parents``; else a missing folder is
     refused). ``inputs`` are the files the output was made from: an output that is one
-    of them is refused.
+    of them is refused. ``mode``: the file's permission bits (default: as the umask gives);
+    the temporary file is private (0600) until renamed.
     """
     target = Path(path)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
@@ -105,7 +107,7 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes,
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, umask_mode())
+        os.chmod(tmp, umask_mode() if mode is None else mode)
         os.replace(tmp, target)
     except OSError as err:
         raise UserError(f"{shown(target)}: cannot write: {err.strerror or err}") from None

@@ -105,16 +105,7 @@ def _inside_repository(folder: Path) -> Path | None:
 
 
 def _write_private(path: Path, pem: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, pem, mode=0o600)
 
 
 def _write_public(path: Path, public: Ed25519PublicKey) -> None:
