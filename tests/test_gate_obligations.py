@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gate_testing import GitProject
+from gate_testing import GitProject, read_report
 
 pytest_plugins = ["pytester"]
 
@@ -97,7 +97,11 @@ def test_an_obligation_a_falsifier_decides_passes_with_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = GitProject(pytester, monkeypatch, decides={"FT-A-001": "OB-INV-001"})
-    report = project.cpu()
+    report = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
+    entry = next(e for e in read_report(report)["obligations"] if e["obligation"] == "OB-INV-001")
+    assert entry["status"] == "unchecked"  # the run has no check of it; the gate decides it by FT-A-001
+    assert entry["verdicts"][0]["detail"] == ("the obligation has no executable check; "
+                                              "falsifier(s) FT-A-001 decide it in pv gate")
     code, out = gate_cpu(project, capsys, report)
     assert code == 0, out
     assert (f"note: obligation OB-INV-001: passed: decided by falsifier FT-A-001: passed on cpu ({report}), "

@@ -42,13 +42,22 @@ class CheckUnit:
     check: Any
     implementations: dict[str, Any] = field(default_factory=dict)
     property: str = ""
+    #: the falsifiers that decide the obligation in ``pv gate`` (``falsification_tests[].obligation``)
+    falsifiers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "falsifiers": list(self.falsifiers)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "CheckUnit":
-        return cls(**data)
+        return cls(**{**data, "falsifiers": tuple(data.get("falsifiers", ()))})
+
+    def unchecked_detail(self) -> str:
+        """What an unchecked verdict says: no executable check, and who decides the obligation instead."""
+        if not self.falsifiers:
+            return "the obligation has no executable check"
+        return (f"the obligation has no executable check; falsifier(s) {', '.join(self.falsifiers)} "
+                "decide it in pv gate")
 
 
 @dataclass
@@ -98,18 +107,24 @@ def document_units(doc: Any) -> list[CheckUnit]:
     if not is_contract(data):
         return []
     implementations = equation_implementations(data)
+    deciding: dict[str, list[str]] = {}
+    for test in data.get("falsification_tests") or []:
+        if isinstance(test, Mapping) and isinstance(test.get("id"), str) and isinstance(test.get("obligation"), str):
+            deciding.setdefault(test["obligation"], []).append(test["id"])
     units = []
     for index, obligation in enumerate(data["proof_obligations"]):
         body = obligation if isinstance(obligation, Mapping) else {}
         called = {name: implementations[name] for name in _called(body.get("check")) if name in implementations}
+        ident = obligation_id(obligation, index)
         units.append(CheckUnit(
             contract=doc.stem,
-            obligation=obligation_id(obligation, index),
+            obligation=ident,
             path=str(doc.path),
             line=doc.locate("proof_obligations", index).line,
             check=body.get("check"),
             implementations=called,
             property=str(body.get("property", "")),
+            falsifiers=tuple(deciding.get(ident, ())),
         ))
     return units
 
@@ -157,7 +172,7 @@ def run_check(
     from pv.checks.engines import run_engine, run_replay
 
     if not compiled.checked:
-        return _verdict(compiled, UNCHECKED_ENGINE, Status.UNCHECKED, "the obligation has no executable check")
+        return _verdict(compiled, UNCHECKED_ENGINE, Status.UNCHECKED, compiled.unit.unchecked_detail())
     spec = compiled.spec
     if spec is None:
         problems = "; ".join(issue.message for issue in compiled.issues)

@@ -67,7 +67,7 @@ def _comment(compiled: CompiledCheck) -> list[str]:
     unit, spec = compiled.unit, compiled.spec
     lines = [_one_line(f"# {unit.obligation}: {unit.property}")]
     if spec is None:
-        lines.append("#   no executable check: reported as unchecked")
+        lines.append(f"#   {_one_line(unit.unchecked_detail())}: reported as unchecked")
         return lines
     texts = {key: _one_line(text) for key, text in spec.texts.items()}
     lines += [f"#   given   {_one_line(name)}: {_one_line(domain.describe())}" for name, domain in spec.given.items()]

@@ -47,14 +47,6 @@ def _falsifier_ids(data: dict[str, Any]) -> list[str]:
     return [str(t["id"]) for t in tests if isinstance(t, dict) and t.get("id")]
 
 
-def _obligation_falsifiers(data: dict[str, Any]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for test in data.get("falsification_tests") or []:
-        if isinstance(test, dict) and test.get("id") and isinstance(test.get("obligation"), str):
-            found.setdefault(test["obligation"], []).append(str(test["id"]))
-    return found
-
-
 def _requirements(data: dict[str, Any], path: str) -> list[Requirement]:
     found, problems = parse_requirements(data)
     if problems:
@@ -80,8 +72,9 @@ def shown_path(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _obligations(doc: Any) -> tuple[list[str], list[str], str | None]:
-    """All obligation ids, the ids of those with an executable check, and a compile failure."""
+def _obligations(doc: Any) -> tuple[list[str], list[str], dict[str, list[str]], str | None]:
+    """All obligation ids, the ids of those with an executable check, the falsifiers deciding
+    each obligation that some falsifier names, and a compile failure."""
     from pv.checks.compiling import compile_document, obligation_id
 
     try:
@@ -89,8 +82,9 @@ def _obligations(doc: Any) -> tuple[list[str], list[str], str | None]:
     except Exception as err:  # a broken check is recorded as such; the gate fails the contract
         listed = doc.data.get("proof_obligations")
         ids = [obligation_id(ob, i) for i, ob in enumerate(listed if isinstance(listed, list) else [])]
-        return ids, [], f"{type(err).__name__}: {err}"
-    return [c.obligation for c in compiled], [c.obligation for c in compiled if c.checked], None
+        return ids, [], {}, f"{type(err).__name__}: {err}"
+    deciding = {c.obligation: list(c.unit.falsifiers) for c in compiled if c.unit.falsifiers}
+    return [c.obligation for c in compiled], [c.obligation for c in compiled if c.checked], deciding, None
 
 
 def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
@@ -106,7 +100,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
         data = doc.data if isinstance(doc.data, dict) else {}
         shown = shown_path(Path(doc.path), root)
         gate = data.get("qa_gate")
-        obligations, checked, error = _obligations(doc)
+        obligations, checked, deciding, error = _obligations(doc)
         contracts.append(ContractInfo(
             name=doc.stem,
             path=shown,
@@ -117,7 +111,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
             obligations=obligations,
             checked_obligations=checked,
             compile_error=error,
-            obligation_falsifiers=_obligation_falsifiers(data),
+            obligation_falsifiers=deciding,
             min_mutation_score=_min_mutation_score(gate, shown),
         ))
     _refuse_repeated_names(contracts)
