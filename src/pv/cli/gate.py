@@ -12,8 +12,8 @@ A gate passes only when every falsifier its qa_gate requires passed on a
 listed profile and killed its mutants, no falsifier failed or was vacuous
 anywhere, every obligation with an executable check is proved or passed, every
 obligation that falsifiers decide (falsification_tests[].obligation) has each of
-them passed with its mutants killed, and (with qa_gate.min_mutation_score) a report's mutation evidence is complete,
-not stale, and scores at least that.
+them passed with its mutants killed, and (with qa_gate.min_mutation_score) a
+report's mutation evidence is complete, not stale, and scores at least that.
 A requirement that no accepted report can decide fails ("no evidence").
 Without --release, the gate is the gate for the reports' own profiles: the
 requirements on other profiles are deferred (and a contract with none on

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ class ContractInfo:
     checked_obligations: list[str]
     compile_error: str | None
     #: obligation id -> the falsifiers that name it (``falsification_tests[].obligation``), in file order
-    obligation_falsifiers: dict[str, list[str]] = field(default_factory=dict)
+    obligation_falsifiers: dict[str, list[str]]
     #: ``qa_gate.min_mutation_score``: the least mutation score the gate accepts (None: it asks for none)
     min_mutation_score: float | None = None
 
