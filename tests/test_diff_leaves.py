@@ -110,3 +110,14 @@ def test_the_view_is_typed_and_frozen() -> None:
     with pytest.raises(TypeError):
         obligation.check["expect"] = "True"  # type: ignore[index]
     assert suggested_level(diff_contracts(view, contract_view(OLD))) == "none"
+
+
+def test_a_falsifier_deciding_an_obligation_is_minor_to_add_and_major_to_drop_or_move() -> None:
+    falsifier = {"id": "FT-L-001", "rule": "r", "prediction": "p", "if_fails": "f"}
+    plain = {**OLD, "falsification_tests": [falsifier]}
+    deciding = {**OLD, "falsification_tests": [{**falsifier, "obligation": "L-001"}]}
+    moved = {**OLD, "falsification_tests": [{**falsifier, "obligation": "L-002"}]}
+    where = "falsification_tests[FT-L-001].obligation"
+    assert lines(deciding, plain) == [("minor", f"{where}: added `L-001`")]
+    assert lines(plain, deciding) == [("major", f"{where}: removed (was `L-001`)")]
+    assert lines(moved, deciding) == [("major", f"{where}: changed `L-001` -> `L-002`")]

@@ -15,7 +15,8 @@ with its old and new value. Each change gets a level:
   postconditions, ``depends_on``, gate checks); an equation's ``formula``,
   ``domain`` or ``codomain`` changed; an obligation's ``formal``, ``type``,
   ``applies_to`` or ``tolerance`` changed, added or removed; a falsifier's
-  ``prediction`` or ``rule`` changed; a Kani harness's ``obligation`` changed or
+  ``prediction`` or ``rule`` changed, or its ``obligation`` (the obligation it
+  decides) changed or removed; a Kani harness's ``obligation`` changed or
   its ``bound`` lowered; the QA gate's ``id`` or the contract's ``name`` changed.
   In an executable ``check``: a tolerance loosened (or added), a conjunct of
   ``expect`` removed or its bound widened, a conjunct of ``assume`` added or its
@@ -23,7 +24,8 @@ with its old and new value. Each change gets a level:
   checked (``expect``, ``assume``, ``given``, ``let``, ``result``, ``raises``,
   ``call``, ``constants``, ``nan_policy``) that cannot be shown to keep it.
 - **minor**: new promises that leave the existing ones intact: items or list
-  entries added, a Kani ``bound`` raised or ``strategy`` changed, an equation's
+  entries added, a falsifier's ``obligation`` added (more evidence for an
+  obligation), a Kani ``bound`` raised or ``strategy`` changed, an equation's
   ``implementation`` changed, the gate's ``pass_criteria`` changed; in a check,
   a tolerance tightened, a conjunct of ``expect`` added or its bound narrowed,
   an ``assume`` conjunct removed or its bound widened, an input's domain widened,
@@ -71,7 +73,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "equations": {"formula": MAJOR, "domain": MAJOR, "codomain": MAJOR, "invariants": LIST,
                   "preconditions": LIST, "postconditions": LIST, "implementation": MINOR},
     "proof_obligations": {"formal": MAJOR, "type": MAJOR, "applies_to": MAJOR, "tolerance": MAJOR, "check": CHECK},
-    "falsification_tests": {"prediction": MAJOR, "rule": MAJOR, "obligation": MAJOR},
+    "falsification_tests": {"prediction": MAJOR, "rule": MAJOR, "obligation": LIST},
     "kani_harnesses": {"obligation": MAJOR, "bound": BOUND, "strategy": MINOR},
     "qa_gate": {"id": MAJOR, "checks": LIST, "pass_criteria": MINOR},
     "metadata": {"depends_on": LIST},
