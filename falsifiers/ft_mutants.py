@@ -666,6 +666,12 @@ def _kernel_kd_unguarded(mp: pytest.MonkeyPatch) -> None:
     _kernel_source_mutant(mp, _KD_KERNELS, "tl.where(e_a > 0, e_a * (a - b), 0.0)", "e_a * (a - b)")
 
 
+@mutant("kernel-kd-backward-reads-past-row", "the fused KD backward loads one student logit past the end of each row")
+def _kernel_kd_backward_reads_past_row(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _KD_KERNELS, "s = tl.load(s_row + cols, mask=cols < limit)",
+                          "s = tl.load(s_row + cols, mask=cols <= limit)")
+
+
 @mutant("kernel-q4k-nibble-order-swapped", "the Triton Q4_K kernel takes the high nibble for the first 32 weights of each 64")
 def _kernel_q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
     _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.where(within < 32, byte & 15, byte >> 4)",
@@ -690,6 +696,12 @@ def _kernel_bf16_truncated(mp: pytest.MonkeyPatch) -> None:
 @mutant("kernel-q5-0-fifth-bit-dropped", "the Triton Q5_0 kernel ignores the fifth (high) bit of each quant")
 def _kernel_q5_0_high_bit(mp: pytest.MonkeyPatch) -> None:
     _kernel_source_mutant(mp, _DEQUANT_KERNELS, " | (((high >> (e % 8)) & 1) << 4)", "")
+
+
+@mutant("kernel-q8-0-reads-past-blocks", "the Triton Q8_0 kernel loads the scale of one block past the last")
+def _kernel_q8_0_reads_past_blocks(mp: pytest.MonkeyPatch) -> None:
+    _kernel_source_mutant(mp, _DEQUANT_KERNELS, "    d = _fp16_at(base, 0, live)\n    q = tl.load(base + 2 + e",
+                          "    d = _fp16_at(base, 0, block <= n_blocks)\n    q = tl.load(base + 2 + e")
 
 
 @mutant("kernel-q8-0-unsigned", "the Triton Q8_0 kernel reads its quants as unsigned bytes")

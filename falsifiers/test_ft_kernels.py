@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import ft_reference as ref
+from ft_guard import guarded, in_child, require_guard_pages
 from distill import kd, quant
 from distill.errors import KernelUnavailableError
 from distill.kernels import runtime
@@ -219,3 +220,58 @@ def test_interpreter_switch_is_set_only_without_cuda_and_without_a_choice(monkey
         else:
             _fresh_runtime()
         assert os.environ.get("TRITON_INTERPRET") == want, (cuda, given)
+
+
+def _interpreted_with_guard_pages() -> None:
+    require_guard_pages()
+    if not runtime.interpreted():
+        pytest.skip("compiled kernels read device memory: host guard pages cannot catch their reads")
+
+
+def _loss_and_grad(s: torch.Tensor, t: torch.Tensor, temperature: float,
+                   mask: torch.Tensor | None) -> tuple[float, torch.Tensor]:
+    student = s.requires_grad_(True)
+    loss = kd.kd_loss(student, t, temperature, mask, kernel="triton")
+    loss.backward()
+    return loss.item(), student.grad
+
+
+# The runs on ordinary memory are made here, the guarded runs in a child that may fault: so a
+# mutant's lines are run (and traced by pv mutate) in the test's own process too.
+
+
+@pytest.mark.falsifies("FT-KERNELS-006", covers=KD_KERNELS, mutants=["kernel-kd-backward-reads-past-row"])
+def test_kd_kernels_read_nothing_past_their_inputs() -> None:
+    """Forward and backward on logits and a mask that each end where an unreadable page begins: the
+    last row's last entry is the last readable one. Same loss and gradient as on ordinary memory."""
+    _interpreted_with_guard_pages()
+    cases = []
+    for rows, vocab, temperature in KD_CASES[:2]:
+        s, t = _rising_logits(rows, vocab, rows * vocab + 1)
+        for mask in (None, _mask(rows)):
+            cases.append((s, t, temperature, mask, _loss_and_grad(s.clone(), t, temperature, mask)))
+
+    def check() -> None:
+        for s, t, temperature, mask, (loss, grad) in cases:
+            got_loss, got_grad = _loss_and_grad(guarded(s), guarded(t), temperature,
+                                                None if mask is None else guarded(mask))
+            assert got_loss == loss and torch.equal(got_grad, grad), (tuple(s.shape), mask is None)
+
+    in_child(check)
+
+
+@pytest.mark.falsifies("FT-KERNELS-006", covers=DEQUANT_KERNELS, mutants=["kernel-q8-0-reads-past-blocks"])
+def test_dequant_kernels_read_nothing_past_their_blocks() -> None:
+    """Nine blocks of each type (two programs, the second mostly masked) ending at an unreadable page."""
+    _interpreted_with_guard_pages()
+    cases = []
+    for seed, qtype in enumerate(("Q4_K", "Q6_K", "Q5_0", "Q8_0")):
+        raw = torch.from_numpy(_random_bit_blocks(qtype, 9, seed + 20)).reshape(-1)
+        cases.append((qtype, raw, quant.dequantize(raw, qtype, kernel="triton", dtype=torch.float32)))
+
+    def check() -> None:
+        for qtype, raw, want in cases:
+            got = quant.dequantize(guarded(raw), qtype, kernel="triton", dtype=torch.float32)
+            assert torch.equal(got.view(torch.int32), want.view(torch.int32)), qtype
+
+    in_child(check)

@@ -19,8 +19,8 @@ memory in a forked process, with a timeout scaled from the tests' own time.
 Statuses: ``killed`` (a test failed, an assertion or a crash, both recorded),
 ``survived`` (every selected test passed, or no test reaches the mutant),
 ``timeout``, ``equivalent`` (listed with a reason in the reviewed equivalents
-file; still run, so that an entry a test kills is reported) and ``error``
-(the run itself broke). Score = killed / (killed + survived).
+file; not run unless ``--check-equivalents`` asks, which reports an entry that a
+test kills) and ``error`` (the run itself broke). Score = killed / (killed + survived).
 
 A folder named by ``PV_MUTATE_CACHE`` is shared by the first run and every
 mutant run: fixtures may keep there what does not depend on the code under
