@@ -10,8 +10,10 @@ and must fail there.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,14 @@ import pytest
 import torch  # noqa: F401
 import yaml
 
+from pv._util.strict_json import canonical_json
+from pv.attest.cleanroom import CLEANROOM_ENV, clean_room
+from pv.attest.envelopes import GATE_REPORT
+from pv.attest.keys import KEY_DIR_ENV, HostKey, generate_key, publish
 from pv.cli import main
 from pv.evidence import environment
+from pv.evidence.attestations import report_envelopes
 from pv.evidence.integrity import add_checksum
-from pv.evidence.signing import KEY_DIR_ENV, HostKey, generate_key, publish, sign
 from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 
 CPU_PROFILE = {
@@ -197,8 +203,40 @@ def write_project(
         (root / name).write_text(FALSIFIER_HEADER + body)
 
 
+def _envelopes(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _payload(envelope: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(base64.b64decode(envelope["payload"]))
+
+
+def read_statements(path: Path) -> list[dict[str, Any]]:
+    """The in-toto statements of an evidence bundle, decoded without any check."""
+    return [_payload(e) for e in _envelopes(path)]
+
+
 def read_report(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The gate report inside an evidence bundle (decoded without any check)."""
+    return next(s["predicate"] for s in read_statements(path) if s["predicateType"] == GATE_REPORT)
+
+
+def rewrite_report(path: Path, data: dict[str, Any], *, reseal: bool, key: HostKey | None) -> None:
+    """Put ``data`` in place of the gate report of the bundle at ``path``.
+
+    ``reseal``: recompute the checksum and sign both statements again with ``key``, as
+    the writer would; otherwise the report's envelope keeps its old signatures.
+    """
+    if reseal:
+        envelopes = report_envelopes(add_checksum(data), key)
+    else:
+        envelopes = _envelopes(path)
+        for envelope in envelopes:
+            found = _payload(envelope)
+            if found["predicateType"] == GATE_REPORT:
+                found["predicate"] = data
+                envelope["payload"] = base64.b64encode(canonical_json(found)).decode("ascii")
+    path.write_text("".join(json.dumps(e) + "\n" for e in envelopes))
 
 
 _TIME_KEYS = ("created", "duration_s", "checksum", "signature")
@@ -281,26 +319,37 @@ class GitProject:
         paths: Sequence[str] = ("test_ft_syn.py",),
         device: dict | None = None,
         key_dir: Path | None = None,
+        cleanroom: bool = True,
         **env: str,
     ) -> Path:
-        """Run pytest on ``paths`` and write ``reports/<name>.json``.
+        """Run pytest on ``paths`` and write the evidence bundle ``reports/<name>.json``.
 
         ``profile``: a profile of the project by name, or a profile file;
         ``device``: pretend to run on it; ``key_dir``: sign with the key there
         (an empty folder: unsigned) instead of the project's host key;
+        ``cleanroom``: run in a clean-room export of the project, as `pv verify` does
+        (False: in the working tree, as a plain pytest run does);
         ``env``: environment variables for the run.
         """
         out = self.root / "reports" / f"{name}.json"
-        with self.monkeypatch.context() as patch:
+        profile_file = self.profile_path(profile)
+        with self.monkeypatch.context() as patch, clean_room(self.root, [out.parent]) as room:
             if device is not None:
                 patch.setattr(environment, "device_facts", lambda: dict(device))
             if key_dir is not None:
                 patch.setenv(KEY_DIR_ENV, str(key_dir))
             for key, value in env.items():
                 patch.setenv(key, value)
+            if cleanroom:  # what pv verify gives its pytest run, in this process
+                patch.chdir(room.project)
+                patch.setenv(CLEANROOM_ENV, json.dumps(room.source.to_json()))
+                patch.setattr(sys, "dont_write_bytecode", True)
+                patch.setattr(sys, "pycache_prefix", str(room.pycache))
+                if profile_file.is_relative_to(self.root):
+                    profile_file = room.project / profile_file.relative_to(self.root)
             self.pytester.runpytest(
                 "-p", "no:cacheprovider", *paths,
-                f"--pv-gate-report={out}", f"--pv-profile={self.profile_path(profile)}", *args,
+                f"--pv-gate-report={out}", f"--pv-profile={profile_file}", *args,
             )
         assert out.is_file()
         return out
@@ -324,9 +373,7 @@ class GitProject:
         """
         data = read_report(path)
         change(data)
-        if reseal:
-            data = add_checksum(sign(data, key or self.key))
-        path.write_text(json.dumps(data))
+        rewrite_report(path, data, reseal=reseal, key=key or self.key)
         return path
 
     def gate(self, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer import SSlibKey
 
-from gate_testing import GPU_ONLY, H100_DEVICE, GitProject, read_report
-from pv.cli import main
-from pv.evidence.integrity import signed_content
-from pv.evidence.signing import (
-    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_DIR, SigningError, check_signature, generate_key, load_host_key,
-    trusted_keys,
+from gate_testing import GPU_ONLY, H100_DEVICE, GitProject, read_statements
+from pv.attest.envelopes import GATE_REPORT, TEST_RESULT, SignatureStatus, read_bundle
+from pv.attest.keys import (
+    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_DIR, SigningError, generate_key, load_host_key, trusted_keys,
 )
-from pv.evidence.statuses import SignatureStatus
+from pv.cli import main
 
 pytest_plugins = ["pytester"]
 
@@ -29,12 +31,18 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitPr
     return GitProject(pytester, monkeypatch)
 
 
-def test_the_report_plugin_signs_with_the_host_key(project: GitProject) -> None:
-    data = read_report(project.cpu())
-    signature = data["signature"]
-    assert signature["algorithm"] == "ed25519" and signature["key_id"] == project.key.key_id
-    public = project.key.private.public_key()
-    public.verify(base64.b64decode(signature["value"]), signed_content(data))  # raises when it does not match
+def test_the_report_plugin_signs_its_envelopes_with_the_host_key(project: GitProject) -> None:
+    path = project.cpu()
+    assert [s["predicateType"] for s in read_statements(path)] == [TEST_RESULT, GATE_REPORT]
+    public = SSlibKey.from_crypto(project.key.private.public_key(), keyid=project.key.key_id)
+    lines = path.read_text().splitlines()
+    for line in lines:  # securesystemslib's own DSSE verifier, not pv's code
+        assert list(Envelope.from_dict(json.loads(line)).verify([public], 1)) == [project.key.key_id]
+    tampered = json.loads(lines[1])
+    payload = base64.b64decode(tampered["payload"]).replace(b'"passed"', b'"failed"', 1)
+    tampered["payload"] = base64.b64encode(payload).decode("ascii")
+    with pytest.raises(VerificationError):
+        Envelope.from_dict(tampered).verify([public], 1)
 
 
 def test_release_refuses_unsigned_reports_and_accepts_signed_ones(
@@ -43,7 +51,7 @@ def test_release_refuses_unsigned_reports_and_accepts_signed_ones(
     no_key = tmp_path / "no-key"
     unsigned_cpu = project.cpu(name="unsigned-cpu", key_dir=no_key)
     unsigned_gpu = project.report("unsigned-gpu", "h100", *GPU_ONLY, device=H100_DEVICE, key_dir=no_key)
-    assert "signature" not in read_report(unsigned_cpu)
+    assert all(json.loads(line)["signatures"] == [] for line in unsigned_cpu.read_text().splitlines())
     code, out, _ = project.gate(capsys, "--release", unsigned_cpu, unsigned_gpu)
     assert code == 1, out
     for report in (unsigned_cpu, unsigned_gpu):
@@ -54,7 +62,7 @@ def test_release_refuses_unsigned_reports_and_accepts_signed_ones(
     code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu())
     assert code == 0, out
     assert f"signed by trusted key {project.key.key_id[:16]}" in out
-    assert "release: PASS (1 of 1 gates pass)" in out
+    assert ": PASS (1 of 1 gates pass)" in out
 
 
 def test_release_refuses_a_key_the_project_does_not_trust(
@@ -121,7 +129,7 @@ def test_a_key_inside_a_repository_or_readable_by_others_is_refused(
 
 def test_the_committed_cpu_sample_is_signed_by_the_key_beside_it() -> None:
     sample = REPO / "reports" / "gate" / "cpu"
-    data = read_report(sample / "gate-report.json")
-    check = check_signature(data, trusted_keys([sample]))
-    assert check.status is SignatureStatus.TRUSTED, check.detail
-    assert check_signature(data, trusted_keys([REPO / "keys"])).status is SignatureStatus.UNKNOWN_KEY
+    found = read_bundle(sample / "gate-report.intoto.jsonl", trusted_keys([sample]))
+    assert [a.signature.status for a in found] == [SignatureStatus.TRUSTED] * 2, found[0].signature.detail
+    found = read_bundle(sample / "gate-report.intoto.jsonl", trusted_keys([REPO / "keys"]))
+    assert [a.signature.status for a in found] == [SignatureStatus.UNKNOWN_KEY] * 2

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pv.evidence.signing import (
+    from pv.attest.keys import (
         SigningError, generate_key, key_dir, load_host_key, public_pem, publish, rotate_key,
     )
 

@@ -3,10 +3,17 @@
 Steps: (1) `pv validate` of the contracts; (2) pytest in a subprocess over the
 contracts (compiled obligation checks) and the falsifiers, each falsifier also
 run against its mutants (--pv-vacuity); on a machine without CUDA the tests
-marked `gpu` are deselected; (3) the gate report (JSON), JUnit XML and a
-Markdown summary in the output folder; the gate report embeds the mutation
-evidence of `[tool.pv] mutation_report` (or --mutation-report); (4) the gate
-for the active profile, printed as a table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
+marked `gpu` are deselected; (3) the evidence (a signed DSSE bundle of in-toto
+statements naming every input file by sha256), JUnit XML and a Markdown summary
+in the output folder; (4) the gate for the active profile, with the mutation
+evidence of `[tool.pv] mutation_report` (or --mutation-report), printed as a
+table; the exit status is its verdict (0 pass, 1 fail, 2 bad input).
+
+The tests run in a clean room (:mod:`pv.attest.cleanroom`): a fresh export of
+the commit (of the working tree as git lists it, when it has changes, and then
+the evidence says `dirty`), with no bytecode written and none read from the
+tree, so no untracked, ignored or stale compiled file can change a verdict, and
+two runs at once never disturb each other.
 
 The reports are written into a new folder beside the output folder, which
 replaces it whole at the end (:mod:`pv._util.folders`): an interrupted or broken
@@ -29,9 +36,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pv.attest.cleanroom import CleanRoom
 
 
-REPORT_NAME = "gate-report.json"
+REPORT_NAME = "gate-report.intoto.jsonl"
 JUNIT_NAME = "junit.xml"
 SUMMARY_NAME = "summary.md"
 GATE_NAME = "gate.json"
@@ -53,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="hardware profile (default: detected from the machine)")
     parser.add_argument("--mutation-report", metavar="FILE", type=Path, default=None,
-                        help="a `pv mutate --format json` report to embed as the gate report's mutation "
-                             "evidence (default: [tool.pv] mutation_report)")
+                        help="the mutation evidence (`pv mutate --format intoto`) the gate reads "
+                             "(default: [tool.pv] mutation_report)")
     parser.add_argument("-n", "--workers", metavar="N", default=None,
                         help="run pytest with N xdist workers (a number or 'auto')")
 
@@ -82,11 +93,12 @@ def validate_contracts(folder: Path) -> bool:
     return errors == 0 and result.files > 0
 
 
-def pytest_command(contracts: Path, falsifiers: Sequence[Path], out: Path, profile: str | None, gpu: bool,
+def pytest_command(contracts: str, falsifiers: Sequence[str], out: Path, profile: str | None, gpu: bool,
                    workers: str | None) -> list[str]:
-    """The pytest invocation of the main job (``profile`` None: pytest detects it too)."""
+    """The pytest invocation of the main job, with paths relative to the project (``profile`` None:
+    pytest detects it too)."""
     command = [
-        sys.executable, "-m", "pytest", str(contracts), *map(str, falsifiers),
+        sys.executable, "-m", "pytest", contracts, *falsifiers,
         "--pv-vacuity",
         f"--pv-contracts={contracts}",
         f"--pv-gate-report={out / REPORT_NAME}",
@@ -148,21 +160,40 @@ def _signal_group(group: int, signum: int) -> None:
         pass
 
 
-def _child_env(mutation_report: Path | None) -> dict[str, str] | None:
-    """The pytest run's environment: ours, with ``--mutation-report`` as ``$PV_MUTATION_REPORT`` (None: ours)."""
-    if mutation_report is None:
-        return None
-    return {**os.environ, "PV_MUTATION_REPORT": str(mutation_report.resolve())}
+#: environment variables naming paths of the checkout, which a run in the clean room must not follow
+_CHECKOUT_PATHS = ("PV_ROOT", "PV_CONTRACTS", "PV_FALSIFIERS", "PV_PROFILES", "PV_REPORTS", "PV_MUTATION_REPORT")
+
+
+def _child_env(room: "CleanRoom") -> dict[str, str]:
+    """The pytest run's environment: ours, without paths into the checkout, as a clean room wants it."""
+    from pv.attest.cleanroom import python_environment
+
+    return python_environment(room, {k: v for k, v in os.environ.items() if k not in _CHECKOUT_PATHS})
+
+
+def _profile_argument(profile: str | None, root: Path, room: Path) -> str | None:
+    """``--profile`` for the run in ``room``: a name as given, a file of the project moved into the room."""
+    if profile is None or not Path(profile).exists():
+        return profile
+    path = Path(profile).resolve()
+    try:
+        return str(room / path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def run(args: argparse.Namespace) -> int:
     from pv._util.errors import UserError
     from pv._util.folders import check_replaceable, staged_folder
+    from pv.attest.cleanroom import clean_room
+    from pv.attest.inputs import FolderTree, relative_input
+    from pv.attest.keys import trusted_keys
     from pv.evidence.gate import decide, load_report
     from pv.evidence.profiles import detect_profile, load_profile
-    from pv.evidence.contracts import load_contracts
+    from pv.evidence.contracts import load_contracts, shown_path
     from pv._util.files import write_atomic
     from pv.evidence.gate_output import format_json, format_text
+    from pv.evidence.mutation_evidence import load_mutation_evidence
 
     from pv._util.config import current
 
@@ -175,9 +206,13 @@ def run(args: argparse.Namespace) -> int:
     falsifiers = ([_existing(path, "--falsifiers", False) for path in args.falsifiers] if args.falsifiers
                   else [_existing(path, f"{where}: falsifiers", False) for path in config.falsifiers])
     out = (args.out if args.out is not None else config.reports).resolve()  # type: ignore[union-attr]
-    root = config.root or Path.cwd()
+    root = (config.root or Path.cwd()).resolve()
+    contracts_rel = relative_input(contracts, root, "--contracts")
+    falsifiers_rel = [relative_input(path, root, "--falsifiers") for path in falsifiers]
+    evidence = args.mutation_report if args.mutation_report is not None else config.mutation_report
     check_replaceable(out, OUTPUT_NAMES)
     profile = load_profile(args.profile) if args.profile else detect_profile()
+    trusted = trusted_keys()
     gpu = profile.device_class != "cpu"
     print(f"pv verify: profile {profile.name} ({'chosen' if args.profile else 'detected'}, "
           f"{profile.device_class}); output in {out}")
@@ -188,12 +223,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     selection = "all tests" if gpu else "tests not marked gpu"
-    print(f"\n== 2. obligations and falsifiers (pytest, {selection}, with mutants)")
-    with staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
-        command = pytest_command(contracts, falsifiers, staging, args.profile, gpu, args.workers)
+    with clean_room(root, [out]) as room, staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
+        source = room.source
+        state = ("no git commit: run in place, no release can use it" if source.commit is None else
+                 f"{'a dirty working tree' if source.dirty else 'clean'} at commit {source.commit[:12]}")
+        print(f"\n== 2. obligations and falsifiers (pytest, {selection}, with mutants) in a clean room: {state}")
+        command = pytest_command(contracts_rel, falsifiers_rel, staging,
+                                 _profile_argument(args.profile, root, room.project), gpu, args.workers)
         sys.stdout.flush()
-        env = _child_env(args.mutation_report)
-        status, stopped = run_child(command, root) if env is None else run_child(command, root, env=env)
+        status, stopped = run_child(command, room.project, env=_child_env(room))
         if stopped is not None:
             name = signal.Signals(stopped).name
             print(f"pv verify: stopped by {name}; pytest and its workers were ended, no gate decided; "
@@ -204,8 +242,13 @@ def run(args: argparse.Namespace) -> int:
                             f"the previous reports in {out} are left as they were")
 
         print(f"\n== 3. gate for profile {profile.name}")
-        report = dataclasses.replace(load_report(staging / REPORT_NAME), path=str(out / REPORT_NAME))
-        decision = decide([report], load_contracts(contracts, root), release=False)
+        report = dataclasses.replace(load_report(staging / REPORT_NAME, trusted), path=str(out / REPORT_NAME))
+        for used in report.data["inputs"]["outside"]:
+            print(f"pv verify: warning: the run used {used}, outside the project: no release can use this evidence")
+        tree = FolderTree(room.project)
+        shown = shown_path(evidence, root) if evidence is not None else None
+        mutation = load_mutation_evidence(evidence, shown, trusted, tree)
+        decision = decide([report], load_contracts(contracts, root), release=False, mutation=mutation)
         write_atomic(staging / GATE_NAME, format_json(decision))
     report_path = out / REPORT_NAME
     print(format_text(decision), end="")

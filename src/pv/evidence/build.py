@@ -7,15 +7,11 @@ times (``created``, ``duration_s``) and the checksum and signature over them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pv._util.files import sha256_of
 from pv.evidence.contracts import ContractInfo, shown_path
 from pv.evidence.records import (
     ERROR,
@@ -31,7 +27,7 @@ from pv.evidence.statuses import FalsifierStatus, MutantStatus
 from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 from pv.checks.verdicts import Status
 
-FORMAT = "pv-gate-report/2"
+FORMAT = "pv-gate-report/3"
 
 #: user_properties names read from test items
 FALSIFIES_PROPERTY = "pv_falsifies"
@@ -59,6 +55,8 @@ class Collection:
     deselected: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     items: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    #: the files of the collected tests (inputs of the run)
+    files: set[str] = field(default_factory=set)
 
     def merge(self, other: "Collection") -> None:
         """Add what another process (an xdist worker) collected."""
@@ -67,6 +65,7 @@ class Collection:
                 mine[ft_id] |= nodeids
         self.items = max(self.items, other.items)
         self.errors.update(other.errors)
+        self.files |= other.files
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (for xdist's ``workeroutput``)."""
@@ -75,12 +74,13 @@ class Collection:
             "deselected": {k: sorted(v) for k, v in self.deselected.items()},
             "items": self.items,
             "errors": dict(self.errors),
+            "files": sorted(self.files),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Collection":
         """The inverse of :meth:`to_json`."""
-        found = cls(items=int(data["items"]), errors=dict(data["errors"]))
+        found = cls(items=int(data["items"]), errors=dict(data["errors"]), files=set(data["files"]))
         for key in ("selected", "deselected"):
             for ft_id, nodeids in data[key].items():
                 getattr(found, key)[ft_id] |= set(nodeids)
@@ -277,73 +277,6 @@ def obligation_entries(
     return entries
 
 
-# --- mutation evidence --------------------------------------------------------------------
-
-#: what a present ``mutation`` section copies from the ``pv mutate --format json`` report
-_MUTATION_COUNTS = ("killed", "survived", "timeout")
-
-
-def _absent(report: str | None, reason: str) -> dict[str, Any]:
-    return {"status": "absent", "report": report, "reason": reason}
-
-
-def _changed(judged: dict[str, Any], root: Path) -> list[str]:
-    """The judged files (sources, then the equivalents file) whose bytes now differ, or that are gone."""
-    files = [*judged["sources"], *([judged["equivalents"]] if "equivalents" in judged else [])]
-    return [str(entry["path"]) for entry in files if sha256_of(root / entry["path"]) != entry["sha256"]]
-
-
-def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:
-    """The ``mutation`` section: what the ``pv mutate --format json`` report at ``path`` found, its sha256,
-    and whether the files it judged (paths relative to ``root``) are still those bytes (``stale``).
-
-    No report configured, or one that cannot be read, is recorded as ``absent`` with the reason: a gate
-    that asks for a score (``qa_gate.min_mutation_score``) fails on it, others do not care.
-    """
-    if path is None:
-        return _absent(None, "no mutation report configured ([tool.pv] mutation_report, "
-                             "pv verify --mutation-report)")
-    shown = shown_path(path, root)
-    try:
-        raw = path.read_bytes()
-        data = json.loads(raw)
-        if isinstance(data, dict) and "mutants" in data and "judged" not in data:
-            return _absent(shown, "it records no files it judged (made by an earlier pv mutate); "
-                                  "run pv mutate again")
-        judged = data["judged"]
-        found = {key: int(data[key]) for key in _MUTATION_COUNTS}
-        score = data["score"]
-        equivalent = len(data["equivalent"])
-        complete = data["complete"] is True
-        changed = _changed(judged, root)
-    except FileNotFoundError:
-        return _absent(shown, "no such file (run pv mutate --format json -o FILE)")
-    except OSError as err:
-        return _absent(shown, f"cannot read it: {err.strerror or err}")
-    except (ValueError, KeyError, TypeError) as err:
-        return _absent(shown, f"not a report of pv mutate --format json (with the files it judged): "
-                              f"{type(err).__name__}: {err}")
-    return {
-        "status": "present",
-        "report": shown,
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "score": None if score is None else float(score),
-        **found,
-        "equivalent": equivalent,
-        "complete": complete,
-        "stale": bool(changed),
-        "changed": changed,
-    }
-
-
-def configured_mutation() -> dict[str, Any]:
-    """The ``mutation`` section from the project's ``[tool.pv] mutation_report`` (``$PV_MUTATION_REPORT``)."""
-    from pv._util.config import load_config
-
-    config = load_config()
-    return mutation_entry(config.mutation_report, config.root or Path.cwd())
-
-
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -385,11 +318,11 @@ def build_report(
     session: dict[str, Any],
     profile: dict[str, Any],
     environment: dict[str, Any],
-    mutation: dict[str, Any] | None = None,
+    inputs: dict[str, Any],
 ) -> dict[str, Any]:
-    """The whole report, without checksum or signature (``pv.evidence.integrity``, ``pv.evidence.signing``).
+    """The whole report, without its checksum (``pv.evidence.integrity``).
 
-    ``mutation``: the ``mutation`` section (:func:`mutation_entry`; default: :func:`configured_mutation`).
+    ``inputs``: the files the verdicts rest on (``pv.evidence.run_inputs.run_inputs``).
     """
     return {
         "format": FORMAT,
@@ -400,5 +333,5 @@ def build_report(
         "contracts": [c.to_json() for c in contracts],
         "falsifiers": falsifier_entries(records, collection, contracts, selection),
         "obligations": obligation_entries(records, contracts),
-        "mutation": configured_mutation() if mutation is None else mutation,
+        "inputs": inputs,
     }

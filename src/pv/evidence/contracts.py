@@ -26,6 +26,8 @@ class ContractInfo:
     compile_error: str | None
     #: obligation id -> the falsifiers that name it (``falsification_tests[].obligation``), in file order
     obligation_falsifiers: dict[str, list[str]]
+    #: the modules its checks bind (``implementation`` and ``constants`` bindings), sorted
+    modules: list[str]
     #: ``qa_gate.min_mutation_score``: the least mutation score the gate accepts (None: it asks for none)
     min_mutation_score: float | None = None
 
@@ -62,6 +64,18 @@ def _min_mutation_score(gate: Any, path: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise UserError(f"{path}: qa_gate.min_mutation_score: expected a number in 0..1, got {value!r}")
     return float(value)
+
+
+def _bound_modules(data: dict[str, Any]) -> list[str]:
+    """The modules of every ``module:name`` binding of the contract's equations and checks."""
+    from pv.contracts.checkspec import parse_binding
+
+    bindings = [eq.get("implementation") for eq in (data.get("equations") or {}).values() if isinstance(eq, dict)]
+    for obligation in data.get("proof_obligations") or []:
+        check = obligation.get("check") if isinstance(obligation, dict) else None
+        constants = check.get("constants") if isinstance(check, dict) else None
+        bindings += list(constants.values()) if isinstance(constants, dict) else []
+    return sorted({found[0] for found in map(parse_binding, bindings) if found is not None})
 
 
 def shown_path(path: Path, root: Path) -> str:
@@ -112,6 +126,7 @@ def load_contracts(folder: Path, root: Path) -> list[ContractInfo]:
             checked_obligations=checked,
             compile_error=error,
             obligation_falsifiers=deciding,
+            modules=_bound_modules(data),
             min_mutation_score=_min_mutation_score(gate, shown),
         ))
     _refuse_repeated_names(contracts)

@@ -29,10 +29,15 @@ _SUBPROCESS_TIMEOUT_S = 10
 
 
 def collect_environment(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str, Any]:
-    """The ``environment`` section of a gate report; ``outputs``: the folders the run writes into."""
+    """The ``environment`` section of a gate report; ``outputs``: the folders the run writes into.
+
+    ``git``: the source of the run (:func:`pv.evidence.run_inputs.run_source`).
+    """
+    from pv.evidence.run_inputs import run_source
+
     return {
         "versions": package_versions(),
-        "git": git_state(rootdir, outputs),
+        "git": run_source(rootdir, outputs).to_json(),
         "host": host_facts(),
         "device": device_facts(),
     }
@@ -77,30 +82,6 @@ def _run(args: list[str], cwd: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
-
-
-def git_state(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str, Any]:
-    """The commit checked out at ``rootdir`` and whether the tree has uncommitted changes.
-
-    Untracked files inside ``outputs`` (the folders this run writes its reports into, such
-    as the staging folder of `pv verify`) are the run's own output, not a change of the tree.
-    """
-    commit = _run(["git", "rev-parse", "HEAD"], cwd=rootdir)
-    if commit is None:
-        return {"commit": None, "dirty": None}
-    status = _run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=rootdir)
-    top = _run(["git", "rev-parse", "--show-toplevel"], cwd=rootdir)
-    if status is None or top is None:
-        return {"commit": commit.strip(), "dirty": None}
-    own = [Path(folder).resolve() for folder in outputs]
-    changes = [line for line in status.splitlines()
-               if line.strip() and not (line.startswith("?? ") and _inside(Path(top.strip()) / line[3:], own))]
-    return {"commit": commit.strip(), "dirty": bool(changes)}
-
-
-def _inside(path: Path, folders: Sequence[Path]) -> bool:
-    resolved = path.resolve()
-    return any(resolved == folder or folder in resolved.parents for folder in folders)
 
 
 def _cpu_model() -> str:

@@ -37,11 +37,6 @@ A report of zero tests or with collection errors fails the gate.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import re
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,15 +48,12 @@ from pv.evidence.build import combine_verdicts
 from pv.evidence.contracts import ContractInfo, Requirement
 from pv.evidence.integrity import checksum_matches, content_digest
 from pv.evidence.profiles import DeviceFacts, Profile, device_class_of, known_profiles
-from pv.evidence.report_schema import DuplicateKeyError, duplicate_problems, reject_duplicate_keys, schema_problems
-from pv.evidence.signing import SignatureCheck, TrustedKeys, check_signature, trusted_keys
-from pv.evidence.statuses import (
-    FalsifierStatus,
-    GateVerdict,
-    MutantStatus,
-    RequirementStatus,
-    SignatureStatus,
-)
+from pv.attest.envelopes import GATE_REPORT, SignatureCheck, SignatureStatus, file_subjects, only, read_bundle
+from pv.attest.inputs import InputRule, Tree, differences
+from pv.attest.keys import TrustedKeys, trusted_keys
+from pv.evidence.mutation_evidence import MutationEvidence, mutation_shortfall, score_text
+from pv.evidence.report_schema import duplicate_problems, schema_problems
+from pv.evidence.statuses import FalsifierStatus, GateVerdict, MutantStatus, RequirementStatus
 
 
 class ReportError(UserError):
@@ -120,6 +112,7 @@ class Report:
             "host": env["host"]["hostname"],
             "commit": env["git"]["commit"],
             "dirty": env["git"]["dirty"],
+            "cleanroom": env["git"]["cleanroom"],
             "tests_executed": self.tests_executed,
             "vacuity": self.data["session"]["vacuity"],
             "created": self.data["created"],
@@ -130,80 +123,15 @@ class Report:
         }
 
 
-#: Largest gate report read, in bytes, and deepest nesting of its JSON.
-MAX_REPORT_BYTES = 64 * 1024 * 1024
-MAX_REPORT_DEPTH = 64
-#: Longest integer literal of a report, in digits.
-MAX_REPORT_INT_DIGITS = 30
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_REPORT_INT_DIGITS:
-        raise ValueError(f"integer of {len(text)} digits is out of range")
-    return int(text)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
-
-
-def _depth(text: str) -> int:
-    """The deepest nesting of the arrays and objects of JSON ``text`` (strings skipped)."""
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _read_json(shown: str, path: Path) -> Any:
-    """The JSON of a report file, refusing non-regular files, files over :data:`MAX_REPORT_BYTES`,
-    nesting deeper than :data:`MAX_REPORT_DEPTH`, NaN, infinities and huge numbers."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise ReportError(f"{shown}: cannot read the report: not a regular file")
-        if info.st_size > MAX_REPORT_BYTES:
-            raise ReportError(f"{shown}: report of {info.st_size} bytes is over the limit of {MAX_REPORT_BYTES}")
-        with open(path, "rb") as handle:
-            text = handle.read(MAX_REPORT_BYTES + 1).decode("utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{shown}: no such report file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ReportError(f"{shown}: cannot read the report: {err}") from None
-    if len(text) > MAX_REPORT_BYTES:
-        raise ReportError(f"{shown}: report is over the limit of {MAX_REPORT_BYTES} bytes")
-    if text.count("[") + text.count("{") > MAX_REPORT_DEPTH and _depth(text) > MAX_REPORT_DEPTH:
-        raise ReportError(f"{shown}: not a gate report: JSON nested deeper than {MAX_REPORT_DEPTH} levels")
-    try:
-        return json.loads(text, object_pairs_hook=reject_duplicate_keys, parse_float=_finite,
-                          parse_int=_bounded_int, parse_constant=_no_constant)
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{shown}:{err.lineno}:{err.colno}: not JSON: {err.msg}") from None
-    except DuplicateKeyError as err:
-        raise ReportError(f"{shown}: not a valid gate report: {err}") from None
-    except (ValueError, RecursionError) as err:
-        raise ReportError(f"{shown}: not a gate report: {err}") from None
-
-
 def load_report(path: str | Path, trusted: TrustedKeys | None = None) -> Report:
-    """Read one report; ReportError when unreadable, oversized, invalid, repeating an id, edited, or badly signed.
+    """Read one evidence bundle's gate report; ReportError when unreadable, oversized, not a DSSE bundle of
+    in-toto statements, invalid, repeating an id, edited, or badly signed.
 
     ``trusted``: the keys its signature is checked against (default: ``trusted_keys()``).
     """
     shown = str(path)
-    data = _read_json(shown, Path(path))
+    attestation = only(read_bundle(path, trusted_keys() if trusted is None else trusted), GATE_REPORT, shown)
+    data = attestation.predicate
     problems = schema_problems(data)
     if not problems:
         problems = duplicate_problems(data)
@@ -217,10 +145,9 @@ def load_report(path: str | Path, trusted: TrustedKeys | None = None) -> Report:
             f"the report records {data['checksum']['digest'][:16]}...; the report was edited or "
             "corrupted after it was written. Refusing it: rerun the tests to get a genuine report."
         )
-    signature = check_signature(data, trusted_keys() if trusted is None else trusted)
-    if signature.status is SignatureStatus.INVALID:
-        raise ReportError(f"{shown}: {signature.detail}. Refusing it.")
-    return Report(shown, data, signature)
+    if attestation.statement["subject"] != file_subjects(data["inputs"]["files"]):
+        raise ReportError(f"{shown}: the statement's subjects are not the report's input files")
+    return Report(shown, data, attestation.signature)
 
 
 def check_contract_hashes(reports: Sequence[Report], contracts: Sequence[ContractInfo]) -> None:
@@ -278,12 +205,31 @@ def _signature_refusals(report: Report) -> list[str]:
     return []
 
 
-def judge_reports(reports: Sequence[Report], known: Mapping[str, Profile], release: bool) -> None:
-    """Fill each report's ``refusals``: unknown or edited profile, another device, (release) no trusted signature."""
+def _binding_refusals(report: Report, tree: Tree) -> list[str]:
+    """For a release: the report must be a clean-room run of a clean tree, on exactly the inputs ``tree`` holds."""
+    git = report.data["environment"]["git"]
+    inputs = report.data["inputs"]
+    found = []
+    if not git["cleanroom"]:
+        found.append("not a clean-room run (pv verify runs the tests in a fresh export of the commit; "
+                     "a plain pytest run in a working tree can be changed by ignored or compiled files)")
+    if git["dirty"] is not False:
+        found.append("made from a working tree with uncommitted changes" if git["dirty"]
+                     else "made outside a git commit")
+    found += [f"used {what}, outside the project" for what in inputs["outside"]]
+    changed = differences(inputs["files"], tree, InputRule.from_json(inputs["rule"]))
+    if changed:
+        found.append(f"its inputs are not those of {tree.describe()}: {'; '.join(changed)}")
+    return found
+
+
+def judge_reports(reports: Sequence[Report], known: Mapping[str, Profile], tree: Tree | None) -> None:
+    """Fill each report's ``refusals``: unknown or edited profile, another device; for a release
+    (``tree``: what is released) no trusted signature, or other inputs than the tree's."""
     for report in reports:
         report.refusals = _profile_refusals(report, known)
-        if release:
-            report.refusals += _signature_refusals(report)
+        if tree is not None:
+            report.refusals += _signature_refusals(report) + _binding_refusals(report, tree)
 
 
 # --- the decision -------------------------------------------------------------------------
@@ -339,6 +285,8 @@ class GateDecision:
 
     release: bool
     scope: list[str] | None
+    #: what a release was decided on (``commit abc123...``), None for a gate of profiles
+    subject: str | None
     reports: list[dict[str, Any]]
     problems: list[str]
     gates: list[ContractGate]
@@ -360,13 +308,14 @@ class GateDecision:
             "verdict": self.verdict,
             "release": self.release,
             "scope": self.scope,
+            "subject": self.subject,
             "reports": self.reports,
             "problems": self.problems,
             "gates": [asdict(g) for g in self.gates],
         }
 
 
-def _report_problems(reports: Sequence[Report], release: bool) -> list[str]:
+def _report_problems(reports: Sequence[Report]) -> list[str]:
     problems = [f"{r.path}: refused: {why}" for r in reports for why in r.refusals]
     problems += [
         f"{r.path}: zero tests executed: this run is evidence of nothing"
@@ -378,17 +327,6 @@ def _report_problems(reports: Sequence[Report], release: bool) -> list[str]:
         for r in reports
         for error in r.data["session"]["collection_errors"]
     ]
-    if release:
-        commits = {r.data["environment"]["git"]["commit"] for r in reports}
-        if None in commits:
-            problems.append("a release needs reports from a known git commit; some report has none")
-        elif len(commits) > 1:
-            problems.append("reports come from different commits: " + ", ".join(sorted(c[:12] for c in commits)))
-        problems += [
-            f"{r.path}: made from a working tree with uncommitted changes"
-            for r in reports
-            if r.data["environment"]["git"]["dirty"]
-        ]
     return problems
 
 
@@ -505,56 +443,21 @@ def _gate_requirements(gate: ContractGate, contract: ContractInfo, own: Sequence
                   f"(they name {', '.join(named)}), so these reports decide nothing of it")
 
 
-def score_text(score: float) -> str:
-    """A mutation score as the gate prints it: at most four decimals, no trailing zeros."""
-    return f"{round(score, 4):g}"
-
-
-def mutation_shortfall(section: dict[str, Any] | None, min_score: float) -> str | None:
-    """Why a report's ``mutation`` section does not show a score of at least ``min_score`` (None: it does).
-
-    The section must be present, judge the files as they are (not stale), come from a finished run
-    (complete) and have a score, at least ``min_score``.
-    """
-    if section is None:
-        return "no mutation evidence: the report has no mutation section"
-    if section["status"] != "present":
-        where = f"{section['report']}: " if section["report"] else ""
-        return f"no mutation evidence ({where}{section['reason']})"
-    if section["stale"]:
-        return f"mutation report is stale: {', '.join(section['changed'])} changed since it was made"
-    if not section["complete"]:
-        return f"mutation report {section['report']} is incomplete: written while pv mutate was still running"
-    score = section["score"]
-    if score is None:
-        return f"mutation report {section['report']} decides no mutant (no score)"
-    if score < min_score:
-        return f"score {score_text(score)} < {score_text(min_score)} in {section['report']}"
-    return None
-
-
-def _mutation_met(section: dict[str, Any], min_score: float) -> str:
-    counts = ", ".join(f"{section[key]} {key}" for key in ("killed", "survived", "timeout", "equivalent"))
-    return f"score {score_text(section['score'])} >= {score_text(min_score)} in {section['report']} ({counts})"
-
-
-def _mutation(min_score: float, reports: Sequence[Report]) -> MutationResult:
-    """``qa_gate.min_mutation_score``: met by the first report whose mutation section shows it."""
-    shortfalls = []
-    for report in reports:
-        section = report.data.get("mutation")
-        shortfall = mutation_shortfall(section, min_score)
-        if shortfall is None:
-            return MutationResult(min_score, True, _mutation_met(section, min_score), report.path)
-        shortfalls.append((report, shortfall))
-    if len(shortfalls) == 1:
-        report, shortfall = shortfalls[0]
-        return MutationResult(min_score, False, shortfall, report.path)
-    return MutationResult(min_score, False, "; ".join(f"{r.path}: {why}" for r, why in shortfalls))
+def _mutation(contract: ContractInfo, evidence: MutationEvidence | None, release: bool) -> MutationResult:
+    """``qa_gate.min_mutation_score``: met when the project's mutation evidence shows it."""
+    assert contract.min_mutation_score is not None
+    min_score = contract.min_mutation_score
+    where = evidence.path if evidence is not None else None
+    shortfall = mutation_shortfall(evidence, min_score, contract.modules, release)
+    if shortfall is not None:
+        return MutationResult(min_score, False, shortfall, where)
+    assert evidence is not None and evidence.score is not None
+    return MutationResult(min_score, True, f"score {score_text(evidence.score)} >= {score_text(min_score)} in "
+                                           f"{where} ({evidence.describe_counts()})", where)
 
 
 def _gate_contract(
-    contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None
+    contract: ContractInfo, reports: Sequence[Report], scope: set[str] | None, mutation: MutationEvidence | None
 ) -> ContractGate:
     gate = ContractGate(contract.name, contract.gate_id, contract.path)
     own = [r for r in reports if r.contract_hash(contract.name) == contract.sha256]
@@ -563,7 +466,7 @@ def _gate_contract(
         return gate
     _gate_requirements(gate, contract, own, scope)
     if contract.min_mutation_score is not None:
-        gate.mutation = _mutation(contract.min_mutation_score, own)
+        gate.mutation = _mutation(contract, mutation, release=scope is None)
         if not gate.mutation.met:
             gate.fail(f"min_mutation_score {score_text(contract.min_mutation_score)}: {gate.mutation.detail}")
     gate.notes += _unrequired_notes(contract, own)
@@ -639,23 +542,30 @@ def decide(
     *,
     release: bool,
     known: Mapping[str, Profile] | None = None,
+    tree: Tree | None = None,
+    mutation: MutationEvidence | None = None,
 ) -> GateDecision:
     """Each contract's gate, and the report-level problems, from loaded reports of these contracts.
 
-    ``known``: the profiles a report may be judged under (default: ``known_profiles()``).
+    ``known``: the profiles a report may be judged under (default: ``known_profiles()``);
+    ``tree``: for a release, what is released (a report on other inputs is refused);
+    ``mutation``: the project's mutation evidence, bound to the same tree.
     """
     if not reports:
         raise UserError("no gate report given")
     if not contracts:
         raise UserError("no contract to gate")
+    if release and tree is None:
+        raise UserError("a release is decided on a tree: name the commit released")
     check_contract_hashes(reports, contracts)
-    judge_reports(reports, known_profiles() if known is None else known, release)
+    judge_reports(reports, known_profiles() if known is None else known, tree if release else None)
     accepted = [r for r in reports if r.accepted]
     scope = None if release else {r.profile for r in accepted}
     return GateDecision(
         release=release,
         scope=None if scope is None else sorted(scope),
+        subject=tree.describe() if release and tree is not None else None,
         reports=[r.summary() for r in reports],
-        problems=_report_problems(reports, release),
-        gates=[_gate_contract(c, accepted, scope) for c in contracts],
+        problems=_report_problems(reports),
+        gates=[_gate_contract(c, accepted, scope, mutation) for c in contracts],
     )

@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pv.evidence.statuses import GateVerdict, RequirementStatus, SignatureStatus
+from pv.attest.envelopes import SignatureStatus
+from pv.evidence.statuses import GateVerdict, RequirementStatus
 
 if TYPE_CHECKING:
     from pv.evidence.gate import ContractGate, GateDecision, RequirementResult
@@ -18,7 +19,7 @@ def _headline(decision: "GateDecision") -> str:
     failed = sum(g.verdict is not GateVerdict.PASS for g in decision.gates)
     counts = f"{len(decision.gates) - failed} of {len(decision.gates)} gates pass"
     if decision.release:
-        return f"release: {verdict} ({counts})"
+        return f"release of {decision.subject}: {verdict} ({counts})"
     scope = ", ".join(decision.scope or []) or "none"
     return (
         f"gate for profile(s) {scope}: {verdict} ({counts}); requirements on other profiles are "
@@ -34,7 +35,8 @@ _SIGNATURE_WORDS = {
 
 
 def _report_line(summary: dict) -> str:
-    commit = (summary["commit"] or "unknown")[:12] + (" dirty" if summary["dirty"] else "")
+    commit = (summary["commit"] or "unknown")[:12] + (" dirty" if summary["dirty"] else "") + (
+        ", clean room" if summary["cleanroom"] else "")
     refused = "" if summary["accepted"] else " (REFUSED)"
     vacuity = "with mutants" if summary["vacuity"] else "without mutants"
     signature = _SIGNATURE_WORDS[summary["signature"]].format(key=(summary["key_id"] or "")[:16])
@@ -59,7 +61,7 @@ def _mutation_decided_by(gate: "ContractGate") -> list[str]:
     result = gate.mutation
     if result is None:
         return []
-    decided = f"decided by {result.report}" if result.report else "no report decides it"
+    decided = f"decided by {result.report}" if result.report else "no mutation evidence decides it"
     return [f"mutation score >= {result.min_score:g}: {'met' if result.met else 'unmet'}, {decided}"]
 
 

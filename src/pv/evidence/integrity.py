@@ -10,20 +10,14 @@ recompute it after a deliberate edit. Origin is what the signature shows
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
+
+from pv._util.strict_json import canonical_json
 
 ALGORITHM = "sha256"
 #: top-level fields that are not content: the checksum and the signature over the content
 SEAL_FIELDS = ("checksum", "signature")
 CANONICAL_FORM = "json: sorted keys, no spaces, UTF-8, fields 'checksum' and 'signature' left out"
-
-
-def canonical_json(data: Any) -> bytes:
-    """``data`` as canonical JSON bytes: sorted keys, compact separators, UTF-8, no NaN."""
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 def signed_content(report: dict[str, Any]) -> bytes:

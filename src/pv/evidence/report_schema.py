@@ -6,7 +6,6 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from pv._util.errors import InvalidValue
 from pv._util.resources import schema_text
 
 SCHEMA_FILE = "gate-report.schema.json"
@@ -49,17 +48,3 @@ def duplicate_problems(report: dict[str, Any]) -> list[str]:
             if seen != index:
                 problems.append(f"$.{section}[{index}]: repeats {ident(entry)} of $.{section}[{seen}]")
     return problems
-
-
-class DuplicateKeyError(InvalidValue):
-    """A JSON object with a repeated key."""
-
-
-def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` for ``json.loads``: a repeated key is an error, not "the last wins"."""
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise DuplicateKeyError(f"the key {key!r} appears twice in one object")
-        found[key] = value
-    return found

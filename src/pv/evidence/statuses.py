@@ -52,17 +52,3 @@ class GateVerdict(OrderedStrEnum):
 
     FAIL = "fail"
     PASS = "pass"
-
-
-class SignatureStatus(OrderedStrEnum):
-    """What the gate could verify of a report's signature.
-
-    ``invalid`` (the signature does not match the content: the report was
-    edited) refuses the report outright; ``unknown-key`` and ``unsigned`` are
-    refused by a release and noted otherwise; ``trusted``: signed by a trusted key.
-    """
-
-    INVALID = "invalid"
-    UNKNOWN_KEY = "unknown-key"
-    UNSIGNED = "unsigned"
-    TRUSTED = "trusted"

@@ -3,7 +3,10 @@
 Options (group "pv gate report"):
 
 ``--pv-gate-report PATH``
-    write the JSON gate report (``gate-report.schema.json`` of ``pv.schemas``) to PATH;
+    write the run's evidence to PATH: a DSSE bundle (JSON Lines) of two in-toto
+    statements, the test-result/v0.1 predicate and pv's gate report
+    (``gate-report.schema.json`` of ``pv.schemas``), both naming the run's input
+    files by sha256 (``pv.evidence.attestations``, ``pv.evidence.run_inputs``);
 ``--pv-gate-markdown PATH``
     write a short Markdown summary (for a CI job summary) to PATH;
 ``--pv-profile NAME|PATH``
@@ -11,9 +14,9 @@ Options (group "pv gate report"):
 ``--pv-contracts DIR`` (of the contracts plugin)
     the contracts the report covers (default: ``[tool.pv] contracts`` of the project).
 
-A report is signed with this host's key when there is one (``pv key
-generate``; ``$PV_KEY_DIR``, see ``pv.evidence.signing``), and carries a
-checksum against accidental edits either way.
+The envelopes are signed with this host's key when there is one (``pv key
+generate``; ``$PV_KEY_DIR``, see ``pv.attest.keys``); the report inside carries
+a checksum against accidental edits either way.
 
 Fixtures: ``hw_profile`` (the active ``pv.evidence.profiles.Profile``) and ``evidence``
 (``evidence(key, value, unit=None)`` records a measured value on the test).
@@ -75,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     controller = not hasattr(config, "workerinput")
     key = None
     if controller:
-        from pv.evidence.signing import load_host_key
+        from pv.attest.keys import load_host_key
 
         try:
             key = load_host_key()
@@ -148,7 +151,7 @@ class GateReportPlugin:
         self.config = config
         self.profile = profile
         self.controller = controller
-        #: this host's signing key (``pv.evidence.signing.HostKey``), or None: the report is unsigned
+        #: this host's signing key (``pv.attest.keys.HostKey``), or None: the envelopes are unsigned
         self.key = key
         self.collection = Collection()
         self.records: dict[str, TestRecord] = {}
@@ -191,6 +194,7 @@ class GateReportPlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collection.items = len(session.items)
+        self.collection.files.update(str(item.path) for item in session.items)
         for item in session.items:
             for ft_id in _falsifier_ids(item):
                 self.collection.selected[ft_id].add(item.nodeid)
@@ -229,8 +233,8 @@ class GateReportPlugin:
             keyword=config.getoption("keyword", default=None) or None,
         )
         records = list(self.records.values())
-        outputs = [Path(p).resolve().parent for p in (config.getoption("pv_gate_report"),
-                                                       config.getoption("pv_gate_markdown")) if p]
+        outputs = [Path(p).resolve() for p in (config.getoption("pv_gate_report"),
+                                               config.getoption("pv_gate_markdown")) if p]
         environment = collect_environment(config.rootpath, outputs)
         device = environment["device"]
         facts = DeviceFacts(cuda=device["kind"] == "cuda", name=device["name"], unified=device["unified"])
@@ -255,20 +259,28 @@ class GateReportPlugin:
             session=session,
             profile=profile,
             environment=environment,
+            inputs=self._inputs(),
         )
 
-    def _write(self, report: dict[str, Any]) -> None:
-        import json
+    def _inputs(self) -> dict[str, Any]:
+        from pv.evidence.run_inputs import run_inputs
 
+        config = activation.project(self.config)
+        root = config.root or self.config.rootpath
+        return run_inputs(config, root, activation.contracts_folder(self.config),
+                          map(Path, self.collection.files))
+
+    def _write(self, report: dict[str, Any]) -> None:
         from pv._util.files import write_atomic
+        from pv.attest.envelopes import write_bundle
+        from pv.evidence.attestations import report_envelopes
         from pv.evidence.integrity import add_checksum
         from pv.evidence.markdown import session_markdown
-        from pv.evidence.signing import sign
 
-        final = add_checksum(sign(report, self.key) if self.key is not None else report)
-        json_path = self.config.getoption("pv_gate_report")
-        if json_path:
-            self.written.append(write_atomic(json_path, json.dumps(final, indent=1, ensure_ascii=False) + "\n"))
+        final = add_checksum(report)
+        path = self.config.getoption("pv_gate_report")
+        if path:
+            self.written.append(write_bundle(path, report_envelopes(final, self.key)))
         markdown_path = self.config.getoption("pv_gate_markdown")
         if markdown_path:
             self.written.append(write_atomic(markdown_path, session_markdown(final)))

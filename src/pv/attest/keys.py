@@ -1,19 +1,16 @@
-"""Signed gate reports: an Ed25519 key of the host that ran the tests, and the keys a project trusts.
+"""Keys: the Ed25519 key of the host that ran the tests, and the keys a project trusts.
 
 A host signs every report it writes with its own private key, kept outside
 any repository in ``$PV_KEY_DIR`` (default ``$XDG_CONFIG_HOME/pv``, else
 ``~/.config/pv``) as ``signing-key.pem`` (mode 0600), next to its public key
-``signing-key.pub``. The signature covers the same canonical bytes as the
-checksum (``pv.evidence.integrity.signed_content``). A project trusts the
-public keys (PEM files ``*.pub``) that :func:`trusted_key_paths` lists;
-``pv gate --release`` accepts only reports signed by one of them.
-
-The report plugin imports this module only when it writes a report.
+``signing-key.pub``; it signs the DSSE envelopes of the host's evidence
+(``pv.attest.envelopes``). A project trusts the public keys (PEM files
+``*.pub``) that :func:`trusted_key_paths` lists; ``pv gate --release`` accepts
+only evidence signed by one of them.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import socket
@@ -22,15 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pv._util.errors import UserError
 from pv._util.files import write_atomic
 from pv._util.config import current
-from pv.evidence.integrity import signed_content
-from pv.evidence.statuses import SignatureStatus
 
 
 ALGORITHM = "ed25519"
@@ -57,15 +51,6 @@ class HostKey:
     @property
     def key_id(self) -> str:
         return key_id(self.private.public_key())
-
-
-@dataclass(frozen=True)
-class SignatureCheck:
-    """What the gate found of one report's signature."""
-
-    status: SignatureStatus
-    key_id: str | None
-    detail: str
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -205,18 +190,7 @@ def publish(key: HostKey, folder: Path, replaces: str | None = None) -> Path:
     return target
 
 
-# --- signing and verifying ----------------------------------------------------------------
-
-
-def sign(report: dict[str, Any], key: HostKey) -> dict[str, Any]:
-    """A copy of ``report`` with a ``signature`` over its content by ``key``."""
-    signed = {k: v for k, v in report.items() if k != "signature"}
-    signed["signature"] = {
-        "algorithm": ALGORITHM,
-        "key_id": key.key_id,
-        "value": base64.b64encode(key.private.sign(signed_content(signed))).decode("ascii"),
-    }
-    return signed
+# --- the keys a project trusts ------------------------------------------------------------
 
 
 def trusted_key_paths(options: Sequence[Path] = ()) -> list[Path]:
@@ -283,26 +257,3 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def check_signature(report: dict[str, Any], trusted: TrustedKeys) -> SignatureCheck:
-    """Whether ``report`` is signed by a trusted key over exactly its content."""
-    signature = report.get("signature")
-    if signature is None:
-        return SignatureCheck(SignatureStatus.UNSIGNED, None, "unsigned")
-    found = signature["key_id"]
-    public = trusted.keys.get(found)
-    if public is None:
-        return SignatureCheck(
-            SignatureStatus.UNKNOWN_KEY, found,
-            f"signed by key {found[:16]}..., which is not trusted ({trusted.describe()})",
-        )
-    try:
-        public.verify(base64.b64decode(signature["value"], validate=True), signed_content(report))
-    except (InvalidSignature, ValueError):
-        return SignatureCheck(
-            SignatureStatus.INVALID, found,
-            f"the signature by trusted key {found[:16]}... does not match the content: "
-            "the report was changed after it was signed",
-        )
-    return SignatureCheck(SignatureStatus.TRUSTED, found, f"signed by trusted key {found[:16]}...")
