@@ -25,13 +25,12 @@ import pytest
 import torch  # noqa: F401
 import yaml
 
-from pv._util.strict_json import canonical_json
 from pv.attest.cleanroom import CLEANROOM_ENV, clean_room
 from pv.attest.envelopes import GATE_REPORT
+from pv.attest.inputs import InputRule
 from pv.attest.keys import KEY_DIR_ENV, HostKey, generate_key, publish
 from pv.cli import main
 from pv.evidence import environment
-from pv.evidence.attestations import report_envelopes
 from pv.evidence.integrity import add_checksum
 from pv.evidence.vacuity import ITEM_PROPERTY, MUTANT_PROPERTY
 
@@ -224,18 +223,38 @@ def read_report(path: Path) -> dict[str, Any]:
 def rewrite_report(path: Path, data: dict[str, Any], *, reseal: bool, key: HostKey | None) -> None:
     """Put ``data`` in place of the gate report of the bundle at ``path``.
 
-    ``reseal``: recompute the checksum and sign both statements again with ``key``, as
+    ``reseal``: recompute the checksum and sign the statement again with ``key``, as
     the writer would; otherwise the report's envelope keeps its old signatures.
     """
-    if reseal:
-        envelopes = report_envelopes(add_checksum(data), key)
-    else:
-        envelopes = _envelopes(path)
-        for envelope in envelopes:
-            found = _payload(envelope)
-            if found["predicateType"] == GATE_REPORT:
-                found["predicate"] = data
-                envelope["payload"] = base64.b64encode(canonical_json(found)).decode("ascii")
+    def replace(text: str) -> str:
+        found = json.loads(text)
+        found["predicate"] = add_checksum(data) if reseal else data
+        return json.dumps(found, sort_keys=True)
+
+    rewrite_payload(path, replace, key, keep_signatures=not reseal)
+
+
+def rewrite_payload(path: Path, change: Callable[[str], str], key: HostKey | None, *,
+                    keep_signatures: bool = False) -> None:
+    """Apply ``change`` to the text of the gate report's statement in the bundle at ``path``, and sign
+    the new payload with ``key`` (None: no signature), or keep the old signatures."""
+    from securesystemslib.dsse import Envelope
+
+    from pv.attest.envelopes import PAYLOAD_TYPE, signer
+
+    envelopes = _envelopes(path)
+    for index, found in enumerate(envelopes):
+        text = base64.b64decode(found["payload"]).decode("utf-8")
+        if json.loads(text)["predicateType"] != GATE_REPORT:
+            continue
+        payload = change(text).encode("utf-8")
+        if keep_signatures:
+            found["payload"] = base64.b64encode(payload).decode("ascii")
+            continue
+        wrapped = Envelope(payload, PAYLOAD_TYPE, {})
+        if key is not None:
+            wrapped.sign(signer(key))
+        envelopes[index] = wrapped.to_dict()
     path.write_text("".join(json.dumps(e) + "\n" for e in envelopes))
 
 
@@ -333,7 +352,7 @@ class GitProject:
         """
         out = self.root / "reports" / f"{name}.json"
         profile_file = self.profile_path(profile)
-        with self.monkeypatch.context() as patch, clean_room(self.root, [out.parent]) as room:
+        with self.monkeypatch.context() as patch, clean_room(self.root, InputRule(files=tuple(paths))) as room:
             if device is not None:
                 patch.setattr(environment, "device_facts", lambda: dict(device))
             if key_dir is not None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate_testing import CPU_ONLY, CPU_PROFILE, H100_DEVICE, GitProject, read_report
+from gate_testing import CPU_ONLY, CPU_PROFILE, H100_DEVICE, GitProject, read_report, rewrite_payload, rewrite_report
 from pv._util.resources import builtin_profiles
 from pv.evidence.integrity import add_checksum
 from pv.evidence.profiles import load_profile
-from pv.evidence.signing import generate_key
+from pv.attest.keys import generate_key
 
 pytest_plugins = ["pytester"]
 
@@ -118,10 +118,10 @@ def test_a_relabelled_report_with_a_forged_device_needs_a_trusted_signature(
     cpu = project.cpu()
     # the checksum recomputed by hand: the host's signature no longer matches
     unsigned_seal = project.edit(project.cpu(name="forged"), forge)
-    unsigned_seal.write_text(json.dumps(add_checksum(read_report(unsigned_seal))))
+    rewrite_report(unsigned_seal, add_checksum(read_report(unsigned_seal)), reseal=False, key=None)
     code, _, err = project.gate(capsys, "--release", cpu, unsigned_seal)
     assert code == 2
-    assert "does not match the content: the report was changed after it was signed" in err
+    assert "does not match the payload: the evidence was changed after it was signed" in err
     # re-signed with the forger's own key: not a key the project trusts
     forger = generate_key(tmp_path / "forger")
     resigned = project.edit(project.cpu(name="resigned"), forge, reseal=True, key=forger)
@@ -157,7 +157,8 @@ def test_a_repeated_obligation_or_json_key_is_refused(
     forged = project.edit(report, lambda d: d["obligations"].append(d["obligations"][-1]), reseal=True)
     code, _, err = project.gate(capsys, forged)
     assert code == 2 and "repeats syn-v1 OB-TRUE of $.obligations[" in err
-    text = report.read_text()
-    report.write_text(text.replace('"falsifiers": [', '"falsifiers": [], "falsifiers": [', 1))
+    # a payload with a repeated key, signed by the trusted host's key: the parser still refuses it
+    rewrite_payload(report, lambda text: text.replace('"falsifiers": [', '"falsifiers": [], "falsifiers": [', 1),
+                    project.key)
     code, _, err = project.gate(capsys, report)
     assert code == 2 and "the key 'falsifiers' appears twice in one object" in err

@@ -27,7 +27,7 @@ def test_a_proved_obligation_passes_and_an_unchecked_one_is_named(
 ) -> None:
     project = GitProject(pytester, monkeypatch, checks={"OB-TRUE": "x + 0 == x"})
     report = project.cpu(paths=CONTRACT_AND_FALSIFIERS)
-    entries = {e["obligation"]: e for e in json.loads(report.read_text())["obligations"]}
+    entries = {e["obligation"]: e for e in read_report(report)["obligations"]}
     assert entries["OB-TRUE"]["status"] == "proved"
     code, out = gate_cpu(project, capsys, report)
     assert code == 0, out

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gate_testing import CPU_ONLY, GPU_ONLY, WEAK_CHECK, GitProject
+from gate_testing import CPU_ONLY, GPU_ONLY, WEAK_CHECK, GitProject, read_report
 
 pytest_plugins = ["pytester"]
 
@@ -25,7 +25,7 @@ def test_cpu_and_gpu_reports_together_pass_the_release(
 ) -> None:
     code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu())
     assert code == 0, out
-    assert "release: PASS (1 of 1 gates pass)" in out
+    assert ": PASS (1 of 1 gates pass)" in out
     assert re.search(r"^syn-v1 +F-SYN-001 +PASS$", out, re.M)
 
 
@@ -47,7 +47,7 @@ def test_the_cpu_half_alone_passes_its_profile_but_not_the_release(
     assert code == 1
     assert "- FT-G-001: no evidence: required on h100, and no accepted report comes from any of them" in out
     assert "requirement: FT-G-001 on h100: unmet, no report decides it" in out
-    assert "release: FAIL (0 of 1 gates pass)" in out
+    assert ": FAIL (0 of 1 gates pass)" in out
 
 
 def test_the_gpu_half_alone_fails_the_release(
@@ -116,20 +116,27 @@ def test_a_report_whose_profile_does_not_match_its_device_counts_for_nothing(
     assert "- FT-G-001: no evidence: required on h100, and no accepted report comes from any of them" in out
 
 
-def test_uncommitted_changes_or_mixed_commits_fail_the_release(
+def test_the_release_is_bound_to_the_inputs_of_the_commit_not_to_one_commit(
     project: GitProject,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cpu = project.cpu()
-    (project.root / "notes.txt").write_text("local edit")
+    (project.root / "notes.txt").write_text("notes beside the code, which no verdict reads")
     gpu = project.gpu()
+    assert read_report(gpu)["environment"]["git"]["dirty"] is False  # an untracked file that is no input
+    project.commit("notes")  # a later commit with the same inputs: the older cpu report still holds
     code, out, _ = project.gate(capsys, "--release", cpu, gpu)
+    assert code == 0, out
+    test_file = project.root / "test_ft_syn.py"
+    test_file.write_text(test_file.read_text() + "\n# a later change of a test\n")
+    dirty = project.gpu()
+    code, out, _ = project.gate(capsys, "--release", cpu, dirty)
     assert code == 1
-    assert "h100.json: made from a working tree with uncommitted changes" in out
-    project.commit("more")
+    assert f"{dirty}: refused: made from a working tree with uncommitted changes" in out
+    project.commit("a test changed")
     code, out, _ = project.gate(capsys, "--release", cpu, project.gpu())
     assert code == 1
-    assert "reports come from different commits" in out
+    assert f"{cpu}: refused: its inputs are not those of commit " in out and "test_ft_syn.py differs" in out
 
 
 @pytest.mark.parametrize("fmt", ["json", "markdown", "junit"])

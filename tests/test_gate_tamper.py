@@ -37,14 +37,18 @@ def test_an_edited_status_breaks_the_seal(project: GitProject, capsys: pytest.Ca
         entry["status"], entry["reason"] = "passed", None
         entry["tests"] = [{"nodeid": "x", "outcome": "passed", "reason": None, "duration_s": 0, "evidence": []}]
 
-    report = project.edit(project.cpu(), flip)
-    err = refused(project, capsys, report)
-    assert f"{report}: checksum mismatch" in err
+    signed = project.edit(project.cpu(), flip)
+    err = refused(project, capsys, signed)
+    assert f"{signed}:2: the signature by trusted key {project.key.key_id[:16]}... does not match the payload" in err
+    unsigned = project.edit(project.cpu(name="unsigned", key_dir=project.root.parent / "no-key"), flip)
+    err = refused(project, capsys, unsigned)
+    assert f"{unsigned}: checksum mismatch" in err
     assert "the report was edited or corrupted after it was written" in err
 
 
 def test_an_edited_digest_is_refused(project: GitProject, capsys: pytest.CaptureFixture[str]) -> None:
-    report = project.edit(project.cpu(), lambda d: d["checksum"].update(digest="0" * 64))
+    unsigned = project.cpu(key_dir=project.root.parent / "no-key")
+    report = project.edit(unsigned, lambda d: d["checksum"].update(digest="0" * 64))
     assert "checksum mismatch" in refused(project, capsys, report)
 
 
@@ -76,13 +80,14 @@ def test_a_contract_changed_after_the_run_is_refused(
         (lambda d: d["session"].update(tests_executed=-1), "$.session.tests_executed: -1 is less than the minimum of 0"),
         (lambda d: d["falsifiers"][0].update(status="green"), "$.falsifiers[0].status: 'green' is not one of"),
         (lambda d: d.pop("checksum"), "$: 'checksum' is a required property"),
-        (lambda d: d.update(format="something/9"), "$.format: 'pv-gate-report/2' was expected"),
+        (lambda d: d.update(format="something/9"), "$.format: 'pv-gate-report/3' was expected"),
     ],
 )
 def test_missing_or_malformed_fields_are_refused(
     project: GitProject, capsys: pytest.CaptureFixture[str], change: Callable[[dict], None], message: str
 ) -> None:
-    report = project.edit(project.cpu(), change, reseal="checksum" not in message)
+    unsigned = project.cpu(key_dir=project.root.parent / "no-key")
+    report = project.edit(unsigned, change, reseal="checksum" not in message)
     err = refused(project, capsys, report)
     assert "not a valid gate report (pv.schemas/gate-report.schema.json)" in err
     assert message in err
@@ -92,8 +97,8 @@ def test_unreadable_reports_are_refused(project: GitProject, capsys: pytest.Capt
     broken = project.root / "reports" / "broken.json"
     broken.parent.mkdir(exist_ok=True)
     broken.write_text('{"format": "pv-gate-report/1",\n "session": }')
-    assert f"{broken}:2:13: not JSON" in refused(project, capsys, broken)
-    assert "no such report file" in refused(project, capsys, project.root / "reports" / "missing.json")
+    assert f"{broken}:1:31: not JSON" in refused(project, capsys, broken)
+    assert "no such evidence file" in refused(project, capsys, project.root / "reports" / "missing.json")
 
 
 def test_one_bad_report_refuses_the_whole_set(
@@ -102,4 +107,4 @@ def test_one_bad_report_refuses_the_whole_set(
 ) -> None:
     good = project.cpu()
     bad = project.edit(project.gpu(), lambda d: d["profile"].update(name="cpu"))
-    assert "checksum mismatch" in refused(project, capsys, good, bad)
+    assert "does not match the payload" in refused(project, capsys, good, bad)

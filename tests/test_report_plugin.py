@@ -114,7 +114,8 @@ def test_environment_names_versions_git_host_and_device(project: pytest.Pytester
 
     assert env["versions"]["torch"] == metadata.version("torch")
     assert env["versions"]["pytest"] == pytest.__version__
-    assert env["git"] == {"commit": None, "dirty": None}  # the synthetic project is no git checkout
+    # the synthetic project is no git checkout, and a plain pytest run is no clean room
+    assert env["git"] == {"commit": None, "tree": None, "dirty": None, "cleanroom": False}
     assert env["device"]["kind"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert env["host"]["cpu_count"] >= 1
 

@@ -79,9 +79,10 @@ def canonical_json(data: Any) -> bytes:
     ).encode("utf-8")
 
 
-def loads_strict(text: str, shown: str, what: str = "JSON") -> Any:
-    """Parse ``text`` (from ``shown``); StrictJsonError for over-deep nesting, NaN, infinities,
-    integers of more than :data:`MAX_INT_DIGITS` digits, repeated keys or invalid JSON."""
+def loads_strict(text: str, shown: str, what: str = "JSON", first_line: int = 1) -> Any:
+    """Parse ``text`` (from ``shown``, starting at line ``first_line``); StrictJsonError for over-deep
+    nesting, NaN, infinities, integers of more than :data:`MAX_INT_DIGITS` digits, repeated keys or
+    invalid JSON."""
     if len(text) > MAX_BYTES:
         raise StrictJsonError(f"{shown}: over the limit of {MAX_BYTES} bytes")
     if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
@@ -90,7 +91,7 @@ def loads_strict(text: str, shown: str, what: str = "JSON") -> Any:
         return json.loads(text, object_pairs_hook=reject_duplicate_keys, parse_float=_finite,
                           parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
-        raise StrictJsonError(f"{shown}:{err.lineno}:{err.colno}: not JSON: {err.msg}") from None
+        raise StrictJsonError(f"{shown}:{err.lineno + first_line - 1}:{err.colno}: not JSON: {err.msg}") from None
     except DuplicateKeyError as err:
         raise StrictJsonError(f"{shown}: not valid {what}: {err}") from None
     except (ValueError, RecursionError) as err:

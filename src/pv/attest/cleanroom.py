@@ -5,9 +5,10 @@ A clean working tree is exported from its commit (``git archive``); a dirty one
 lists it, and the run says ``dirty``. Either way nothing ignored (a stale
 ``__pycache__/*.pyc``, a build folder, a virtual environment) and nothing outside
 git's view reaches the run. The run's Python writes no bytecode and reads its
-compiled files from a private cache (:func:`python_environment`). Untracked files
-inside pv's own output folders are not a change of the tree, so two runs at once
-never see each other's reports as changes.
+compiled files from a private cache (:func:`python_environment`). An untracked
+file is a change only when it is an input of the run (its :class:`InputRule`
+selects it): another run's reports, or notes beside the code, are not, so two
+runs at once never see each other's output as a change.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from pv.attest.inputs import InputError, run_git, git_top
+from pv.attest.inputs import InputError, InputRule, git_top, run_git
 
 #: the environment variable through which a clean-room run learns where it comes from
 CLEANROOM_ENV = "PV_CLEANROOM"
@@ -51,32 +52,21 @@ class CleanRoom:
     source: Source
 
 
-def _inside(path: Path, folders: Sequence[Path]) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
-
-
-def _is_own_output(path: Path, outputs: Sequence[Path]) -> bool:
-    """Whether ``path`` lies in one of pv's output folders, or in the staging folder of one."""
-    if _inside(path, outputs):
-        return True
-    return any(parent.parent == out.parent and parent.name.startswith(f".{out.name}.")
-               for out in outputs for parent in [path, *path.parents])
-
-
-def changes(top: Path, outputs: Sequence[Path] = ()) -> list[str]:
-    """The changes of the working tree at ``top`` (``git status --porcelain`` lines), leaving out
-    untracked files in pv's output folders ``outputs``."""
+def changes(top: Path, project: Path, rule: InputRule) -> list[str]:
+    """The changes of the working tree at ``top`` (``git status --porcelain`` entries) that can reach a
+    run of the project at ``project``: every change of a tracked file, and untracked files ``rule`` selects."""
     status = run_git(["status", "--porcelain", "-z", "--untracked-files=all"], top).decode("utf-8", "surrogateescape")
-    own = [Path(o).resolve() for o in outputs]
     found = []
     for entry in filter(None, status.split("\0")):
-        if entry.startswith("?? ") and _is_own_output((top / entry[3:]).resolve(), own):
-            continue
+        if entry.startswith("?? "):
+            path = (top / entry[3:]).resolve()
+            if project not in path.parents or not rule.matches(PurePosixPath(path.relative_to(project)).as_posix()):
+                continue
         found.append(entry)
     return found
 
 
-def git_source(project: Path, outputs: Sequence[Path] = ()) -> Source:
+def git_source(project: Path, rule: InputRule) -> Source:
     """The commit, tree and dirtiness of the checkout holding ``project`` (all None outside git)."""
     top = git_top(project)
     if top is None:
@@ -86,7 +76,7 @@ def git_source(project: Path, outputs: Sequence[Path] = ()) -> Source:
         tree = run_git(["rev-parse", "HEAD^{tree}"], top).decode().strip()
     except InputError:  # a repository without a commit yet
         return Source(None, None, True, cleanroom=False)
-    return Source(commit, tree, bool(changes(top, outputs)), cleanroom=False)
+    return Source(commit, tree, bool(changes(top, project.resolve(), rule)), cleanroom=False)
 
 
 def _extract(archive: bytes, into: Path) -> None:
@@ -110,14 +100,15 @@ def _copy_listed(top: Path, prefix: str, into: Path) -> None:
 
 
 @contextmanager
-def clean_room(project: Path, outputs: Sequence[Path] = ()) -> Iterator[CleanRoom]:
-    """Export the project at ``project`` into a temporary folder, removed on exit.
+def clean_room(project: Path, rule: InputRule) -> Iterator[CleanRoom]:
+    """Export the project at ``project`` (whose run's inputs ``rule`` selects) into a temporary folder,
+    removed on exit.
 
     Outside git there is nothing to export from: the project folder itself is
     used, and the run can never serve a release (``cleanroom`` false).
     """
     project = project.resolve()
-    source = git_source(project, outputs)
+    source = git_source(project, rule)
     top = git_top(project)
     with tempfile.TemporaryDirectory(prefix="pv-cleanroom-") as temp:
         base = Path(temp)

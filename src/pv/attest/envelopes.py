@@ -96,7 +96,8 @@ def statement(subject: Sequence[dict[str, Any]], predicate_type: str, predicate:
             "predicate": predicate}
 
 
-def _signer(key: HostKey) -> Any:
+def signer(key: HostKey) -> Any:
+    """securesystemslib's signer of ``key``, its key id pv's (the sha256 of the raw public key)."""
     from securesystemslib.signer import CryptoSigner, SSlibKey
 
     public = SSlibKey.from_crypto(key.private.public_key(), keyid=key.key_id)
@@ -109,7 +110,7 @@ def envelope(content: dict[str, Any], key: HostKey | None) -> dict[str, Any]:
 
     wrapped = Envelope(canonical_json(content), PAYLOAD_TYPE, {})
     if key is not None:
-        wrapped.sign(_signer(key))
+        wrapped.sign(signer(key))
     return wrapped.to_dict()
 
 
@@ -180,15 +181,15 @@ def read_bundle(path: str | Path, trusted: TrustedKeys) -> list[Attestation]:
     """
     shown = str(path)
     text = read_text_strict(Path(path), shown, "evidence file")
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:
         raise EvidenceError(f"{shown}: an empty evidence file")
     if len(lines) > MAX_ENVELOPES:
         raise EvidenceError(f"{shown}: {len(lines)} envelopes, more than the {MAX_ENVELOPES} a bundle may hold")
     found = []
-    for number, line in enumerate(lines, 1):
+    for number, line in lines:
         where = f"{shown}:{number}"
-        payload, check = _check(loads_strict(line, where, "a DSSE envelope"), trusted, where)
+        payload, check = _check(loads_strict(line, shown, "a DSSE envelope", number), trusted, where)
         if check.status is SignatureStatus.INVALID:
             raise EvidenceError(f"{where}: {check.detail}. Refusing it.")
         found.append(Attestation(_statement(payload, where), check))

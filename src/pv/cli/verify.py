@@ -194,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
     from pv.evidence.gate_output import format_json, format_text
     from pv.evidence.mutation_evidence import load_mutation_evidence
+    from pv.evidence.run_inputs import project_inputs
 
     from pv._util.config import current
 
@@ -223,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     selection = "all tests" if gpu else "tests not marked gpu"
-    with clean_room(root, [out]) as room, staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
+    rule = project_inputs(config, root, contracts).rule
+    with clean_room(root, rule) as room, staged_folder(out, OUTPUT_NAMES, "pv verify") as staging:
         source = room.source
         state = ("no git commit: run in place, no release can use it" if source.commit is None else
                  f"{'a dirty working tree' if source.dirty else 'clean'} at commit {source.commit[:12]}")

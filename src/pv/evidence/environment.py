@@ -6,10 +6,12 @@ import os
 import platform
 import socket
 import subprocess
-from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pv.attest.inputs import InputRule
 
 #: report key -> distribution name
 DISTRIBUTIONS = {
@@ -28,8 +30,8 @@ DISTRIBUTIONS = {
 _SUBPROCESS_TIMEOUT_S = 10
 
 
-def collect_environment(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str, Any]:
-    """The ``environment`` section of a gate report; ``outputs``: the folders the run writes into.
+def collect_environment(rootdir: Path, rule: "InputRule") -> dict[str, Any]:
+    """The ``environment`` section of a gate report of a run whose inputs ``rule`` selects.
 
     ``git``: the source of the run (:func:`pv.evidence.run_inputs.run_source`).
     """
@@ -37,7 +39,7 @@ def collect_environment(rootdir: Path, outputs: Sequence[Path] = ()) -> dict[str
 
     return {
         "versions": package_versions(),
-        "git": run_source(rootdir, outputs).to_json(),
+        "git": run_source(rootdir, rule).to_json(),
         "host": host_facts(),
         "device": device_facts(),
     }

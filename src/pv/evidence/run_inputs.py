@@ -20,7 +20,8 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,35 +48,50 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def run_inputs(config: Config, root: Path, contracts: Path | None, collected: Iterable[Path]) -> dict[str, Any]:
-    """The ``inputs`` section of a run in the project at ``root``."""
+@dataclass(frozen=True)
+class ProjectInputs:
+    """The input rule of a project, where its modules come from, and what it would use from outside it."""
+
+    rule: InputRule
+    modules: dict[str, str]
+    outside: list[str]
+
+
+def project_inputs(config: Config, root: Path, contracts: Path | None) -> ProjectInputs:
+    """The inputs of a run of the project at ``root`` over ``contracts`` (see the module text)."""
     root = root.resolve()
     outside: list[str] = []
     modules: dict[str, str] = {}
-    folders = [p for p in [contracts, *config.profiles, *config.falsifiers] if p is not None and Path(p).is_dir()]
-    files = [p for p in config.falsifiers if Path(p).is_file()]
+    named = [p for p in [contracts, *config.profiles, *config.falsifiers] if p is not None and Path(p).exists()]
     for name in dict.fromkeys(prefix.split(".")[0] for prefix in config.modules):
         found = module_folder(name)
         if found is None:
             continue
         if _inside(found, root):
             modules[name] = relative_input(found, root, f"module {name}")
-            (folders if found.is_dir() else files).append(found)
+            named.append(found)
         else:
             outside.append(f"module {name} from {found}")
-    own = [p for p in [*folders, *files] if _inside(Path(p).resolve(), root)]
-    outside += [f"{p}" for p in [*folders, *files] if not _inside(Path(p).resolve(), root)]
-    rule = InputRule.of(root, [p for p in own if Path(p).is_dir()], [p for p in own if not Path(p).is_dir()])
+    own = [Path(p).resolve() for p in named if _inside(Path(p).resolve(), root)]
+    outside += [str(p) for p in named if not _inside(Path(p).resolve(), root)]
+    rule = InputRule.of(root, [p for p in own if p.is_dir()], [p for p in own if not p.is_dir()])
+    return ProjectInputs(rule, modules, sorted(set(outside)))
+
+
+def run_inputs(found: ProjectInputs, root: Path, collected: Iterable[Path]) -> dict[str, Any]:
+    """The ``inputs`` section of a run in the project at ``root`` that collected the files ``collected``."""
+    root = root.resolve()
+    outside = list(found.outside)
     extra = []
     for path in dict.fromkeys(Path(p).resolve() for p in collected):
         if not _inside(path, root):
             outside.append(f"collected {path}")
-        elif not rule.matches(relative := relative_input(path, root, "collected file")):
+        elif not found.rule.matches(relative := relative_input(path, root, "collected file")):
             extra.append(relative)
     return {
-        "rule": rule.to_json(),
-        "files": rule_digests(FolderTree(root), rule, extra),
-        "modules": modules,
+        "rule": found.rule.to_json(),
+        "files": rule_digests(FolderTree(root), found.rule, extra),
+        "modules": dict(found.modules),
         "outside": sorted(set(outside)),
     }
 
@@ -85,9 +101,10 @@ def _cleanroom_python() -> bool:
     return bool(sys.dont_write_bytecode) and bool(sys.pycache_prefix)
 
 
-def run_source(root: Path, outputs: Sequence[Path] = ()) -> Source:
+def run_source(root: Path, rule: InputRule) -> Source:
     """The git source of this run: the export's, when ``pv verify`` made one for it and this
-    process runs as a clean room, else the checkout's at ``root`` (``cleanroom`` false)."""
+    process runs as a clean room, else the checkout's at ``root`` (``cleanroom`` false; dirty
+    when a tracked file changed or an untracked file is an input under ``rule``)."""
     given = os.environ.get(CLEANROOM_ENV)
     if given and _cleanroom_python() and git_top(root) is None:
         try:
@@ -95,4 +112,4 @@ def run_source(root: Path, outputs: Sequence[Path] = ()) -> Source:
             return Source(data["commit"], data["tree"], bool(data["dirty"]), cleanroom=True)
         except (ValueError, KeyError, TypeError):
             pass
-    return git_source(root, outputs)
+    return git_source(root, rule)

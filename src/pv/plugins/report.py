@@ -224,6 +224,7 @@ class GateReportPlugin:
             session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
 
     def _build(self, exitstatus: int) -> dict[str, Any]:
+        from pv.attest.inputs import InputRule
         from pv.evidence.environment import collect_environment
 
         config = self.config
@@ -233,9 +234,8 @@ class GateReportPlugin:
             keyword=config.getoption("keyword", default=None) or None,
         )
         records = list(self.records.values())
-        outputs = [Path(p).resolve() for p in (config.getoption("pv_gate_report"),
-                                               config.getoption("pv_gate_markdown")) if p]
-        environment = collect_environment(config.rootpath, outputs)
+        inputs = self._inputs()
+        environment = collect_environment(self._root(), InputRule.from_json(inputs["rule"]))
         device = environment["device"]
         facts = DeviceFacts(cuda=device["kind"] == "cuda", name=device["name"], unified=device["unified"])
         profile = {
@@ -259,16 +259,17 @@ class GateReportPlugin:
             session=session,
             profile=profile,
             environment=environment,
-            inputs=self._inputs(),
+            inputs=inputs,
         )
 
-    def _inputs(self) -> dict[str, Any]:
-        from pv.evidence.run_inputs import run_inputs
+    def _root(self) -> Path:
+        return activation.project(self.config).root or self.config.rootpath
 
-        config = activation.project(self.config)
-        root = config.root or self.config.rootpath
-        return run_inputs(config, root, activation.contracts_folder(self.config),
-                          map(Path, self.collection.files))
+    def _inputs(self) -> dict[str, Any]:
+        from pv.evidence.run_inputs import project_inputs, run_inputs
+
+        found = project_inputs(activation.project(self.config), self._root(), activation.contracts_folder(self.config))
+        return run_inputs(found, self._root(), map(Path, self.collection.files))
 
     def _write(self, report: dict[str, Any]) -> None:
         from pv._util.files import write_atomic
