@@ -321,6 +321,17 @@ class GitProject:
         self.git("init", "-q")
         self.commit("synthetic")
 
+    def clone(self, folder: Path) -> "GitProject":
+        """A copy of this project (its git history included) in ``folder``, signed by the same host key."""
+        import copy
+        import shutil
+
+        shutil.copytree(self.root, folder, symlinks=True)
+        other = copy.copy(self)
+        other.root = folder
+        other.trusted = folder / "keys"
+        return other
+
     def git(self, *args: str) -> None:
         subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True)
 
@@ -396,9 +407,11 @@ class GitProject:
         return path
 
     def gate(self, capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-        """`pv gate` over this project's contracts, trusting its ``keys/``."""
+        """`pv gate` over this project's contracts, in its folder, trusting its ``keys/``."""
         capsys.readouterr()
-        code = main(["gate", "--contracts", str(self.root / "contracts"), "--trusted-keys", str(self.trusted),
-                     *map(str, args)])
+        with self.monkeypatch.context() as patch:
+            patch.chdir(self.root)
+            code = main(["gate", "--contracts", str(self.root / "contracts"), "--trusted-keys", str(self.trusted),
+                         *map(str, args)])
         out, err = capsys.readouterr()
         return code, out, err
