@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gate_testing import REQUIRE, contract_text, falsifier_source, write_project
+from gate_testing import REQUIRE, contract_text, falsifier_source, read_report, write_project
 from pv.cli import main
 from pv.cli.verify import pytest_command
 
@@ -47,12 +47,12 @@ def verify(project: Path, capfd: pytest.CaptureFixture[str], *extra: str) -> tup
 
 
 def test_the_command_runs_everything_with_mutants_and_deselects_gpu_tests_on_a_cpu(tmp_path: Path) -> None:
-    cpu = pytest_command(tmp_path / "c", [tmp_path / "f"], tmp_path / "o", None, gpu=False, workers=None)
-    assert cpu[1:5] == ["-m", "pytest", str(tmp_path / "c"), str(tmp_path / "f")]
+    cpu = pytest_command("c", ["f"], tmp_path / "o", None, gpu=False, workers=None)
+    assert cpu[1:5] == ["-m", "pytest", "c", "f"]
     assert "--pv-vacuity" in cpu and cpu[-2:] == ["-m", "not gpu"]
-    assert f"--pv-gate-report={tmp_path / 'o' / 'gate-report.json'}" in cpu
+    assert f"--pv-gate-report={tmp_path / 'o' / 'gate-report.intoto.jsonl'}" in cpu
     assert f"--junitxml={tmp_path / 'o' / 'junit.xml'}" in cpu
-    gpu = pytest_command(tmp_path / "c", [tmp_path / "f"], tmp_path / "o", "h100", gpu=True, workers="2")
+    gpu = pytest_command("c", ["f"], tmp_path / "o", "h100", gpu=True, workers="2")
     assert "not gpu" not in gpu and "--pv-profile=h100" in gpu and "--numprocesses=2" in gpu
 
 
@@ -67,9 +67,9 @@ def test_verify_passes_the_active_profile_and_writes_every_report(
     assert "tests not marked gpu, with mutants" in out
     assert "gate for profile(s) cpu: PASS" in out
     assert "requirement: FT-G-001 on h100: deferred to the release gate" in out
-    for name in ("gate-report.json", "junit.xml", "summary.md", "gate.json"):
+    for name in ("gate-report.intoto.jsonl", "junit.xml", "summary.md", "gate.json"):
         assert (project / "out" / name).is_file(), name
-    report = json.loads((project / "out" / "gate-report.json").read_text())
+    report = read_report(project / "out" / "gate-report.intoto.jsonl")
     assert report["session"]["markexpr"] == "not gpu"
     assert {e["obligation"]: e["status"] for e in report["obligations"]}["OB-TRUE"] == "proved"
     assert json.loads((project / "out" / "gate.json").read_text())["verdict"] == "pass"

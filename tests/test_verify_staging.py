@@ -16,7 +16,7 @@ from pv._util import folders
 from pv.cli import main, verify
 
 OLD = {
-    "gate-report.json": '{"old": "report"}',
+    "gate-report.intoto.jsonl": '{"old": "report"}',
     "junit.xml": "<testsuites/>",
     "summary.md": "# old run\n",
     "gate.json": json.dumps({"verdict": "pass"}),
@@ -24,7 +24,8 @@ OLD = {
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the run's inputs must lie in the project it runs in
     write_project(tmp_path, {"syn-v1": contract_text(list(REQUIRE), REQUIRE)}, {})
     (tmp_path / "falsifiers").mkdir()
     out = tmp_path / "reports" / "out"
@@ -43,7 +44,7 @@ def pytest_writing_a_report_then(outcome: BaseException | None):
     """A stand-in for the pytest child process (``verify.run_child``): writes a new gate report where it is told, then ``outcome``."""
     calls = []
 
-    def fake_run(command, cwd):
+    def fake_run(command, cwd, env=None):
         calls.append(command)
         report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pv-gate-report="))
         Path(report).write_text('{"new": "report"}')
@@ -68,7 +69,7 @@ def test_an_interrupt_after_the_new_report_leaves_the_old_run_whole(project: Pat
 
 
 def test_a_run_without_a_report_leaves_the_old_run_whole(project: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(verify, "run_child", lambda command, cwd: (4, None))
+    monkeypatch.setattr(verify, "run_child", lambda command, cwd, env=None: (4, None))
     assert run_verify(project) == 2
     assert "wrote no gate report; the previous reports" in capsys.readouterr().err
     assert folder_contents(project / "reports" / "out") == OLD
@@ -77,13 +78,14 @@ def test_a_run_without_a_report_leaves_the_old_run_whole(project: Path, monkeypa
 @dataclasses.dataclass
 class _Report:
     path: str
+    data: dict = dataclasses.field(default_factory=lambda: {"inputs": {"outside": []}})
 
 
 class _Decision:
     passed = False
 
 
-def _pytest_writing_a_report(command, cwd):
+def _pytest_writing_a_report(command, cwd, env=None):
     report = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pv-gate-report="))
     Path(report).write_text('{"new": "report"}')
     return 1, None
@@ -101,8 +103,8 @@ def test_an_interrupt_inside_the_swap_leaves_no_decision_without_its_report(proj
 
     monkeypatch.setattr(folders.os, "rename", rename)
     monkeypatch.setattr(verify, "run_child", _pytest_writing_a_report)
-    monkeypatch.setattr("pv.evidence.gate.load_report", lambda path: _Report(str(path)))
-    monkeypatch.setattr("pv.evidence.gate.decide", lambda reports, contracts, release: _Decision())
+    monkeypatch.setattr("pv.evidence.gate.load_report", lambda path, trusted=None: _Report(str(path)))
+    monkeypatch.setattr("pv.evidence.gate.decide", lambda reports, contracts, release, **given: _Decision())
     monkeypatch.setattr("pv.evidence.gate_output.format_json", lambda decision: '{"verdict": "fail"}')
     assert run_verify(project) == 130
     assert len(renames) == 2
