@@ -96,7 +96,9 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
-    from pv.evidence import mutate
+    from pv.mutation.report import MutationReport, report_problems
+    from pv.mutation.run import run_mutation
+    from pv.mutation.targets import scopes_from_contracts
 
     if args.rescore is not None:
         return _rescore(args)
@@ -109,15 +111,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.equivalents}: no such equivalents file")
     pytest_args = ["-m", args.markexpr] if args.markexpr else []
 
-    def render(report: mutate.MutationReport) -> str:
+    def render(report: MutationReport) -> str:
         return json.dumps(report.to_json(), indent=1) if args.format == "json" else report.table()
 
-    def checkpoint(report: mutate.MutationReport) -> None:  # a long run leaves its counts so far in -o FILE
+    def checkpoint(report: MutationReport) -> None:  # a long run leaves its counts so far in -o FILE
         if args.output:
             write_atomic(args.output, render(report) + "\n")
 
-    report = mutate.run_mutation(
-        tests, mutate.scopes_from_contracts(args.contracts), Path.cwd().resolve(), only=args.only,
+    report = run_mutation(
+        tests, scopes_from_contracts(args.contracts), Path.cwd().resolve(), only=args.only,
         equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
         progress=_Progress(), note=lambda line: print(f"pv mutate: {line}", file=sys.stderr, flush=True),
         timeout_scale=args.timeout_scale, checkpoint=checkpoint, live=not args.fresh_imports,
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.output, text + "\n")
     else:
         print(text)
-    problems = mutate.report_problems(report, args.min_score)
+    problems = report_problems(report, args.min_score)
     for problem in problems:
         print(f"pv mutate: {problem}", file=sys.stderr)
     return 1 if problems else 0
@@ -135,15 +137,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _rescore(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
-    from pv.evidence import mutate
+    from pv.mutation.equivalents import load_equivalents
+    from pv.mutation.formats import format_table
+    from pv.mutation.report import rescore
 
     try:
         data = json.loads(args.rescore.read_text(encoding="utf-8"))
         data["mutants"], data["modules"]  # noqa: B018 - the keys a report has
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{args.rescore}: not a report of pv mutate --format json ({err})") from None
-    judged = mutate.rescore(data, mutate.load_equivalents(args.equivalents), args.equivalents)
-    text = json.dumps(judged, indent=1) if args.format == "json" else mutate.format_table(judged)
+    judged = rescore(data, load_equivalents(args.equivalents), args.equivalents)
+    text = json.dumps(judged, indent=1) if args.format == "json" else format_table(judged)
     if args.output:
         write_atomic(args.output, text + "\n")
     else:

@@ -1,13 +1,13 @@
 """Mutant workers: processes that run tests against one mutant at a time, each in a forked child.
 
-Started as ``python -m pv.evidence.mutate_worker JOBS_FD ANSWERS_FD MODE ...``, a
+Started as ``python -m pv.mutation.worker JOBS_FD ANSWERS_FD MODE ...``, a
 worker reads one job per line of JSON from ``JOBS_FD`` and answers one line of
 JSON on ``ANSWERS_FD``. Each job runs in a forked child, so no mutant outlives
 its run; a child still running at its deadline is killed with its process
 group. There are two modes:
 
 - ``--session PYTEST_ARG...``: pytest collects the tests once; each child swaps
-  the mutated function into the imported code (:mod:`pv.evidence.mutate_live`)
+  the mutated function into the imported code (:mod:`pv.mutation.live`)
   and runs the job's tests in that collected session. The timeout counts from
   the fork. This is the fast path, for every mutant inside a function body.
 - ``--preload MODULE...``: the worker imports the named libraries once (never
@@ -40,8 +40,8 @@ from typing import Any, TextIO
 
 import pytest
 
-from pv.evidence import mutate_live
-from pv.evidence.mutate_ast import mutated_code, sites
+from pv.mutation import live
+from pv.mutation.generation import mutated_code, sites
 
 
 class _MutantLoader(importlib.machinery.SourceFileLoader):
@@ -229,7 +229,7 @@ class SessionServer:
     """pytest plugin of a session worker: once the tests are collected, it runs mutants instead.
 
     Each job is run in a forked child of the collected session: the mutant is swapped into
-    the imported module (:mod:`pv.evidence.mutate_live`; a module no test has imported yet is
+    the imported module (:mod:`pv.mutation.live`; a module no test has imported yet is
     imported first), and the job's tests run through pytest's own protocol,
     stopping at the first failure. A mutant that cannot be swapped in is answered
     ``not-applicable`` (the caller runs it in a preloading worker).
@@ -258,8 +258,8 @@ def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, A
     importlib.import_module(job["module"])  # a module no test imported yet (loaded on demand) is swapped too
     site = sites(source, job["scopes"], job["path"])[job["site"]]
     try:
-        mutate_live.apply(job["path"], source, site, job["scopes"])
-    except mutate_live.NotApplicable as err:
+        live.apply(job["path"], source, site, job["scopes"])
+    except live.NotApplicable as err:
         return {"status": NOT_APPLICABLE, "detail": str(err)}
     selected = [items[test] for test in job["tests"]]
     failure = _FirstFailure()

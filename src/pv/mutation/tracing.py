@@ -1,6 +1,6 @@
 """pytest plugin of ``pv mutate``'s first run: which test executes which line of the mutated files.
 
-Loaded with ``-p pv.evidence.mutate_coverage`` and configured by two
+Loaded with ``-p pv.mutation.tracing`` and configured by two
 environment variables: ``PV_MUTATE_FILES`` (a JSON list of the source files
 that will be mutated) and ``PV_MUTATE_COVERAGE`` (a folder: each process that
 runs tests, pytest-xdist's workers included, writes ``<pid>.json`` there;
