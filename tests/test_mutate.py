@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import textwrap
@@ -13,9 +14,11 @@ import pytest
 from mutation_projects import CALC, WEAK_TESTS, plant
 from pv import cli
 from pv.mutation.equivalents import load_equivalents
-from pv.mutation.generation import OPERATORS, defined_names, mutated_code, mutated_source, sites
+from pv.mutation.generation import (
+    OPERATORS, defined_names, mutated_code, mutated_source, mutated_text, mutated_tree, sites, unified_diff,
+)
 from pv.mutation.report import MutationReport, report_problems, rescore
-from pv.mutation.results import EQUIVALENT, KILLED, SURVIVED, TIMEOUT
+from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, SURVIVED, TIMEOUT
 from pv.mutation.run import run_mutation
 
 
@@ -42,10 +45,47 @@ def _changes(source: str, operator: str, scopes: tuple[str, ...] = ("",)) -> lis
     ("guard", "def f(x):\n    if x:\n        return 1\n    else:\n        return 2\n", ["if x -> if False", "if x -> if True"]),
     ("swap_args", "def f(a, b):\n    return g(a, b)\n", ["g(a, b) -> g(b, a)"]),
     ("early_return", "def f(a):\n    '''doc'''\n    b = a + 1\n    return b\n", ["b = a + 1 -> return None"]),
+    ("decrement", "def f():\n    return 1\n", ["1 -> 0"]),
+    ("decrement", "def f(x):\n    return x[-1] + 0\n", ["1 -> 0"]),
+    ("swap_operands", "def f(a, b):\n    return a - b\n", ["a - b -> b - a"]),
+    ("swap_operands", "def f(a, b):\n    return a < b or a + b\n", ["a < b -> b < a"]),
+    ("ternary", "def f(a, c):\n    return a if c else 0\n", ["a if c else 0 -> a", "a if c else 0 -> 0"]),
+    ("return_none", "def f(a):\n    b = a * 2\n    if a:\n        return b\n    return\n", ["return b -> return None"]),
 ])
 def test_each_operator_produces_its_mutant(operator: str, source: str, expected: list[str]) -> None:
     assert operator in OPERATORS
     assert _changes(source, operator) == expected
+
+
+RICH = textwrap.dedent('''\
+    """A module with every operator's site, comments and non-ASCII text."""
+    LIMIT = 4  # a module constant
+
+
+    def f(a, b, c="é"):
+        """Docstring."""
+        x = a - b  # kept comment
+        if x < c and not b:
+            return x
+        else:
+            x += 1
+        y = 1 if a else -1
+        out = [max(a, b) + y, c]
+        out.append(len("é") / 2)
+        return out
+    ''')
+
+
+def test_each_mutants_text_is_the_code_that_runs() -> None:
+    """The diff a person reads (the span replaced by its text) parses to the very tree that runs."""
+    found = sites(RICH)
+    assert {site.operator for site in found} == set(OPERATORS)
+    for site in found:
+        shown = ast.parse(mutated_text(RICH, site))
+        ran = mutated_tree(RICH, site.index)
+        assert ast.dump(shown) == ast.dump(ran), site.change
+        diff = unified_diff(RICH, site, "m.py")
+        assert diff.startswith("--- a/m.py\n+++ b/m.py\n") and diff.count("\n+") >= 1
 
 
 def test_mutated_code_changes_only_its_site_and_keeps_line_numbers() -> None:
@@ -73,14 +113,14 @@ def test_nothing_mutated_outside_code_that_runs() -> None:
     ''')
     found = sites(source)
     changes = [site.change for site in found if site.operator not in ("remove", "early_return")]
-    assert changes == ["3 -> 4"]  # a default value runs at definition; nothing else is mutable here
+    assert changes == ["3 -> 4", "3 -> 2"]  # a default value runs at definition; nothing else is mutable here
     assert [site.change for site in found if site.operator == "remove"] == ["raise ValueError(f'text {a + 1}') -> pass"]
 
 
 def test_scopes_select_functions_and_module_attributes() -> None:
     source = "LIMIT = 4\n\ndef f(a):\n    return a + LIMIT\n\ndef g(a):\n    return a - 1\n\nclass C:\n    def m(self):\n        return 7\n"
     assert {site.scope for site in sites(source, ("f",))} == {"f"}
-    assert [site.key for site in sites(source, ("LIMIT",))] == ["LIMIT:constant:0"]
+    assert [site.key for site in sites(source, ("LIMIT",))] == ["LIMIT:constant:0", "LIMIT:decrement:0"]
     assert {site.scope for site in sites(source, ("C",))} == {"C.m"}
     assert all(site.at_import for site in sites(source, ("LIMIT",))) and not any(
         site.at_import for site in sites(source, ("f",)))
@@ -115,7 +155,11 @@ def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None
     assert data["killed"] >= 1 and data["survived"] >= 1 and data["timeout"] >= 1
     assert data["equivalent"] == [{"key": "calc:clamp:compare:0", "change": "x < lo -> x <= lo",
                                    "reason": "at x == lo both return lo"}]
-    assert data["score"] == data["killed"] / (data["killed"] + data["survived"])
+    # no test reaches the body of the upper guard: its own count, and in the score's denominator
+    assert status[("clamp", "return hi -> return None")] == NO_COVERAGE and data["no_coverage"] >= 1
+    assert data["score"] == data["killed"] / (data["killed"] + data["survived"] + data["no_coverage"])
+    assert data["standard_score"] == (data["killed"] + data["timeout"]) / (
+        data["killed"] + data["timeout"] + data["survived"] + data["no_coverage"])
     assert [row["module"] for row in data["modules"]] == ["calc"]
     assert report.stale_equivalents() == ["calc:gone:compare:0: no such mutant in the current code"]
     assert report_problems(report, 0.99)[-1].startswith("mutation score")
@@ -279,8 +323,8 @@ def test_swapped_mutants_decide_as_fresh_imports_do(shapes: Path) -> None:
     # a module constant runs at import: it is imported afresh
     assert swapped["shapes:LIMIT:constant:0"] == (KILLED, "imported")
     assert sorted(key for key, (_, applied) in swapped.items() if applied == "imported") == [
-        "shapes:Box.grow:early_return:0", "shapes:LIMIT:constant:0", "shapes:traced.wrapper:early_return:0",
-        "shapes:traced:early_return:0"]
+        "shapes:Box.grow:early_return:0", "shapes:LIMIT:constant:0", "shapes:LIMIT:decrement:0",
+        "shapes:traced.wrapper:early_return:0", "shapes:traced.wrapper:return_none:0", "shapes:traced:early_return:0"]
 
 
 def test_swapped_source_is_what_inspect_and_triton_read(shapes: Path) -> None:

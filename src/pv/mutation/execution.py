@@ -16,15 +16,27 @@ from typing import Any
 
 from pv._util.errors import UserError
 from pv.mutation.equivalents import Equivalent
-from pv.mutation.results import EQUIVALENT, SURVIVED, Mutant, counted
+from pv.mutation.results import EQUIVALENT, NO_COVERAGE, Mutant, counted
 from pv.mutation.selection import PYTEST_OPTIONS, Baseline
 from pv.mutation.worker import NOT_APPLICABLE
 
 #: a mutant's timeout (from the end of its collection): this many times its selected tests'
 #: first-run seconds, plus the slack
 TIMEOUT_SCALE, TIMEOUT_SLACK_S = 3.0, 10.0
+#: the share of the machine's memory that all mutant processes together may grow by
+MEMORY_FRACTION = 0.5
 #: the worker modes (see :mod:`pv.mutation.worker`)
 SESSION, PRELOAD = "--session", "--preload"
+
+
+def memory_budget(fraction: float, workers: int) -> int | None:
+    """Bytes one mutant process may add to its address space: ``fraction`` of the machine's memory
+    shared by the ``workers`` (None: the machine's memory is unknown, no limit)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return int(total * fraction / max(1, workers))
 
 
 class Worker:
@@ -112,7 +124,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
                 pytest_args: Sequence[str], equivalents: dict[str, Equivalent],
                 progress: Progress | None = None, timeout_scale: float = TIMEOUT_SCALE,
                 timeout_slack: float = TIMEOUT_SLACK_S, finished: Finished | None = None, live: bool = True,
-                check_equivalents: bool = False) -> None:
+                check_equivalents: bool = False, memory: int | None = None) -> None:
     """Run every mutant that some test reaches; set the status of all of them.
 
     A mutant listed (with its current change) in the equivalents file is not run unless
@@ -121,7 +133,8 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
 
     A mutant inside a function body is swapped into a collected session (``live``); one that
     runs at import, or that cannot be swapped in, and every mutant without ``live``, is run
-    with the mutated module imported afresh.
+    with the mutated module imported afresh. ``memory``: the bytes a mutant's process may add to
+    its address space (past it the mutant is an ``error``, not a kill).
     """
     started = time.monotonic()
     counts: Counter[str] = Counter()
@@ -135,7 +148,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
         elif mutant.tests:
             pending.append(mutant)
         else:
-            mutant.status, mutant.detail = SURVIVED, "no selected test reaches this mutant"
+            mutant.status, mutant.detail = NO_COVERAGE, "no selected test reaches this mutant"
             counts[counted(mutant, equivalents)] += 1
     if progress:
         progress(counts, len(mutants), 0.0)
@@ -145,7 +158,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
         seconds = sum(baseline.tests[test]["seconds"] for test in mutant.tests)
         job = {"module": mutant.module, "path": str(mutant.path), "source": mutant.source, "scopes": mutant.scopes,
                "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
-               "timeout": timeout_scale * seconds + timeout_slack}
+               "timeout": timeout_scale * seconds + timeout_slack, "memory": memory}
         answer = {"status": NOT_APPLICABLE, "detail": "fresh imports asked for"}
         if live and not mutant.site.at_import:
             answer = workers_of.run(SESSION, job)

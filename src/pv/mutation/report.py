@@ -13,7 +13,8 @@ from pv._util.files import sha256_of
 from pv.mutation.equivalents import Equivalent, of_modules
 from pv.mutation.formats import format_table
 from pv.mutation.results import (
-    EQUIVALENT, ERROR, KILLED, NOT_RUN, STATUSES, SURVIVED, TIMEOUT, Mutant, counted,
+    EQUIVALENT, ERROR, KILLED, NO_COVERAGE, NOT_RUN, STATUSES, SURVIVED, TIMEOUT, UNDETECTED, Mutant, counted, score,
+    standard_score,
 )
 from pv.mutation.selection import Baseline
 
@@ -29,6 +30,10 @@ class MutationReport:
     judged: dict[str, Any] = field(default_factory=dict)
     #: judged files whose bytes changed while the run went on (the report describes the text read at the start)
     changed: list[str] = field(default_factory=list)
+    #: every file the result depends on (:func:`pv.mutation.inputs.run_inputs`), read before any mutant ran
+    inputs: dict[str, str | None] = field(default_factory=dict)
+    #: each mutated module's file, relative to the project root
+    files: dict[str, str] = field(default_factory=dict)
 
     def status(self, mutant: Mutant) -> str:
         return counted(mutant, self.equivalents)
@@ -38,8 +43,7 @@ class MutationReport:
 
     @staticmethod
     def score_of(counts: Counter[str]) -> float | None:
-        decided = counts[KILLED] + counts[SURVIVED]
-        return counts[KILLED] / decided if decided else None
+        return score(counts)
 
     def stale_equivalents(self) -> list[str]:
         """Entries that no longer describe a surviving mutant of the current code."""
@@ -51,7 +55,7 @@ class MutationReport:
                 problems.append(f"{key}: no such mutant in the current code")
             elif mutant.site.change != entry.change:
                 problems.append(f"{key}: listed as {entry.change!r}, the mutant now is {mutant.site.change!r}")
-            elif mutant.status not in (SURVIVED, EQUIVALENT):
+            elif mutant.status not in (*UNDETECTED, EQUIVALENT):
                 problems.append(f"{key}: listed as equivalent but {mutant.status}"
                                 + (f" by {mutant.killed_by}" if mutant.killed_by else ""))
         return problems
@@ -67,14 +71,17 @@ class MutationReport:
         return {
             "tool": f"pv {__version__}",
             "judged": self.judged,
+            "inputs": self.inputs,
+            "files": self.files,
             "complete": counts[NOT_RUN] == 0,
             "not_run": counts[NOT_RUN],
-            "killed": counts[KILLED], "survived": counts[SURVIVED], "timeout": counts[TIMEOUT],
-            "error": counts[ERROR],
+            "killed": counts[KILLED], "survived": counts[SURVIVED], "no_coverage": counts[NO_COVERAGE],
+            "timeout": counts[TIMEOUT], "error": counts[ERROR],
             "equivalent": [{"key": m.key, "change": m.site.change, "reason": self.equivalents[m.key].reason}
                            for m in self.mutants if self.status(m) == EQUIVALENT],
             "generated": len(self.mutants),
             "score": self.score_of(counts),
+            "standard_score": standard_score(counts),
             "killed_by": dict(Counter(m.kind for m in self.mutants if self.status(m) == KILLED)),
             "wall_seconds": round(self.wall_seconds, 1),
             "first_run_seconds": round(self.baseline.seconds, 1),
@@ -89,12 +96,16 @@ class MutationReport:
     def _module_row(self, module: str) -> dict[str, Any]:
         counts = self.counts(module)
         return {"module": module, "generated": sum(counts.values()),
-                **{status: counts[status] for status in STATUSES}, "not_run": counts[NOT_RUN],
+                **{status.replace("-", "_"): counts[status] for status in STATUSES}, "not_run": counts[NOT_RUN],
                 "score": self.score_of(counts)}
 
+    def sources(self) -> dict[str, str]:
+        """The text each mutated module was mutated from, by module name."""
+        return {m.module: m.source for m in self.mutants}
+
     def table(self) -> str:
-        """The report as text (see :func:`format_table`)."""
-        return format_table(self.to_json())
+        """The report as text (see :func:`format_table`), survivors with their diffs."""
+        return format_table(self.to_json(), self.sources())
 
 
 def judged_files(sources: Iterable[Path], root: Path, equivalents_path: Path | None) -> dict[str, Any]:
@@ -128,9 +139,10 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
     mutants = []
     for entry in data["mutants"]:
         ran = entry.get("ran_as", entry["status"])  # what the run found, before any equivalents
-        ran = SURVIVED if ran == EQUIVALENT else ran
+        if ran == EQUIVALENT:
+            ran = NO_COVERAGE if entry.get("tests_selected", 1) == 0 else SURVIVED
         listed = equivalents.get(entry["key"])
-        status = EQUIVALENT if ran == SURVIVED and listed is not None and listed.change == entry["change"] else ran
+        status = EQUIVALENT if ran in UNDETECTED and listed is not None and listed.change == entry["change"] else ran
         mutants.append({**entry, "status": status, "ran_as": ran})
     stale = []
     by_key = {m["key"]: m for m in mutants}
@@ -140,7 +152,7 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
             stale.append(f"{key}: no such mutant in the current code")
         elif found["change"] != listed.change:
             stale.append(f"{key}: listed as {listed.change!r}, the mutant now is {found['change']!r}")
-        elif found["ran_as"] != SURVIVED:
+        elif found["ran_as"] not in UNDETECTED:
             stale.append(f"{key}: listed as equivalent but {found['ran_as']}")
 
     def counts_of(rows: list[dict[str, Any]]) -> Counter[str]:
@@ -148,13 +160,14 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
 
     def row_of(module: str) -> dict[str, Any]:
         counts = counts_of([m for m in mutants if m["module"] == module])
-        return {"module": module, "generated": sum(counts.values()), **{st: counts[st] for st in STATUSES},
+        return {"module": module, "generated": sum(counts.values()), **{st.replace("-", "_"): counts[st] for st in STATUSES},
                 "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts)}
 
     counts = counts_of(mutants)
     order = list(dict.fromkeys(m["module"] for m in mutants))
-    return {**data, "killed": counts[KILLED], "survived": counts[SURVIVED], "timeout": counts[TIMEOUT],
-            "error": counts[ERROR], "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts),
+    return {**data, "killed": counts[KILLED], "survived": counts[SURVIVED], "no_coverage": counts[NO_COVERAGE],
+            "timeout": counts[TIMEOUT], "error": counts[ERROR], "not_run": counts[NOT_RUN],
+            "score": score(counts), "standard_score": standard_score(counts),
             "equivalent": [{"key": m["key"], "change": m["change"], "reason": equivalents[m["key"]].reason}
                            for m in mutants if m["status"] == EQUIVALENT],
             "modules": [row_of(module) for module in sorted(order)], "stale_equivalents": stale,

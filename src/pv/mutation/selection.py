@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class Baseline:
     seconds: float
     exit_code: int
     output: str
+    #: every test file the run collected and conftest.py it loaded
+    files: list[str] = field(default_factory=list)
 
     def passed(self) -> list[str]:
         return [test for test, entry in self.tests.items() if entry["outcome"] == "passed"]
@@ -51,7 +53,7 @@ def first_run(tests: Sequence[str], files: Iterable[Path], pytest_args: Sequence
             raise UserError(f"the first test run wrote no coverage (pytest exit {proc.returncode}):\n"
                             + (proc.stdout + proc.stderr)[-3000:])
     return Baseline(data["tests"], data["preload"], time.monotonic() - started, proc.returncode,
-                    proc.stdout + proc.stderr)
+                    proc.stdout + proc.stderr, data["files"])
 
 
 

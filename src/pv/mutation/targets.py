@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from pv._util.errors import UserError
-from pv.mutation.generation import defined_names
+from pv.mutation.generation import Site, defined_names, sites
 
 
 @dataclass
@@ -77,3 +77,18 @@ def resolve_targets(scopes: Iterable[str], root: Path, only: Sequence[str] = ())
 def scopes_from_contracts(contracts: Path) -> set[str]:
     """The bound functions of the contracts folder (empty when there is none)."""
     return contract_bindings(contracts) if contracts.is_dir() else set()
+
+
+def find_site(key: str, root: Path) -> tuple[Target, Site]:
+    """The module and site of a mutant key ``module:scope:operator:n``, read from the current source."""
+    parts = key.rsplit(":", 3)
+    if len(parts) != 4 or not parts[3].isdigit():
+        raise UserError(f"{key!r}: expected a mutant key module:scope:operator:n (as pv mutate reports it)")
+    module = parts[0]
+    path = module_path(module, root)
+    target = Target(module, path, path.read_text(encoding="utf-8"), {""})
+    wanted = ":".join(parts[1:])
+    for site in sites(target.source, [""], str(path)):
+        if site.key == wanted:
+            return target, site
+    raise UserError(f"{key}: {path} has no such mutant (the code changed, or the key is mistyped)")

@@ -124,7 +124,14 @@ def _last_line(text: str) -> str:
     return wanted[0][:240] if wanted else ""
 
 
+#: what a failure caused by the memory limit says (Python's, and PyTorch's allocator's)
+_OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
+
+
 def _outcome(exit_code: int, failure: _FirstFailure) -> dict[str, Any]:
+    if exit_code != 0 and any(mark in f"{failure.kind} {failure.detail}" for mark in _OUT_OF_MEMORY):
+        return {"status": "error", "reason": "memory",
+                "detail": f"memory: the mutant's process ran past its memory limit ({failure.detail})"}
     if exit_code == 0:
         return {"status": "survived", "detail": "every selected test passed"}
     if exit_code in (1, 2, 3, 4):
@@ -148,8 +155,11 @@ def _import_mutant(job: dict[str, Any], started_path: str) -> dict[str, Any]:
 STARTUP_TIMEOUT_S = 300.0
 
 
-def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool) -> dict[str, Any]:
+def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool,
+               memory: int | None = None) -> dict[str, Any]:
     """Run ``child(started_path)`` in a forked process and return the outcome it writes.
+
+    ``memory``: the bytes the child may add to its address space (``RLIMIT_AS``; None: no limit).
 
     With ``startup``, the ``timeout`` counts from the moment the child creates ``started_path``
     (pytest finished collecting), within :data:`STARTUP_TIMEOUT_S`; without, from the fork.
@@ -160,7 +170,7 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
         result_path, started_path = os.path.join(tmp, "result.json"), os.path.join(tmp, "started")
         pid = os.fork()
         if pid == 0:
-            _child_main(child, result_path, started_path)
+            _child_main(child, result_path, started_path, memory)
         deadline = started + (STARTUP_TIMEOUT_S if startup else timeout)
         tests_started, status = not startup, None
         while time.monotonic() < deadline:
@@ -187,24 +197,44 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
     return outcome
 
 
-def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str) -> None:
-    """In the forked child: own process group, output to /dev/null, always answer, then exit."""
+def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str,
+                memory: int | None) -> None:
+    """In the forked child: own process group, output to /dev/null, a memory limit, always answer, then exit."""
     os.setpgid(0, 0)
     _die_with_parent()
+    if memory is not None:
+        limit_memory(memory)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     try:
         outcome = child(started_path)
+    except MemoryError as err:
+        outcome = {"status": "error", "reason": "memory", "detail": f"memory: the mutant's process ran past "
+                                                                     f"its memory limit ({err})"[:240]}
     except BaseException as err:  # the child must always answer
         outcome = {"status": "error", "detail": f"{type(err).__name__}: {err}"[:240]}
     Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
     os._exit(0)
 
 
+def limit_memory(extra: int) -> None:
+    """Let this process's address space grow by at most ``extra`` bytes from its present size."""
+    import resource
+
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        present = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = present + extra
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fork a child that imports the mutant afresh; its tests get ``timeout`` seconds once collected."""
-    return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True)
+    return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True,
+                      memory=job.get("memory"))
 
 
 def _die_with_parent() -> None:
@@ -248,7 +278,7 @@ class SessionServer:
             if line.strip():
                 job = json.loads(line)
                 _answer(self.answers, run_forked(lambda _: _run_live(job, items), float(job["timeout"]),
-                                                 startup=False))
+                                                 startup=False, memory=job.get("memory")))
         return True
 
 
