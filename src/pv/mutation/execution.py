@@ -110,6 +110,12 @@ class _Workers:
             self.idle[mode].append(worker)
         return answer
 
+    def stop(self) -> None:
+        """Ask every worker to end now (SIGTERM: each removes its temporary folders on the way out)."""
+        for worker in self.started:
+            if worker.proc.poll() is None:
+                worker.proc.terminate()
+
     def close(self) -> None:
         for worker in self.started:
             worker.close()
@@ -175,8 +181,13 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
             if finished:
                 finished(mutant)
 
+    executor = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as executor:
-            list(executor.map(one, pending))  # in plan order: a report written mid-run has whole modules
+        list(executor.map(one, pending))  # in plan order: a report written mid-run has whole modules
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: no further mutant; the workers clean up and end
+        executor.shutdown(wait=False, cancel_futures=True)
+        workers_of.stop()
+        raise
     finally:
+        executor.shutdown(wait=True)
         workers_of.close()

@@ -201,6 +201,7 @@ def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, starte
                 memory: int | None) -> None:
     """In the forked child: own process group, output to /dev/null, a memory limit, always answer, then exit."""
     os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
     if memory is not None:
         limit_memory(memory)
@@ -332,8 +333,13 @@ def serve_session(jobs: TextIO, answers: TextIO, pytest_args: Sequence[str]) -> 
         _answer(answers, {"ready": False, "detail": f"pytest exited {int(exit_code)} before running tests"})
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str]) -> None:
     """``JOBS_FD ANSWERS_FD --preload MODULE...`` or ``JOBS_FD ANSWERS_FD --session PYTEST_ARG...``."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # unwinds: temporary folders are removed
     jobs, answers = os.fdopen(int(argv[0]), "r", encoding="utf-8"), os.fdopen(int(argv[1]), "w", encoding="utf-8")
     if argv[2] == "--session":
         serve_session(jobs, answers, argv[3:])
