@@ -672,6 +672,31 @@ def _kernel_kd_backward_reads_past_row(mp: pytest.MonkeyPatch) -> None:
                           "s = tl.load(s_row + cols, mask=cols <= limit)")
 
 
+@mutant("kernel-kd-column-major-uncopied",
+        "the fused KD loss hands column-major logits to the kernels uncopied (it tests the row stride, not the "
+        "vocabulary's): the kernels then read along the wrong axis")
+def _kernel_kd_column_major_uncopied(mp: pytest.MonkeyPatch) -> None:
+    def rows(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        return flat if flat.stride(-2) == 1 else flat.contiguous()
+
+    mp.setattr(importlib.import_module(_KD_KERNELS), "_rows", rows)
+
+
+@mutant("kernel-kd-block-from-wrong-axis",
+        "the fused KD loss sizes its vocabulary blocks from axis 1 instead of the last axis "
+        "([vocab] logits raise IndexError, [batch, positions, vocab] logits are summed in other blocks)")
+def _kernel_kd_block_from_wrong_axis(mp: pytest.MonkeyPatch) -> None:
+    kernels = importlib.import_module(_KD_KERNELS)
+    original = kernels.kd_loss
+
+    def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: torch.Tensor | None = None,
+                *, block: int | None = None) -> torch.Tensor:
+        return original(student, teacher, temperature, mask, block=kernels._block(student.shape[1], block))
+
+    mp.setattr(kernels, "kd_loss", kd_loss)
+
+
 @mutant("kernel-q4k-nibble-order-swapped", "the Triton Q4_K kernel takes the high nibble for the first 32 weights of each 64")
 def _kernel_q4k_nibbles(mp: pytest.MonkeyPatch) -> None:
     _kernel_source_mutant(mp, _DEQUANT_KERNELS, "q = tl.where(within < 32, byte & 15, byte >> 4)",

@@ -166,6 +166,31 @@ def test_fused_kernels_on_small_blocks_and_strided_logits() -> None:
     assert math.isclose(one.item(), ref.kd_loss64(s_ref[:1, :1, :3], ref.as64(t)[:1, :1, :3], 1.0), rel_tol=LOSS_RTOL)
 
 
+@pytest.mark.falsifies("FT-KERNELS-001", covers=KD_KERNELS,
+                       mutants=["kernel-kd-column-major-uncopied", "kernel-kd-block-from-wrong-axis"])
+def test_fused_loss_does_not_depend_on_the_layout_or_rank_of_the_logits() -> None:
+    """Column-major logits (a transposed [vocab, rows] tensor) and one position's [vocab] logits give the
+    float64 formula's loss; column-major and [batch, positions, vocab] logits give the very bits of the
+    same values as contiguous [rows, vocab]."""
+    s, t = _rising_logits(6, 97, 7)
+    temperature = 1.5
+
+    def fused(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return kd.kd_loss(student.to(DEVICE), teacher.to(DEVICE), temperature, kernel="triton").cpu()
+
+    rows = fused(s, t)
+    column_major = s.t().contiguous().t()
+    assert column_major.stride() == (1, 6) and torch.equal(column_major, s)
+    want = ref.kd_loss64(ref.as64(s), ref.as64(t), temperature)
+    got = fused(column_major, t)
+    assert math.isclose(got.item(), want, rel_tol=LOSS_RTOL, abs_tol=1e-7), (got.item(), want)
+    assert torch.equal(got, rows)
+    assert torch.equal(fused(s.reshape(2, 3, 97), t.reshape(2, 3, 97)), rows)
+    one = fused(s[2], t[2])
+    assert math.isclose(one.item(), ref.kd_loss64(ref.as64(s[2:3]), ref.as64(t[2:3]), temperature),
+                        rel_tol=LOSS_RTOL, abs_tol=1e-7)
+
+
 @pytest.mark.falsifies("FT-KERNELS-005", covers=["distill.kernels.runtime"], mutants=["kernel-auto-triton-off-cuda"])
 def test_kernel_choice_follows_the_device_and_the_interpreter_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda, meta = torch.device("cpu"), torch.device("cuda"), torch.device("meta")

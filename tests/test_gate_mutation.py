@@ -21,7 +21,7 @@ import yaml
 from gate_testing import REQUIRE, GitProject, contract_text, falsifier_source, write_project
 from mutation_projects import CALC, WEAK_TESTS, plant
 from pv.cli import main
-from pv.evidence import mutate
+from pv.mutation.run import run_mutation
 from pv.evidence.integrity import add_checksum
 
 pytest_plugins = ["pytester"]
@@ -40,7 +40,7 @@ def mutated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     partial: list[dict[str, Any]] = []
     with pytest.MonkeyPatch.context() as patch:
         plant(root, {"calc.py": CALC, "test_calc.py": WEAK_TESTS}, patch)
-        report = mutate.run_mutation(
+        report = run_mutation(
             ["test_calc.py"], {"calc:clamp"}, root, equivalents_path=root / "mutants" / "equivalent.yaml",
             workers=1, checkpoint=lambda r: partial.append(r.to_json()) if not partial else None,
             checkpoint_every_s=0.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The stages of ``src/pv`` in order; a module may import its own stage and the ones before it.
-LAYERS = ("_util", "contracts", "checks", "attest", "evidence", "plugins", "cli")
+LAYERS = ("_util", "contracts", "checks", "attest", "mutation", "evidence", "plugins", "cli")
 
 
 def _imported_modules(path: Path) -> list[tuple[int, str]]:

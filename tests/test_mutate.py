@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import textwrap
@@ -12,8 +13,13 @@ import pytest
 
 from mutation_projects import CALC, WEAK_TESTS, plant
 from pv import cli
-from pv.evidence import mutate
-from pv.evidence.mutate_ast import OPERATORS, defined_names, mutated_code, mutated_source, sites
+from pv.mutation.equivalents import load_equivalents
+from pv.mutation.generation import (
+    OPERATORS, defined_names, mutated_code, mutated_source, mutated_text, mutated_tree, sites, unified_diff,
+)
+from pv.mutation.report import MutationReport, report_problems, rescore
+from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, SURVIVED, TIMEOUT
+from pv.mutation.run import run_mutation
 
 
 def _changes(source: str, operator: str, scopes: tuple[str, ...] = ("",)) -> list[str]:
@@ -39,10 +45,47 @@ def _changes(source: str, operator: str, scopes: tuple[str, ...] = ("",)) -> lis
     ("guard", "def f(x):\n    if x:\n        return 1\n    else:\n        return 2\n", ["if x -> if False", "if x -> if True"]),
     ("swap_args", "def f(a, b):\n    return g(a, b)\n", ["g(a, b) -> g(b, a)"]),
     ("early_return", "def f(a):\n    '''doc'''\n    b = a + 1\n    return b\n", ["b = a + 1 -> return None"]),
+    ("decrement", "def f():\n    return 1\n", ["1 -> 0"]),
+    ("decrement", "def f(x):\n    return x[-1] + 0\n", ["1 -> 0"]),
+    ("swap_operands", "def f(a, b):\n    return a - b\n", ["a - b -> b - a"]),
+    ("swap_operands", "def f(a, b):\n    return a < b or a + b\n", ["a < b -> b < a"]),
+    ("ternary", "def f(a, c):\n    return a if c else 0\n", ["a if c else 0 -> a", "a if c else 0 -> 0"]),
+    ("return_none", "def f(a):\n    b = a * 2\n    if a:\n        return b\n    return\n", ["return b -> return None"]),
 ])
 def test_each_operator_produces_its_mutant(operator: str, source: str, expected: list[str]) -> None:
     assert operator in OPERATORS
     assert _changes(source, operator) == expected
+
+
+RICH = textwrap.dedent('''\
+    """A module with every operator's site, comments and non-ASCII text."""
+    LIMIT = 4  # a module constant
+
+
+    def f(a, b, c="é"):
+        """Docstring."""
+        x = a - b  # kept comment
+        if x < c and not b:
+            return x
+        else:
+            x += 1
+        y = 1 if a else -1
+        out = [max(a, b) + y, c]
+        out.append(len("é") / 2)
+        return out
+    ''')
+
+
+def test_each_mutants_text_is_the_code_that_runs() -> None:
+    """The diff a person reads (the span replaced by its text) parses to the very tree that runs."""
+    found = sites(RICH)
+    assert {site.operator for site in found} == set(OPERATORS)
+    for site in found:
+        shown = ast.parse(mutated_text(RICH, site))
+        ran = mutated_tree(RICH, site.index)
+        assert ast.dump(shown) == ast.dump(ran), site.change
+        diff = unified_diff(RICH, site, "m.py")
+        assert diff.startswith("--- a/m.py\n+++ b/m.py\n") and diff.count("\n+") >= 1
 
 
 def test_mutated_code_changes_only_its_site_and_keeps_line_numbers() -> None:
@@ -70,14 +113,14 @@ def test_nothing_mutated_outside_code_that_runs() -> None:
     ''')
     found = sites(source)
     changes = [site.change for site in found if site.operator not in ("remove", "early_return")]
-    assert changes == ["3 -> 4"]  # a default value runs at definition; nothing else is mutable here
+    assert changes == ["3 -> 4", "3 -> 2"]  # a default value runs at definition; nothing else is mutable here
     assert [site.change for site in found if site.operator == "remove"] == ["raise ValueError(f'text {a + 1}') -> pass"]
 
 
 def test_scopes_select_functions_and_module_attributes() -> None:
     source = "LIMIT = 4\n\ndef f(a):\n    return a + LIMIT\n\ndef g(a):\n    return a - 1\n\nclass C:\n    def m(self):\n        return 7\n"
     assert {site.scope for site in sites(source, ("f",))} == {"f"}
-    assert [site.key for site in sites(source, ("LIMIT",))] == ["LIMIT:constant:0"]
+    assert [site.key for site in sites(source, ("LIMIT",))] == ["LIMIT:constant:0", "LIMIT:decrement:0"]
     assert {site.scope for site in sites(source, ("C",))} == {"C.m"}
     assert all(site.at_import for site in sites(source, ("LIMIT",))) and not any(
         site.at_import for site in sites(source, ("f",)))
@@ -97,32 +140,36 @@ def test_weak_suite_leaves_survivors_and_a_loop_times_out(planted: Path) -> None
         "calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n  reason: at x == lo both return lo\n"
         "calc:gone:compare:0:\n  change: a -> b\n  reason: a stale entry\n"
         "other.module:f:compare:0:\n  change: a -> b\n  reason: a module this run does not mutate\n")
-    report = mutate.run_mutation(["test_calc.py"], {"calc:clamp", "calc:count_up"}, planted,
+    report = run_mutation(["test_calc.py"], {"calc:clamp", "calc:count_up"}, planted,
                                  equivalents_path=equivalents, workers=2, timeout_scale=1.0, timeout_slack=5.0)
     by_change = {(m.site.scope, m.site.change): m for m in report.mutants}
     status = {key: report.status(m) for key, m in by_change.items()}
     # above the range is never tested: removing the upper guard survives
-    assert status[("clamp", "if x > hi -> if False")] == mutate.SURVIVED
-    assert status[("clamp", "if x < lo -> if False")] == mutate.KILLED
+    assert status[("clamp", "if x > hi -> if False")] == SURVIVED
+    assert status[("clamp", "if x < lo -> if False")] == KILLED
     assert by_change[("clamp", "if x < lo -> if False")].killed_by == "test_calc.py::test_below"
-    assert status[("clamp", "x < lo -> x <= lo")] == mutate.EQUIVALENT
+    assert status[("clamp", "x < lo -> x <= lo")] == EQUIVALENT
     # i += 1 -> i -= 1 never ends
-    assert status[("count_up", "i += 1 -> i -= 1")] == mutate.TIMEOUT
+    assert status[("count_up", "i += 1 -> i -= 1")] == TIMEOUT
     data = report.to_json()
     assert data["killed"] >= 1 and data["survived"] >= 1 and data["timeout"] >= 1
     assert data["equivalent"] == [{"key": "calc:clamp:compare:0", "change": "x < lo -> x <= lo",
                                    "reason": "at x == lo both return lo"}]
-    assert data["score"] == data["killed"] / (data["killed"] + data["survived"])
+    # no test reaches the body of the upper guard: its own count, and in the score's denominator
+    assert status[("clamp", "return hi -> return None")] == NO_COVERAGE and data["no_coverage"] >= 1
+    assert data["score"] == data["killed"] / (data["killed"] + data["survived"] + data["no_coverage"])
+    assert data["standard_score"] == (data["killed"] + data["timeout"]) / (
+        data["killed"] + data["timeout"] + data["survived"] + data["no_coverage"])
     assert [row["module"] for row in data["modules"]] == ["calc"]
     assert report.stale_equivalents() == ["calc:gone:compare:0: no such mutant in the current code"]
-    assert mutate.report_problems(report, 0.99)[-1].startswith("mutation score")
+    assert report_problems(report, 0.99)[-1].startswith("mutation score")
     table = report.table()
     assert "calc" in table and "survived:" in table and "score" in table
     assert (planted / "calc.py").read_text() == CALC  # no mutant was written into the source
     # judged again without the equivalents file, the equivalent mutant counts as a survivor
-    again = mutate.rescore(json.loads(json.dumps(data)), {})
+    again = rescore(json.loads(json.dumps(data)), {})
     assert again["survived"] == data["survived"] + 1 and again["equivalent"] == [] and again["stale_equivalents"] == []
-    assert mutate.rescore(again, mutate.load_equivalents(equivalents))["score"] == data["score"]
+    assert rescore(again, load_equivalents(equivalents))["score"] == data["score"]
 
 
 def test_listed_equivalents_are_not_run_unless_checked(planted: Path) -> None:
@@ -130,13 +177,13 @@ def test_listed_equivalents_are_not_run_unless_checked(planted: Path) -> None:
     equivalents = planted / "equivalent.yaml"
     equivalents.write_text("calc:clamp:guard:0:\n  change: if x < lo -> if False\n  reason: wrongly listed\n")
 
-    def run(check: bool) -> mutate.MutationReport:
-        return mutate.run_mutation(["test_calc.py"], {"calc:clamp"}, planted, equivalents_path=equivalents,
+    def run(check: bool) -> MutationReport:
+        return run_mutation(["test_calc.py"], {"calc:clamp"}, planted, equivalents_path=equivalents,
                                    workers=1, check_equivalents=check)
 
     trusted = run(False)
     listed = next(m for m in trusted.mutants if m.key == "calc:clamp:guard:0")
-    assert (trusted.status(listed), listed.applied, trusted.stale_equivalents()) == (mutate.EQUIVALENT, "", [])
+    assert (trusted.status(listed), listed.applied, trusted.stale_equivalents()) == (EQUIVALENT, "", [])
     checked = run(True)
     assert checked.stale_equivalents() == [
         "calc:clamp:guard:0: listed as equivalent but killed by test_calc.py::test_below"]
@@ -148,13 +195,13 @@ def test_a_source_edited_during_the_run_is_reported_and_not_mutated(planted: Pat
     def edit(_: object) -> None:
         (planted / "calc.py").write_text(CALC.replace("    return x\n", "    return x + 1\n"))  # test_inside fails
 
-    report = mutate.run_mutation(["test_calc.py"], {"calc:clamp"}, planted, workers=1, checkpoint=edit,
+    report = run_mutation(["test_calc.py"], {"calc:clamp"}, planted, workers=1, checkpoint=edit,
                                  checkpoint_every_s=0.0)
     by_change = {m.site.change: report.status(m) for m in report.mutants}
     # judged on the text read at the start: made from the edited text, test_inside would kill them
-    assert by_change["x > hi -> x >= hi"] == by_change["if x > hi -> if False"] == mutate.SURVIVED
+    assert by_change["x > hi -> x >= hi"] == by_change["if x > hi -> if False"] == SURVIVED
     assert report.changed == ["calc.py"]
-    assert "calc.py changed while pv mutate ran" in " ".join(mutate.report_problems(report, None))
+    assert "calc.py changed while pv mutate ran" in " ".join(report_problems(report, None))
 
 
 def test_cli_bad_input_exits_2(planted: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -258,7 +305,7 @@ def shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_swapped_mutants_decide_as_fresh_imports_do(shapes: Path) -> None:
     """The fast path (mutants swapped into a collected session) against its reference (fresh imports)."""
     def run(live: bool) -> dict[str, tuple[str, str]]:
-        report = mutate.run_mutation(["test_shapes.py"], {"shapes"}, shapes, workers=2, live=live)
+        report = run_mutation(["test_shapes.py"], {"shapes"}, shapes, workers=2, live=live)
         return {m.key: (m.status, m.applied) for m in report.mutants}
 
     swapped, imported = run(True), run(False)
@@ -269,15 +316,15 @@ def test_swapped_mutants_decide_as_fresh_imports_do(shapes: Path) -> None:
     # mutants in function bodies are swapped in (in the wrapper made at import too), except where
     # the mutant's closure differs (an early return drops the wrapper's use of fn) or its text
     # cannot keep the original's lines (a return before a compound statement)
-    assert swapped["shapes:traced.wrapper:early_return:0"] == (mutate.KILLED, "imported")
-    assert swapped["shapes:traced.wrapper:bool:0"] == (mutate.KILLED, "swapped")
-    assert swapped["shapes:Box.big:compare:0"] == (mutate.KILLED, "swapped")
-    assert swapped["shapes:square:arith:0"][0] == mutate.KILLED
+    assert swapped["shapes:traced.wrapper:early_return:0"] == (KILLED, "imported")
+    assert swapped["shapes:traced.wrapper:bool:0"] == (KILLED, "swapped")
+    assert swapped["shapes:Box.big:compare:0"] == (KILLED, "swapped")
+    assert swapped["shapes:square:arith:0"][0] == KILLED
     # a module constant runs at import: it is imported afresh
-    assert swapped["shapes:LIMIT:constant:0"] == (mutate.KILLED, "imported")
+    assert swapped["shapes:LIMIT:constant:0"] == (KILLED, "imported")
     assert sorted(key for key, (_, applied) in swapped.items() if applied == "imported") == [
-        "shapes:Box.grow:early_return:0", "shapes:LIMIT:constant:0", "shapes:traced.wrapper:early_return:0",
-        "shapes:traced:early_return:0"]
+        "shapes:Box.grow:early_return:0", "shapes:LIMIT:constant:0", "shapes:LIMIT:decrement:0",
+        "shapes:traced.wrapper:early_return:0", "shapes:traced.wrapper:return_none:0", "shapes:traced:early_return:0"]
 
 
 def test_swapped_source_is_what_inspect_and_triton_read(shapes: Path) -> None:
@@ -286,18 +333,18 @@ def test_swapped_source_is_what_inspect_and_triton_read(shapes: Path) -> None:
     import inspect
     import linecache
 
-    from pv.evidence import mutate_live
+    from pv.mutation import live
 
     module = importlib.import_module("shapes")
     path = str(shapes / "shapes.py")
     site = next(s for s in sites(SHAPES, [""], path) if s.key == "Box.double:arith:0")
     before = linecache.cache.get(path)
     try:
-        mutate_live.apply(path, SHAPES, site, [""])
+        live.apply(path, SHAPES, site, [""])
         assert module.Box.double(3) == 1.5
         assert "return x / 2" in inspect.getsource(module.Box.double)
         early = next(s for s in sites(SHAPES, [""], path) if s.key == "area:early_return:0")
-        mutate_live.apply(path, SHAPES, early, [""])
+        live.apply(path, SHAPES, early, [""])
         assert module.area(2, 3) is None
         assert inspect.getsource(module.area).splitlines()[-1].strip() == "return None; return w * h"
         assert inspect.getsource(module.square).startswith("@functools.lru_cache")  # other lines kept in place
@@ -329,7 +376,7 @@ def test_swapped_triton_kernel_runs_the_mutant_after_it_ran_unmutated(
 
     import torch
 
-    from pv.evidence import mutate_live
+    from pv.mutation import live
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     (tmp_path / "kernel_mod.py").write_text(KERNEL)
@@ -345,7 +392,7 @@ def test_swapped_triton_kernel_runs_the_mutant_after_it_ran_unmutated(
     try:
         assert run() == [1.0, 2.0, 3.0, 4.0]  # the interpreter has now rewritten the unmutated kernel
         site = next(s for s in sites(KERNEL, [""], path) if s.change.endswith("- 1.0"))
-        mutate_live.apply(path, KERNEL, site, [""])
+        live.apply(path, KERNEL, site, [""])
         assert run() == [-1.0, 0.0, 1.0, 2.0]
     finally:
         sys.modules.pop("kernel_mod", None)
@@ -371,7 +418,7 @@ def test_kernel_module_imported_by_a_test_is_swapped_and_killed(tmp_path: Path, 
     pytest.importorskip("triton", reason="Triton is installed on Linux x86_64 only")
     plant(tmp_path, {"kernel_mod.py": KERNEL, "test_kernel.py": LAZY_KERNEL_TEST}, monkeypatch)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    report = mutate.run_mutation(["test_kernel.py"], {"kernel_mod:add_one"}, tmp_path, workers=1)
+    report = run_mutation(["test_kernel.py"], {"kernel_mod:add_one"}, tmp_path, workers=1)
     by_change = {m.site.change: m for m in report.mutants}
     added = next(m for change, m in by_change.items() if change.endswith("- 1.0"))
-    assert (added.status, added.applied) == (mutate.KILLED, "swapped")
+    assert (added.status, added.applied) == (KILLED, "swapped")

@@ -69,3 +69,48 @@ def test_under_xdist_only_the_controller_keeps_the_counts_file(pytester: pytest.
                                 "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert progress_module.read_counts(counts) == (2, 2)
+
+
+class FakeClock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_off_a_terminal_a_log_line_comes_at_least_every_ten_seconds() -> None:
+    """A CI log sees done/total, elapsed and an estimate at least every 10 s, whatever the items cost."""
+    stream, clock = io.StringIO(), FakeClock()
+    bar = Progress("pv mutate: mutants", total=40, stream=stream, log_every_s=progress_module.LOG_EVERY_S,
+                   clock=clock)
+    bar.__enter__()
+    bar._stop.set()  # the test drives the ticker itself
+    bar._ticker.join()
+    written_at = []
+    for step in range(1, 61):  # one refresh a second, one mutant every 3 s, for 60 s
+        clock.now += 1
+        if step % 3 == 0:
+            bar.update(step // 3, detail="killed 1")
+        before = stream.getvalue().count("\n")
+        bar.tick()
+        if stream.getvalue().count("\n") > before:
+            written_at.append(step)
+    bar.__exit__(None, None, None)
+    gaps = [later - earlier for earlier, later in zip([0, *written_at], written_at)]
+    assert len(written_at) >= 5 and max(gaps) <= 10
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "pv mutate: mutants: 3/40 done, 0:10 elapsed, about 2:03 left  killed 1"
+    assert lines[-1].startswith("pv mutate: mutants: 20/40 done, 1:00 elapsed")
+    assert "\r" not in stream.getvalue()
+
+
+def test_without_log_lines_asked_for_nothing_is_logged() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress("steps", total=2, stream=stream, clock=clock) as bar:
+        clock.now += 60
+        bar.tick()
+        bar.advance()
+    assert stream.getvalue() == ""

@@ -22,6 +22,7 @@ import torch  # noqa: F401
 
 import distill.kd  # noqa: F401
 from pv import cli
+from pv.evidence.statuses import MutantStatus
 from pv.evidence.vacuity import ItemRun, format_table, result_from_runs
 
 pytest_plugins = ["pytester"]
@@ -187,9 +188,16 @@ def test_crashes_when_mutated():
         raise KeyError("a crash, not a failed check")
 '''
     _project(pytester.path, {"test_ft_crash.py": crashing})
-    result = pytester.runpytest("falsifiers", "--pv-vacuity", "-p", "no:cacheprovider")
+    log = pytester.path / "vacuity.json"
+    result = pytester.runpytest("falsifiers", "--pv-vacuity", f"--pv-vacuity-log={log}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)  # unmutated passes; the mutant run is no kill
     result.stdout.fnmatch_lines(["*not a kill: the test crashed (KeyError*"])
+    # pv vacuity calls it crashed, with the exception, not survived
+    runs = [ItemRun(**run) for run in json.loads(log.read_text())["runs"]]
+    [row] = result_from_runs(runs).rows
+    assert (row.status, row.mutant) == (MutantStatus.CRASHED, "kd-no-t-squared")
+    assert next(run for run in runs if run.mutant).crashed == "KeyError: 'a crash, not a failed check'"
+    assert "crashed" in format_table(result_from_runs(runs)).splitlines()[-1]
 
 
 class _Terminal(io.StringIO):

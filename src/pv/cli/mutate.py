@@ -6,18 +6,26 @@ Mutates every function a contract binds (``implementation:``, check
 tests that reach it (found by a first, traced run) in parallel workers, each
 with a timeout, and prints a table per module: generated, killed, survived,
 timed out, equivalent (reviewed in the equivalents file, a reason each) and
-the score killed / (killed + survived). Exits 1 when the score is under
---min-score, an equivalents entry is stale, or a test fails unmutated.
+the score killed / (killed + survived + no coverage). Exits 1 when the score is
+under --min-score, an equivalents entry is stale, or a test fails unmutated.
+--format json keeps every mutant and the sha256 of every input; --format
+stryker writes the ecosystem's shared report format, --format html one page
+with each mutant's diff; --show KEY prints one mutant's diff;
+--audit-equivalents tries each listed equivalent against the original on
+generated inputs (docs/mutation.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pv._util.errors import UserError
 
@@ -48,8 +56,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
     parser.add_argument("--rescore", type=Path, metavar="REPORT",
                         help="run nothing: judge a JSON report of an earlier run again under the equivalents file")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json", "stryker", "html"), default="table",
+                        help="table (text), json (pv's report: every mutant, every input's sha256), stryker "
+                             "(mutation-testing-report-schema 1), html (one page, each mutant's diff)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument("--memory-fraction", type=_fraction, default=0.5, metavar="F",
+                        help="the share of the machine's memory all mutant processes together may grow by; "
+                             "a mutant past it is an error (memory) (default: 0.5)")
+    parser.add_argument("--show", metavar="KEY",
+                        help="run nothing: print the unified diff of the mutant KEY (module:scope:operator:n)")
+    parser.add_argument("--audit-equivalents", action="store_true",
+                        help="run nothing but the listed equivalents: each against the original on generated "
+                             "inputs; list those whose outputs, exceptions or gradients differ (exit 1)")
+    parser.add_argument("--examples", type=_positive(int), default=60, metavar="N",
+                        help="generated inputs per equivalent for --audit-equivalents (default: 60)")
 
 
 def _positive(kind: type) -> object:
@@ -65,6 +85,16 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the memory, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {value}")
+    return value
+
+
 def _score(text: str) -> float:
     try:
         value = float(text)
@@ -75,29 +105,46 @@ def _score(text: str) -> float:
     return value
 
 
-class _Progress:
-    """Counts and elapsed time on one terminal line (a line every 30 s when not a terminal)."""
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the run as Ctrl-C does: temporary folders are removed on the way out."""
 
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    def __call__(self, counts: Counter[str], total: int, elapsed: float) -> None:
-        done = sum(counts.values())
-        line = (f"pv mutate: {done}/{total} mutants  killed {counts['killed']}  survived {counts['survived']}  "
-                f"timeout {counts['timeout']}  equivalent {counts['equivalent']}  error {counts['error']}  "
-                f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}]")
-        if self.tty:
-            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
-        elif done == total or time.monotonic() - self.last >= 30:
-            self.last = time.monotonic()
-            print(line, file=sys.stderr, flush=True)
+    before = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _render(data: dict[str, Any], sources: dict[str, str], fmt: str) -> str:
+    from pv.mutation.formats import format_table
+    from pv.mutation.html import html_page
+    from pv.mutation.stryker import stryker_report
+
+    if fmt == "json":
+        return json.dumps(data, indent=1)
+    if fmt == "stryker":
+        return json.dumps(stryker_report(data, sources), indent=1)
+    if fmt == "html":
+        return html_page(data, sources)
+    return format_table(data, sources)
 
 
 def run(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
-    from pv.evidence import mutate
+    from pv._util.progress import LOG_EVERY_S, Progress
+    from pv.mutation.report import MutationReport, report_problems
+    from pv.mutation.run import run_mutation
+    from pv.mutation.targets import scopes_from_contracts
 
+    if args.show is not None:
+        return _show(args.show)
+    if args.audit_equivalents:
+        return _audit(args)
     if args.rescore is not None:
         return _rescore(args)
 
@@ -109,25 +156,34 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.equivalents}: no such equivalents file")
     pytest_args = ["-m", args.markexpr] if args.markexpr else []
 
-    def render(report: mutate.MutationReport) -> str:
-        return json.dumps(report.to_json(), indent=1) if args.format == "json" else report.table()
+    def render(report: MutationReport) -> str:
+        return _render(report.to_json(), report.sources(), args.format)
 
-    def checkpoint(report: mutate.MutationReport) -> None:  # a long run leaves its counts so far in -o FILE
+    def checkpoint(report: MutationReport) -> None:  # a long run leaves its counts so far in -o FILE
         if args.output:
             write_atomic(args.output, render(report) + "\n")
 
-    report = mutate.run_mutation(
-        tests, mutate.scopes_from_contracts(args.contracts), Path.cwd().resolve(), only=args.only,
-        equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
-        progress=_Progress(), note=lambda line: print(f"pv mutate: {line}", file=sys.stderr, flush=True),
-        timeout_scale=args.timeout_scale, checkpoint=checkpoint, live=not args.fresh_imports,
-        check_equivalents=args.check_equivalents)
+    with _stopped_by_signals(), Progress("pv mutate", log_every_s=LOG_EVERY_S) as bar:
+        def progress(counts: Counter[str], total: int, elapsed: float) -> None:
+            bar.update(sum(counts.values()), total, "  ".join(f"{status} {counts[status]}" for status in (
+                "killed", "survived", "no-coverage", "timeout", "equivalent", "error")))
+
+        def note(line: str) -> None:
+            bar.print(f"pv mutate: {line}", file=sys.stderr)
+            bar.detail = line
+
+        report = run_mutation(
+            tests, scopes_from_contracts(args.contracts), project_root(), only=args.only,
+            equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
+            progress=progress, note=note, timeout_scale=args.timeout_scale, checkpoint=checkpoint,
+            live=not args.fresh_imports, check_equivalents=args.check_equivalents, contracts=args.contracts,
+            output=args.output, memory_fraction=args.memory_fraction)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")
     else:
         print(text)
-    problems = mutate.report_problems(report, args.min_score)
+    problems = report_problems(report, args.min_score)
     for problem in problems:
         print(f"pv mutate: {problem}", file=sys.stderr)
     return 1 if problems else 0
@@ -135,15 +191,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _rescore(args: argparse.Namespace) -> int:
     from pv._util.files import write_atomic
-    from pv.evidence import mutate
+    from pv.mutation.equivalents import load_equivalents
+    from pv.mutation.formats import format_table
+    from pv.mutation.report import rescore
 
     try:
         data = json.loads(args.rescore.read_text(encoding="utf-8"))
         data["mutants"], data["modules"]  # noqa: B018 - the keys a report has
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{args.rescore}: not a report of pv mutate --format json ({err})") from None
-    judged = mutate.rescore(data, mutate.load_equivalents(args.equivalents), args.equivalents)
-    text = json.dumps(judged, indent=1) if args.format == "json" else mutate.format_table(judged)
+    if args.output is not None and args.output.resolve() == args.equivalents.resolve():
+        raise UserError(f"{args.output}: -o names the equivalents file this rescore reads; write the report elsewhere")
+    if args.format not in ("table", "json"):
+        raise UserError(f"--rescore writes table or json, not {args.format} (run pv mutate for that format)")
+    judged = rescore(data, load_equivalents(args.equivalents), args.equivalents)
+    text = json.dumps(judged, indent=1) if args.format == "json" else format_table(judged)
     if args.output:
         write_atomic(args.output, text + "\n")
     else:
@@ -154,3 +216,38 @@ def _rescore(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"pv mutate: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def project_root() -> Path:
+    """The configured project's folder (``[tool.pv]``, ``--root``), else the working directory."""
+    from pv._util.config import load_config
+
+    return (load_config().root or Path.cwd()).resolve()
+
+
+def _show(key: str) -> int:
+    from pv.mutation.generation import unified_diff
+    from pv.mutation.targets import find_site
+
+    target, site = find_site(key, project_root())
+    print(unified_diff(target.source, site, target.path.relative_to(project_root()).as_posix()
+                       if target.path.is_relative_to(project_root()) else target.path.as_posix()), end="")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pv.mutation.audit import audit_equivalents, format_audit
+    from pv.mutation.equivalents import load_equivalents
+    from pv.mutation.inputs import relative_input
+
+    root = project_root()
+    relative_input(args.equivalents, root, "equivalents file")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    entries = load_equivalents(args.equivalents)
+    if args.only:
+        entries = {key: entry for key, entry in entries.items()
+                   if any(key.startswith(prefix + ":") or key.startswith(prefix + ".") for prefix in args.only)}
+    findings = audit_equivalents(entries, root, args.examples)
+    print(format_audit(findings))
+    return 1 if any(finding.differs for finding in findings) else 0

@@ -39,7 +39,7 @@ def _workers(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pv._util.progress import Progress
+    from pv._util.progress import LOG_EVERY_S, Progress
     from pv.evidence import vacuity
 
     if args.paths:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
               "run on a GPU host to check their mutants", file=sys.stderr, flush=True)
     print(f"pv vacuity: running {' '.join(paths)} once unmutated and once per mutant (pytest --pv-vacuity)",
           file=sys.stderr, flush=True)
-    with Progress("pv vacuity: test runs") as progress:
+    with Progress("pv vacuity: test runs", log_every_s=LOG_EVERY_S) as progress:
         outcome = vacuity.run_vacuity(paths, markexpr, args.workers,
                                       on_progress=lambda done, total: progress.update(done, total or None))
     problems = outcome.result.problems()

@@ -24,10 +24,13 @@ class MutantStatus(OrderedStrEnum):
     """One run of a falsifier with a planted defect; only ``killed`` shows the falsifier can fail.
 
     ``unproven``: the mutant run failed but the unmutated run did not pass
-    either (``pv vacuity`` only; a gate report never records it).
+    either; ``crashed``: under the mutant the falsifier ended in an exception
+    that is no kill (not an assertion, not a listed refusal): it proves nothing
+    either way (both ``pv vacuity`` only; a gate report never records them).
     """
 
     SURVIVED = "survived"
+    CRASHED = "crashed"
     ERROR = "error"
     UNPROVEN = "unproven"
     SKIPPED = "skipped"

@@ -59,6 +59,8 @@ class ItemRun:
     mutant: str | None
     outcome: str = "passed"
     detail: str = ""
+    #: the exception a mutant run ended in that is no kill (``Type: message``; "" when none)
+    crashed: str = ""
 
 
 class VacuityLog:
@@ -83,6 +85,7 @@ class VacuityLog:
         mutant = _property(report.user_properties, MUTANT_PROPERTY) if report.when == "call" else None
         if mutant is not None:
             run.detail = mutant.get("detail", "")
+            run.crashed = mutant.get("crashed") or ""
         if _OUTCOME_RANK[outcome] >= _OUTCOME_RANK[run.outcome] and outcome != "passed":
             run.outcome = outcome
             run.detail = run.detail if mutant is not None else _detail(report)
@@ -155,7 +158,7 @@ def result_from_runs(runs: Sequence[ItemRun]) -> VacuityResult:
         if run.mutant is None:
             continue
         base = baseline.get(run.test)
-        status = _BY_OUTCOME[run.outcome]
+        status = MutantStatus.CRASHED if run.outcome == "failed" and run.crashed else _BY_OUTCOME[run.outcome]
         if status is MutantStatus.KILLED and (base is None or base.outcome != "passed"):
             status = MutantStatus.UNPROVEN
         for falsifier in run.falsifiers:
@@ -179,7 +182,8 @@ def format_table(result: VacuityResult) -> str:
     for cells in [header, *lines]:
         out.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + "  " + cells[3])
     out.insert(1, "-" * len(out[0]))
-    shown = (MutantStatus.KILLED, MutantStatus.SURVIVED, MutantStatus.SKIPPED, MutantStatus.ERROR, MutantStatus.UNPROVEN)
+    shown = (MutantStatus.KILLED, MutantStatus.SURVIVED, MutantStatus.CRASHED, MutantStatus.SKIPPED, MutantStatus.ERROR,
+             MutantStatus.UNPROVEN)
     counts = {status: sum(row.status is status for row in result.rows) for status in shown}
     falsifiers = len({row.falsifier for row in result.rows})
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status is MutantStatus.KILLED)

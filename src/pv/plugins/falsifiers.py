@@ -282,7 +282,8 @@ class FalsifierProtocol:
                 if name in mutants:
                     item.user_properties.append((vacuity.MUTANT_PROPERTY, encode_property({
                         "falsifier": ft_id, "mutant": name, "killed": killed,
-                        "test": vacuity.run_key(item.nodeid, name), "detail": detail})))
+                        "test": vacuity.run_key(item.nodeid, name), "detail": detail,
+                        "crashed": _first_line(call.excinfo) if failed and not killed else None})))  # type: ignore[arg-type]
         report = yield
         if executed:
             if killed:

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator
 from types import CodeType, FunctionType
 
-from pv.evidence.mutate_ast import Site, mutated_tree
+from pv.mutation.generation import Site, mutated_tree
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
 #: a function's identity in its file: its name and its first line (decorators included)

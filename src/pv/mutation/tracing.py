@@ -1,6 +1,6 @@
 """pytest plugin of ``pv mutate``'s first run: which test executes which line of the mutated files.
 
-Loaded with ``-p pv.evidence.mutate_coverage`` and configured by two
+Loaded with ``-p pv.mutation.tracing`` and configured by two
 environment variables: ``PV_MUTATE_FILES`` (a JSON list of the source files
 that will be mutated) and ``PV_MUTATE_COVERAGE`` (a folder: each process that
 runs tests, pytest-xdist's workers included, writes ``<pid>.json`` there;
@@ -8,7 +8,8 @@ runs tests, pytest-xdist's workers included, writes ``<pid>.json`` there;
 lines each test runs, setup and teardown included. The result, as JSON::
 
     {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...]}},
-     "preload": [top-level library modules the run imported]}
+     "preload": [top-level library modules the run imported],
+     "files": [every test file collected and conftest.py loaded]}
 
 ``covers`` lists the scopes a falsifier declares it checks, from the
 ``covers=[...]`` argument of its ``falsifies`` marks (``module`` or
@@ -77,8 +78,14 @@ class CoverageRecorder:
         self.tracer = LineTracer(files)
         self.out = out
         self.tests: dict[str, dict[str, Any]] = {}
+        self.files: set[str] = set()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.files.update(str(item.path) for item in session.items)
+        for plugin in session.config.pluginmanager.get_plugins():
+            origin = getattr(plugin, "__file__", None)
+            if origin and Path(origin).name == "conftest.py":
+                self.files.add(str(Path(origin).resolve()))
         for item in session.items:
             self.tests[item.nodeid] = {"outcome": "not run", "seconds": 0.0, "covers": _covers(item), "lines": {}}
 
@@ -104,7 +111,7 @@ class CoverageRecorder:
             entry["outcome"] = "skipped"
 
     def pytest_sessionfinish(self) -> None:
-        data = {"tests": self.tests, "preload": _library_modules()}
+        data = {"tests": self.tests, "preload": _library_modules(), "files": sorted(self.files)}
         (self.out / f"{os.getpid()}.json").write_text(json.dumps(data), encoding="utf-8")
 
 
@@ -118,7 +125,8 @@ def merged(folder: Path) -> dict[str, Any] | None:
         for nodeid, entry in part["tests"].items():
             if nodeid not in tests or tests[nodeid]["outcome"] == "not run":
                 tests[nodeid] = entry
-    return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]})}
+    return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]}),
+            "files": sorted({name for part in parts for name in part.get("files", [])})}
 
 
 def _covers(item: pytest.Item) -> list[str]:

@@ -2,8 +2,11 @@
 
 A *site* is one place where one operator changes the code: a comparison
 flipped, an arithmetic, bitwise or boolean operator exchanged, a constant
-changed, a statement or a guard removed, the first two arguments of a call
-swapped, or a function made to return at once. Sites are numbered in the
+changed (an integer also lowered by one: ``1 -> 0``), a statement or a guard
+removed, the first two arguments of a call swapped, the operands of an
+order-dependent operator swapped (``a - b -> b - a``), a conditional expression
+forced to either branch, a returned value replaced by ``None``, or a function
+made to return at once. Sites are numbered in the
 order of a deterministic walk of the module, so the same source always yields
 the same sites; :func:`mutated_code` re-walks the source and changes site
 ``index`` only, keeping every line number (tracebacks and coverage of the
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from types import CodeType
 
 #: the operators, in the order they are documented
-OPERATORS = ("compare", "arith", "bool", "constant", "remove", "guard", "swap_args", "early_return")
+OPERATORS = ("compare", "arith", "bool", "constant", "remove", "guard", "swap_args", "early_return",
+             "decrement", "swap_operands", "ternary", "return_none")
 
 _COMPARE_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
@@ -36,6 +40,9 @@ _ARITH_SWAP: dict[type[ast.operator], type[ast.operator]] = {
     ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.LShift: ast.RShift, ast.RShift: ast.LShift,
     ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.BitXor: ast.BitAnd,
 }
+#: operators whose operands cannot be exchanged without changing the result
+_ORDERED_OPS = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift, ast.MatMult)
+_ORDERED_CMP = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 #: statements whose removal is a mutant: their effect is a side effect (a call, a store into an object)
 _REMOVABLE = (ast.Expr, ast.AugAssign, ast.Raise, ast.Assert, ast.Delete)
 
@@ -58,6 +65,10 @@ class Site:
     mutated: str
     #: the number of this operator's site within its scope (a key stable under edits elsewhere)
     ordinal: int
+    #: the changed text's place in the file: 1-based lines, 0-based character columns, end exclusive
+    span: tuple[int, int, int, int] = (0, 0, 0, 0)
+    #: the text that replaces the span in the mutant (the diff a person reads)
+    replacement: str = ""
 
     @property
     def key(self) -> str:
@@ -96,6 +107,10 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
 def _in_scope(qualname: str, scopes: Collection[str]) -> bool:
     return any(scope == "" or qualname == scope or qualname.startswith(scope + ".") for scope in scopes)
 
@@ -103,8 +118,9 @@ def _in_scope(qualname: str, scopes: Collection[str]) -> bool:
 class _Walker:
     """Walks a module in a fixed order; lists its sites, or rewrites the one at ``target``."""
 
-    def __init__(self, scopes: Collection[str], target: int | None = None) -> None:
+    def __init__(self, scopes: Collection[str], target: int | None = None, source: str = "") -> None:
         self.scopes = tuple(scopes)
+        self.lines = source.splitlines()
         self.target = target
         self.sites: list[Site] = []
         self._stack: list[str] = []
@@ -120,17 +136,39 @@ class _Walker:
     def _active(self) -> bool:
         return _in_scope(self._qualname, self.scopes)
 
-    def _site(self, operator: str, node: ast.AST, original: str, mutated: str) -> bool:
-        """Record a site; True when it is the target (the caller then applies the change)."""
+    def _site(self, operator: str, node: ast.AST, original: str, mutated: str,
+              replaced: tuple[ast.AST, str] | None = None, insert: bool = False) -> bool:
+        """Record a site; True when it is the target (the caller then applies the change).
+
+        ``replaced``: the node whose text the mutant replaces, and its new text (default: ``node``
+        and ``mutated``); ``insert``: the new text goes before the node instead.
+        """
         if not self._active():
             return False
         scope_key = (self._qualname, operator)
         ordinal = self._ordinals.get(scope_key, 0)
         self._ordinals[scope_key] = ordinal + 1
         index = len(self.sites)
+        where, text = replaced if replaced is not None else (node, mutated)
+        span = self._span(where, insert)
+        if insert:
+            text = f"{text}\n{' ' * span[1]}"
         self.sites.append(Site(index, operator, self._qualname, node.lineno, node.end_lineno or node.lineno,
-                               self._in_function == 0, original, mutated, ordinal))
+                               self._in_function == 0, original, mutated, ordinal, span, text))
         return index == self.target
+
+    def _span(self, node: ast.AST, insert: bool) -> tuple[int, int, int, int]:
+        """The node's place as (line, column, end line, end column), columns in characters."""
+        line, end_line = node.lineno, node.end_lineno or node.lineno
+        col = self._column(line, node.col_offset)
+        if insert:
+            return line, col, line, col
+        return line, col, end_line, self._column(end_line, node.end_col_offset or 0)
+
+    def _column(self, line: int, offset: int) -> int:
+        """A UTF-8 byte offset of ``ast`` as a character column."""
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        return len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
 
     # --- statements ----------------------------------------------------------------------
 
@@ -181,6 +219,12 @@ class _Walker:
             return node
         if isinstance(node, ast.Raise):
             return node  # the text of an error message is not mutated; removing the raise is
+        if isinstance(node, ast.Return) and node.value is not None and not _is_none(node.value):
+            node.value = self.expr(node.value)
+            if self._in_function and self._site("return_none", node, _text(node), "return None",
+                                                (node.value, "None")):
+                node.value = ast.copy_location(ast.Constant(None), node.value)
+            return node
         if isinstance(node, ast.AnnAssign):
             if node.value is not None:
                 node.value = self.expr(node.value)
@@ -199,9 +243,9 @@ class _Walker:
     def _guard(self, node: ast.If) -> bool | None:
         """The guard sites of an ``if``: its branch never taken, and (with an else) always taken."""
         found = None
-        if self._site("guard", node.test, f"if {_text(node.test)}", "if False"):
+        if self._site("guard", node.test, f"if {_text(node.test)}", "if False", (node.test, "False")):
             found = False
-        if node.orelse and self._site("guard", node.test, f"if {_text(node.test)}", "if True"):
+        if node.orelse and self._site("guard", node.test, f"if {_text(node.test)}", "if True", (node.test, "True")):
             found = True
         return found
 
@@ -212,7 +256,7 @@ class _Walker:
         body = self.body(node.body)
         first = 1 if _is_docstring(node.body[0], node.body) else 0
         if len(body) > first and not isinstance(body[first], ast.Pass):
-            if self._site("early_return", body[first], _text(body[first]), "return None"):
+            if self._site("early_return", body[first], _text(body[first]), "return None", insert=True):
                 body.insert(first, ast.copy_location(ast.Return(ast.Constant(None)), body[first]))
         node.body = body
         self._in_function -= 1
@@ -266,6 +310,11 @@ class _Walker:
             changed.ops = [*node.ops[:position], swap(), *node.ops[position + 1:]]
             if self._site("compare", node, _text(node), _text(changed)):
                 return changed
+        if len(node.ops) == 1 and isinstance(node.ops[0], _ORDERED_CMP) and (
+                ast.dump(node.left) != ast.dump(node.comparators[0])):
+            changed = ast.copy_location(ast.Compare(node.comparators[0], node.ops, [node.left]), node)
+            if self._site("swap_operands", node, _text(node), _text(changed)):
+                return changed
         return node
 
     def _expr_BinOp(self, node: ast.BinOp) -> ast.expr:
@@ -273,6 +322,10 @@ class _Walker:
         if swap is not None:
             changed = ast.copy_location(ast.BinOp(node.left, swap(), node.right), node)
             if self._site("arith", node, _text(node), _text(changed)):
+                return changed
+        if isinstance(node.op, _ORDERED_OPS) and ast.dump(node.left) != ast.dump(node.right):
+            changed = ast.copy_location(ast.BinOp(node.right, node.op, node.left), node)
+            if self._site("swap_operands", node, _text(node), _text(changed)):
                 return changed
         return node
 
@@ -304,6 +357,23 @@ class _Walker:
         changed = ast.copy_location(ast.Constant(new), node)
         if self._site("constant", node, _text(node), _text(changed)):
             return changed
+        return self._decrement(node)
+
+    def _decrement(self, node: ast.Constant) -> ast.expr:
+        """A positive integer literal lowered by one: ``1 -> 0`` (in ``-1``: ``-0``)."""
+        value = node.value
+        if type(value) is not int or value <= 0:
+            return node
+        changed = ast.copy_location(ast.Constant(value - 1), node)
+        if self._site("decrement", node, _text(node), _text(changed)):
+            return changed
+        return node
+
+    def _expr_IfExp(self, node: ast.IfExp) -> ast.expr:
+        """``a if c else b`` forced to ``a``, then to ``b``."""
+        for branch in (node.body, node.orelse):
+            if self._site("ternary", node, _text(node), _text(branch)):
+                return branch
         return node
 
     def _expr_Call(self, node: ast.Call) -> ast.expr:
@@ -318,7 +388,7 @@ class _Walker:
 
 def _walk(source: str, filename: str, scopes: Collection[str], target: int | None) -> tuple[ast.Module, list[Site]]:
     tree = ast.parse(source, filename)
-    walker = _Walker(scopes, target)
+    walker = _Walker(scopes, target, source)
     tree.body = walker.body(tree.body)
     return tree, walker.sites
 
@@ -344,6 +414,25 @@ def mutated_code(source: str, index: int, scopes: Collection[str] = ("",), filen
 def mutated_source(source: str, index: int, scopes: Collection[str] = ("",)) -> str:
     """The mutated module as source text (for display; comments and layout are not kept)."""
     return ast.unparse(mutated_tree(source, index, scopes))
+
+
+def mutated_text(source: str, site: Site) -> str:
+    """``source`` with the site's span replaced by its replacement: the file as the mutant reads,
+    comments and layout kept everywhere else."""
+    lines = source.splitlines(keepends=True)
+    line, col, end_line, end_col = site.span
+    before = "".join(lines[: line - 1]) + lines[line - 1][:col]
+    after = lines[end_line - 1][end_col:] + "".join(lines[end_line:])
+    return before + site.replacement + after
+
+
+def unified_diff(source: str, site: Site, path: str) -> str:
+    """The mutant as a unified diff of ``path`` (``a/path`` the original, ``b/path`` the mutant)."""
+    import difflib
+
+    diff = difflib.unified_diff(source.splitlines(keepends=True), mutated_text(source, site).splitlines(keepends=True),
+                                f"a/{path}", f"b/{path}", n=2)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
 
 
 #: how a scope name is resolved against a module: a def, a class or a module-level assignment

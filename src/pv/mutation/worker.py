@@ -1,13 +1,13 @@
 """Mutant workers: processes that run tests against one mutant at a time, each in a forked child.
 
-Started as ``python -m pv.evidence.mutate_worker JOBS_FD ANSWERS_FD MODE ...``, a
+Started as ``python -m pv.mutation.worker JOBS_FD ANSWERS_FD MODE ...``, a
 worker reads one job per line of JSON from ``JOBS_FD`` and answers one line of
 JSON on ``ANSWERS_FD``. Each job runs in a forked child, so no mutant outlives
 its run; a child still running at its deadline is killed with its process
 group. There are two modes:
 
 - ``--session PYTEST_ARG...``: pytest collects the tests once; each child swaps
-  the mutated function into the imported code (:mod:`pv.evidence.mutate_live`)
+  the mutated function into the imported code (:mod:`pv.mutation.live`)
   and runs the job's tests in that collected session. The timeout counts from
   the fork. This is the fast path, for every mutant inside a function body.
 - ``--preload MODULE...``: the worker imports the named libraries once (never
@@ -40,8 +40,8 @@ from typing import Any, TextIO
 
 import pytest
 
-from pv.evidence import mutate_live
-from pv.evidence.mutate_ast import mutated_code, sites
+from pv.mutation import live
+from pv.mutation.generation import mutated_code, sites
 
 
 class _MutantLoader(importlib.machinery.SourceFileLoader):
@@ -124,7 +124,14 @@ def _last_line(text: str) -> str:
     return wanted[0][:240] if wanted else ""
 
 
+#: what a failure caused by the memory limit says (Python's, and PyTorch's allocator's)
+_OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
+
+
 def _outcome(exit_code: int, failure: _FirstFailure) -> dict[str, Any]:
+    if exit_code != 0 and any(mark in f"{failure.kind} {failure.detail}" for mark in _OUT_OF_MEMORY):
+        return {"status": "error", "reason": "memory",
+                "detail": f"memory: the mutant's process ran past its memory limit ({failure.detail})"}
     if exit_code == 0:
         return {"status": "survived", "detail": "every selected test passed"}
     if exit_code in (1, 2, 3, 4):
@@ -148,8 +155,11 @@ def _import_mutant(job: dict[str, Any], started_path: str) -> dict[str, Any]:
 STARTUP_TIMEOUT_S = 300.0
 
 
-def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool) -> dict[str, Any]:
+def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool,
+               memory: int | None = None) -> dict[str, Any]:
     """Run ``child(started_path)`` in a forked process and return the outcome it writes.
+
+    ``memory``: the bytes the child may add to its address space (``RLIMIT_AS``; None: no limit).
 
     With ``startup``, the ``timeout`` counts from the moment the child creates ``started_path``
     (pytest finished collecting), within :data:`STARTUP_TIMEOUT_S`; without, from the fork.
@@ -160,7 +170,7 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
         result_path, started_path = os.path.join(tmp, "result.json"), os.path.join(tmp, "started")
         pid = os.fork()
         if pid == 0:
-            _child_main(child, result_path, started_path)
+            _child_main(child, result_path, started_path, memory)
         deadline = started + (STARTUP_TIMEOUT_S if startup else timeout)
         tests_started, status = not startup, None
         while time.monotonic() < deadline:
@@ -187,24 +197,45 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
     return outcome
 
 
-def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str) -> None:
-    """In the forked child: own process group, output to /dev/null, always answer, then exit."""
+def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str,
+                memory: int | None) -> None:
+    """In the forked child: own process group, output to /dev/null, a memory limit, always answer, then exit."""
     os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
+    if memory is not None:
+        limit_memory(memory)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     try:
         outcome = child(started_path)
+    except MemoryError as err:
+        outcome = {"status": "error", "reason": "memory", "detail": f"memory: the mutant's process ran past "
+                                                                     f"its memory limit ({err})"[:240]}
     except BaseException as err:  # the child must always answer
         outcome = {"status": "error", "detail": f"{type(err).__name__}: {err}"[:240]}
     Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
     os._exit(0)
 
 
+def limit_memory(extra: int) -> None:
+    """Let this process's address space grow by at most ``extra`` bytes from its present size."""
+    import resource
+
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        present = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = present + extra
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fork a child that imports the mutant afresh; its tests get ``timeout`` seconds once collected."""
-    return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True)
+    return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True,
+                      memory=job.get("memory"))
 
 
 def _die_with_parent() -> None:
@@ -229,7 +260,7 @@ class SessionServer:
     """pytest plugin of a session worker: once the tests are collected, it runs mutants instead.
 
     Each job is run in a forked child of the collected session: the mutant is swapped into
-    the imported module (:mod:`pv.evidence.mutate_live`; a module no test has imported yet is
+    the imported module (:mod:`pv.mutation.live`; a module no test has imported yet is
     imported first), and the job's tests run through pytest's own protocol,
     stopping at the first failure. A mutant that cannot be swapped in is answered
     ``not-applicable`` (the caller runs it in a preloading worker).
@@ -248,7 +279,7 @@ class SessionServer:
             if line.strip():
                 job = json.loads(line)
                 _answer(self.answers, run_forked(lambda _: _run_live(job, items), float(job["timeout"]),
-                                                 startup=False))
+                                                 startup=False, memory=job.get("memory")))
         return True
 
 
@@ -258,8 +289,8 @@ def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, A
     importlib.import_module(job["module"])  # a module no test imported yet (loaded on demand) is swapped too
     site = sites(source, job["scopes"], job["path"])[job["site"]]
     try:
-        mutate_live.apply(job["path"], source, site, job["scopes"])
-    except mutate_live.NotApplicable as err:
+        live.apply(job["path"], source, site, job["scopes"])
+    except live.NotApplicable as err:
         return {"status": NOT_APPLICABLE, "detail": str(err)}
     selected = [items[test] for test in job["tests"]]
     failure = _FirstFailure()
@@ -302,8 +333,13 @@ def serve_session(jobs: TextIO, answers: TextIO, pytest_args: Sequence[str]) -> 
         _answer(answers, {"ready": False, "detail": f"pytest exited {int(exit_code)} before running tests"})
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str]) -> None:
     """``JOBS_FD ANSWERS_FD --preload MODULE...`` or ``JOBS_FD ANSWERS_FD --session PYTEST_ARG...``."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # unwinds: temporary folders are removed
     jobs, answers = os.fdopen(int(argv[0]), "r", encoding="utf-8"), os.fdopen(int(argv[1]), "w", encoding="utf-8")
     if argv[2] == "--session":
         serve_session(jobs, answers, argv[3:])

@@ -1,0 +1,75 @@
+"""pv mutate defends the machine and the user's files: a memory limit per mutant, temporary folders
+removed when it is stopped by a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mutation_projects import CALC, WEAK_TESTS, plant
+from pv.mutation.results import ERROR, KILLED
+from pv.mutation.run import run_mutation
+
+#: the forced else-branch asks for 2 GiB (bytes() maps it lazily: without a limit it costs nothing)
+GREEDY = '''\
+def buffer_size(small):
+    return 1024 if small else 2 ** 31
+'''
+GREEDY_TESTS = '''\
+from greedy import buffer_size
+
+
+def test_small_buffer():
+    assert len(bytes(buffer_size(True))) == 1024
+'''
+
+
+def test_a_mutant_past_its_memory_limit_is_an_error_not_a_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plant(tmp_path, {"greedy.py": GREEDY, "test_greedy.py": GREEDY_TESTS}, monkeypatch)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    report = run_mutation(["test_greedy.py"], {"greedy:buffer_size"}, tmp_path, workers=1,
+                          memory_fraction=(256 << 20) / total)  # 256 MiB a mutant
+    by_change = {m.site.change: m for m in report.mutants}
+    greedy = by_change["1024 if small else 2 ** 31 -> 2 ** 31"]
+    assert (greedy.status, greedy.killed_by) == (ERROR, None)
+    assert greedy.detail.startswith("memory: ")
+    assert by_change["1024 -> 1025"].status == KILLED  # an ordinary mutant under the same limit
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_pv_mutate_and_its_temporary_folders_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              signum: int) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    plant(project, {"calc.py": CALC, "test_calc.py": WEAK_TESTS}, monkeypatch)
+    (project / "contracts").mkdir()
+    (project / "contracts" / "calc.yaml").write_text("equations:\n  count_up:\n    implementation: calc:count_up\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "pv", "mutate", "test_calc.py", "-j", "1"], cwd=project,
+                            env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(6000):  # until the mutants run (the cache folder and a worker's folder exist)
+            names = [path.name for path in scratch.iterdir()]
+            if any(n.startswith("pv-mutate-cache-") for n in names) and any(n.startswith("pv-mutant-") for n in names):
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"pv mutate ended before it was stopped: {proc.stderr.read()}")
+            time.sleep(0.01)
+        else:
+            pytest.fail("pv mutate never started its mutants")
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
+    assert sorted(path.name for path in scratch.iterdir() if path.name.startswith("pv-")) == []
