@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one run on a CUDA machine: the benchmarks,
-# `pytest falsifiers/ -m gpu` with a signed gate report, `pv vacuity` for the GPU
-# falsifiers, and `pv gate --release` over the CPU report plus this run's GPU report.
-# Run it from anywhere; it works in the repository.
+# `pv verify` (contracts and falsifiers, GPU ones included, in a clean-room export of the
+# commit) with signed evidence, `pv vacuity` for the GPU falsifiers, and `pv gate --release`
+# over the CPU evidence plus this run's GPU evidence, both bound to the commit checked out.
+# Run it from anywhere; it works in the repository, which must be a git checkout of the
+# commit to release with no uncommitted changes (else the evidence says dirty and no
+# release accepts it).
 #
 # usage: bench/run_gpu.sh OUT [--wheelhouse DIR] [--cpu-report PATH] [--stages LIST]
 #                             [--device DEV] [--quick]
 #
 #   OUT           folder for everything (created): log.txt (all output), stages.txt (each
 #                 stage's exit status), the benchmarks' JSON (hardware-*, kd-*, teacher-*,
-#                 distill_steps-*, dequant-*), gate-report-gpu.json (signed by a key made
-#                 on this host for the run), gate-gpu.md, junit-gpu.xml, vacuity-gpu.txt,
-#                 <key id>.pub (the public half of that key), gate.txt (the release gate)
+#                 distill_steps-*, dequant-*), gpu/ (pv verify's output: the evidence
+#                 gate-report.intoto.jsonl signed by a key made on this host for the run,
+#                 summary.md, junit.xml, gate.json), vacuity-gpu.txt, <host>-<key id>.pub
+#                 (the public half of that key), gate.txt (the release gate)
 #   --wheelhouse  first install the wheels built by scripts/wheelhouse.py (air-gapped hosts)
-#   --cpu-report  the CPU run's gate report (signed) to gate together with this one, made
-#                 by `pv verify` on a CPU host at the same commit
-#                 (default: reports/gate/cpu/gate-report.json; its key: the *.pub beside it)
+#   --cpu-report  the CPU run's evidence (signed) to gate together with this one, made
+#                 by `pv verify` on a CPU host from a commit with the same input files
+#                 (default: reports/gate/cpu/gate-report.intoto.jsonl; its key: the *.pub beside it)
 #   --stages      comma-separated subset, in this order:
 #                 setup,hardware,kd,teacher,distill,dequant,falsifiers,vacuity,gate (default: all)
 #   --device      passed to the benchmarks (default auto: CUDA when present)
 #   --quick       tiny sizes everywhere: checks the script itself in a minute, measures nothing
 #
 # Every stage runs even when an earlier one failed; the exit status is 0 only when all passed.
-# Environment: PYTHON (default python3).
+# Environment: PYTHON (default python3), PV_WORKERS (pytest workers of pv verify, default 4).
 
 set -u -o pipefail
 
@@ -32,7 +36,7 @@ case ${1:-} in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { usage >&2; exit 2; }
 OUT=$1
 shift
-WHEELHOUSE="" CPU_REPORT="reports/gate/cpu/gate-report.json" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,vacuity,gate"
+WHEELHOUSE="" CPU_REPORT="reports/gate/cpu/gate-report.intoto.jsonl" STAGES="setup,hardware,kd,teacher,distill,dequant,falsifiers,vacuity,gate"
 DEVICE=auto QUICK=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -100,7 +104,8 @@ setup() {
 import importlib.util, torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device: "
       f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
-missing = [m for m in ("gguf", "jsonschema", "crosshair", "hypothesis", "xdist", "safetensors", "yaml", "tqdm")
+missing = [m for m in ("gguf", "jsonschema", "crosshair", "hypothesis", "xdist", "safetensors", "yaml", "tqdm",
+                       "securesystemslib", "tokenizers", "matplotlib")
            if importlib.util.find_spec(m) is None]
 print("liger-kernel:", "installed" if importlib.util.find_spec("liger_kernel") else "not installed")
 raise SystemExit(f"missing packages: {', '.join(missing)} (use --wheelhouse)" if missing else 0)
@@ -112,12 +117,11 @@ EOF
 # to be reviewed and committed to keys/ before a release trusts it.
 export PV_KEY_DIR=${PV_KEY_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pv-host-key.XXXXXX")}
 
-falsifiers() {
+falsifiers() {  # pv verify: a clean-room run of the committed tree, every test this GPU can run
     if [ ! -f "$PV_KEY_DIR/signing-key.pem" ]; then
         "$PY" -m pv key generate --publish "$OUT" || return 1
     fi
-    "$PY" -m pytest falsifiers/ -m gpu -p no:cacheprovider --junitxml "$OUT/junit-gpu.xml" \
-        --pv-gate-report "$OUT/gate-report-gpu.json" --pv-gate-markdown "$OUT/gate-gpu.md"
+    "$PY" -m pv verify --out "$OUT/gpu" -n "${PV_WORKERS:-4}"
 }
 
 vacuity() {  # every GPU falsifier must fail under each of its mutants
@@ -132,15 +136,16 @@ gate() {
         echo "run_gpu.sh: the CPU gate report $CPU_REPORT is missing (pass --cpu-report)"
         return 1
     fi
-    if [ ! -f "$OUT/gate-report-gpu.json" ]; then
-        echo "run_gpu.sh: no GPU gate report in $OUT (run the falsifiers stage)"
+    if [ ! -f "$OUT/gpu/gate-report.intoto.jsonl" ]; then
+        echo "run_gpu.sh: no GPU evidence in $OUT/gpu (run the falsifiers stage)"
         return 1
     fi
-    # the release gate over both reports, trusting the CPU report's key (beside it) and this host's
+    # the release of the commit checked out, over both, trusting the CPU evidence's key (beside
+    # it) and this host's; the verdict is also written as a signed verification summary
     local cpu_keys
     cpu_keys=$(dirname "$CPU_REPORT")
     "$PY" -m pv gate --release --trusted-keys "$cpu_keys" --trusted-keys "$OUT" \
-        "$CPU_REPORT" "$OUT/gate-report-gpu.json" -o "$OUT/gate.txt"
+        "$CPU_REPORT" "$OUT/gpu/gate-report.intoto.jsonl" --attest "$OUT/release.intoto.jsonl" -o "$OUT/gate.txt"
     local status=$?
     cat "$OUT/gate.txt" 2>/dev/null
     return $status

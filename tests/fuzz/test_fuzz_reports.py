@@ -1,8 +1,10 @@
 """`pv gate` on hostile reports: NaN, infinities, huge numbers, deep nesting, huge files,
-FIFOs and generated JSON end in a clear error (exit 2), in bounded time and memory."""
+FIFOs and generated JSON, bare or as the payload of a DSSE envelope, end in a clear error
+(exit 2), in bounded time and memory."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -36,8 +38,24 @@ def test_gate_refuses_hostile_reports_clearly(tmp_path: Path) -> None:
     for index, value in enumerate(VALUES):
         add(f"root-{index}.json", SKELETON.replace("@V@", value))
         add(f"bare-{index}.json", value)
+        for name, payload in (("statement", SKELETON.replace("@V@", value)), ("value", value)):
+            envelope = {"payload": base64.b64encode(payload.encode()).decode(), "signatures": [],
+                        "payloadType": "application/vnd.in-toto+json"}
+            add(f"envelope-{name}-{index}.json", json.dumps(envelope) + "\n")
     for index, value in enumerate(drawn(_json_values(), 40)):
         add(f"gen-{index}.json", json.dumps(value, allow_nan=True))
+    statement = base64.b64encode(b'{"_type": "https://in-toto.io/Statement/v1"}').decode()
+    for index, envelope in enumerate([
+        {"payload": "!!not base64!!", "payloadType": "application/vnd.in-toto+json", "signatures": []},
+        {"payload": statement, "payloadType": "application/vnd.in-toto+json", "signatures": "none"},
+        {"payload": statement, "payloadType": "application/vnd.in-toto+json", "signatures": [{"keyid": 7}]},
+        {"payload": statement, "payloadType": "application/vnd.in-toto+json",
+         "signatures": [{"keyid": "k", "sig": "!!"}, {"keyid": "k", "sig": "AA=="}]},
+        {"payload": statement, "payloadType": "text/plain", "signatures": []},
+        {"payload": statement, "payloadType": "application/vnd.in-toto+json", "signatures": [], "extra": 1},
+    ]):
+        add(f"envelope-shape-{index}.json", json.dumps(envelope) + "\n")
+    add("many-envelopes.json", (json.dumps({"payload": statement, "payloadType": "x", "signatures": []}) + "\n") * 40)
     add("empty.json", b"")
     add("not-utf8.json", b"\xff\xfe{}")
     big = work / "sparse-huge.json"
