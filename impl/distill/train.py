@@ -59,7 +59,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
@@ -76,13 +75,10 @@ from distill.checkpoints import (
     file_fingerprint,
     list_checkpoints,
     load_checkpoint,
-    read_record,
-    remove_leftovers,
     rng_states,
     save_checkpoint,
     set_rng_states,
 )
-from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
 from distill.data import TokenStream, read_token_file, shard_slice
 from distill.dispatch import (
     BackendDecision,
@@ -98,12 +94,20 @@ from distill.kd import kd_loss
 from distill.model import build_model
 from distill.parallel import World, mean_over_ranks, wrap_student
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
+from distill.run_folder import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    SUMMARY_FILE,
+    check_output_folder,
+    earlier_step_records,
+    open_log,
+    save_student,
+    saved_config,
+    saved_status,
+    write_summary_files,
+)
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
-LOG_FILE = "train_log.jsonl"
-CHECKPOINT_FILE = "student.safetensors"
-SUMMARY_FILE = "run.json"
-OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 AMP_DTYPES = {"bf16": torch.bfloat16}
 #: AdamW keeps, per parameter, the weight, its gradient and two moments, all in the parameter's dtype.
@@ -223,15 +227,7 @@ def check_config(config: DistillConfig) -> torch.device:
             raise DistillError(f"device {config.device!r} requested, but no CUDA device is available")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DistillError(f"device {config.device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    out_dir = Path(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DistillError(f"output folder {out_dir} exists and is not a folder")
-    existing = [name for name in (*OUTPUT_FILES, CHECKPOINT_DIR) if (out_dir / name).exists()]
-    if config.resume and not (out_dir / LOG_FILE).is_file():
-        raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
-    if existing and not config.resume:
-        raise DistillError(f"{out_dir} already holds a run ({', '.join(existing)}); continue it with "
-                           f"--resume {out_dir}, or choose another output folder")
+    check_output_folder(Path(config.out_dir), config.resume)
     return device
 
 
@@ -311,37 +307,6 @@ def _load_student(model: GGUFModel, dtype: torch.dtype, device: torch.device) ->
     return student.train()
 
 
-# --- output --------------------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    The temporary name is unique (process id and a random part); the final file
-    gets the usual permissions (0666 less the umask), whatever ``write`` used.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
-
-
-def _save_student(student: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_model
-
-    _write_atomic(path, lambda tmp: save_model(student, str(tmp)))
-
-
 class _Memory:
     """Per-step memory: the CUDA allocator's peak on a GPU, the resident set size on CPU."""
 
@@ -373,27 +338,6 @@ def _sync(device: torch.device) -> None:
 # --- resume --------------------------------------------------------------------------------------
 
 
-def _saved_config(out_dir: Path) -> dict[str, Any]:
-    """The configuration a run folder was last run with: its newest checkpoint's, else its log header's."""
-    checkpoints = list_checkpoints(out_dir)
-    if checkpoints:
-        return read_record(checkpoints[-1])["config"]
-    try:
-        with open(out_dir / LOG_FILE, encoding="utf-8") as log:
-            header = json.loads(log.readline())
-        return header["config"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DistillError(f"{out_dir / LOG_FILE}: no readable header to resume from: {err}") from None
-
-
-def _saved_status(out_dir: Path) -> str | None:
-    """The status in a run folder's run.json (None when it has none that reads)."""
-    try:
-        return json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     """The configuration that continues the run in ``out_dir``: its saved one, with ``changes`` applied.
 
@@ -402,7 +346,7 @@ def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     out_dir = Path(out_dir)
     if not (out_dir / LOG_FILE).is_file():
         raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
-    saved = _saved_config(out_dir)
+    saved = saved_config(out_dir)
     known = {f.name for f in fields(DistillConfig)}
     values = {key: value for key, value in saved.items() if key in known}
     for key in ("teacher", "student", "data"):
@@ -467,7 +411,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     out_dir = Path(config.out_dir)
     world.barrier()  # every rank has checked the configuration before rank 0 writes anything
     checkpoints = list_checkpoints(out_dir) if config.resume else []
-    if config.resume and not checkpoints and _saved_status(out_dir) == "completed":
+    if config.resume and not checkpoints and saved_status(out_dir) == "completed":
         raise DistillError(f"cannot resume {out_dir}: the run completed without checkpoints, so it would start "
                            "again from step 0; give --checkpoint-every S to runs that may be continued")
     teacher_path, student_path = _prepare_inputs(config, echo, world)
@@ -622,7 +566,7 @@ class _Run:
                 if config.checkpoint_every and self.checkpointed_step != done:
                     self._checkpoint(done, student, optimizer, stream)
                 if world.writes:
-                    _save_student(student, self.out_dir / CHECKPOINT_FILE)
+                    save_student(student, self.out_dir / CHECKPOINT_FILE)
                     final = self.out_dir / CHECKPOINT_FILE
                 status = "completed"
             except KeyboardInterrupt as err:
@@ -657,17 +601,7 @@ class _Run:
         """The step records of the run before its resume point (from the log)."""
         if self.resumed is None:
             return []
-        records = []
-        with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
-            for line in log:
-                try:
-                    record = json.loads(line)
-                except ValueError:  # a line cut short by a kill
-                    continue
-                if record.get("record") == "step" and record["step"] < self.start:
-                    records.append(record)
-        by_step = {r["step"]: r for r in records}
-        return [by_step[s] for s in sorted(by_step)]
+        return earlier_step_records(self.out_dir, self.start)
 
     def all_losses(self) -> list[float]:
         return [r["loss"] for r in self._before] + self.losses
@@ -681,18 +615,9 @@ class _Run:
         """The log, opened for appending: rank 0 only (None elsewhere); a resume rewrites its past first."""
         if not self.world.writes:
             return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.out_dir)
-        records = [self.header]
-        if self.resumed is not None:
-            with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
-                records = [json.loads(log.readline())]
-            records += self._before
-            records.append({"record": "resume", "step": self.start, "checkpoint": str(self.resumed.path.name),
-                            "header": self.header})
-        text = "".join(json.dumps(r) + "\n" for r in records)
-        _write_atomic(self.out_dir / LOG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return open(self.out_dir / LOG_FILE, "a", encoding="utf-8")
+        resumed = None if self.resumed is None else {
+            "record": "resume", "step": self.start, "checkpoint": str(self.resumed.path.name), "header": self.header}
+        return open_log(self.out_dir, self.header, resumed, self._before)
 
     def _checkpoint(self, step: int, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     stream: TokenStream, log=None) -> None:
@@ -733,12 +658,7 @@ class _Run:
             "error": error,
         }
         if self.world.writes and self.out_dir.is_dir():
-            _write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
-            steps = list(range(len(losses)))
-            png = plot_png(steps, losses, times)
-            _write_atomic(self.out_dir / PLOT_FILE, lambda tmp: tmp.write_bytes(png))
-            text = summary_markdown(summary)
-            _write_atomic(self.out_dir / SUMMARY_MD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            write_summary_files(self.out_dir, summary, losses, times)
         return summary
 
 
