@@ -89,6 +89,7 @@ from distill.dispatch import (
     format_start_line,
 )
 from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
+from distill.inputs import WatchedInputs
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -98,6 +99,7 @@ from distill.run_folder import (
     CHECKPOINT_FILE,
     LOG_FILE,
     SUMMARY_FILE,
+    RunFolder,
     check_output_folder,
     earlier_step_records,
     open_log,
@@ -115,6 +117,12 @@ TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
                        "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
+#: the largest step count, batch, sequence length, micro-batch count, checkpoint interval and kept checkpoints
+MAX_COUNT = 2**31 - 1
+#: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
+MAX_SEED = 2**62
+#: the largest learning rate and temperature: beyond them float32 arithmetic overflows, nothing is learnt
+MAX_LR, MAX_TEMPERATURE = 10.0, 1000.0
 #: signals that end a run as interrupted, like SIGINT (Ctrl-C)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -201,17 +209,20 @@ def check_config(config: DistillConfig) -> torch.device:
     """Validate the numbers, the device and the output folder; return the device."""
     for name in ("steps", "batch", "seq", "grad_accum", "keep"):
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DistillError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+            raise DistillError(f"{name} must be an integer from 1 to {MAX_COUNT}, got {value!r}")
     every = config.checkpoint_every
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise DistillError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= MAX_COUNT):
+        raise DistillError(f"checkpoint_every must be an integer from 1 to {MAX_COUNT}, got {every!r}")
+    seed = config.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise DistillError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     if config.amp is not None and config.amp not in AMP_DTYPES:
         raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
-    for name in ("temperature", "lr"):
+    for name, limit in (("temperature", MAX_TEMPERATURE), ("lr", MAX_LR)):
         value = getattr(config, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise DistillError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= limit):
+            raise DistillError(f"{name} must be a number > 0 and <= {limit}, got {value!r}")
     if config.student_dtype not in STUDENT_DTYPES:
         raise DistillError(f"student dtype must be one of {', '.join(STUDENT_DTYPES)}, got {config.student_dtype!r}")
     if (config.teacher is None) != (config.student is None) or (config.teacher is None) == (config.preset_pair is None):
@@ -235,16 +246,23 @@ def check_config(config: DistillConfig) -> torch.device:
 STEP_LOGITS_COPIES = 3
 
 
-def _check_step_memory(config: DistillConfig, vocab_size: int, device: torch.device) -> None:
-    """Refuse, before anything is loaded, a batch whose logits alone cannot fit in the free memory."""
-    tokens = -(-config.batch // config.grad_accum) * config.seq
-    needed = STEP_LOGITS_COPIES * tokens * vocab_size * 4
+def step_bytes(config: DistillConfig, vocab_size: int, world_size: int) -> int:
+    """Bytes one step holds beyond the models: the logits of one micro-batch of ``batch`` rows, and the
+    int64 ids of the step's ``batch x grad_accum x ranks`` rows, which the data stream hands over at once."""
+    logits = STEP_LOGITS_COPIES * config.batch * config.seq * vocab_size * 4
+    return logits + config.batch * config.grad_accum * world_size * config.seq * 8
+
+
+def _check_step_memory(config: DistillConfig, vocab_size: int, device: torch.device, world_size: int) -> None:
+    """Refuse, before anything is loaded, a step whose logits and ids alone cannot fit in the free memory."""
+    needed = step_bytes(config, vocab_size, world_size)
     free = _free_bytes(device)
     if needed > free:
         raise DistillError(
-            f"batch {config.batch} x seq {config.seq} needs {needed} bytes ({needed / 2**30:.2f} GiB) of logits per "
-            f"step ({STEP_LOGITS_COPIES} float32 [tokens, {vocab_size}] tensors), but {free} bytes "
-            f"({free / 2**30:.2f} GiB) are free; lower --batch or --seq, or raise --grad-accum")
+            f"batch {config.batch} x grad-accum {config.grad_accum} x seq {config.seq} needs {needed} bytes "
+            f"({needed / 2**30:.2f} GiB) of logits and token ids per step ({STEP_LOGITS_COPIES} float32 "
+            f"[batch x seq, {vocab_size}] tensors per micro-batch, int64 ids of every row of the step), but {free} "
+            f"bytes ({free / 2**30:.2f} GiB) are free; lower --batch, --grad-accum or --seq")
 
 
 def _free_bytes(device: torch.device) -> int:
@@ -359,9 +377,9 @@ def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
               comparison: VocabComparison) -> dict[str, Any]:
     """What makes two runs the same run: the files by fingerprint, the vocabulary decision, the fixed options."""
     return {
-        "teacher": file_fingerprint(teacher),
-        "student": file_fingerprint(student),
-        "data": None if config.data is None else file_fingerprint(Path(config.data)),
+        "teacher": file_fingerprint(teacher, "the teacher"),
+        "student": file_fingerprint(student, "the student"),
+        "data": None if config.data is None else file_fingerprint(Path(config.data), "token ids"),
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
@@ -402,7 +420,9 @@ def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print)
     device = check_config(config)
     world, device = World.from_env(device)
     try:
-        return _run(config, world, device, echo if world.writes else lambda line: None)
+        with RunFolder(Path(config.out_dir)) if world.writes else nullcontext():
+            check_output_folder(Path(config.out_dir), config.resume)  # again, now that this run holds the folder
+            return _run(config, world, device, echo if world.writes else lambda line: None)
     finally:
         world.close()
 
@@ -420,7 +440,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     for name, model in (("teacher", teacher_file), ("student", student_file)):
         if config.seq > model.config.context_length:
             raise DistillError(f"seq {config.seq} exceeds the {name}'s context length {model.config.context_length}")
-    _check_step_memory(config, student_file.config.vocab_size, device)
+    _check_step_memory(config, student_file.config.vocab_size, device, world.size)
     teacher_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     decision, decision_inputs = _decide_backend(config, device, teacher_file, student_file, teacher_dtype)
     identity = _identity(config, world, teacher_path, student_path, comparison)
@@ -430,6 +450,10 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         if config.steps <= checkpoint.step:
             raise DistillError(f"cannot resume {out_dir}: its checkpoint is at step {checkpoint.step}; "
                                f"give --steps N with N > {checkpoint.step} to train further")
+    watched = WatchedInputs({"teacher": teacher_path, "student": student_path,
+                             **({} if config.data is None else {"data": Path(config.data)})})
+    if decision.backend == "q4k-native":  # read through the run: a copy, never a mapping a truncation turns to SIGBUS
+        teacher_file = read_gguf(teacher_path, in_memory=True)
     echo(format_start_line(decision))
     echo(alignment_line(comparison))
     if checkpoint is not None:
@@ -454,7 +478,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "identity": identity,
     }
     stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
-    run = _Run(config, world, device, header, decision, comparison, checkpoint)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched)
     return run.train(teacher, student, stream)
 
 
@@ -516,8 +540,10 @@ class _Run:
     """The training loop of one run and the files rank 0 keeps of it."""
 
     def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
-                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any) -> None:
+                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any,
+                 watched: WatchedInputs) -> None:
         self.config, self.world, self.device, self.header = config, world, device, header
+        self.watched = watched
         self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
         self.out_dir = Path(config.out_dir)
         self.losses: list[float] = []
@@ -565,6 +591,7 @@ class _Run:
                 done = self.start + len(self.losses)
                 if config.checkpoint_every and self.checkpointed_step != done:
                     self._checkpoint(done, student, optimizer, stream)
+                self.watched.check()
                 if world.writes:
                     save_student(student, self.out_dir / CHECKPOINT_FILE)
                     final = self.out_dir / CHECKPOINT_FILE
@@ -590,11 +617,18 @@ class _Run:
 
     def _restore(self, student: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: TokenStream) -> None:
         checkpoint = self.resumed
+        _check_student_state(checkpoint.path / "student.safetensors", student, checkpoint.student)
+        _check_optimizer_state(checkpoint.path / "training_state.pt", student, checkpoint.optimizer)
         with torch.no_grad():
             student.load_state_dict({k: v.to(self.device) for k, v in checkpoint.student.items()})
-        optimizer.load_state_dict(checkpoint.optimizer)
-        stream.load_state_dict(checkpoint.data)
-        set_rng_states(checkpoint.rng, self.device)
+        where = checkpoint.path / "training_state.pt"
+        for name, restore in (("optimizer", lambda: optimizer.load_state_dict(checkpoint.optimizer)),
+                              ("data", lambda: stream.load_state_dict(checkpoint.data)),
+                              ("rng", lambda: set_rng_states(checkpoint.rng, self.device))):
+            try:
+                restore()
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+                raise DistillError(f"{where}: field {name!r} cannot be restored: {err}") from None
         self.last_checkpoint, self.checkpointed_step = checkpoint.path, checkpoint.step
 
     def _earlier(self) -> list[dict[str, Any]]:
@@ -622,6 +656,7 @@ class _Run:
     def _checkpoint(self, step: int, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     stream: TokenStream, log=None) -> None:
         """Write checkpoint ``step`` (rank 0), run.json and the curves; log its cost when ``log`` is given."""
+        self.watched.check()
         self.checkpointed_step = step
         if self.world.writes:
             begin = time.perf_counter()
@@ -660,6 +695,39 @@ class _Run:
         if self.world.writes and self.out_dir.is_dir():
             write_summary_files(self.out_dir, summary, losses, times)
         return summary
+
+
+def _check_student_state(where: Path, student: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """The saved student has exactly the student's tensors, with their shapes and dtypes."""
+    expected = student.state_dict()
+    for name in sorted(set(expected) ^ set(saved)):
+        state = "missing" if name in expected else "not a tensor of the student"
+        raise DistillError(f"{where}: tensor {name!r} is {state}")
+    for name, tensor in expected.items():
+        got = saved[name]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise DistillError(f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, expected "
+                               f"{tensor.dtype} {tuple(tensor.shape)}")
+
+
+def _check_optimizer_state(where: Path, student: torch.nn.Module, saved: dict[str, Any]) -> None:
+    """The saved AdamW state has one group of the student's parameters and moments of their shapes."""
+    parameters = list(student.parameters())
+    groups = saved["param_groups"]
+    if len(groups) != 1 or not isinstance(groups[0], dict) or groups[0].get("params") != list(range(len(parameters))):
+        raise DistillError(f"{where}: field 'optimizer.param_groups' does not list the student's "
+                           f"{len(parameters)} parameters")
+    for index, state in saved["state"].items():
+        if not (isinstance(index, int) and 0 <= index < len(parameters)) or not isinstance(state, dict):
+            raise DistillError(f"{where}: field 'optimizer.state' has an entry {index!r:.40} for no parameter")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = state.get(key)
+            if not isinstance(moment, torch.Tensor) or moment.shape != parameters[index].shape \
+                    or not moment.dtype.is_floating_point:
+                raise DistillError(f"{where}: field 'optimizer.state.{index}.{key}' is not a float tensor of "
+                                   f"shape {tuple(parameters[index].shape)}")
+        if not isinstance(state.get("step"), torch.Tensor) or state["step"].numel() != 1:
+            raise DistillError(f"{where}: field 'optimizer.state.{index}.step' is not a scalar tensor")
 
 
 def _step(
