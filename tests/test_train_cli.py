@@ -139,8 +139,12 @@ def test_resume_usage_errors_exit_2(tmp_path: Path, capsys, argv, message, tiny_
     assert message in capsys.readouterr().err
 
 
-def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(tmp_path: Path, capsys, monkeypatch,
-                                                                           tiny_argv) -> None:
+def test_a_run_interrupted_before_its_first_checkpoint_keeps_the_steps_done(tmp_path: Path, capsys, monkeypatch,
+                                                                            tiny_argv) -> None:
+    """Ctrl-C during step 2 (its rows already read) writes a final checkpoint of steps 0-1; the resume
+    gives the uninterrupted run's student bit for bit (one thread), so the data stream was rewound."""
+    from safetensors.torch import load_file
+
     out = tmp_path / "run"
     step = train._step
 
@@ -152,12 +156,16 @@ def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(tmp_p
     with monkeypatch.context() as patch:
         patch.setattr(train, "_step", interrupted)
         assert pv_main(tiny_argv(out, "--steps", "4", "--checkpoint-every", "3")) == 130
-    assert (_summary(out)["status"], _summary(out)["last_checkpoint"]) == ("interrupted", None)
+    assert (_summary(out)["status"], _summary(out)["last_checkpoint"]) == ("interrupted", "checkpoints/step-00000002")
+    assert "final checkpoint at step 2" in _summary(out)["error"]
     assert pv_main(tiny_argv(out, "--steps", "4")) == 2
     assert "--resume" in capsys.readouterr().err
     assert pv_main(["distill", "--resume", str(out), "--no-progress"]) == 0
     assert [r["step"] for r in _steps(out)] == [0, 1, 2, 3]
-    assert (_summary(out)["status"], _summary(out)["resumed_from_step"]) == ("completed", None)
+    assert (_summary(out)["status"], _summary(out)["resumed_from_step"]) == ("completed", 2)
+    assert pv_main(tiny_argv(tmp_path / "whole", "--steps", "4", "--checkpoint-every", "3")) == 0
+    got, want = load_file(out / "student.safetensors"), load_file(tmp_path / "whole" / "student.safetensors")
+    assert [k for k in want if not torch.equal(got[k], want[k])] == []
 
 
 def test_a_run_with_checkpoints_leaves_its_curves_and_summary(tmp_path: Path, tiny_argv) -> None:

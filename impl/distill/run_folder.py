@@ -137,7 +137,8 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "data": (str, type(None)), "backend": (str, type(None)), "amp": (str, type(None)),
     "checkpoint_every": (int, type(None)), "steps": (int,), "batch": (int,), "seq": (int,), "grad_accum": (int,),
     "keep": (int,), "seed": (int,), "temperature": (float, int), "lr": (float, int), "device": (str,),
-    "student_dtype": (str,),
+    "student_dtype": (str,), "lr_schedule": (str,), "warmup_steps": (int,), "max_grad_norm": (float, int, type(None)),
+    "log_every": (int,), "nproc": (int, type(None)),
 }
 
 

@@ -57,11 +57,12 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ from distill.checkpoints import (
 )
 from distill.data import TokenStream, read_token_file, shard_slice
 from distill.dispatch import (
+    DEQUANT_RESERVE_BYTES,
     BackendDecision,
     available_bytes,
     backend_override_from_env,
@@ -88,7 +90,7 @@ from distill.dispatch import (
     decide_teacher_backend,
     format_start_line,
 )
-from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
+from distill.errors import DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError
 from distill.inputs import WatchedInputs
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
@@ -108,6 +110,7 @@ from distill.run_folder import (
     saved_status,
     write_summary_files,
 )
+from distill.schedule import SCHEDULES, learning_rate
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
@@ -116,15 +119,16 @@ AMP_DTYPES = {"bf16": torch.bfloat16}
 TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
-                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
+                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "log_every",
+                       "force", "nproc")
 #: the largest step count, batch, sequence length, micro-batch count, checkpoint interval and kept checkpoints
 MAX_COUNT = 2**31 - 1
 #: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
 MAX_SEED = 2**62
 #: the largest learning rate and temperature: beyond them float32 arithmetic overflows, nothing is learnt
 MAX_LR, MAX_TEMPERATURE = 10.0, 1000.0
-#: signals that end a run as interrupted, like SIGINT (Ctrl-C)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: signals that end a run as interrupted, after a final checkpoint
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -132,7 +136,12 @@ class DistillConfig:
     """One distillation run. ``teacher``/``student`` are GGUF paths (or set ``preset_pair``).
 
     ``batch`` is per rank and micro-batch; ``checkpoint_every`` None writes no
-    checkpoints; ``resume`` continues the run in ``out_dir``.
+    checkpoints; ``resume`` continues the run in ``out_dir``. ``lr_schedule`` and
+    ``warmup_steps`` shape the learning rate (``distill.schedule``); gradients are
+    clipped to the norm ``max_grad_norm`` (None: measured, not clipped); a plain
+    progress line is printed every ``log_every`` steps when no progress bar is shown
+    (0: never); ``force`` loads an explicitly requested dequantized teacher that the
+    memory check refuses; ``nproc`` records the run's ranks.
     """
 
     out_dir: Path
@@ -155,6 +164,12 @@ class DistillConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     resume: bool = False
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    log_every: int = 10
+    force: bool = False
+    nproc: int | None = None
 
 
 @dataclass
@@ -219,6 +234,16 @@ def check_config(config: DistillConfig) -> torch.device:
         raise DistillError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     if config.amp is not None and config.amp not in AMP_DTYPES:
         raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
+    for name in ("warmup_steps", "log_every"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+            raise DistillError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {value!r}")
+    if config.lr_schedule not in SCHEDULES:
+        raise DistillError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {config.lr_schedule!r}")
+    norm = config.max_grad_norm
+    if norm is not None and not (isinstance(norm, (int, float)) and not isinstance(norm, bool)
+                                 and math.isfinite(norm) and norm > 0):
+        raise DistillError(f"max_grad_norm must be a finite number > 0, got {norm!r}")
     for name, limit in (("temperature", MAX_TEMPERATURE), ("lr", MAX_LR)):
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= limit):
@@ -288,7 +313,16 @@ def _decide_backend(
         "free_bytes": max(0, _free_bytes(device) - student_state),
         "native_bytes": native_resident_bytes(teacher, teacher_dtype),
     }
-    return decide_teacher_backend(**inputs), inputs
+    decision = decide_teacher_backend(**inputs)
+    room = inputs["free_bytes"] - DEQUANT_RESERVE_BYTES
+    if override == "dequant" and not config.force and inputs["dequant_bytes"] > room:
+        needed = inputs["dequant_bytes"]
+        raise InsufficientMemoryError(
+            f"backend dequant: the dequantized teacher needs {needed} bytes ({needed / 2**30:.2f} GiB) plus a reserve "
+            f"of {DEQUANT_RESERVE_BYTES} bytes, but {inputs['free_bytes']} bytes ({inputs['free_bytes'] / 2**30:.2f} "
+            "GiB) are free after the student's training state; nothing was loaded (use --backend auto, or give "
+            "--force to load it anyway)")
+    return decision, inputs
 
 
 def _compare(teacher: GGUFModel, student: GGUFModel) -> VocabComparison:
@@ -384,6 +418,7 @@ def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
         "global_batch": config.batch * config.grad_accum * world.size,
+        **({"decay_steps": config.steps} if config.lr_schedule == "cosine" else {}),
     }
 
 
@@ -419,6 +454,7 @@ def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print)
     """Run one distillation (see the module docstring); ``echo`` receives the start-up lines (rank 0)."""
     device = check_config(config)
     world, device = World.from_env(device)
+    config = replace(config, nproc=world.size)
     try:
         with RunFolder(Path(config.out_dir)) if world.writes else nullcontext():
             check_output_folder(Path(config.out_dir), config.resume)  # again, now that this run holds the folder
@@ -446,7 +482,14 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     identity = _identity(config, world, teacher_path, student_path, comparison)
     checkpoint = load_checkpoint(checkpoints[-1]) if checkpoints else None
     if checkpoint is not None:
-        _refuse_changes(out_dir, checkpoint.record["identity"], identity)
+        try:
+            _refuse_changes(out_dir, checkpoint.record["identity"], identity)
+        except DistillError as err:
+            ranks = checkpoint.record["config"].get("nproc")
+            if isinstance(ranks, int) and ranks != world.size:
+                raise DistillError(f"{err}; the run had {ranks} rank(s), this launch has {world.size}: give "
+                                   f"--nproc {ranks}") from None
+            raise
         if config.steps <= checkpoint.step:
             raise DistillError(f"cannot resume {out_dir}: its checkpoint is at step {checkpoint.step}; "
                                f"give --steps N with N > {checkpoint.step} to train further")
@@ -476,10 +519,27 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "teacher_quantized_bytes": teacher.quantized_bytes,
         "config": _config_json(config),
         "identity": identity,
+        "estimate": _estimate(config, teacher, student, world),
     }
+    echo(_estimate_line(header["estimate"]))
     stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
-    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched, echo)
     return run.train(teacher, student, stream)
+
+
+def _estimate(config: DistillConfig, teacher: Teacher, student: torch.nn.Module, world: World) -> dict[str, int]:
+    """A model of the peak memory of a step: the teacher, the student's training state, one step's tensors."""
+    state = sum(p.numel() * p.element_size() for p in student.parameters()) * TRAINING_STATE_COPIES
+    estimate = {"teacher_bytes": teacher.resident_bytes(), "student_state_bytes": state,
+                "step_bytes": step_bytes(config, teacher.vocab_size, world.size)}
+    return {**estimate, "peak_bytes": sum(estimate.values())}
+
+
+def _estimate_line(estimate: dict[str, int]) -> str:
+    gib = {key: value / 2**30 for key, value in estimate.items()}
+    return (f"estimate: peak memory about {gib['peak_bytes']:.2f} GiB (teacher {gib['teacher_bytes']:.2f}, student "
+            f"and AdamW {gib['student_state_bytes']:.2f}, one step {gib['step_bytes']:.2f}); the time per step is "
+            "measured at the first step")
 
 
 @dataclass(frozen=True)
@@ -507,9 +567,10 @@ class StepPlan:
 
 
 class _StopSignals:
-    """While active, SIGTERM and SIGHUP raise RunInterrupted (in the main thread; SIGINT already interrupts).
+    """While active, SIGINT, SIGTERM and SIGHUP raise RunInterrupted (in the main thread).
 
-    ``hold()`` defers them while the run writes its final files.
+    ``hold()`` defers them (from the optimizer's update until the step is recorded, and while
+    the run writes its final files); ``release()`` raises a signal received meanwhile.
     """
 
     def __init__(self) -> None:
@@ -531,6 +592,11 @@ class _StopSignals:
     def hold(self) -> None:
         self._held = True
 
+    def release(self) -> None:
+        self._held = False
+        if self.received is not None:
+            raise RunInterrupted(self.received)
+
     def __exit__(self, *exc: Any) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
@@ -541,9 +607,9 @@ class _Run:
 
     def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
                  decision: BackendDecision, comparison: VocabComparison, checkpoint: Any,
-                 watched: WatchedInputs) -> None:
+                 watched: WatchedInputs, echo: Callable[[str], None]) -> None:
         self.config, self.world, self.device, self.header = config, world, device, header
-        self.watched = watched
+        self.watched, self.echo = watched, echo
         self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
         self.out_dir = Path(config.out_dir)
         self.losses: list[float] = []
@@ -563,12 +629,20 @@ class _Run:
         memory = _Memory(self.device)
         status, error, final = "failed", None, None
         bar = _progress(config, self.start) if world.writes else None
+        lines = _ProgressLines(config.log_every, config.steps, self.echo) if bar is None else None
         with _StopSignals() as signals:
+            clip = _ClipGradients(list(student.parameters()), config.max_grad_norm, signals)
+            optimizer.register_step_pre_hook(clip)
+            resume_point = stream.state_dict()
             try:
                 log = self._open_log()
                 try:
                     self._write_summary("running", None, None)
                     for step in range(self.start, config.steps):
+                        resume_point = stream.state_dict()  # where a stop before this step's update resumes
+                        lr = learning_rate(step, config.lr, config.lr_schedule, config.warmup_steps, config.steps)
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
                         memory.start_step()
                         begin = time.perf_counter()
                         rows = plan.shard(stream.take(plan.global_rows)).to(self.device)
@@ -578,13 +652,18 @@ class _Run:
                         self.losses.append(loss)
                         self.step_times.append(elapsed)
                         if log is not None:
-                            _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
+                            _log(log, {"record": "step", "step": step, "loss": loss, "lr": lr,
+                                       "grad_norm": clip.norm, "step_time_s": elapsed,
                                        "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
+                        resume_point = stream.state_dict()
                         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                             self._checkpoint(step + 1, student, optimizer, stream, log)
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
+                        elif lines is not None:
+                            lines.step(step, loss, lr, clip.norm, elapsed)
+                        signals.release()
                 finally:
                     if log is not None:
                         log.close()
@@ -599,6 +678,8 @@ class _Run:
             except KeyboardInterrupt as err:
                 status = "interrupted"
                 error = str(err) if isinstance(err, RunInterrupted) else "interrupted by the user (Ctrl-C)"
+                signals.hold()
+                error += self._final_checkpoint(student, optimizer, stream, resume_point)
                 raise
             except Exception as err:  # recorded in run.json, then re-raised
                 if signals.received is not None:  # another rank stopped first: a collective failed
@@ -612,6 +693,19 @@ class _Run:
                 summary = self._write_summary(status, error, final)
         return DistillResult(self.out_dir, status, self.all_losses(), self.all_times(), self.decision,
                              self.comparison, final, summary)
+
+    def _final_checkpoint(self, student: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: TokenStream,
+                          resume_point: dict[str, Any]) -> str:
+        """A checkpoint of the steps done, written when a signal stops the run; what to add to its error."""
+        done = self.start + len(self.losses)
+        if done == 0 or self.checkpointed_step == done:
+            return ""
+        try:
+            stream.load_state_dict(resume_point)
+            self._checkpoint(done, student, optimizer, stream)
+        except (DistillError, OSError) as err:
+            return f"; no final checkpoint: {err}"
+        return f"; final checkpoint at step {done}"
 
     # -- resume ------------------------------------------------------------------------------------
 
@@ -777,8 +871,45 @@ def _log(log, record: dict[str, Any]) -> None:
     log.flush()
 
 
+class _ClipGradients:
+    """An optimizer pre-step hook: holds the stop signals from here until the step is recorded, then
+    clips the gradients to ``max_norm`` (None: only measures them) and keeps their norm in ``norm``."""
+
+    def __init__(self, parameters: list[torch.nn.Parameter], max_norm: float | None, signals: _StopSignals) -> None:
+        self.parameters, self.max_norm, self.signals = parameters, max_norm, signals
+        self.norm: float | None = None
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.signals.hold()
+        limit = float("inf") if self.max_norm is None else self.max_norm
+        self.norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
+
+
+class _ProgressLines:
+    """A plain progress line every ``every`` steps and at the last step, for logs that are not a terminal."""
+
+    def __init__(self, every: int, total: int, echo: Callable[[str], None]) -> None:
+        self.every, self.total, self.echo = every, total, echo
+        self.first = True
+        self.times: list[float] = []
+
+    def step(self, step: int, loss: float, lr: float, grad_norm: float | None, elapsed: float) -> None:
+        self.times.append(elapsed)
+        left = self.total - step - 1
+        if self.first:
+            self.first = False
+            self.echo(f"first step: {elapsed:.3f} s; about {elapsed * left:.1f} s for the {left} steps left")
+        if not self.every or ((step + 1) % self.every and left):
+            return
+        recent = self.times[-self.every:]
+        per_step = sum(recent) / len(recent)
+        norm = "-" if grad_norm is None else f"{grad_norm:.3g}"
+        self.echo(f"step {step + 1}/{self.total}: loss {loss:.4f}, lr {lr:.3g}, grad-norm {norm}, "
+                  f"{per_step:.3f} s/step, about {per_step * left:.0f} s left")
+
+
 def _progress(config: DistillConfig, start: int):
-    if not config.progress:
+    if not config.progress or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
