@@ -46,7 +46,7 @@ MAX_RECORD_BYTES = 1 << 20
 _NAME = re.compile(r"^step-(\d{8})$")
 #: the contracts whose promises a run relies on (name -> version), recorded in every checkpoint
 CONTRACT_VERSIONS: dict[str, str] = {
-    "distill-training": "1.1.0",
+    "distill-training": "1.2.0",
     "distill-kd-loss": "1.0.0",
     "distill-teacher-vocab-alignment": "1.0.0",
     "distill-frozen-q4k-teacher": "1.0.0",
