@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from distill import train
-from distill.synth import make_model_file
 from pv.cli import main as pv_main
 
 #: a run's checkpoint files whose sha256 its checkpoint.json records (spelled here, not imported)

@@ -150,9 +150,7 @@ def test_only_rank_0_opens_the_log(pair, tmp_path, monkeypatch):
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", spying_open)
-    from pathlib import Path as _Path
-
-    real_write_text = _Path.write_text
+    real_write_text = Path.write_text
 
     def spying_write_text(self, *args, **kwargs):
         if ".train_log.jsonl." in self.name:
@@ -160,7 +158,7 @@ def test_only_rank_0_opens_the_log(pair, tmp_path, monkeypatch):
                 fh.write(os.environ.get("RANK", "?") + "\n")
         return real_write_text(self, *args, **kwargs)
 
-    monkeypatch.setattr(_Path, "write_text", spying_write_text)
+    monkeypatch.setattr(Path, "write_text", spying_write_text)
     out = tmp_path / "run"
     codes = parallel.fork_ranks(2, lambda: pv_main(_argv(pair, out, "--steps", "1", "--batch", "1")),
                                 tmp_path / "logs", timeout_s=120)

@@ -21,16 +21,24 @@ and each rank its own slice of them (``distill.data``).
 A step: each of ``grad_accum`` micro-batches of ``batch`` rows runs the student
 (under bf16 autocast with ``amp="bf16"``) and the teacher, takes the KD loss,
 and back-propagates it divided by ``grad_accum``; DDP averages the gradients
-over the ranks at the last micro-batch; then one AdamW step. The logged loss is
+over the ranks at the last micro-batch; the gradients are clipped to the global
+norm ``max_grad_norm``; then one AdamW step at the step's learning rate
+(``distill.schedule``: warm-up, then constant or cosine decay). The logged loss is
 the mean over micro-batches and ranks. A NaN or Inf loss stops the run
 (TrainingDiverged) before the optimizer step, on every rank.
 
-Output folder (``out_dir``), written by rank 0 only:
+Before step 0 rank 0 prints an estimate of the peak memory (teacher, student
+and AdamW state, one step's tensors), after step 0 the measured time per step,
+and, when no progress bar is shown, a plain line every ``log_every`` steps.
+
+Output folder (``out_dir``, claimed and checked by ``distill.run_folder``),
+written by rank 0 only:
 - ``train_log.jsonl``: a header record (backend decision, vocabulary
-  alignment, configuration, the run's identity), then one record per step
-  (loss, step time, memory: the CUDA allocator's peak on a GPU, the process's
-  resident set on CPU), written and flushed as they happen; a resumed run
-  keeps the records before its checkpoint and adds a ``resume`` record;
+  alignment, configuration, the run's identity, the estimate), then one record
+  per step (loss, learning rate, gradient norm before clipping, step time,
+  memory: the CUDA allocator's peak on a GPU, the process's resident set on
+  CPU), written and flushed as they happen; a resumed run keeps the records
+  before its checkpoint and adds a ``resume`` record;
 - ``checkpoints/step-NNNNNNNN``: every ``checkpoint_every`` steps and at the
   end, the last ``keep`` of them (``distill.checkpoints``);
 - ``student.safetensors``: the trained student (its parameters by their
@@ -40,14 +48,21 @@ Output folder (``out_dir``), written by rank 0 only:
   ``interrupted`` or ``failed``, steps done, final loss, last checkpoint,
   error), written atomically at the start, at each checkpoint and at the end
   whatever happened; SIGINT, SIGTERM and SIGHUP end the run as ``interrupted``
-  (``RunInterrupted``); after a SIGKILL it says ``running`` and names the
-  checkpoint a resume continues from;
+  (``RunInterrupted``) after a final checkpoint of the steps done (the signal
+  is held from the optimizer's update until the step is recorded; a step
+  stopped before its update is undone, its rows read again by the resume);
+  after a SIGKILL it says ``running`` and names the checkpoint a resume
+  continues from;
 - ``curves.png`` and ``summary.md``: the loss and step-time curves and a
   summary embedding them, rewritten at each checkpoint and at the end.
 
 Resume (``resume=True``, see ``resume_config``): the run continues from its
-newest checkpoint (student, optimizer, RNG and data states, step), or from
-step 0 when it has none. On one CPU thread, 10 steps and a resume for 10 more
+newest checkpoint (student, optimizer, RNG and data states, step, each checked
+against the student it restores), or from step 0 when it has none. The input
+files are compared by the sha256 of every byte, and watched through the run: a
+file changed under it fails the run with its name (a quantized teacher read
+through the run is a copy in memory, never a mapping a truncation turns into
+SIGBUS). On one CPU thread, 10 steps and a resume for 10 more
 give bit for bit the student of 20 uninterrupted steps.
 """
 
@@ -100,7 +115,6 @@ from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teach
 from distill.run_folder import (
     CHECKPOINT_FILE,
     LOG_FILE,
-    SUMMARY_FILE,
     RunFolder,
     check_output_folder,
     earlier_step_records,
