@@ -226,7 +226,7 @@ CORRUPTIONS = {
     "log-loss-missing": (lambda o: _edit_log(o, lambda rs: _first_step(rs).pop("loss")), "field 'loss'"),
     "log-header-not-a-header": (lambda o: _edit_log(o, lambda rs: rs[0].update(record="step")),
                                 "train_log.jsonl: line 1"),
-    "log-not-utf8": (lambda o: (o / "train_log.jsonl").write_bytes(b"\xff\xfe\n"), "cannot read the log"),
+    "log-not-utf8": (lambda o: (o / "train_log.jsonl").write_bytes(b"\xff\xfe\n"), "train_log.jsonl: line 1"),
 }
 
 

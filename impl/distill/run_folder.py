@@ -177,10 +177,11 @@ def read_log(out_dir: Path) -> io.TextIOWrapper:
 
 def saved_config(out_dir: Path) -> dict[str, Any]:
     """The configuration a run folder was last run with: its newest checkpoint's, else its log header's."""
+    header = _log_header(out_dir)  # checked even when a checkpoint holds the configuration: a resume rewrites it
     checkpoints = list_checkpoints(out_dir)
     if checkpoints:
         return check_saved_config(str(checkpoints[-1] / "checkpoint.json"), read_record(checkpoints[-1])["config"])
-    return check_saved_config(f"{out_dir / LOG_FILE}: line 1", _log_header(out_dir).get("config"))
+    return check_saved_config(f"{out_dir / LOG_FILE}: line 1", header.get("config"))
 
 
 def saved_status(out_dir: Path) -> str | None:
