@@ -143,3 +143,71 @@ def _identity_unchecked(mp: pytest.MonkeyPatch) -> None:
 def _signals_unhandled(mp: pytest.MonkeyPatch) -> None:
     train = importlib.import_module("distill.train")
     mp.setattr(train, "STOP_SIGNALS", ())
+
+
+@mutant("stop-without-final-checkpoint", "a signal ends the run without a checkpoint of the steps done")
+def _no_final_checkpoint(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    mp.setattr(train._Run, "_final_checkpoint", lambda self, *args: "")
+
+
+@mutant("stop-data-not-rewound", "the final checkpoint records the data stream after the rows of the stopped step")
+def _data_not_rewound(mp: pytest.MonkeyPatch) -> None:
+    train = importlib.import_module("distill.train")
+    original = train._Run._final_checkpoint
+    mp.setattr(train._Run, "_final_checkpoint",
+               lambda self, student, optimizer, stream, resume_point: original(
+                   self, student, optimizer, stream, stream.state_dict()))
+
+
+# --- what a resume compares and the documented defaults ------------------------------------------------
+
+
+def _sampled_fingerprint(head: int, samples: int, size: int) -> Callable[..., Any]:
+    """A fingerprint of a file's size, its first ``head`` bytes and ``samples`` evenly spaced blocks of ``size``."""
+    import hashlib
+    from pathlib import Path
+
+    def file_fingerprint(path: Path, what: str = "") -> str:
+        digest = hashlib.sha256()
+        total = Path(path).stat().st_size
+        with open(path, "rb") as fh:
+            digest.update(fh.read(head))
+            for i in range(samples):
+                fh.seek(total * i // samples)
+                digest.update(fh.read(size))
+        return f"{total}:{digest.hexdigest()}"
+
+    return file_fingerprint
+
+
+@mutant("fingerprint-sampled", "the fingerprint reads the first MiB and 32 samples of 64 KiB, not every byte")
+def _fingerprint_sampled(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.checkpoints:file_fingerprint", lambda original: _sampled_fingerprint(1 << 20, 32, 1 << 16))
+
+
+@mutant("fingerprint-skips-first-mib", "the fingerprint ignores the first MiB of a file")
+def _fingerprint_skips_head(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.checkpoints:file_fingerprint", lambda original: _sampled_fingerprint(0, 32, 1 << 16))
+
+
+def _default(mp: pytest.MonkeyPatch, name: str, value: Any) -> None:
+    command = importlib.import_module("distill.commands.distill")
+    mp.setitem(command.DEFAULTS, name, value)
+
+
+@mutant("default-keep-changed", "pv distill keeps 4 checkpoints by default, not the documented 3")
+def _default_keep(mp: pytest.MonkeyPatch) -> None:
+    _default(mp, "keep", 4)
+
+
+@mutant("default-batch-changed", "pv distill reads batches of 3 rows by default, not the documented 2")
+def _default_batch(mp: pytest.MonkeyPatch) -> None:
+    _default(mp, "batch", 3)
+
+
+@mutant("checkpoint-hash-unchecked", "a resume reads checkpoint files without checking their recorded sha256")
+def _hash_unchecked(mp: pytest.MonkeyPatch) -> None:
+    checkpoints = importlib.import_module("distill.checkpoints")
+    mp.setattr(checkpoints, "_read_state_file", lambda path, name, record: checkpoints.read_input(
+        path / name, "a checkpoint file", checkpoints.MAX_READ_BYTES))

@@ -218,25 +218,29 @@ def test_sigkill_between_checkpoints_loses_only_the_steps_since_the_last(pair, t
     _assert_bit_identical(out, tmp_path / "whole")
 
 
-@pytest.mark.falsifies("FT-TRAIN-005", mutants=["signals-sigterm-sighup-unhandled"])
+@pytest.mark.falsifies("FT-TRAIN-005", mutants=[
+    "signals-sigterm-sighup-unhandled", "stop-without-final-checkpoint", "stop-data-not-rewound"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_end_the_run_as_interrupted_and_it_resumes(pair, tmp_path: Path, signum: int) -> None:
     out = tmp_path / "run"
     options = ("--batch", "2", "--steps", "12", "--checkpoint-every", "4")
-    process = _start_blocked(_argv(pair, out, *options), 6, tmp_path)
+    assert _pv(_argv(pair, tmp_path / "whole", *options)) == 0
+    process = _start_blocked(_argv(pair, out, *options), 6, tmp_path)  # stopped in step 6, its rows read
     os.kill(process.pid, signum)
     process.join(30)
     assert process.exitcode == 128 + signum, (process.exitcode, _log(tmp_path))
     summary = json.loads((out / "run.json").read_text())
     assert (summary["status"], summary["steps_completed"]) == ("interrupted", 6)
     assert signal.Signals(signum).name in summary["error"]
-    assert summary["last_checkpoint"] == "checkpoints/step-00000004"
+    assert summary["last_checkpoint"] == "checkpoints/step-00000006"  # the final checkpoint of the steps done
     assert "--resume" in _log(tmp_path)
 
     assert _pv(_argv(pair, out, *options)) == 2  # a plain rerun into the folder is refused
     assert _pv(["distill", "--resume", str(out), "--no-progress"]) == 0
     assert [r["step"] for r in _step_records(out)] == list(range(12))
-    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    summary = json.loads((out / "run.json").read_text())
+    assert (summary["status"], summary["resumed_from_step"]) == ("completed", 6)
+    _assert_bit_identical(out, tmp_path / "whole")
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -269,3 +273,65 @@ def test_a_resume_with_changed_files_or_options_is_refused_naming_the_difference
     # The same global batch as 1 rank x 2 micro-batches of 1 is the same run: accepted.
     assert _pv(["distill", "--resume", str(out), "--steps", "4", "--batch", "1", "--grad-accum", "2",
                 "--no-progress"]) == 0
+
+
+@pytest.fixture
+def long_token_file(tmp_path: Path) -> Path:
+    """400 000 ids (3.2 MB as .npy): far beyond the first MiB and 32 blocks of 64 KiB."""
+    np.save(tmp_path / "long.npy", np.random.default_rng(7).integers(0, 1024, size=400_000))
+    return tmp_path / "long.npy"
+
+
+def _flip_id_at_byte(path: Path, offset: int) -> bytes:
+    """Change the id whose bytes hold ``offset`` to another valid id; the file's old bytes."""
+    before = path.read_bytes()
+    data = bytearray(before)
+    low = 128 + (offset - 128) // 8 * 8  # the low byte of the little-endian int64 id (after the 128-byte header)
+    data[low] ^= 1  # an id of [0, 1024) stays one
+    path.write_bytes(bytes(data))
+    return before
+
+
+@pytest.mark.falsifies("FT-TRAIN-007", mutants=["fingerprint-sampled", "fingerprint-skips-first-mib"])
+def test_one_changed_byte_anywhere_in_an_input_refuses_the_resume(pair, long_token_file: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert _pv(_argv(pair, out, "--batch", "2", "--steps", "2", "--checkpoint-every", "2",
+                     "--data", str(long_token_file))) == 0
+    spacing = long_token_file.stat().st_size // 32
+    # one byte inside the first MiB, one beyond it, both between the starts of 64 KiB blocks spaced size/32 apart
+    for offset in (spacing + 70_000, 11 * spacing + 70_000):
+        before = _flip_id_at_byte(long_token_file, offset)
+        capsys.readouterr()
+        code = _pv(["distill", "--resume", str(out), "--steps", "3", "--no-progress"])
+        err = capsys.readouterr().err
+        long_token_file.write_bytes(before)
+        assert code == 2 and "cannot resume" in err and "data:" in err, (offset, code, err)
+
+
+@pytest.mark.falsifies("FT-TRAIN-008", mutants=["default-keep-changed", "default-batch-changed"])
+def test_the_documented_defaults_of_keep_and_batch_hold(pair, tmp_path: Path) -> None:
+    """README and --help: --keep 3, --batch 2 (spelled here, not read from the code)."""
+    out = tmp_path / "run"
+    assert _pv(_argv(pair, out, "--steps", "5", "--checkpoint-every", "1")) == 0
+    assert [p.name for p in list_checkpoints(out)] == [f"step-{s:08d}" for s in (3, 4, 5)]
+    seq = int(COMMON[COMMON.index("--seq") + 1])
+    assert {r["tokens"] for r in _step_records(out)} == {2 * seq}
+
+
+@pytest.mark.falsifies("FT-TRAIN-009", mutants=["checkpoint-hash-unchecked"])
+def test_a_checkpoint_file_copied_from_another_checkpoint_is_refused(pair, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert _pv(_argv(pair, out, "--batch", "2", "--steps", "2", "--checkpoint-every", "1")) == 0
+    older, newer = list_checkpoints(out)
+    for name in ("student.safetensors", "training_state.pt"):
+        saved = (newer / name).read_bytes()
+        (newer / name).write_bytes((older / name).read_bytes())
+        before = _snapshot(out)
+        capsys.readouterr()
+        code = _pv(["distill", "--resume", str(out), "--steps", "3", "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{name}: its sha256" in err and "Traceback" not in err, (name, code, err)
+        assert _snapshot(out) == before
+        (newer / name).write_bytes(saved)

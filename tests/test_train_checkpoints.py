@@ -27,7 +27,7 @@ def _save(out: Path, step: int, keep: int = 3) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     model(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    return save_checkpoint(out, {"step": step, "config": {"seed": 0}}, model, optimizer.state_dict(),
+    return save_checkpoint(out, {"step": step, "data_position": step, "config": {"seed": 0}, "identity": {}}, model, optimizer.state_dict(),
                            {"torch": torch.get_rng_state()}, {"position": step, "generator": torch.get_rng_state()},
                            keep)
 
@@ -73,7 +73,7 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda p: (p / "training_state.pt").write_bytes(b"not a torch file"), "cannot read the checkpoint"),
+    (lambda p: (p / "training_state.pt").write_bytes(b"not a torch file"), "training_state.pt: its sha256"),
     (lambda p: (p / "checkpoint.json").write_text("{"), "not a readable checkpoint"),
     (lambda p: (p / "checkpoint.json").write_text('{"step": 1, "format": 99}'), "checkpoint format 99"),
 ])
@@ -86,14 +86,16 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_it(tmp_path: Path, damage,
 
 
 def test_fingerprints_tell_files_apart(tmp_path: Path) -> None:
-    data = bytearray(range(256)) * 40000  # 10 MB: beyond the first MiB only samples are read
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    data = bytearray(range(256)) * 40000  # 10 MB
+    a, b, c, d = tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "d"
     a.write_bytes(bytes(data))
-    data[len(data) // 32 * 5 + 10] ^= 1  # inside the sixth sample
+    data[len(data) // 32 * 5 + 10] ^= 1  # inside the sixth of 32 evenly spaced blocks
     b.write_bytes(bytes(data))
     c.write_bytes(bytes(data) + b"\0")
+    data[(1 << 20) + 70000] ^= 1  # past the first MiB, between two of those blocks' first 64 KiB
+    d.write_bytes(bytes(data))
     assert file_fingerprint(a) == file_fingerprint(tmp_path.joinpath("a"))
-    assert len({file_fingerprint(a), file_fingerprint(b), file_fingerprint(c)}) == 3
+    assert len({file_fingerprint(a), file_fingerprint(b), file_fingerprint(c), file_fingerprint(d)}) == 4
     with pytest.raises(DistillError, match="cannot read"):
         file_fingerprint(tmp_path / "missing")
 

@@ -70,7 +70,7 @@ def test_nproc_2_runs_two_ranks_through_the_torch_launcher(tmp_path: Path, tiny_
 def test_nproc_refuses_bad_input_once_before_any_rank_starts(tmp_path: Path, capsys, tiny_argv) -> None:
     assert pv_main(tiny_argv(tmp_path / "run", "--steps", "0", "--nproc", "2")) == 2
     err = capsys.readouterr().err
-    assert err.count("steps must be an integer >= 1") == 1 and not (tmp_path / "run").exists()
+    assert err.count("steps must be an integer from 1 to") == 1 and not (tmp_path / "run").exists()
     assert pv_main(tiny_argv(tmp_path / "run", "--nproc", "0")) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
 
@@ -90,9 +90,13 @@ def test_an_incomplete_torchrun_environment_is_a_clear_error(tmp_path: Path, cap
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--grad-accum", "0", "grad_accum must be an integer >= 1"),
-    ("--keep", "0", "keep must be an integer >= 1"),
-    ("--checkpoint-every", "-1", "checkpoint_every must be an integer >= 1"),
+    ("--grad-accum", "0", "grad_accum must be an integer from 1 to 2147483647"),
+    ("--keep", "0", "keep must be an integer from 1 to 2147483647"),
+    ("--checkpoint-every", "-1", "checkpoint_every must be an integer from 1 to 2147483647"),
+    ("--lr", "1e300", "lr must be a number > 0 and <= 10.0, got 1e+300"),  # overflowed float32 in AdamW
+    ("--temperature", "1e300", "temperature must be a number > 0 and <= 1000.0"),
+    ("--seed", "99999999999999999999999", "seed must be an integer from 0 to"),  # overflowed torch's seed
+    ("--steps", "99999999999999999999999", "steps must be an integer from 1 to 2147483647"),
 ])
 def test_bad_option_values_exit_2_without_output(tmp_path: Path, capsys, option, value, message, tiny_argv) -> None:
     assert pv_main(tiny_argv(tmp_path / "run", option, value)) == 2
@@ -100,7 +104,9 @@ def test_bad_option_values_exit_2_without_output(tmp_path: Path, capsys, option,
 
 
 @pytest.mark.parametrize("options, message", [
-    (("--batch", "10000000000"), "of logits per step"),  # would allocate terabytes at the first step
+    (("--batch", "1000000"), "of logits and token ids per step"),  # would allocate terabytes at the first step
+    # the stream hands over batch x grad-accum rows at once: 512 GB of ids (the check divided by grad-accum)
+    (("--grad-accum", "1000000000"), "of logits and token ids per step"),
     (("--data", "/dev/zero"), "/dev/zero: cannot read token ids: not a regular file"),  # would read forever
 ])
 def test_inputs_that_cannot_be_served_are_refused_before_step_0(tmp_path: Path, capsys, options, message,
@@ -133,8 +139,12 @@ def test_resume_usage_errors_exit_2(tmp_path: Path, capsys, argv, message, tiny_
     assert message in capsys.readouterr().err
 
 
-def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(tmp_path: Path, capsys, monkeypatch,
-                                                                           tiny_argv) -> None:
+def test_a_run_interrupted_before_its_first_checkpoint_keeps_the_steps_done(tmp_path: Path, capsys, monkeypatch,
+                                                                            tiny_argv) -> None:
+    """Ctrl-C during step 2 (its rows already read) writes a final checkpoint of steps 0-1; the resume
+    gives the uninterrupted run's student bit for bit (one thread), so the data stream was rewound."""
+    from safetensors.torch import load_file
+
     out = tmp_path / "run"
     step = train._step
 
@@ -146,12 +156,16 @@ def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_step_0(tmp_p
     with monkeypatch.context() as patch:
         patch.setattr(train, "_step", interrupted)
         assert pv_main(tiny_argv(out, "--steps", "4", "--checkpoint-every", "3")) == 130
-    assert (_summary(out)["status"], _summary(out)["last_checkpoint"]) == ("interrupted", None)
+    assert (_summary(out)["status"], _summary(out)["last_checkpoint"]) == ("interrupted", "checkpoints/step-00000002")
+    assert "final checkpoint at step 2" in _summary(out)["error"]
     assert pv_main(tiny_argv(out, "--steps", "4")) == 2
     assert "--resume" in capsys.readouterr().err
     assert pv_main(["distill", "--resume", str(out), "--no-progress"]) == 0
     assert [r["step"] for r in _steps(out)] == [0, 1, 2, 3]
-    assert (_summary(out)["status"], _summary(out)["resumed_from_step"]) == ("completed", None)
+    assert (_summary(out)["status"], _summary(out)["resumed_from_step"]) == ("completed", 2)
+    assert pv_main(tiny_argv(tmp_path / "whole", "--steps", "4", "--checkpoint-every", "3")) == 0
+    got, want = load_file(out / "student.safetensors"), load_file(tmp_path / "whole" / "student.safetensors")
+    assert [k for k in want if not torch.equal(got[k], want[k])] == []
 
 
 def test_a_run_with_checkpoints_leaves_its_curves_and_summary(tmp_path: Path, tiny_argv) -> None:

@@ -19,14 +19,8 @@ from distill.qwen2_gguf import read_gguf
 from distill.model import build_model
 from distill.synth import PRESETS, make_model_file
 from distill.teacher import native_resident_bytes
-from distill.train import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    SUMMARY_FILE,
-    DistillConfig,
-    read_token_file,
-    run_distillation,
-)
+from distill.run_folder import CHECKPOINT_FILE, LOG_FILE, SUMMARY_FILE
+from distill.train import DistillConfig, read_token_file, run_distillation
 
 from distill.data import TokenStream
 from pv.cli import main as pv_main

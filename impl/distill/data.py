@@ -20,14 +20,13 @@ rows read; ``load_state_dict`` continues exactly where the saved stream was.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from distill.errors import DistillError
+from distill.inputs import read_input
 
 
 #: Largest token file read, in bytes (a text file's ids are parsed in memory).
@@ -40,24 +39,19 @@ def read_token_file(path: Path, vocab_size: int, seq: int) -> torch.Tensor:
     A path that is not a regular file (a device such as /dev/zero, a FIFO) or a file over
     :data:`MAX_TOKEN_FILE_BYTES` is refused before anything is read.
     """
+    import io
+
     import numpy as np
 
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise DistillError(f"{path}: cannot read token ids: {err.strerror or err}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DistillError(f"{path}: cannot read token ids: not a regular file")
-    if info.st_size > MAX_TOKEN_FILE_BYTES:
-        raise DistillError(f"{path}: {info.st_size} bytes of token ids, over the limit of {MAX_TOKEN_FILE_BYTES}")
+    content = read_input(path, "token ids", MAX_TOKEN_FILE_BYTES)
     try:
         if path.suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = np.load(io.BytesIO(content), allow_pickle=False)
             if not np.issubdtype(array.dtype, np.integer):
                 raise DistillError(f"{path}: token ids must be integers, got dtype {array.dtype}")
             ids = torch.from_numpy(array.astype(np.int64).reshape(-1))
         else:
-            words = path.read_text(encoding="utf-8").split()
+            words = content.decode("utf-8").split()
             ids = torch.tensor([int(word) for word in words], dtype=torch.int64)
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise DistillError(f"{path}: cannot read token ids: {err}") from None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,11 @@ from gguf.constants import (
 )
 
 from distill.errors import GGUFFormatError
+from distill.inputs import open_input
 
 SUPPORTED_VERSIONS = (2, 3)
+#: The largest GGUF file opened (it is memory-mapped, not read whole), in bytes.
+MAX_GGUF_BYTES = 1024**4
 
 #: struct format of each fixed-size GGUF value type (little-endian)
 _SCALAR_FORMATS: dict[GGUFValueType, str] = {
@@ -251,16 +252,14 @@ def _check_extent(p: _Parser, entry: TensorEntry, data_offset: int) -> None:
 
 def _open_map(path: str | Path) -> tuple[Path, mmap.mmap | bytes]:
     path = Path(path)
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise GGUFFormatError(f"{path}: cannot read: not a regular file (a FIFO, device or folder is not read)")
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            if size == 0:
-                return path, b""
+    with open_input(path, "a GGUF file", MAX_GGUF_BYTES, GGUFFormatError) as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return path, b""
+        try:
             return path, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as err:
-        raise GGUFFormatError(f"{path}: cannot read: {err.strerror or err}") from None
+        except OSError as err:
+            raise GGUFFormatError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 def read_header(path: str | Path) -> GGUFHeader:

@@ -24,6 +24,7 @@ from gguf.constants import (
 
 from distill.errors import DistillError, GGUFFormatError, QuantError
 from distill.gguf_file import GGUFHeader, TensorEntry, read_header
+from distill.inputs import open_input
 from distill.model import Qwen2Config, check_tensors
 from distill.output import whole_file
 from distill.quant import QTYPES, TensorData, check_scales, raw_shape
@@ -127,17 +128,17 @@ def _check_next_offsets(path: Path, header: GGUFHeader, tensors: list[TensorData
             )
 
 
-def _check_block_scales(header: GGUFHeader, tensors: list[TensorData]) -> None:
+def _check_block_scales(header: GGUFHeader, tensors: list[TensorData], in_memory: bool) -> None:
     """NaN/Inf fp16 scales -> GGUFFormatError naming the tensor and block.
 
-    Each tensor is scanned through its own short-lived mapping, so the pages read
-    are released after each tensor instead of staying resident with the model.
+    Each tensor of a mapped file is scanned through its own short-lived mapping, so
+    the pages read are released after each tensor instead of staying resident with the model.
     """
     for tensor, entry in zip(tensors, header.tensors):
         if not tensor.nbytes:
             continue
-        scan = np.memmap(header.path, dtype=np.uint8, mode="c", offset=header.data_offset + entry.offset,
-                         shape=(tensor.nbytes,))
+        scan = tensor.raw.reshape(-1).numpy() if in_memory else np.memmap(
+            header.path, dtype=np.uint8, mode="c", offset=header.data_offset + entry.offset, shape=(tensor.nbytes,))
         try:
             check_scales(torch.from_numpy(np.asarray(scan)).reshape(tensor.raw.shape), tensor.qtype)
         except QuantError as err:
@@ -146,8 +147,11 @@ def _check_block_scales(header: GGUFHeader, tensors: list[TensorData]) -> None:
             del scan
 
 
-def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel:
-    """Read a Qwen2 GGUF file: config, memory-mapped tensors, tokenizer.
+def read_gguf(path: str | Path, *, check_block_scales: bool = True, in_memory: bool = False) -> GGUFModel:
+    """Read a Qwen2 GGUF file: config, memory-mapped tensors (``in_memory``: a copy in memory), tokenizer.
+
+    A model that is read while it is used (a quantized teacher) is read ``in_memory``: a
+    mapped file that shrinks under the reader would kill the process with SIGBUS.
 
     Raises GGUFFormatError naming the file, the key or tensor, and what was
     expected, for: a bad magic or version, truncation, an unknown architecture or
@@ -156,7 +160,13 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel
     """
     header = read_header(path)
     path = header.path
-    data = np.memmap(path, dtype=np.uint8, mode="c") if header.file_size else np.zeros(0, np.uint8)
+    if in_memory:
+        data = np.empty(header.file_size, np.uint8)
+        with open_input(path, "a GGUF file", header.file_size, GGUFFormatError) as fh:
+            if fh.readinto(memoryview(data)) != header.file_size:
+                raise GGUFFormatError(f"{path}: changed while it was read: fewer than {header.file_size} bytes")
+    else:
+        data = np.memmap(path, dtype=np.uint8, mode="c") if header.file_size else np.zeros(0, np.uint8)
     tensor_list = [_tensor_data(path, header, data, entry) for entry in header.tensors]
     _check_next_offsets(path, header, tensor_list)
     tensors = {t.name: t for t in tensor_list}
@@ -172,7 +182,7 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True) -> GGUFModel
     if problems:
         raise GGUFFormatError(f"{path}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     if check_block_scales:
-        _check_block_scales(header, tensor_list)
+        _check_block_scales(header, tensor_list, in_memory)
 
     tokenizer = None
     if TOKENIZER_PREFIX + "model" in header.metadata:

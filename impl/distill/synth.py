@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -203,6 +204,9 @@ def make_model_file(
         raise DistillError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     if vocab_rows is not None and vocab_rows < 1:
         raise DistillError(f"vocab_rows must be a positive integer, got {vocab_rows}")
+    if vocab_path is not None and Path(path).exists() and os.path.samefile(path, vocab_path):
+        raise DistillError(f"{path}: is the vocabulary file the model reads its tokenizer from; writing the model "
+                           "there would replace it: choose another output file")
     if vocab_path is None:
         base, source = placeholder_tokenizer(), "no vocabulary file"
         rows = vocab_rows or PRESETS[preset].vocab_size

@@ -21,16 +21,24 @@ and each rank its own slice of them (``distill.data``).
 A step: each of ``grad_accum`` micro-batches of ``batch`` rows runs the student
 (under bf16 autocast with ``amp="bf16"``) and the teacher, takes the KD loss,
 and back-propagates it divided by ``grad_accum``; DDP averages the gradients
-over the ranks at the last micro-batch; then one AdamW step. The logged loss is
+over the ranks at the last micro-batch; the gradients are clipped to the global
+norm ``max_grad_norm``; then one AdamW step at the step's learning rate
+(``distill.schedule``: warm-up, then constant or cosine decay). The logged loss is
 the mean over micro-batches and ranks. A NaN or Inf loss stops the run
 (TrainingDiverged) before the optimizer step, on every rank.
 
-Output folder (``out_dir``), written by rank 0 only:
+Before step 0 rank 0 prints an estimate of the peak memory (teacher, student
+and AdamW state, one step's tensors), after step 0 the measured time per step,
+and, when no progress bar is shown, a plain line every ``log_every`` steps.
+
+Output folder (``out_dir``, claimed and checked by ``distill.run_folder``),
+written by rank 0 only:
 - ``train_log.jsonl``: a header record (backend decision, vocabulary
-  alignment, configuration, the run's identity), then one record per step
-  (loss, step time, memory: the CUDA allocator's peak on a GPU, the process's
-  resident set on CPU), written and flushed as they happen; a resumed run
-  keeps the records before its checkpoint and adds a ``resume`` record;
+  alignment, configuration, the run's identity, the estimate), then one record
+  per step (loss, learning rate, gradient norm before clipping, step time,
+  memory: the CUDA allocator's peak on a GPU, the process's resident set on
+  CPU), written and flushed as they happen; a resumed run keeps the records
+  before its checkpoint and adds a ``resume`` record;
 - ``checkpoints/step-NNNNNNNN``: every ``checkpoint_every`` steps and at the
   end, the last ``keep`` of them (``distill.checkpoints``);
 - ``student.safetensors``: the trained student (its parameters by their
@@ -40,14 +48,21 @@ Output folder (``out_dir``), written by rank 0 only:
   ``interrupted`` or ``failed``, steps done, final loss, last checkpoint,
   error), written atomically at the start, at each checkpoint and at the end
   whatever happened; SIGINT, SIGTERM and SIGHUP end the run as ``interrupted``
-  (``RunInterrupted``); after a SIGKILL it says ``running`` and names the
-  checkpoint a resume continues from;
+  (``RunInterrupted``) after a final checkpoint of the steps done (the signal
+  is held from the optimizer's update until the step is recorded; a step
+  stopped before its update is undone, its rows read again by the resume);
+  after a SIGKILL it says ``running`` and names the checkpoint a resume
+  continues from;
 - ``curves.png`` and ``summary.md``: the loss and step-time curves and a
   summary embedding them, rewritten at each checkpoint and at the end.
 
 Resume (``resume=True``, see ``resume_config``): the run continues from its
-newest checkpoint (student, optimizer, RNG and data states, step), or from
-step 0 when it has none. On one CPU thread, 10 steps and a resume for 10 more
+newest checkpoint (student, optimizer, RNG and data states, step, each checked
+against the student it restores), or from step 0 when it has none. The input
+files are compared by the sha256 of every byte, and watched through the run: a
+file changed under it fails the run with its name (a quantized teacher read
+through the run is a copy in memory, never a mapping a truncation turns into
+SIGBUS). On one CPU thread, 10 steps and a resume for 10 more
 give bit for bit the student of 20 uninterrupted steps.
 """
 
@@ -57,12 +72,12 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +91,13 @@ from distill.checkpoints import (
     file_fingerprint,
     list_checkpoints,
     load_checkpoint,
-    read_record,
-    remove_leftovers,
     rng_states,
     save_checkpoint,
     set_rng_states,
 )
-from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
 from distill.data import TokenStream, read_token_file, shard_slice
 from distill.dispatch import (
+    DEQUANT_RESERVE_BYTES,
     BackendDecision,
     available_bytes,
     backend_override_from_env,
@@ -92,27 +105,44 @@ from distill.dispatch import (
     decide_teacher_backend,
     format_start_line,
 )
-from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
+from distill.errors import DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError
+from distill.inputs import WatchedInputs
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
 from distill.parallel import World, mean_over_ranks, wrap_student
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
+from distill.run_folder import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    RunFolder,
+    check_output_folder,
+    earlier_step_records,
+    open_log,
+    save_student,
+    saved_config,
+    saved_status,
+    write_summary_files,
+)
+from distill.schedule import SCHEDULES, learning_rate
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
-LOG_FILE = "train_log.jsonl"
-CHECKPOINT_FILE = "student.safetensors"
-SUMMARY_FILE = "run.json"
-OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 AMP_DTYPES = {"bf16": torch.bfloat16}
 #: AdamW keeps, per parameter, the weight, its gradient and two moments, all in the parameter's dtype.
 TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
-                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
-#: signals that end a run as interrupted, like SIGINT (Ctrl-C)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "log_every",
+                       "force", "nproc")
+#: the largest step count, batch, sequence length, micro-batch count, checkpoint interval and kept checkpoints
+MAX_COUNT = 2**31 - 1
+#: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
+MAX_SEED = 2**62
+#: the largest learning rate and temperature: beyond them float32 arithmetic overflows, nothing is learnt
+MAX_LR, MAX_TEMPERATURE = 10.0, 1000.0
+#: signals that end a run as interrupted, after a final checkpoint
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -120,7 +150,12 @@ class DistillConfig:
     """One distillation run. ``teacher``/``student`` are GGUF paths (or set ``preset_pair``).
 
     ``batch`` is per rank and micro-batch; ``checkpoint_every`` None writes no
-    checkpoints; ``resume`` continues the run in ``out_dir``.
+    checkpoints; ``resume`` continues the run in ``out_dir``. ``lr_schedule`` and
+    ``warmup_steps`` shape the learning rate (``distill.schedule``); gradients are
+    clipped to the norm ``max_grad_norm`` (None: measured, not clipped); a plain
+    progress line is printed every ``log_every`` steps when no progress bar is shown
+    (0: never); ``force`` loads an explicitly requested dequantized teacher that the
+    memory check refuses; ``nproc`` records the run's ranks.
     """
 
     out_dir: Path
@@ -143,6 +178,12 @@ class DistillConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     resume: bool = False
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    log_every: int = 10
+    force: bool = False
+    nproc: int | None = None
 
 
 @dataclass
@@ -197,17 +238,30 @@ def check_config(config: DistillConfig) -> torch.device:
     """Validate the numbers, the device and the output folder; return the device."""
     for name in ("steps", "batch", "seq", "grad_accum", "keep"):
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DistillError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+            raise DistillError(f"{name} must be an integer from 1 to {MAX_COUNT}, got {value!r}")
     every = config.checkpoint_every
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise DistillError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= MAX_COUNT):
+        raise DistillError(f"checkpoint_every must be an integer from 1 to {MAX_COUNT}, got {every!r}")
+    seed = config.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise DistillError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     if config.amp is not None and config.amp not in AMP_DTYPES:
         raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
-    for name in ("temperature", "lr"):
+    for name in ("warmup_steps", "log_every"):
         value = getattr(config, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise DistillError(f"{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+            raise DistillError(f"{name} must be an integer from 0 to {MAX_COUNT}, got {value!r}")
+    if config.lr_schedule not in SCHEDULES:
+        raise DistillError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {config.lr_schedule!r}")
+    norm = config.max_grad_norm
+    if norm is not None and not (isinstance(norm, (int, float)) and not isinstance(norm, bool)
+                                 and math.isfinite(norm) and norm > 0):
+        raise DistillError(f"max_grad_norm must be a finite number > 0, got {norm!r}")
+    for name, limit in (("temperature", MAX_TEMPERATURE), ("lr", MAX_LR)):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= limit):
+            raise DistillError(f"{name} must be a number > 0 and <= {limit}, got {value!r}")
     if config.student_dtype not in STUDENT_DTYPES:
         raise DistillError(f"student dtype must be one of {', '.join(STUDENT_DTYPES)}, got {config.student_dtype!r}")
     if (config.teacher is None) != (config.student is None) or (config.teacher is None) == (config.preset_pair is None):
@@ -223,15 +277,7 @@ def check_config(config: DistillConfig) -> torch.device:
             raise DistillError(f"device {config.device!r} requested, but no CUDA device is available")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DistillError(f"device {config.device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    out_dir = Path(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DistillError(f"output folder {out_dir} exists and is not a folder")
-    existing = [name for name in (*OUTPUT_FILES, CHECKPOINT_DIR) if (out_dir / name).exists()]
-    if config.resume and not (out_dir / LOG_FILE).is_file():
-        raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
-    if existing and not config.resume:
-        raise DistillError(f"{out_dir} already holds a run ({', '.join(existing)}); continue it with "
-                           f"--resume {out_dir}, or choose another output folder")
+    check_output_folder(Path(config.out_dir), config.resume)
     return device
 
 
@@ -239,16 +285,23 @@ def check_config(config: DistillConfig) -> torch.device:
 STEP_LOGITS_COPIES = 3
 
 
-def _check_step_memory(config: DistillConfig, vocab_size: int, device: torch.device) -> None:
-    """Refuse, before anything is loaded, a batch whose logits alone cannot fit in the free memory."""
-    tokens = -(-config.batch // config.grad_accum) * config.seq
-    needed = STEP_LOGITS_COPIES * tokens * vocab_size * 4
+def step_bytes(config: DistillConfig, vocab_size: int, world_size: int) -> int:
+    """Bytes one step holds beyond the models: the logits of one micro-batch of ``batch`` rows, and the
+    int64 ids of the step's ``batch x grad_accum x ranks`` rows, which the data stream hands over at once."""
+    logits = STEP_LOGITS_COPIES * config.batch * config.seq * vocab_size * 4
+    return logits + config.batch * config.grad_accum * world_size * config.seq * 8
+
+
+def _check_step_memory(config: DistillConfig, vocab_size: int, device: torch.device, world_size: int) -> None:
+    """Refuse, before anything is loaded, a step whose logits and ids alone cannot fit in the free memory."""
+    needed = step_bytes(config, vocab_size, world_size)
     free = _free_bytes(device)
     if needed > free:
         raise DistillError(
-            f"batch {config.batch} x seq {config.seq} needs {needed} bytes ({needed / 2**30:.2f} GiB) of logits per "
-            f"step ({STEP_LOGITS_COPIES} float32 [tokens, {vocab_size}] tensors), but {free} bytes "
-            f"({free / 2**30:.2f} GiB) are free; lower --batch or --seq, or raise --grad-accum")
+            f"batch {config.batch} x grad-accum {config.grad_accum} x seq {config.seq} needs {needed} bytes "
+            f"({needed / 2**30:.2f} GiB) of logits and token ids per step ({STEP_LOGITS_COPIES} float32 "
+            f"[batch x seq, {vocab_size}] tensors per micro-batch, int64 ids of every row of the step), but {free} "
+            f"bytes ({free / 2**30:.2f} GiB) are free; lower --batch, --grad-accum or --seq")
 
 
 def _free_bytes(device: torch.device) -> int:
@@ -274,7 +327,16 @@ def _decide_backend(
         "free_bytes": max(0, _free_bytes(device) - student_state),
         "native_bytes": native_resident_bytes(teacher, teacher_dtype),
     }
-    return decide_teacher_backend(**inputs), inputs
+    decision = decide_teacher_backend(**inputs)
+    room = inputs["free_bytes"] - DEQUANT_RESERVE_BYTES
+    if override == "dequant" and not config.force and inputs["dequant_bytes"] > room:
+        needed = inputs["dequant_bytes"]
+        raise InsufficientMemoryError(
+            f"backend dequant: the dequantized teacher needs {needed} bytes ({needed / 2**30:.2f} GiB) plus a reserve "
+            f"of {DEQUANT_RESERVE_BYTES} bytes, but {inputs['free_bytes']} bytes ({inputs['free_bytes'] / 2**30:.2f} "
+            "GiB) are free after the student's training state; nothing was loaded (use --backend auto, or give "
+            "--force to load it anyway)")
+    return decision, inputs
 
 
 def _compare(teacher: GGUFModel, student: GGUFModel) -> VocabComparison:
@@ -311,37 +373,6 @@ def _load_student(model: GGUFModel, dtype: torch.dtype, device: torch.device) ->
     return student.train()
 
 
-# --- output --------------------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    The temporary name is unique (process id and a random part); the final file
-    gets the usual permissions (0666 less the umask), whatever ``write`` used.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
-
-
-def _save_student(student: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_model
-
-    _write_atomic(path, lambda tmp: save_model(student, str(tmp)))
-
-
 class _Memory:
     """Per-step memory: the CUDA allocator's peak on a GPU, the resident set size on CPU."""
 
@@ -373,27 +404,6 @@ def _sync(device: torch.device) -> None:
 # --- resume --------------------------------------------------------------------------------------
 
 
-def _saved_config(out_dir: Path) -> dict[str, Any]:
-    """The configuration a run folder was last run with: its newest checkpoint's, else its log header's."""
-    checkpoints = list_checkpoints(out_dir)
-    if checkpoints:
-        return read_record(checkpoints[-1])["config"]
-    try:
-        with open(out_dir / LOG_FILE, encoding="utf-8") as log:
-            header = json.loads(log.readline())
-        return header["config"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DistillError(f"{out_dir / LOG_FILE}: no readable header to resume from: {err}") from None
-
-
-def _saved_status(out_dir: Path) -> str | None:
-    """The status in a run folder's run.json (None when it has none that reads)."""
-    try:
-        return json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     """The configuration that continues the run in ``out_dir``: its saved one, with ``changes`` applied.
 
@@ -402,7 +412,7 @@ def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     out_dir = Path(out_dir)
     if not (out_dir / LOG_FILE).is_file():
         raise DistillError(f"{out_dir} holds no run to resume (no {LOG_FILE})")
-    saved = _saved_config(out_dir)
+    saved = saved_config(out_dir)
     known = {f.name for f in fields(DistillConfig)}
     values = {key: value for key, value in saved.items() if key in known}
     for key in ("teacher", "student", "data"):
@@ -415,13 +425,14 @@ def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
               comparison: VocabComparison) -> dict[str, Any]:
     """What makes two runs the same run: the files by fingerprint, the vocabulary decision, the fixed options."""
     return {
-        "teacher": file_fingerprint(teacher),
-        "student": file_fingerprint(student),
-        "data": None if config.data is None else file_fingerprint(Path(config.data)),
+        "teacher": file_fingerprint(teacher, "the teacher"),
+        "student": file_fingerprint(student, "the student"),
+        "data": None if config.data is None else file_fingerprint(Path(config.data), "token ids"),
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
         "global_batch": config.batch * config.grad_accum * world.size,
+        **({"decay_steps": config.steps} if config.lr_schedule == "cosine" else {}),
     }
 
 
@@ -457,8 +468,11 @@ def run_distillation(config: DistillConfig, echo: Callable[[str], None] = print)
     """Run one distillation (see the module docstring); ``echo`` receives the start-up lines (rank 0)."""
     device = check_config(config)
     world, device = World.from_env(device)
+    config = replace(config, nproc=world.size)
     try:
-        return _run(config, world, device, echo if world.writes else lambda line: None)
+        with RunFolder(Path(config.out_dir)) if world.writes else nullcontext():
+            check_output_folder(Path(config.out_dir), config.resume)  # again, now that this run holds the folder
+            return _run(config, world, device, echo if world.writes else lambda line: None)
     finally:
         world.close()
 
@@ -467,7 +481,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     out_dir = Path(config.out_dir)
     world.barrier()  # every rank has checked the configuration before rank 0 writes anything
     checkpoints = list_checkpoints(out_dir) if config.resume else []
-    if config.resume and not checkpoints and _saved_status(out_dir) == "completed":
+    if config.resume and not checkpoints and saved_status(out_dir) == "completed":
         raise DistillError(f"cannot resume {out_dir}: the run completed without checkpoints, so it would start "
                            "again from step 0; give --checkpoint-every S to runs that may be continued")
     teacher_path, student_path = _prepare_inputs(config, echo, world)
@@ -476,16 +490,27 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     for name, model in (("teacher", teacher_file), ("student", student_file)):
         if config.seq > model.config.context_length:
             raise DistillError(f"seq {config.seq} exceeds the {name}'s context length {model.config.context_length}")
-    _check_step_memory(config, student_file.config.vocab_size, device)
+    _check_step_memory(config, student_file.config.vocab_size, device, world.size)
     teacher_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     decision, decision_inputs = _decide_backend(config, device, teacher_file, student_file, teacher_dtype)
     identity = _identity(config, world, teacher_path, student_path, comparison)
     checkpoint = load_checkpoint(checkpoints[-1]) if checkpoints else None
     if checkpoint is not None:
-        _refuse_changes(out_dir, checkpoint.record["identity"], identity)
+        try:
+            _refuse_changes(out_dir, checkpoint.record["identity"], identity)
+        except DistillError as err:
+            ranks = checkpoint.record["config"].get("nproc")
+            if isinstance(ranks, int) and ranks != world.size:
+                raise DistillError(f"{err}; the run had {ranks} rank(s), this launch has {world.size}: give "
+                                   f"--nproc {ranks}") from None
+            raise
         if config.steps <= checkpoint.step:
             raise DistillError(f"cannot resume {out_dir}: its checkpoint is at step {checkpoint.step}; "
                                f"give --steps N with N > {checkpoint.step} to train further")
+    watched = WatchedInputs({"teacher": teacher_path, "student": student_path,
+                             **({} if config.data is None else {"data": Path(config.data)})})
+    if decision.backend == "q4k-native":  # read through the run: a copy, never a mapping a truncation turns to SIGBUS
+        teacher_file = read_gguf(teacher_path, in_memory=True)
     echo(format_start_line(decision))
     echo(alignment_line(comparison))
     if checkpoint is not None:
@@ -508,10 +533,27 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "teacher_quantized_bytes": teacher.quantized_bytes,
         "config": _config_json(config),
         "identity": identity,
+        "estimate": _estimate(config, teacher, student, world),
     }
+    echo(_estimate_line(header["estimate"]))
     stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
-    run = _Run(config, world, device, header, decision, comparison, checkpoint)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched, echo)
     return run.train(teacher, student, stream)
+
+
+def _estimate(config: DistillConfig, teacher: Teacher, student: torch.nn.Module, world: World) -> dict[str, int]:
+    """A model of the peak memory of a step: the teacher, the student's training state, one step's tensors."""
+    state = sum(p.numel() * p.element_size() for p in student.parameters()) * TRAINING_STATE_COPIES
+    estimate = {"teacher_bytes": teacher.resident_bytes(), "student_state_bytes": state,
+                "step_bytes": step_bytes(config, teacher.vocab_size, world.size)}
+    return {**estimate, "peak_bytes": sum(estimate.values())}
+
+
+def _estimate_line(estimate: dict[str, int]) -> str:
+    gib = {key: value / 2**30 for key, value in estimate.items()}
+    return (f"estimate: peak memory about {gib['peak_bytes']:.2f} GiB (teacher {gib['teacher_bytes']:.2f}, student "
+            f"and AdamW {gib['student_state_bytes']:.2f}, one step {gib['step_bytes']:.2f}); the time per step is "
+            "measured at the first step")
 
 
 @dataclass(frozen=True)
@@ -539,9 +581,10 @@ class StepPlan:
 
 
 class _StopSignals:
-    """While active, SIGTERM and SIGHUP raise RunInterrupted (in the main thread; SIGINT already interrupts).
+    """While active, SIGINT, SIGTERM and SIGHUP raise RunInterrupted (in the main thread).
 
-    ``hold()`` defers them while the run writes its final files.
+    ``hold()`` defers them (from the optimizer's update until the step is recorded, and while
+    the run writes its final files); ``release()`` raises a signal received meanwhile.
     """
 
     def __init__(self) -> None:
@@ -563,6 +606,11 @@ class _StopSignals:
     def hold(self) -> None:
         self._held = True
 
+    def release(self) -> None:
+        self._held = False
+        if self.received is not None:
+            raise RunInterrupted(self.received)
+
     def __exit__(self, *exc: Any) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
@@ -572,8 +620,10 @@ class _Run:
     """The training loop of one run and the files rank 0 keeps of it."""
 
     def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
-                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any) -> None:
+                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any,
+                 watched: WatchedInputs, echo: Callable[[str], None]) -> None:
         self.config, self.world, self.device, self.header = config, world, device, header
+        self.watched, self.echo = watched, echo
         self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
         self.out_dir = Path(config.out_dir)
         self.losses: list[float] = []
@@ -593,12 +643,20 @@ class _Run:
         memory = _Memory(self.device)
         status, error, final = "failed", None, None
         bar = _progress(config, self.start) if world.writes else None
+        lines = _ProgressLines(config.log_every, config.steps, self.echo) if bar is None else None
         with _StopSignals() as signals:
+            clip = _ClipGradients(list(student.parameters()), config.max_grad_norm, signals)
+            optimizer.register_step_pre_hook(clip)
+            resume_point = stream.state_dict()
             try:
                 log = self._open_log()
                 try:
                     self._write_summary("running", None, None)
                     for step in range(self.start, config.steps):
+                        resume_point = stream.state_dict()  # where a stop before this step's update resumes
+                        lr = learning_rate(step, config.lr, config.lr_schedule, config.warmup_steps, config.steps)
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
                         memory.start_step()
                         begin = time.perf_counter()
                         rows = plan.shard(stream.take(plan.global_rows)).to(self.device)
@@ -608,26 +666,34 @@ class _Run:
                         self.losses.append(loss)
                         self.step_times.append(elapsed)
                         if log is not None:
-                            _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
+                            _log(log, {"record": "step", "step": step, "loss": loss, "lr": lr,
+                                       "grad_norm": clip.norm, "step_time_s": elapsed,
                                        "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
+                        resume_point = stream.state_dict()
                         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                             self._checkpoint(step + 1, student, optimizer, stream, log)
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
+                        elif lines is not None:
+                            lines.step(step, loss, lr, clip.norm, elapsed)
+                        signals.release()
                 finally:
                     if log is not None:
                         log.close()
                 done = self.start + len(self.losses)
                 if config.checkpoint_every and self.checkpointed_step != done:
                     self._checkpoint(done, student, optimizer, stream)
+                self.watched.check()
                 if world.writes:
-                    _save_student(student, self.out_dir / CHECKPOINT_FILE)
+                    save_student(student, self.out_dir / CHECKPOINT_FILE)
                     final = self.out_dir / CHECKPOINT_FILE
                 status = "completed"
             except KeyboardInterrupt as err:
                 status = "interrupted"
                 error = str(err) if isinstance(err, RunInterrupted) else "interrupted by the user (Ctrl-C)"
+                signals.hold()
+                error += self._final_checkpoint(student, optimizer, stream, resume_point)
                 raise
             except Exception as err:  # recorded in run.json, then re-raised
                 if signals.received is not None:  # another rank stopped first: a collective failed
@@ -642,32 +708,42 @@ class _Run:
         return DistillResult(self.out_dir, status, self.all_losses(), self.all_times(), self.decision,
                              self.comparison, final, summary)
 
+    def _final_checkpoint(self, student: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: TokenStream,
+                          resume_point: dict[str, Any]) -> str:
+        """A checkpoint of the steps done, written when a signal stops the run; what to add to its error."""
+        done = self.start + len(self.losses)
+        if done == 0 or self.checkpointed_step == done:
+            return ""
+        try:
+            stream.load_state_dict(resume_point)
+            self._checkpoint(done, student, optimizer, stream)
+        except (DistillError, OSError) as err:
+            return f"; no final checkpoint: {err}"
+        return f"; final checkpoint at step {done}"
+
     # -- resume ------------------------------------------------------------------------------------
 
     def _restore(self, student: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: TokenStream) -> None:
         checkpoint = self.resumed
+        _check_student_state(checkpoint.path / "student.safetensors", student, checkpoint.student)
+        _check_optimizer_state(checkpoint.path / "training_state.pt", student, checkpoint.optimizer)
         with torch.no_grad():
             student.load_state_dict({k: v.to(self.device) for k, v in checkpoint.student.items()})
-        optimizer.load_state_dict(checkpoint.optimizer)
-        stream.load_state_dict(checkpoint.data)
-        set_rng_states(checkpoint.rng, self.device)
+        where = checkpoint.path / "training_state.pt"
+        for name, restore in (("optimizer", lambda: optimizer.load_state_dict(checkpoint.optimizer)),
+                              ("data", lambda: stream.load_state_dict(checkpoint.data)),
+                              ("rng", lambda: set_rng_states(checkpoint.rng, self.device))):
+            try:
+                restore()
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+                raise DistillError(f"{where}: field {name!r} cannot be restored: {err}") from None
         self.last_checkpoint, self.checkpointed_step = checkpoint.path, checkpoint.step
 
     def _earlier(self) -> list[dict[str, Any]]:
         """The step records of the run before its resume point (from the log)."""
         if self.resumed is None:
             return []
-        records = []
-        with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
-            for line in log:
-                try:
-                    record = json.loads(line)
-                except ValueError:  # a line cut short by a kill
-                    continue
-                if record.get("record") == "step" and record["step"] < self.start:
-                    records.append(record)
-        by_step = {r["step"]: r for r in records}
-        return [by_step[s] for s in sorted(by_step)]
+        return earlier_step_records(self.out_dir, self.start)
 
     def all_losses(self) -> list[float]:
         return [r["loss"] for r in self._before] + self.losses
@@ -681,22 +757,14 @@ class _Run:
         """The log, opened for appending: rank 0 only (None elsewhere); a resume rewrites its past first."""
         if not self.world.writes:
             return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.out_dir)
-        records = [self.header]
-        if self.resumed is not None:
-            with open(self.out_dir / LOG_FILE, encoding="utf-8") as log:
-                records = [json.loads(log.readline())]
-            records += self._before
-            records.append({"record": "resume", "step": self.start, "checkpoint": str(self.resumed.path.name),
-                            "header": self.header})
-        text = "".join(json.dumps(r) + "\n" for r in records)
-        _write_atomic(self.out_dir / LOG_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return open(self.out_dir / LOG_FILE, "a", encoding="utf-8")
+        resumed = None if self.resumed is None else {
+            "record": "resume", "step": self.start, "checkpoint": str(self.resumed.path.name), "header": self.header}
+        return open_log(self.out_dir, self.header, resumed, self._before)
 
     def _checkpoint(self, step: int, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     stream: TokenStream, log=None) -> None:
         """Write checkpoint ``step`` (rank 0), run.json and the curves; log its cost when ``log`` is given."""
+        self.watched.check()
         self.checkpointed_step = step
         if self.world.writes:
             begin = time.perf_counter()
@@ -733,13 +801,41 @@ class _Run:
             "error": error,
         }
         if self.world.writes and self.out_dir.is_dir():
-            _write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
-            steps = list(range(len(losses)))
-            png = plot_png(steps, losses, times)
-            _write_atomic(self.out_dir / PLOT_FILE, lambda tmp: tmp.write_bytes(png))
-            text = summary_markdown(summary)
-            _write_atomic(self.out_dir / SUMMARY_MD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            write_summary_files(self.out_dir, summary, losses, times)
         return summary
+
+
+def _check_student_state(where: Path, student: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """The saved student has exactly the student's tensors, with their shapes and dtypes."""
+    expected = student.state_dict()
+    for name in sorted(set(expected) ^ set(saved)):
+        state = "missing" if name in expected else "not a tensor of the student"
+        raise DistillError(f"{where}: tensor {name!r} is {state}")
+    for name, tensor in expected.items():
+        got = saved[name]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise DistillError(f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, expected "
+                               f"{tensor.dtype} {tuple(tensor.shape)}")
+
+
+def _check_optimizer_state(where: Path, student: torch.nn.Module, saved: dict[str, Any]) -> None:
+    """The saved AdamW state has one group of the student's parameters and moments of their shapes."""
+    parameters = list(student.parameters())
+    groups = saved["param_groups"]
+    if len(groups) != 1 or not isinstance(groups[0], dict) or groups[0].get("params") != list(range(len(parameters))):
+        raise DistillError(f"{where}: field 'optimizer.param_groups' does not list the student's "
+                           f"{len(parameters)} parameters")
+    for index, state in saved["state"].items():
+        if not (isinstance(index, int) and 0 <= index < len(parameters)) or not isinstance(state, dict):
+            raise DistillError(f"{where}: field 'optimizer.state' has an entry {index!r:.40} for no parameter")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = state.get(key)
+            if not isinstance(moment, torch.Tensor) or moment.shape != parameters[index].shape \
+                    or not moment.dtype.is_floating_point:
+                raise DistillError(f"{where}: field 'optimizer.state.{index}.{key}' is not a float tensor of "
+                                   f"shape {tuple(parameters[index].shape)}")
+        if not isinstance(state.get("step"), torch.Tensor) or state["step"].numel() != 1:
+            raise DistillError(f"{where}: field 'optimizer.state.{index}.step' is not a scalar tensor")
 
 
 def _step(
@@ -789,8 +885,45 @@ def _log(log, record: dict[str, Any]) -> None:
     log.flush()
 
 
+class _ClipGradients:
+    """An optimizer pre-step hook: holds the stop signals from here until the step is recorded, then
+    clips the gradients to ``max_norm`` (None: only measures them) and keeps their norm in ``norm``."""
+
+    def __init__(self, parameters: list[torch.nn.Parameter], max_norm: float | None, signals: _StopSignals) -> None:
+        self.parameters, self.max_norm, self.signals = parameters, max_norm, signals
+        self.norm: float | None = None
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.signals.hold()
+        limit = float("inf") if self.max_norm is None else self.max_norm
+        self.norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
+
+
+class _ProgressLines:
+    """A plain progress line every ``every`` steps and at the last step, for logs that are not a terminal."""
+
+    def __init__(self, every: int, total: int, echo: Callable[[str], None]) -> None:
+        self.every, self.total, self.echo = every, total, echo
+        self.first = True
+        self.times: list[float] = []
+
+    def step(self, step: int, loss: float, lr: float, grad_norm: float | None, elapsed: float) -> None:
+        self.times.append(elapsed)
+        left = self.total - step - 1
+        if self.first:
+            self.first = False
+            self.echo(f"first step: {elapsed:.3f} s; about {elapsed * left:.1f} s for the {left} steps left")
+        if not self.every or ((step + 1) % self.every and left):
+            return
+        recent = self.times[-self.every:]
+        per_step = sum(recent) / len(recent)
+        norm = "-" if grad_norm is None else f"{grad_norm:.3g}"
+        self.echo(f"step {step + 1}/{self.total}: loss {loss:.4f}, lr {lr:.3g}, grad-norm {norm}, "
+                  f"{per_step:.3f} s/step, about {per_step * left:.0f} s left")
+
+
 def _progress(config: DistillConfig, start: int):
-    if not config.progress:
+    if not config.progress or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 

@@ -16,13 +16,21 @@ a step reads batch x grad-accum x ranks sequences. Only rank 0 writes.
 
 Resume: `pv distill --resume DIR` continues the run in DIR from its newest
 checkpoint (from step 0 when it has none) with the options it was started
-with; give --steps N to train further. Options given with --resume replace
+with (its --nproc included); give --steps N to train further. Options given with --resume replace
 the run's; a changed teacher, student, data file, vocabulary decision, --seq,
 --temperature, --lr, --seed, --student-dtype, --amp or global batch is refused
 with the difference named. A plain run into a folder that holds a run is
 refused. Exit 0 when the run completed, 1 when the loss diverged (NaN or Inf),
 2 for bad input, 128+n when signal n stopped it (130 Ctrl-C, 143 SIGTERM, 129
-SIGHUP; run.json then says interrupted).
+SIGHUP; run.json then says interrupted, and a final checkpoint holds the
+steps done).
+
+Training: AdamW at --lr, with --warmup-steps of linear warm-up and a
+--lr-schedule (constant, or cosine decay to 0 at the last step); gradients
+clipped to --max-grad-norm; each step's lr and gradient norm are logged. Before
+step 0 an estimate of the peak memory is printed, after it the measured time
+per step; without a progress bar (--no-progress, or stderr not a terminal) a
+plain progress line every --log-every steps.
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ PRESET_PAIRS = ("tiny",)
 BACKEND_CHOICES = ("auto", "dequant", "q4k-native")
 #: defaults of a new run; a resumed run takes its own instead
 DEFAULTS = {"steps": 50, "batch": 2, "seq": 32, "temperature": 1.0, "lr": 1e-3, "device": "cpu", "seed": 0,
-            "student_dtype": "f32", "grad_accum": 1, "keep": 3}
+            "student_dtype": "f32", "grad_accum": 1, "keep": 3, "lr_schedule": "constant", "warmup_steps": 0,
+            "max_grad_norm": 1.0, "log_every": 10}
 #: options that set a field of the run's configuration (named like the field)
 CONFIG_OPTIONS = ("teacher", "student", "preset_pair", "steps", "batch", "seq", "temperature", "lr", "backend",
-                  "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep")
+                  "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep",
+                  "lr_schedule", "warmup_steps", "max_grad_norm", "log_every")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,13 +81,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, metavar="S",
                         help="write a checkpoint every S steps and at the end (default: none)")
     parser.add_argument("--keep", type=int, help="checkpoints kept, newest first (default 3)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                        help="learning rate after the warm-up: constant, or cosine decay to 0 at the last step "
+                             "(default constant)")
+    parser.add_argument("--warmup-steps", type=int, metavar="W",
+                        help="steps of linear learning-rate warm-up (default 0)")
+    parser.add_argument("--max-grad-norm", type=float, metavar="X",
+                        help="clip the gradients to this global norm, logged per step as grad_norm (default 1.0; "
+                             "0: measure without clipping)")
+    parser.add_argument("--log-every", type=int, metavar="N",
+                        help="print a progress line every N steps when no progress bar is shown (default 10; 0: "
+                             "never)")
+    parser.add_argument("--force", action="store_true",
+                        help="load an explicitly requested --backend dequant teacher that the memory check refuses")
     parser.add_argument("--nproc", type=int, metavar="N",
-                        help="run N data-parallel ranks on this machine through torch.distributed.run")
+                        help="run N data-parallel ranks on this machine through torch.distributed.run (a resume "
+                             "uses the run's own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _given(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in CONFIG_OPTIONS if getattr(args, name) is not None}
+    if given.get("max_grad_norm") == 0:
+        given["max_grad_norm"] = None
+    return given
 
 
 def _config(args: argparse.Namespace):
@@ -87,25 +114,25 @@ def _config(args: argparse.Namespace):
     if args.resume is not None:
         if args.out is not None and Path(args.out) != Path(args.resume):
             raise UserError("--resume DIR continues the run in DIR: do not give another --out")
-        return resume_config(args.resume, {**given, "progress": not args.no_progress})
+        return resume_config(args.resume, {**given, "progress": not args.no_progress, "force": args.force})
     if args.out is None:
         raise UserError("give --out DIR (or --resume DIR)")
     if args.preset_pair is None and (args.teacher is None or args.student is None):
         raise UserError("give --teacher and --student, or --preset-pair")
     if args.preset_pair is not None and (args.teacher is not None or args.student is not None):
         raise UserError("--preset-pair builds its own models: do not combine it with --teacher/--student")
-    return DistillConfig(out_dir=args.out, **{**DEFAULTS, **given}, progress=not args.no_progress)
+    return DistillConfig(out_dir=args.out, **{**DEFAULTS, **given}, progress=not args.no_progress, force=args.force)
 
 
 def _rank_argv(args: argparse.Namespace) -> list[str]:
     """The command line each rank of ``--nproc`` runs: these options without --nproc."""
     argv = ["pv", "distill"]
     for name, value in _given(args).items():
-        argv += [f"--{name.replace('_', '-')}", str(value)]
+        argv += [f"--{name.replace('_', '-')}", "0" if value is None else str(value)]
     for name in ("out", "resume"):
         if getattr(args, name) is not None:
             argv += [f"--{name}", str(getattr(args, name))]
-    return argv + (["--no-progress"] if args.no_progress else [])
+    return argv + (["--no-progress"] if args.no_progress else []) + (["--force"] if args.force else [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,15 +143,19 @@ def run(args: argparse.Namespace) -> int:
     where = "" if rank == 0 else f"rank {rank}: "
     try:
         config = _config(args)
-        if args.nproc is not None:
-            if args.nproc < 1:
-                raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+        nproc = args.nproc
+        if nproc is None and args.resume is not None and "WORLD_SIZE" not in os.environ and (config.nproc or 1) > 1:
+            nproc = config.nproc  # a resume launches the ranks the run had
+            print(f"resuming with --nproc {nproc}, the run's own", flush=True)
+        if nproc is not None:
+            if nproc < 1:
+                raise UserError(f"--nproc must be >= 1, got {nproc}")
             if "WORLD_SIZE" in os.environ:
                 raise UserError("--nproc launches its own ranks: do not give it under torchrun")
             check_config(config)  # refuse bad input once, before any rank starts
             from distill.parallel import launch
 
-            return launch(args.nproc, _rank_argv(args))
+            return launch(nproc, _rank_argv(args))
         result = run_distillation(config, echo=lambda line: print(line, flush=True))
     except TrainingDiverged as err:
         raise UserError(f"{where}{err} (summary in {Path(args.resume or args.out) / 'run.json'})", exit_code=1) from None
