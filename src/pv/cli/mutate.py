@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-fraction", type=_fraction, default=0.5, metavar="F",
                         help="the share of the machine's memory all mutant processes together may grow by; "
                              "a mutant past it is an error (memory) (default: 0.5)")
+    parser.add_argument("--incremental", type=Path, metavar="REPORT",
+                        help="reuse the results of an earlier --format json report for every mutant whose cache key "
+                             "(its definition's text, its tests' files, pv's version) is unchanged")
+    parser.add_argument("--since", metavar="REF",
+                        help="mutate only the top-level definitions whose text changed since the git commit REF")
     parser.add_argument("--show", metavar="KEY",
                         help="run nothing: print the unified diff of the mutant KEY (module:scope:operator:n)")
     parser.add_argument("--audit-equivalents", action="store_true",
@@ -177,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
             equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
             progress=progress, note=note, timeout_scale=args.timeout_scale, checkpoint=checkpoint,
             live=not args.fresh_imports, check_equivalents=args.check_equivalents, contracts=args.contracts,
-            output=args.output, memory_fraction=args.memory_fraction)
+            output=args.output, memory_fraction=args.memory_fraction, previous=args.incremental,
+            since_ref=args.since)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")

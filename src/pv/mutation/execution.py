@@ -148,7 +148,9 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     pending = []
     for mutant in mutants:
         listed = equivalents.get(mutant.key)
-        if listed is not None and listed.change == mutant.site.change and not check_equivalents:
+        if mutant.reused:  # decided by an earlier run whose inputs are the same
+            counts[counted(mutant, equivalents)] += 1
+        elif listed is not None and listed.change == mutant.site.change and not check_equivalents:
             mutant.status, mutant.detail = EQUIVALENT, "listed as equivalent; not run (--check-equivalents runs it)"
             counts[EQUIVALENT] += 1
         elif mutant.tests:
