@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel mutant workers (default: 2)")
     parser.add_argument("-m", dest="markexpr", metavar="MARKEXPR", help="pytest marker expression selecting tests")
     parser.add_argument("--timeout-scale", type=_positive(float), default=3.0, metavar="X",
-                        help="a mutant's tests time out after X times their unmutated seconds, plus 10 s (default: 3)")
+                        help="each of a mutant's tests times out after X times its own unmutated seconds, plus 10 s "
+                             "(default: 3)")
     parser.add_argument("--fresh-imports", action="store_true",
                         help="run every mutant with its module imported afresh, instead of swapping mutated "
                              "functions into a collected session (slower; the reference for the fast path)")
