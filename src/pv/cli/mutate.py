@@ -35,8 +35,9 @@ DEFAULT_EQUIVALENTS = Path("mutants/equivalent.yaml")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tests", nargs="*", metavar="PATH",
-                        help="test files or folders whose tests may kill mutants "
-                             f"(default: those of {', '.join(DEFAULT_TESTS)} that exist)")
+                        help="test files or folders whose tests may kill mutants (default: [tool.pv] "
+                             f"mutation_tests, else those of {', '.join(DEFAULT_TESTS)} that exist); "
+                             "a project's unit tests may be among them")
     parser.add_argument("--contracts", type=Path, default=Path("contracts"), metavar="DIR",
                         help="folder of the contracts whose bindings are mutated (default: contracts)")
     parser.add_argument("--module", dest="only", action="append", default=[], metavar="MODULE",
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rescore is not None:
         return _rescore(args)
 
-    tests = args.tests or [path for path in DEFAULT_TESTS if Path(path).exists()]
+    tests = args.tests or configured_tests() or [path for path in DEFAULT_TESTS if Path(path).exists()]
     missing = [path for path in tests if not Path(path.split("::")[0]).exists()]
     if missing or not tests:
         raise UserError(f"no such test file or folder: {', '.join(missing) or ', '.join(DEFAULT_TESTS)}")
@@ -225,11 +226,27 @@ def _rescore(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def configured_tests() -> list[str]:
+    """``[tool.pv] mutation_tests``, relative to the working directory where they are below it."""
+    from pv._util.config import load_config
+
+    found = []
+    for path in load_config().mutation_tests:
+        try:
+            found.append(str(path.relative_to(Path.cwd().resolve())))
+        except ValueError:
+            found.append(str(path))
+    return found
+
+
 def project_root() -> Path:
     """The configured project's folder (``[tool.pv]``, ``--root``), else the working directory."""
     from pv._util.config import load_config
 
-    return (load_config().root or Path.cwd()).resolve()
+    root = (load_config().root or Path.cwd()).resolve()
+    if str(root) not in sys.path:  # the project's modules import however pv is installed
+        sys.path.insert(0, str(root))
+    return root
 
 
 def _show(key: str) -> int:
