@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mutation_projects import CALC, WEAK_TESTS, plant
-from pv.mutation.incremental import cache_keys
+from pv.mutation.incremental import cache_keys, stale_mutants
 from pv.mutation.report import MutationReport
 from pv.mutation.run import run_mutation
 
@@ -33,7 +33,10 @@ def test_an_unchanged_mutant_is_reused_and_an_edited_function_runs_again(
     assert all(m.reused for m in again.mutants) and again.to_json()["reused"] == len(first.mutants)
     assert [(m.key, m.status, m.killed_by) for m in again.mutants] == [
         (m.key, m.status, m.killed_by) for m in first.mutants]
+    assert stale_mutants(first.to_json(), tmp_path) == []
     (tmp_path / "calc.py").write_text(EDITED)
+    # staleness per mutant: the report still holds for clamp, not for the edited count_up
+    assert stale_mutants(first.to_json(), tmp_path) == [m.key for m in first.mutants if m.site.scope == "count_up"]
     edited = _run(tmp_path, previous=earlier)
     reused = {m.site.scope for m in edited.mutants if m.reused}
     assert reused == {"clamp"} and edited.to_json()["reused"] == sum(m.site.scope == "clamp" for m in first.mutants)

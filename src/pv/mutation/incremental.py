@@ -25,6 +25,7 @@ from typing import Any
 
 from pv import __version__
 from pv._util.errors import UserError
+from pv._util.files import sha256_of
 from pv.mutation.results import NOT_RUN, Mutant
 from pv.mutation.targets import Target
 
@@ -57,20 +58,45 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _shared(inputs: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
+    return sorted((name, digest) for name, digest in inputs.items()
+                  if name.endswith("conftest.py") or name in ("pyproject.toml", "pytest.ini"))
+
+
+def cache_key(key: str, change: str, scope: str, source: str, tests: Sequence[str],
+              inputs: Mapping[str, str | None]) -> str:
+    """One mutant's cache key: ``source`` is its module's text, ``inputs`` the run's digests."""
+    holder = definitions(source).get(scope.split(".")[0], source)
+    files = sorted({(test.split("::")[0], inputs.get(test.split("::")[0])) for test in tests})
+    return _sha(json.dumps([__version__, key, change, _sha(holder), files, _shared(inputs)]))
+
+
 def cache_keys(mutants: Sequence[Mutant], inputs: Mapping[str, str | None]) -> dict[str, str]:
     """``{mutant key: cache key}``; ``inputs`` are the run's (relative path -> sha256)."""
-    shared = sorted((name, digest) for name, digest in inputs.items()
-                    if name.endswith("conftest.py") or name in ("pyproject.toml", "pytest.ini"))
-    texts: dict[str, dict[str, str]] = {}
-    keys = {}
-    for mutant in mutants:
-        if mutant.module not in texts:
-            texts[mutant.module] = definitions(mutant.source)
-        top = mutant.site.scope.split(".")[0]
-        holder = texts[mutant.module].get(top, mutant.source)
-        tests = sorted({(test.split("::")[0], inputs.get(test.split("::")[0])) for test in mutant.tests})
-        keys[mutant.key] = _sha(json.dumps([__version__, mutant.key, mutant.site.change, _sha(holder), tests, shared]))
-    return keys
+    return {m.key: cache_key(m.key, m.site.change, m.site.scope, m.source, m.tests, inputs) for m in mutants}
+
+
+def stale_mutants(data: Mapping[str, Any], root: Path) -> list[str]:
+    """The keys of a ``--format json`` report's mutants whose cache key no longer matches the files under
+    ``root``: the results that no longer hold. The others still describe the code (a gate may keep them)."""
+    inputs = {name: sha256_of(root / name) for name in data["inputs"]}
+    sources: dict[str, str | None] = {}
+    for module, path in data["files"].items():
+        try:
+            sources[module] = (root / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            sources[module] = None
+    stale = []
+    for m in data["mutants"]:
+        source = sources.get(m["module"])
+        try:
+            fresh = source is not None and cache_key(m["key"], m["change"], m["scope"], source, m["covered_by"],
+                                                     inputs) == m["cache_key"]
+        except SyntaxError:
+            fresh = False
+        if not fresh:
+            stale.append(m["key"])
+    return stale
 
 
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:
