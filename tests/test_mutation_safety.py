@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mutation_projects import CALC, WEAK_TESTS, plant
-from pv.mutation.results import ERROR, KILLED
+from pv.mutation.results import ERROR, KILLED, TIMEOUT
 from pv.mutation.run import run_mutation
 
 #: the forced else-branch asks for 2 GiB (bytes() maps it lazily: without a limit it costs nothing)
@@ -73,3 +73,18 @@ def test_a_signal_stops_pv_mutate_and_its_temporary_folders_go(tmp_path: Path, m
             proc.wait()
     assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
     assert sorted(path.name for path in scratch.iterdir() if path.name.startswith("pv-")) == []
+
+
+def test_a_mutant_that_hangs_in_a_fast_test_stops_at_that_tests_own_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endless loop hangs in the fast test (run first): its limit comes from that test's own
+    duration, not from the sum with a slow test that would run after it."""
+    slow = WEAK_TESTS + "\n\ndef test_count_slowly():\n    import time\n    time.sleep(2)\n    assert count_up(2) == 2\n"
+    plant(tmp_path, {"calc.py": CALC, "test_calc.py": slow}, monkeypatch)
+    report = run_mutation(["test_calc.py"], {"calc:count_up"}, tmp_path, workers=2, timeout_scale=1.0,
+                          timeout_slack=1.0)
+    endless = next(m for m in report.mutants if m.site.change == "i += 1 -> i -= 1")
+    assert endless.status == TIMEOUT and endless.tests == ["test_calc.py::test_count", "test_calc.py::test_count_slowly"]
+    prefix = "test_calc.py::test_count ran past its own limit of "
+    assert endless.detail.startswith(prefix)
+    assert float(endless.detail.removeprefix(prefix).removesuffix(" s")) < 2.0  # the slow test alone sleeps 2 s

@@ -114,3 +114,17 @@ def test_without_log_lines_asked_for_nothing_is_logged() -> None:
         bar.tick()
         bar.advance()
     assert stream.getvalue() == ""
+
+
+def test_the_estimate_counts_from_when_the_total_became_known() -> None:
+    """A first phase without a total (pv mutate's traced run) does not slow the estimate of the items."""
+    stream, clock = io.StringIO(), FakeClock()
+    bar = Progress("pv mutate", stream=stream, log_every_s=progress_module.LOG_EVERY_S, clock=clock)
+    clock.now += 100
+    bar.tick()
+    bar.update(0, 10)
+    clock.now += 20
+    bar.update(1)
+    bar.tick()
+    assert stream.getvalue().splitlines() == ["pv mutate: 0 done, 1:40 elapsed",
+                                              "pv mutate: 1/10 done, 2:00 elapsed, about 3:00 left"]

@@ -16,6 +16,7 @@ Keys (paths are relative to the project folder)::
     reports = "reports/local"        # where `pv verify` writes its reports
     trusted_keys = ["keys/ci.pub"]   # public key files whose signatures a gate accepts
     mutation_report = "reports/mutate/all.json"  # a `pv mutate --format json` report for the gate report
+    mutation_tests = ["falsifiers", "contracts", "tests"]  # the tests `pv mutate` may kill mutants with
 
 Environment variables override the file: ``$PV_CONTRACTS``, ``$PV_REPORTS`` (a
 path), ``$PV_MUTATION_REPORT`` (a path), ``$PV_MODULES``, ``$PV_FALSIFIERS``, ``$PV_PROFILES``, ``$PV_TRUSTED_KEYS``
@@ -51,6 +52,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "reports": ("PV_REPORTS", "path"),
     "trusted_keys": ("PV_TRUSTED_KEYS", "paths"),
     "mutation_report": ("PV_MUTATION_REPORT", "optional-path"),
+    "mutation_tests": ("PV_MUTATION_TESTS", "paths"),
 }
 DEFAULTS: dict[str, Any] = {
     "contracts": "contracts",
@@ -61,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "reports": "reports/local",
     "trusted_keys": [],
     "mutation_report": None,
+    "mutation_tests": [],
 }
 
 
@@ -83,6 +86,8 @@ class Config:
     trusted_keys: tuple[Path, ...] = ()
     #: the mutation report a gate report embeds (None: none configured)
     mutation_report: Path | None = None
+    #: the test files and folders ``pv mutate`` runs against each mutant (empty: falsifiers and contracts)
+    mutation_tests: tuple[Path, ...] = ()
     overridden: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -197,6 +202,7 @@ def load_config(start: Path | None = None, root: Path | str | None = None) -> Co
         reports=path(values["reports"]),
         trusted_keys=tuple(path(p) for p in values["trusted_keys"]),
         mutation_report=None if values["mutation_report"] is None else path(values["mutation_report"]),
+        mutation_tests=tuple(path(p) for p in values["mutation_tests"]),
         overridden=frozenset(overridden),
     )
 

@@ -42,12 +42,14 @@ def _clock_text(seconds: float) -> str:
     return f"{minutes}:{rest:02d}"
 
 
-def format_log_line(label: str, done: int, total: int | None, elapsed_s: float, detail: str = "") -> str:
-    """``label: 3/12 done, 1:15 elapsed, about 3:45 left  detail`` (the estimate once one item is done)."""
+def format_log_line(label: str, done: int, total: int | None, elapsed_s: float, detail: str = "",
+                    rate_s: float | None = None) -> str:
+    """``label: 3/12 done, 1:15 elapsed, about 3:45 left  detail``; the estimate from ``rate_s`` (seconds
+    an item), else from the elapsed time, once one item is done."""
     count = f"{done}/{total}" if total else f"{done}"
     text = f"{label}: {count} done, {_clock_text(elapsed_s)} elapsed"
     if total and 0 < done < total:
-        text += f", about {_clock_text(elapsed_s / done * (total - done))} left"
+        text += f", about {_clock_text((rate_s if rate_s is not None else elapsed_s / done) * (total - done))} left"
     return text + (f"  {detail}" if detail else "")
 
 
@@ -82,6 +84,8 @@ class Progress:
         self._started = clock()
         self._logged_at = self._started
         self._logged: tuple[int, int | None] | None = None
+        #: when the total became known, and the count then: the estimate counts from there
+        self._counted_from: tuple[float, int] | None = (self._started, 0) if total else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -110,6 +114,8 @@ class Progress:
         """Set the count (and the total, once known, and a detail shown after it) and redraw."""
         self.done = done
         if total is not None:
+            if self._counted_from is None:
+                self._counted_from = (self.clock(), done)
             self.total = total
         if detail is not None:
             self.detail = detail
@@ -126,8 +132,11 @@ class Progress:
     def _log(self) -> None:
         with self._lock:
             now = self.clock()
-            self.stream.write(format_log_line(self.label, self.done, self.total, now - self._started, self.detail)
-                              + "\n")
+            rate = None
+            if self._counted_from is not None and self.done > self._counted_from[1]:
+                rate = (now - self._counted_from[0]) / (self.done - self._counted_from[1])
+            self.stream.write(format_log_line(self.label, self.done, self.total, now - self._started, self.detail,
+                                              rate) + "\n")
             self.stream.flush()
             self._logged_at, self._logged = now, (self.done, self.total)
 

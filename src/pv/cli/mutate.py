@@ -35,8 +35,9 @@ DEFAULT_EQUIVALENTS = Path("mutants/equivalent.yaml")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tests", nargs="*", metavar="PATH",
-                        help="test files or folders whose tests may kill mutants "
-                             f"(default: those of {', '.join(DEFAULT_TESTS)} that exist)")
+                        help="test files or folders whose tests may kill mutants (default: [tool.pv] "
+                             f"mutation_tests, else those of {', '.join(DEFAULT_TESTS)} that exist); "
+                             "a project's unit tests may be among them")
     parser.add_argument("--contracts", type=Path, default=Path("contracts"), metavar="DIR",
                         help="folder of the contracts whose bindings are mutated (default: contracts)")
     parser.add_argument("--module", dest="only", action="append", default=[], metavar="MODULE",
@@ -47,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel mutant workers (default: 2)")
     parser.add_argument("-m", dest="markexpr", metavar="MARKEXPR", help="pytest marker expression selecting tests")
     parser.add_argument("--timeout-scale", type=_positive(float), default=3.0, metavar="X",
-                        help="a mutant's tests time out after X times their unmutated seconds, plus 10 s (default: 3)")
+                        help="each of a mutant's tests times out after X times its own unmutated seconds, plus 10 s "
+                             "(default: 3)")
     parser.add_argument("--fresh-imports", action="store_true",
                         help="run every mutant with its module imported afresh, instead of swapping mutated "
                              "functions into a collected session (slower; the reference for the fast path)")
@@ -63,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-fraction", type=_fraction, default=0.5, metavar="F",
                         help="the share of the machine's memory all mutant processes together may grow by; "
                              "a mutant past it is an error (memory) (default: 0.5)")
+    parser.add_argument("--incremental", type=Path, metavar="REPORT",
+                        help="reuse the results of an earlier --format json report for every mutant whose cache key "
+                             "(its definition's text, its tests' files, pv's version) is unchanged")
+    parser.add_argument("--since", metavar="REF",
+                        help="mutate only the top-level definitions whose text changed since the git commit REF")
     parser.add_argument("--show", metavar="KEY",
                         help="run nothing: print the unified diff of the mutant KEY (module:scope:operator:n)")
     parser.add_argument("--audit-equivalents", action="store_true",
@@ -148,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rescore is not None:
         return _rescore(args)
 
-    tests = args.tests or [path for path in DEFAULT_TESTS if Path(path).exists()]
+    tests = args.tests or configured_tests() or [path for path in DEFAULT_TESTS if Path(path).exists()]
     missing = [path for path in tests if not Path(path.split("::")[0]).exists()]
     if missing or not tests:
         raise UserError(f"no such test file or folder: {', '.join(missing) or ', '.join(DEFAULT_TESTS)}")
@@ -177,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
             progress=progress, note=note, timeout_scale=args.timeout_scale, checkpoint=checkpoint,
             live=not args.fresh_imports, check_equivalents=args.check_equivalents, contracts=args.contracts,
-            output=args.output, memory_fraction=args.memory_fraction)
+            output=args.output, memory_fraction=args.memory_fraction, previous=args.incremental,
+            since_ref=args.since)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")
@@ -218,11 +226,27 @@ def _rescore(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def configured_tests() -> list[str]:
+    """``[tool.pv] mutation_tests``, relative to the working directory where they are below it."""
+    from pv._util.config import load_config
+
+    found = []
+    for path in load_config().mutation_tests:
+        try:
+            found.append(str(path.relative_to(Path.cwd().resolve())))
+        except ValueError:
+            found.append(str(path))
+    return found
+
+
 def project_root() -> Path:
     """The configured project's folder (``[tool.pv]``, ``--root``), else the working directory."""
     from pv._util.config import load_config
 
-    return (load_config().root or Path.cwd()).resolve()
+    root = (load_config().root or Path.cwd()).resolve()
+    if str(root) not in sys.path:  # the project's modules import however pv is installed
+        sys.path.insert(0, str(root))
+    return root
 
 
 def _show(key: str) -> int:

@@ -20,7 +20,7 @@ from pv.mutation.results import EQUIVALENT, NO_COVERAGE, Mutant, counted
 from pv.mutation.selection import PYTEST_OPTIONS, Baseline
 from pv.mutation.worker import NOT_APPLICABLE
 
-#: a mutant's timeout (from the end of its collection): this many times its selected tests'
+#: each selected test's time limit under a mutant (from the moment it starts): this many times its own
 #: first-run seconds, plus the slack
 TIMEOUT_SCALE, TIMEOUT_SLACK_S = 3.0, 10.0
 #: the share of the machine's memory that all mutant processes together may grow by
@@ -148,7 +148,9 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     pending = []
     for mutant in mutants:
         listed = equivalents.get(mutant.key)
-        if listed is not None and listed.change == mutant.site.change and not check_equivalents:
+        if mutant.reused:  # decided by an earlier run whose inputs are the same
+            counts[counted(mutant, equivalents)] += 1
+        elif listed is not None and listed.change == mutant.site.change and not check_equivalents:
             mutant.status, mutant.detail = EQUIVALENT, "listed as equivalent; not run (--check-equivalents runs it)"
             counts[EQUIVALENT] += 1
         elif mutant.tests:
@@ -161,10 +163,10 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     workers_of = _Workers({SESSION: [*tests, *PYTEST_OPTIONS, *pytest_args], PRELOAD: baseline.preload}, env)
 
     def one(mutant: Mutant) -> None:
-        seconds = sum(baseline.tests[test]["seconds"] for test in mutant.tests)
+        limits = [timeout_scale * baseline.tests[test]["seconds"] + timeout_slack for test in mutant.tests]
         job = {"module": mutant.module, "path": str(mutant.path), "source": mutant.source, "scopes": mutant.scopes,
                "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
-               "timeout": timeout_scale * seconds + timeout_slack, "memory": memory}
+               "timeout": sum(limits), "limits": limits, "memory": memory}
         answer = {"status": NOT_APPLICABLE, "detail": "fresh imports asked for"}
         if live and not mutant.site.at_import:
             answer = workers_of.run(SESSION, job)

@@ -56,6 +56,7 @@ def format_table(data: dict[str, Any], sources: Mapping[str, str] | None = None)
     if data["stale_equivalents"]:
         lines += ["", "stale equivalents:"] + [f"  {problem}" for problem in data["stale_equivalents"]]
     not_run = "" if data.get("complete", True) else f"; {data['not_run']} not run yet"
+    not_run += f"; {data['reused']} results reused from an earlier run" if data.get("reused") else ""
     lines += ["", f"score {_score_text(data['score'])} = killed {data['killed']} / (killed + survived "
                   f"{data['survived']} + no coverage {data.get('no_coverage', 0)}); "
                   f"the shared format's score (timeouts detected) {_score_text(data.get('standard_score'))}; "

@@ -80,6 +80,7 @@ class MutationReport:
             "equivalent": [{"key": m.key, "change": m.site.change, "reason": self.equivalents[m.key].reason}
                            for m in self.mutants if self.status(m) == EQUIVALENT],
             "generated": len(self.mutants),
+            "reused": sum(m.reused for m in self.mutants),
             "score": self.score_of(counts),
             "standard_score": standard_score(counts),
             "killed_by": dict(Counter(m.kind for m in self.mutants if self.status(m) == KILLED)),

@@ -53,13 +53,17 @@ class Mutant:
     applied: str = ""
     #: the module's text the mutant is made from (read once when the run started)
     source: str = field(default="", repr=False)
+    #: what its result depends on (:mod:`pv.mutation.incremental`), and whether it was copied from an earlier run
+    cache_key: str = ""
+    reused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "module": self.module, "scope": self.site.scope, "operator": self.site.operator,
                 "line": self.site.line, "change": self.site.change, "status": self.status, "detail": self.detail,
                 "killed_by": self.killed_by, "kill_kind": self.kind, "tests_selected": len(self.tests),
                 "seconds": round(self.seconds, 3), "applied": self.applied,
-                "span": list(self.site.span), "replacement": self.site.replacement, "covered_by": self.tests}
+                "span": list(self.site.span), "replacement": self.site.replacement, "covered_by": self.tests,
+                "cache_key": self.cache_key, "reused": self.reused}
 
 
 def counted(mutant: Mutant, equivalents: dict[str, Equivalent]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pv._util.errors import UserError
 from pv.mutation.equivalents import load_equivalents
 from pv.mutation.execution import MEMORY_FRACTION, TIMEOUT_SCALE, TIMEOUT_SLACK_S, Progress, memory_budget, run_mutants
+from pv.mutation.incremental import cache_keys, load_previous, reuse, since
 from pv.mutation.inputs import changed_inputs, relative_input, run_inputs
 from pv.mutation.report import MutationReport, judged_files
 from pv.mutation.results import Mutant
@@ -28,12 +29,15 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                  checkpoint: Callable[[MutationReport], None] | None = None,
                  checkpoint_every_s: float = 60.0, live: bool = True,
                  check_equivalents: bool = False, contracts: Path | None = None,
-                 output: Path | None = None, memory_fraction: float = MEMORY_FRACTION) -> MutationReport:
+                 output: Path | None = None, memory_fraction: float = MEMORY_FRACTION,
+                 previous: Path | None = None, since_ref: str | None = None) -> MutationReport:
     """The whole of ``pv mutate``: targets, first run, plan, mutant runs, report.
 
     ``root`` is the project root: it goes first on ``sys.path`` (and ``PYTHONPATH``) so the project's
     modules are found however pv is installed, and every input must lie below it. ``output``, the
     file the caller will write the report to, is refused when it is one of the run's inputs.
+    ``previous``: an earlier JSON report whose results are reused where a mutant's cache key is
+    unchanged; ``since_ref``: only the mutants of definitions changed since that git commit.
     """
     started = time.monotonic()
     root = root.resolve()
@@ -62,7 +66,13 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         files = {t.module: relative_input(t.path, root, "mutated source") for t in targets}
         baseline = first_run(tests, [t.path for t in targets], pytest_args, env, workers=workers)
         mutants = plan(targets, baseline)
-        note(f"{len(mutants)} mutants; {len(baseline.passed())} tests passed unmutated "
+        if since_ref is not None:
+            mutants = since(mutants, targets, root, since_ref)
+        keys = cache_keys(mutants, inputs)
+        for mutant in mutants:
+            mutant.cache_key = keys[mutant.key]
+        reused = reuse(mutants, keys, load_previous(previous)) if previous is not None else 0
+        note(f"{len(mutants)} mutants ({reused} results reused); {len(baseline.passed())} tests passed unmutated "
              f"({baseline.seconds:.0f} s); running with {workers} workers")
         last = [time.monotonic()]
 

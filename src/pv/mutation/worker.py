@@ -101,10 +101,11 @@ class _FirstFailure:
 class _ImportedMutant(_FirstFailure):
     """:class:`_FirstFailure` that also keeps the mutant's finder first on the import path."""
 
-    def __init__(self, finder: MutantFinder, started_path: str) -> None:
+    def __init__(self, finder: MutantFinder, started_path: str, tests: Sequence[str] = ()) -> None:
         super().__init__()
         self.finder = finder
         self.started_path = started_path
+        self.order = {test: index for index, test in enumerate(tests)}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_load_initial_conftests(self) -> None:
@@ -116,6 +117,24 @@ class _ImportedMutant(_FirstFailure):
     def pytest_collection_finish(self) -> None:
         """Tell the waiting parent that the tests start now (their timeout counts from here)."""
         Path(self.started_path).touch()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if nodeid in self.order:
+            mark_test(self.started_path, self.order[nodeid])
+
+
+def mark_test(started_path: str, index: int) -> None:
+    """Tell the waiting parent that test ``index`` of the job starts now (its own time limit counts from here)."""
+    with open(started_path + ".test", "w", encoding="ascii") as out:
+        out.write(str(index))
+
+
+def _marked_test(started_path: str) -> int | None:
+    try:
+        with open(started_path + ".test", encoding="ascii") as marked:
+            return int(marked.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _last_line(text: str) -> str:
@@ -146,7 +165,7 @@ def _import_mutant(job: dict[str, Any], started_path: str) -> dict[str, Any]:
         raise RuntimeError(f"{job['module']} was imported before the mutant could be installed")
     source = job["source"]
     code = mutated_code(source, job["site"], job["scopes"], job["path"])
-    failure = _ImportedMutant(MutantFinder(job["module"], job["path"], code), started_path)
+    failure = _ImportedMutant(MutantFinder(job["module"], job["path"], code), started_path, job["tests"])
     exit_code = int(pytest.main([*job["tests"], "-x", "-q", *job.get("args", [])], plugins=[failure]))
     return _outcome(exit_code, failure)
 
@@ -156,9 +175,13 @@ STARTUP_TIMEOUT_S = 300.0
 
 
 def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: bool,
-               memory: int | None = None) -> dict[str, Any]:
+               memory: int | None = None, limits: Sequence[float] = (),
+               names: Sequence[str] = ()) -> dict[str, Any]:
     """Run ``child(started_path)`` in a forked process and return the outcome it writes.
 
+    ``limits``: each test's own seconds (``names``: the tests), counted from the moment the child
+    marks it started (:func:`mark_test`): a mutant that hangs in a fast test is stopped at that
+    test's limit, not at the sum of all of them.
     ``memory``: the bytes the child may add to its address space (``RLIMIT_AS``; None: no limit).
 
     With ``startup``, the ``timeout`` counts from the moment the child creates ``started_path``
@@ -172,19 +195,24 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
         if pid == 0:
             _child_main(child, result_path, started_path, memory)
         deadline = started + (STARTUP_TIMEOUT_S if startup else timeout)
-        tests_started, status = not startup, None
+        tests_started, status, current = not startup, None, None
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             if not tests_started and os.path.exists(started_path):
                 tests_started, deadline = True, time.monotonic() + timeout
+            marked = _marked_test(started_path) if limits else None
+            if marked is not None and marked != current and 0 <= marked < len(limits):
+                current, deadline = marked, time.monotonic() + limits[marked]
             time.sleep(0.01)
         else:
             _kill_group(pid)
             os.waitpid(pid, 0)
             limit = f"its tests ran past {timeout:.0f} s" if tests_started else (
                 f"pytest did not start its tests within {STARTUP_TIMEOUT_S:.0f} s")
+            if current is not None:
+                limit = f"{names[current]} ran past its own limit of {limits[current]:.1f} s"
             return {"status": "timeout", "detail": limit, "seconds": time.monotonic() - started}
         seconds = time.monotonic() - started
         try:
@@ -235,7 +263,7 @@ def limit_memory(extra: int) -> None:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fork a child that imports the mutant afresh; its tests get ``timeout`` seconds once collected."""
     return run_forked(lambda started: _import_mutant(job, started), float(job["timeout"]), startup=True,
-                      memory=job.get("memory"))
+                      memory=job.get("memory"), limits=job.get("limits", ()), names=job["tests"])
 
 
 def _die_with_parent() -> None:
@@ -278,12 +306,13 @@ class SessionServer:
         for line in self.jobs:
             if line.strip():
                 job = json.loads(line)
-                _answer(self.answers, run_forked(lambda _: _run_live(job, items), float(job["timeout"]),
-                                                 startup=False, memory=job.get("memory")))
+                _answer(self.answers, run_forked(lambda started: _run_live(job, items, started),
+                                                 float(job["timeout"]), startup=False, memory=job.get("memory"),
+                                                 limits=job.get("limits", ()), names=job["tests"]))
         return True
 
 
-def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, Any]:
+def _run_live(job: dict[str, Any], items: dict[str, pytest.Item], started_path: str) -> dict[str, Any]:
     """In a child of a session worker: apply the mutant to the imported code, run the job's tests."""
     source = job["source"]
     importlib.import_module(job["module"])  # a module no test imported yet (loaded on demand) is swapped too
@@ -296,6 +325,7 @@ def _run_live(job: dict[str, Any], items: dict[str, pytest.Item]) -> dict[str, A
     failure = _FirstFailure()
     selected[0].config.pluginmanager.register(failure, "pv-mutant-first-failure")
     for position, item in enumerate(selected):
+        mark_test(started_path, position)
         following = selected[position + 1] if position + 1 < len(selected) else None
         item.ihook.pytest_runtest_protocol(item=item, nextitem=following)
         if failure.test is not None:
