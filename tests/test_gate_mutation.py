@@ -1,39 +1,43 @@
-"""`qa_gate.min_mutation_score`: the mutation evidence a gate report embeds, and how `pv gate` judges it.
+"""`qa_gate.min_mutation_score`: mutation evidence (`pv mutate --format intoto`), and how `pv gate` judges it.
 
-The mutation reports are genuine: `pv mutate` runs once on a planted module with a weak suite (its
+The mutation results are genuine: `pv mutate` runs once on a planted module with a weak suite (its
 score is below 1), and the report written while that run was still going (a checkpoint) is the
-incomplete one. Each gate report is made by the report plugin in a synthetic project that holds a
-copy of the mutated module, with the mutation report named by ``$PV_MUTATION_REPORT`` or
-``[tool.pv] mutation_report``.
+incomplete one. A synthetic project under git holds the same module, tests and equivalents; each
+piece of evidence is that report with the inputs pv mutate records in that project, signed by the
+project's host key. One test runs `pv mutate --format intoto` in the project itself, end to end.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from gate_testing import REQUIRE, GitProject, contract_text, falsifier_source, write_project
+from gate_testing import GitProject, read_statements
 from mutation_projects import CALC, WEAK_TESTS, plant
-from pv.cli import main
+from pv.attest.envelopes import MUTATION_REPORT, envelope, file_subjects, statement, write_bundle
+from pv.attest.keys import HostKey
+from pv.mutation.inputs import run_inputs
 from pv.mutation.run import run_mutation
-from pv.evidence.integrity import add_checksum
 
 pytest_plugins = ["pytester"]
 
 EQUIVALENTS = ("calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n"
                "  reason: at x == lo both branches return lo\n")
+EVIDENCE = "reports/mutate/calc.intoto.jsonl"
 
 
 @pytest.fixture(scope="module")
-def mutated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder where `pv mutate` ran on calc.clamp: calc.py, the equivalents, and its reports
-    ``full.json`` (the finished run) and ``partial.json`` (written after its first mutant)."""
+def mutated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The reports of `pv mutate` on calc.clamp: ``full`` (the finished run) and ``partial`` (written
+    after its first mutant)."""
     root = tmp_path_factory.mktemp("mutated")
     (root / "mutants").mkdir()
     (root / "mutants" / "equivalent.yaml").write_text(EQUIVALENTS)
@@ -44,189 +48,163 @@ def mutated(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ["test_calc.py"], {"calc:clamp"}, root, equivalents_path=root / "mutants" / "equivalent.yaml",
             workers=1, checkpoint=lambda r: partial.append(r.to_json()) if not partial else None,
             checkpoint_every_s=0.0)
-        (root / "full.json").write_text(json.dumps(report.to_json(), indent=1))
-    (root / "partial.json").write_text(json.dumps(partial[0], indent=1))
-    return root
+    return {"full": report.to_json(), "partial": partial[0]}
+
+
+def _recomputed(report: dict[str, Any]) -> float:
+    """The standard score of a report's mutants, counted here from its list."""
+    statuses = [m["status"] for m in report["mutants"]]
+    detected = statuses.count("killed") + statuses.count("timeout")
+    return detected / (detected + statuses.count("survived") + statuses.count("no-coverage"))
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mutated: Path) -> GitProject:
-    """The synthetic project with the mutated module and the equivalents, both committed."""
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> GitProject:
+    """The synthetic project with the mutated module, its tests and the equivalents, a contract that
+    binds calc, and [tool.pv] mutation_report naming :data:`EVIDENCE`; all committed."""
     found = GitProject(pytester, monkeypatch)
-    shutil.copy(mutated / "calc.py", found.root / "calc.py")
-    shutil.copytree(mutated / "mutants", found.root / "mutants")
+    (found.root / "calc.py").write_text(CALC)
+    (found.root / "test_calc.py").write_text(WEAK_TESTS)
+    (found.root / "mutants").mkdir()
+    (found.root / "mutants" / "equivalent.yaml").write_text(EQUIVALENTS)
+    pyproject = found.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + f'mutation_report = "{EVIDENCE}"\n')
+    contract = found.root / "contracts" / "syn-v1.yaml"
+    data = yaml.safe_load(contract.read_text())
+    data["equations"]["effective_vocab"]["implementation"] = "calc:clamp"
+    contract.write_text(yaml.safe_dump(data, sort_keys=False))
     found.commit("the mutated module")
     return found
 
 
-def score_of(mutated: Path) -> float:
-    return json.loads((mutated / "full.json").read_text())["score"]
-
-
-def require_score(project: GitProject, minimum: float | None) -> None:
-    """Set (or, with None, leave out) ``qa_gate.min_mutation_score`` of the project's contract."""
+def require_score(project: GitProject, minimum: float) -> None:
     path = project.root / "contracts" / "syn-v1.yaml"
     data = yaml.safe_load(path.read_text())
-    data["qa_gate"].pop("min_mutation_score", None)
-    if minimum is not None:
-        data["qa_gate"]["min_mutation_score"] = minimum
+    data["qa_gate"]["min_mutation_score"] = minimum
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     project.commit(f"min_mutation_score {minimum}")
 
 
-def cpu_report(project: GitProject, mutated: Path, which: str | None = "full.json", name: str = "cpu") -> Path:
-    """A cpu gate report with the mutation report ``which`` of ``mutated`` (None: none configured)."""
-    if which is None:
-        return project.cpu(name=name)
-    copy = project.root / "reports" / "mutate" / which
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(mutated / which, copy)
-    return project.cpu(name=name, PV_MUTATION_REPORT=str(copy))
+def evidence(project: GitProject, report: dict[str, Any], key: HostKey | None = None, *,
+             source: dict[str, Any] | None = None) -> Path:
+    """``report`` with the inputs pv mutate records in ``project``, as its signed evidence at :data:`EVIDENCE`."""
+    rule, files = run_inputs(project.root, [project.root / "calc.py"], [project.root / "test_calc.py"],
+                             Path("contracts"), Path("mutants/equivalent.yaml"))
+    bound = {**report, "inputs": {"rule": rule.to_json(), "files": files, "outside": []},
+             "git": source or {"commit": "0" * 40, "tree": "0" * 40, "dirty": False, "cleanroom": True}}
+    path = project.root / EVIDENCE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bundle(path, [envelope(statement(file_subjects(files), MUTATION_REPORT, bound),
+                                        key or project.key)])
 
 
-def test_the_weak_suite_scores_below_one_and_records_what_it_judged(mutated: Path) -> None:
-    data = json.loads((mutated / "full.json").read_text())
-    assert 0 < data["score"] < 1 and data["complete"] is True and data["survived"] >= 1
-    judged = data["judged"]
+def test_the_weak_suite_scores_below_one_and_records_what_it_judged(mutated: dict[str, dict[str, Any]]) -> None:
+    full = mutated["full"]
+    assert 0 < _recomputed(full) < 1 and full["complete"] is True and full["survived"] >= 1
+    judged = full["judged"]
     assert [entry["path"] for entry in judged["sources"]] == ["calc.py"]
     assert judged["sources"][0]["sha256"] == hashlib.sha256(CALC.encode()).hexdigest()
     assert judged["equivalents"] == {"path": "mutants/equivalent.yaml",
                                      "sha256": hashlib.sha256(EQUIVALENTS.encode()).hexdigest()}
-    assert json.loads((mutated / "partial.json").read_text())["complete"] is False
+    assert mutated["partial"]["complete"] is False
 
 
-def test_a_score_at_or_above_the_minimum_passes(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
+def test_a_score_at_or_above_the_minimum_passes_and_below_it_fails(
+    project: GitProject, mutated: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    score = score_of(mutated)
-    for minimum, name in ((score, "at"), (round(score - 0.05, 2), "above")):
+    score = _recomputed(mutated["full"])
+    for minimum in (round(score - 0.05, 2), score):
         require_score(project, minimum)
-        report = cpu_report(project, mutated, name=name)
-        section = json.loads(report.read_text())["mutation"]
-        assert section["status"] == "present" and section["score"] == score and section["stale"] is False
-        code, out, _ = project.gate(capsys, report)
+        evidence(project, mutated["full"])
+        code, out, _ = project.gate(capsys, project.cpu())
         assert code == 0, out
-        assert f"requirement: mutation score >= {minimum:g}: met, decided by {report}" in out
-
-
-def test_a_score_below_the_minimum_fails(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    score = score_of(mutated)
+        assert f"requirement: mutation score >= {minimum:g}: met, decided by {EVIDENCE}" in out
     minimum = round(score + 0.01, 2)
     require_score(project, minimum)
-    report = cpu_report(project, mutated)
-    code, out, _ = project.gate(capsys, report)
+    evidence(project, {**mutated["full"], "score": 1.0})  # the report's own score field is never read
+    code, out, _ = project.gate(capsys, project.cpu())
     assert code == 1
-    assert f"score {round(score, 4):g} < {minimum:g} in reports/mutate/full.json" in out
-    assert f"requirement: mutation score >= {minimum:g}: unmet, decided by {report}" in out
+    assert f"score {round(score, 4):g} < {minimum:g} in {EVIDENCE}" in out
 
 
 def test_no_mutation_evidence_fails_a_gate_that_asks_for_a_score_only(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
+    project: GitProject, mutated: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = cpu_report(project, mutated, None, name="none")
-    assert json.loads(report.read_text())["mutation"]["status"] == "absent"
-    code, out, _ = project.gate(capsys, report)
+    code, out, _ = project.gate(capsys, project.cpu(name="none"))
     assert code == 0, out  # a gate that asks for no score does not care
     require_score(project, 0.5)
-    report = cpu_report(project, mutated, None, name="none")
-    missing = project.cpu(name="missing", PV_MUTATION_REPORT=str(project.root / "reports" / "no-such.json"))
-    earlier = {k: v for k, v in json.loads((mutated / "full.json").read_text()).items() if k != "judged"}
-    (project.root / "reports" / "earlier.json").write_text(json.dumps(earlier))  # as an earlier pv mutate wrote
-    unjudged = project.cpu(name="unjudged", PV_MUTATION_REPORT=str(project.root / "reports" / "earlier.json"))
-    for made, why in ((report, "no mutation report configured"),
-                      (missing, "reports/no-such.json: no such file"),
-                      (unjudged, "reports/earlier.json: it records no files it judged")):
-        code, out, _ = project.gate(capsys, made)
-        assert code == 1
-        assert f"- min_mutation_score 0.5: no mutation evidence ({why}" in out
-        assert f"requirement: mutation score >= 0.5: unmet, decided by {made}" in out
-
-
-def test_a_source_changed_after_the_mutation_run_is_stale(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    require_score(project, 0.5)
-    # named by [tool.pv] mutation_report this time
-    (project.root / "pyproject.toml").write_text(
-        (project.root / "pyproject.toml").read_text() + 'mutation_report = "reports/mutate/full.json"\n')
-    (project.root / "reports" / "mutate").mkdir(parents=True)
-    shutil.copy(mutated / "full.json", project.root / "reports" / "mutate" / "full.json")
-    code, out, _ = project.gate(capsys, project.cpu(name="fresh"))
-    assert code == 0, out
-    with (project.root / "calc.py").open("a") as handle:
-        handle.write("\n\nLIMIT = 3\n")
-    report = project.cpu(name="stale")
-    section = json.loads(report.read_text())["mutation"]
-    assert section["stale"] is True and section["changed"] == ["calc.py"]
+    report = project.cpu()
     code, out, _ = project.gate(capsys, report)
     assert code == 1
-    assert "- min_mutation_score 0.5: mutation report is stale: calc.py changed since it was made" in out
-    (project.root / "calc.py").write_text(CALC)
-    (project.root / "mutants" / "equivalent.yaml").write_text(EQUIVALENTS + "# reviewed again\n")
-    code, out, _ = project.gate(capsys, project.cpu(name="stale-equivalents"))
+    assert f"- min_mutation_score 0.5: no mutation evidence ({EVIDENCE}: no such evidence file" in out, out
+    (project.root / EVIDENCE).parent.mkdir(parents=True)
+    (project.root / EVIDENCE).write_text(json.dumps(mutated["full"]))  # as pv mutate --format json wrote it
+    code, out, _ = project.gate(capsys, report)
     assert code == 1
-    assert "mutation report is stale: mutants/equivalent.yaml changed" in out
+    assert f"no mutation evidence ({EVIDENCE}:1: not a DSSE envelope" in out
+
+
+def test_a_test_or_source_changed_after_the_mutation_run_makes_it_stale(
+    project: GitProject, mutated: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_score(project, 0.5)
+    evidence(project, mutated["full"])
+    code, out, _ = project.gate(capsys, project.cpu(name="fresh"))
+    assert code == 0, out
+    for path, change in (("test_calc.py", "\n\ndef test_more():\n    pass\n"), ("calc.py", "\n\nLIMIT = 3\n"),
+                         ("mutants/equivalent.yaml", "# reviewed again\n"),
+                         ("contracts/syn-v1.yaml", "# a narrower domain\n")):
+        before = (project.root / path).read_text()
+        (project.root / path).write_text(before + change)
+        code, out, err = project.gate(capsys, project.cpu(name="stale"))
+        assert code == 1, out + err
+        assert f"- min_mutation_score 0.5: mutation evidence {EVIDENCE} is stale: {path} differs" in out
+        (project.root / path).write_text(before)
 
 
 def test_a_report_of_an_unfinished_run_fails(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
+    project: GitProject, mutated: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_score(project, 0.01)
-    report = cpu_report(project, mutated, "partial.json")
-    code, out, _ = project.gate(capsys, report)
+    evidence(project, mutated["partial"])
+    code, out, _ = project.gate(capsys, project.cpu())
     assert code == 1
-    assert ("- min_mutation_score 0.01: mutation report reports/mutate/partial.json is incomplete: "
-            "written while pv mutate was still running") in out
+    assert f"- min_mutation_score 0.01: mutation evidence {EVIDENCE} is incomplete: " in out
 
 
-def test_the_release_takes_the_score_from_signed_reports_and_the_signature_covers_it(
-    project: GitProject, mutated: Path, capsys: pytest.CaptureFixture[str]
+def test_the_release_needs_it_signed_by_a_trusted_key_from_a_clean_room(
+    project: GitProject, mutated: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    score = score_of(mutated)
+    from pv.attest.keys import generate_key
+
+    score = _recomputed(mutated["full"])
     require_score(project, score)
-    cpu, gpu = cpu_report(project, mutated), project.gpu()
+    cpu, gpu = project.cpu(), project.gpu()
+    evidence(project, mutated["full"])
     code, out, _ = project.gate(capsys, "--release", cpu, gpu)
     assert code == 0, out
-    assert f"requirement: mutation score >= {score:g}: met, decided by {cpu}" in out
-
-    def raise_score(data: dict) -> None:
-        data["mutation"]["score"] = 1.0
-
-    edited = project.edit(cpu, raise_score)
-    code, _, err = project.gate(capsys, "--release", edited, gpu)
-    assert code == 2 and "checksum mismatch" in err
-    edited = project.root / "reports" / "resealed.json"
-    data = json.loads(cpu.read_text())
-    raise_score(data)
-    edited.write_text(json.dumps(add_checksum(data)))  # a checksum anyone can recompute; the signature stays
-    code, _, err = project.gate(capsys, "--release", edited, gpu)
-    assert code == 2 and "signature" in err and "Refusing it" in err
+    evidence(project, mutated["full"], generate_key(tmp_path / "elsewhere"))
+    code, out, _ = project.gate(capsys, "--release", cpu, gpu)
+    assert code == 1 and "a release needs it signed by a trusted key" in out
+    evidence(project, mutated["full"], source={"commit": None, "tree": None, "dirty": None, "cleanroom": False})
+    code, out, _ = project.gate(capsys, "--release", cpu, gpu)
+    assert code == 1 and "was not made in a clean room of a clean tree" in out
 
 
 @pytest.mark.slow
-def test_pv_verify_embeds_the_mutation_report_it_is_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutated: Path, capfd: pytest.CaptureFixture[str]
+def test_pv_mutate_writes_signed_evidence_from_a_clean_room_that_the_release_accepts(
+    project: GitProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("PV_ROOT", "PV_PROFILES", "PV_MUTATION_REPORT"):
-        monkeypatch.delenv(name, raising=False)
-    contract = yaml.safe_load(contract_text(list(REQUIRE), REQUIRE))
-    score = score_of(mutated)
-    contract["qa_gate"]["min_mutation_score"] = score
-    write_project(tmp_path, {"syn-v1": yaml.safe_dump(contract, sort_keys=False)}, {})
-    (tmp_path / "falsifiers").mkdir()
-    write_project(tmp_path / "falsifiers", {}, {"test_ft_syn.py": falsifier_source("FT-A-001", mutants=False)})
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs CUDA\n")
-    shutil.copy(mutated / "calc.py", tmp_path / "calc.py")
-    shutil.copytree(mutated / "mutants", tmp_path / "mutants")
-    shutil.copy(mutated / "full.json", tmp_path / "mutation.json")
-    code = main(["verify", "--out", str(tmp_path / "out"), "--profile", str(tmp_path / "profiles" / "cpu.yaml"),
-                 "--mutation-report", "mutation.json"])
-    out, _ = capfd.readouterr()
+    require_score(project, 0.5)
+    run = subprocess.run([sys.executable, "-m", "pv", "mutate", "test_calc.py", "--format", "intoto", "-o", EVIDENCE,
+                          "-j", "1"], cwd=project.root, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PV_KEY_DIR": str(project.key_dir)})
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    [found] = read_statements(project.root / EVIDENCE)
+    assert found["predicateType"] == MUTATION_REPORT
+    report = found["predicate"]
+    assert report["git"]["cleanroom"] is True and report["git"]["dirty"] is False
+    assert {"calc.py", "test_calc.py", "conftest.py", "mutants/equivalent.yaml"} <= set(report["inputs"]["files"])
+    code, out, _ = project.gate(capsys, "--release", project.cpu(), project.gpu())
     assert code == 0, out
-    section = json.loads((tmp_path / "out" / "gate-report.json").read_text())["mutation"]
-    assert section["status"] == "present" and section["report"] == "mutation.json"
-    assert section["sha256"] == hashlib.sha256((mutated / "full.json").read_bytes()).hexdigest()
-    assert f"requirement: mutation score >= {score:g}: met, decided by {tmp_path / 'out'}" in out
+    assert f"requirement: mutation score >= 0.5: met, decided by {EVIDENCE}" in out

@@ -173,13 +173,13 @@ def _statement(payload: bytes, shown: str) -> dict[str, Any]:
     return found
 
 
-def read_bundle(path: str | Path, trusted: TrustedKeys) -> list[Attestation]:
-    """Every statement of the bundle at ``path``, each with its signature check.
+def read_bundle(path: str | Path, trusted: TrustedKeys, shown: str | None = None) -> list[Attestation]:
+    """Every statement of the bundle at ``path`` (named ``shown`` in messages), each with its signature check.
 
     EvidenceError for a file that is not a bundle of DSSE envelopes of in-toto
     statements, and for an envelope whose trusted signature does not match its payload.
     """
-    shown = str(path)
+    shown = str(path) if shown is None else shown
     text = read_text_strict(Path(path), shown, "evidence file")
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:

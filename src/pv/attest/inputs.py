@@ -39,9 +39,10 @@ class InputError(UserError):
 
 
 def relative_input(path: Path, root: Path, what: str) -> str:
-    """``path`` as a POSIX path relative to ``root``; InputError when it lies outside the project."""
+    """``path`` (absolute, or relative to ``root``) as a POSIX path relative to ``root``; InputError when it
+    lies outside the project."""
     try:
-        return PurePosixPath(path.resolve().relative_to(root.resolve())).as_posix()
+        return PurePosixPath((root / path).resolve().relative_to(root.resolve())).as_posix()
     except ValueError:
         raise InputError(f"{what}: {path} lies outside the project {root}; a file outside the project "
                          "cannot be an input to evidence") from None

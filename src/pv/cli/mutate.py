@@ -9,8 +9,11 @@ timed out, equivalent (reviewed in the equivalents file, a reason each) and
 the score killed / (killed + survived + no coverage). Exits 1 when the score is
 under --min-score, an equivalents entry is stale, or a test fails unmutated.
 --format json keeps every mutant and the sha256 of every input; --format
-stryker writes the ecosystem's shared report format, --format html one page
-with each mutant's diff; --show KEY prints one mutant's diff;
+intoto writes the same report as evidence: an in-toto statement in a DSSE
+envelope signed by this host's key, from a run in a clean-room export of the
+commit (what `[tool.pv] mutation_report` names for the gate; docs/trust.md);
+--format stryker writes the ecosystem's shared report format, --format html one
+page with each mutant's diff; --show KEY prints one mutant's diff;
 --audit-equivalents tries each listed equivalent against the original on
 generated inputs (docs/mutation.md).
 """
@@ -58,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-score", type=_score, metavar="S", help="exit 1 when the score is below S (0..1)")
     parser.add_argument("--rescore", type=Path, metavar="REPORT",
                         help="run nothing: judge a JSON report of an earlier run again under the equivalents file")
-    parser.add_argument("--format", choices=("table", "json", "stryker", "html"), default="table",
-                        help="table (text), json (pv's report: every mutant, every input's sha256), stryker "
+    parser.add_argument("--format", choices=("table", "json", "intoto", "stryker", "html"), default="table",
+                        help="table (text), json (pv's report: every mutant, every input's sha256), intoto (that "
+                             "report as signed evidence, from a clean-room run), stryker "
                              "(mutation-testing-report-schema 1), html (one page, each mutant's diff)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     parser.add_argument("--memory-fraction", type=_fraction, default=0.5, metavar="F",
@@ -134,6 +138,8 @@ def _render(data: dict[str, Any], sources: dict[str, str], fmt: str) -> str:
 
     if fmt == "json":
         return json.dumps(data, indent=1)
+    if fmt == "intoto":
+        return _evidence(data)
     if fmt == "stryker":
         return json.dumps(stryker_report(data, sources), indent=1)
     if fmt == "html":
@@ -141,19 +147,80 @@ def _render(data: dict[str, Any], sources: dict[str, str], fmt: str) -> str:
     return format_table(data, sources)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pv._util.files import write_atomic
-    from pv._util.progress import LOG_EVERY_S, Progress
-    from pv.mutation.report import MutationReport, report_problems
-    from pv.mutation.run import run_mutation
-    from pv.mutation.targets import scopes_from_contracts
+def _evidence(data: dict[str, Any]) -> str:
+    """A report as evidence: one DSSE envelope (JSON Lines) of its in-toto statement, signed by this host's key."""
+    from pv.attest.envelopes import MUTATION_REPORT, envelope, file_subjects, statement
+    from pv.attest.keys import load_host_key
 
+    subject = file_subjects(data["inputs"]["files"])
+    return json.dumps(envelope(statement(subject, MUTATION_REPORT, data), load_host_key()), sort_keys=True)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.show is not None:
         return _show(args.show)
     if args.audit_equivalents:
         return _audit(args)
     if args.rescore is not None:
         return _rescore(args)
+    if args.format == "intoto":
+        return _mutate_in_clean_room(args)
+    return _mutate(args)
+
+
+@contextmanager
+def _inside(room: Any) -> Iterator[None]:
+    """Work in the clean room: its folder as the working directory, its Python environment for every
+    process started, no bytecode written by this one."""
+    import os
+
+    from pv.attest.cleanroom import python_environment
+
+    before = (Path.cwd(), dict(os.environ), sys.dont_write_bytecode, sys.pycache_prefix)
+    os.chdir(room.project)
+    os.environ.update(python_environment(room, {}))
+    sys.dont_write_bytecode, sys.pycache_prefix = True, str(room.pycache)
+    try:
+        yield
+    finally:
+        os.chdir(before[0])
+        os.environ.clear()
+        os.environ.update(before[1])
+        sys.dont_write_bytecode, sys.pycache_prefix = before[2], before[3]
+
+
+def _mutate_in_clean_room(args: argparse.Namespace) -> int:
+    """``--format intoto``: the run happens in a clean-room export of the project, paths mapped into it,
+    and the evidence records the git source it came from."""
+    import copy
+
+    from pv.attest.cleanroom import clean_room
+    from pv.attest.inputs import InputRule, relative_input
+
+    root = project_root()
+
+    def moved(path: Path, room: Path) -> Path:
+        return room / relative_input(Path.cwd() / path, root, "an input of pv mutate")
+
+    tests = args.tests or configured_tests() or [path for path in DEFAULT_TESTS if Path(path).exists()]
+    with clean_room(root, InputRule(folders=(".",))) as room:
+        inside = copy.copy(args)
+        inside.tests = [str(moved(Path(t.split("::")[0]), room.project)) + t[len(t.split("::")[0]):] for t in tests]
+        inside.contracts = moved(args.contracts, room.project)
+        inside.equivalents = moved(args.equivalents, room.project)
+        inside.output = args.output.resolve() if args.output is not None else None
+        inside.incremental = args.incremental.resolve() if args.incremental is not None else None
+        with _inside(room):
+            return _mutate(inside, room.source.to_json())
+
+
+def _mutate(args: argparse.Namespace, source: dict[str, Any] | None = None) -> int:
+    """Run the mutants and write the report (``source``: the git source of a clean-room run, recorded)."""
+    from pv._util.files import write_atomic
+    from pv._util.progress import LOG_EVERY_S, Progress
+    from pv.mutation.report import MutationReport, report_problems
+    from pv.mutation.run import run_mutation
+    from pv.mutation.targets import scopes_from_contracts
 
     tests = args.tests or configured_tests() or [path for path in DEFAULT_TESTS if Path(path).exists()]
     missing = [path for path in tests if not Path(path.split("::")[0]).exists()]
@@ -164,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     pytest_args = ["-m", args.markexpr] if args.markexpr else []
 
     def render(report: MutationReport) -> str:
-        return _render(report.to_json(), report.sources(), args.format)
+        return _render(report.to_json() | {"git": source}, report.sources(), args.format)
 
     def checkpoint(report: MutationReport) -> None:  # a long run leaves its counts so far in -o FILE
         if args.output:
@@ -262,7 +329,7 @@ def _show(key: str) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from pv.mutation.audit import audit_equivalents, format_audit
     from pv.mutation.equivalents import load_equivalents
-    from pv.mutation.inputs import relative_input
+    from pv.attest.inputs import relative_input
 
     root = project_root()
     relative_input(args.equivalents, root, "equivalents file")

@@ -48,6 +48,8 @@ class MutationEvidence:
     modules: list[str] = field(default_factory=list)
     #: the input files that differ from the tree (empty: the evidence is about this tree)
     changed: list[str] = field(default_factory=list)
+    #: the git source of the run (``pv.attest.cleanroom.Source`` as JSON; None: not a clean-room run)
+    source: dict[str, Any] | None = None
 
     @property
     def score(self) -> float | None:
@@ -111,8 +113,9 @@ def from_attestation(attestation: Attestation, shown: str, tree: Tree) -> Mutati
     if inputs.get("outside"):
         raise UserError(f"{shown}: the run used files outside the project: {', '.join(inputs['outside'])}")
     _equivalents_in_inputs(report, files, shown)
+    source = report.get("git")
     return MutationEvidence(shown, signature=attestation.signature, counts=dict(counts), modules=modules,
-                            changed=differences(files, tree, rule))
+                            changed=differences(files, tree, rule), source=source if isinstance(source, dict) else None)
 
 
 def load_mutation_evidence(path: Path | None, shown: str | None, trusted: TrustedKeys, tree: Tree) -> MutationEvidence:
@@ -122,7 +125,7 @@ def load_mutation_evidence(path: Path | None, shown: str | None, trusted: Truste
         return _refused(None, "no mutation evidence configured ([tool.pv] mutation_report)")
     where = shown or str(path)
     try:
-        attestation = only(read_bundle(path, trusted), MUTATION_REPORT, where)
+        attestation = only(read_bundle(path, trusted, where), MUTATION_REPORT, where)
         return from_attestation(attestation, where, tree)
     except UserError as err:
         return _refused(where, str(err))
@@ -141,6 +144,9 @@ def mutation_shortfall(evidence: MutationEvidence | None, min_score: float, boun
         return f"no mutation evidence ({evidence.absent if evidence else 'none given'})"
     if release and evidence.signature is not None and evidence.signature.status is not SignatureStatus.TRUSTED:
         return f"mutation evidence {evidence.path} is {evidence.signature.detail}: a release needs it signed by a trusted key"
+    if release and not (evidence.source and evidence.source.get("cleanroom") and evidence.source.get("dirty") is False):
+        return (f"mutation evidence {evidence.path} was not made in a clean room of a clean tree "
+                "(pv mutate --format intoto on a clean checkout)")
     if evidence.changed:
         return f"mutation evidence {evidence.path} is stale: {', '.join(evidence.changed)}"
     if not evidence.complete:

@@ -79,7 +79,7 @@ def cache_keys(mutants: Sequence[Mutant], inputs: Mapping[str, str | None]) -> d
 def stale_mutants(data: Mapping[str, Any], root: Path) -> list[str]:
     """The keys of a ``--format json`` report's mutants whose cache key no longer matches the files under
     ``root``: the results that no longer hold. The others still describe the code (a gate may keep them)."""
-    inputs = {name: sha256_of(root / name) for name in data["inputs"]}
+    inputs = {name: sha256_of(root / name) for name in data["inputs"]["files"]}
     sources: dict[str, str | None] = {}
     for module, path in data["files"].items():
         try:

@@ -1,10 +1,11 @@
 """The files a run's result depends on, by digest: what a later reader compares to tell whether it still holds.
 
-A run of ``pv mutate`` depends on the mutated sources, every test file and
-``conftest.py`` that its tests were collected from, the contracts, the
-equivalents file and the project's configuration (``pyproject.toml``,
-``pytest.ini``). Each is named by its POSIX path relative to the project root;
-a file outside the root cannot be named so and is refused as an input.
+A run of ``pv mutate`` depends on the mutated sources, every test file it
+collected, every ``conftest.py``, the contracts, the equivalents file and the
+project's configuration (``pyproject.toml``, ``pytest.ini``, ...). They are
+selected by an :class:`~pv.attest.inputs.InputRule`, the same kind of rule a
+gate report records, so a gate binds mutation evidence to a tree exactly as it
+binds a test run; a file outside the project is refused as an input.
 """
 
 from __future__ import annotations
@@ -12,42 +13,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pv._util.errors import UserError
 from pv._util.files import sha256_of
-
-#: the project's configuration files that change what a test run does, where they exist
-CONFIG_FILES = ("pyproject.toml", "pytest.ini")
-
-
-def relative_input(path: Path, root: Path, what: str) -> str:
-    """``path`` as a POSIX path relative to ``root``; a :class:`UserError` naming it when it lies outside."""
-    resolved = (root / path).resolve()
-    try:
-        return resolved.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        raise UserError(f"{path}: the {what} is outside the project root {root}: "
-                        "evidence may only depend on files of the project") from None
-
-
-def digests(files: Iterable[tuple[Path, str]], root: Path) -> dict[str, str | None]:
-    """``{relative path: sha256}`` of ``(path, what it is)`` pairs, sorted; None for a file that does not exist."""
-    found = {relative_input(path, root, what): path for path, what in files}
-    return {name: sha256_of(root / name) for name in sorted(found)}
+from pv.attest.inputs import FolderTree, InputRule, rule_digests
 
 
 def run_inputs(root: Path, sources: Iterable[Path], tests: Iterable[Path], contracts: Path | None,
-               equivalents: Path | None) -> dict[str, str | None]:
-    """Every input of a run: sources, test files and conftests, contracts, equivalents, configuration."""
-    files = [(path, "mutated source") for path in sources]
-    files += [(path, "test file") for path in tests]
-    if contracts is not None and (root / contracts).is_dir():
-        files += [(path, "contract") for path in sorted((root / contracts).glob("*.yaml"))]
-    if equivalents is not None:
-        files.append((equivalents, "equivalents file"))
-    files += [(root / name, "configuration") for name in CONFIG_FILES if (root / name).is_file()]
-    return digests(files, root)
+               equivalents: Path | None) -> tuple[InputRule, dict[str, str]]:
+    """The rule of a run's inputs and their digests: sources, test files, contracts, equivalents,
+    configuration and every conftest (InputError for a file outside the project)."""
+    folders = [root / contracts] if contracts is not None and (root / contracts).is_dir() else []
+    files = [root / path for path in (*sources, *tests, *([equivalents] if equivalents is not None else []))]
+    rule = InputRule.of(root, folders, files, what="an input of pv mutate")
+    return rule, rule_digests(FolderTree(root), rule)
 
 
-def changed_inputs(before: dict[str, str | None], root: Path) -> list[str]:
-    """The inputs whose bytes now differ from ``before`` (or that appeared or went away)."""
+def changed_inputs(before: dict[str, str], root: Path) -> list[str]:
+    """The inputs whose bytes now differ from ``before`` (or that went away)."""
     return [name for name, digest in sorted(before.items()) if sha256_of(root / name) != digest]

@@ -10,6 +10,7 @@ from typing import Any
 
 from pv import __version__
 from pv._util.files import sha256_of
+from pv.attest.inputs import InputRule
 from pv.mutation.equivalents import Equivalent, of_modules
 from pv.mutation.formats import format_table
 from pv.mutation.results import (
@@ -31,7 +32,9 @@ class MutationReport:
     #: judged files whose bytes changed while the run went on (the report describes the text read at the start)
     changed: list[str] = field(default_factory=list)
     #: every file the result depends on (:func:`pv.mutation.inputs.run_inputs`), read before any mutant ran
-    inputs: dict[str, str | None] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    #: the rule that selected them
+    input_rule: InputRule = field(default_factory=InputRule)
     #: each mutated module's file, relative to the project root
     files: dict[str, str] = field(default_factory=dict)
 
@@ -71,7 +74,7 @@ class MutationReport:
         return {
             "tool": f"pv {__version__}",
             "judged": self.judged,
-            "inputs": self.inputs,
+            "inputs": {"rule": self.input_rule.to_json(), "files": self.inputs, "outside": []},
             "files": self.files,
             "complete": counts[NOT_RUN] == 0,
             "not_run": counts[NOT_RUN],

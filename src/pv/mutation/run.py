@@ -13,7 +13,8 @@ from pv._util.errors import UserError
 from pv.mutation.equivalents import load_equivalents
 from pv.mutation.execution import MEMORY_FRACTION, TIMEOUT_SCALE, TIMEOUT_SLACK_S, Progress, memory_budget, run_mutants
 from pv.mutation.incremental import cache_keys, load_previous, reuse, since
-from pv.mutation.inputs import changed_inputs, relative_input, run_inputs
+from pv.attest.inputs import relative_input
+from pv.mutation.inputs import changed_inputs, run_inputs
 from pv.mutation.report import MutationReport, judged_files
 from pv.mutation.results import Mutant
 from pv.mutation.selection import first_run, plan
@@ -57,8 +58,8 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         if not targets:
             raise UserError("nothing to mutate: no contract binds a function and no falsifier declares covers"
                             + (f" under {', '.join(only)}" if only else ""))
-        inputs = run_inputs(root, [t.path for t in targets], [Path(f) for f in collected.files], contracts,
-                            equivalents_path)
+        rule, inputs = run_inputs(root, [t.path for t in targets], [Path(f) for f in collected.files], contracts,
+                                  equivalents_path)
         _refuse_output_onto_input(output, root, inputs)
         note(f"first run of {' '.join(tests)} under the line tracer "
              f"({', '.join(t.module for t in targets)})")
@@ -80,16 +81,16 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
             if checkpoint and time.monotonic() - last[0] >= checkpoint_every_s:
                 last[0] = time.monotonic()
                 checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers, judged,
-                                          inputs=inputs, files=files))
+                                          inputs=inputs, input_rule=rule, files=files))
 
         run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
                     timeout_slack, finished, live, check_equivalents, memory_budget(memory_fraction, workers))
     changed = changed_inputs(inputs, root)
     return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers, judged, changed,
-                          inputs, files)
+                          inputs, rule, files)
 
 
-def _refuse_output_onto_input(output: Path | None, root: Path, inputs: dict[str, str | None]) -> None:
+def _refuse_output_onto_input(output: Path | None, root: Path, inputs: dict[str, str]) -> None:
     if output is None:
         return
     target = output.resolve()
