@@ -24,11 +24,10 @@ from distill.train import (
     LOG_FILE,
     SUMMARY_FILE,
     DistillConfig,
-    read_token_file,
     run_distillation,
 )
 
-from distill.data import TokenStream
+from distill.data import TokenStream, read_token_file
 from pv.cli import main as pv_main
 
 #: The documented override variable and auto's reserve (README, backend contract), spelled here

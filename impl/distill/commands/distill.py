@@ -61,8 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher backend (default: $DISTILL_TEACHER_BACKEND, else auto)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu; each rank of a CUDA run uses "
                                          "cuda:LOCAL_RANK)")
-    parser.add_argument("--data", type=Path, metavar="FILE",
-                        help="token ids: .npy integer array or whitespace-separated text (default: random ids)")
+    parser.add_argument("--data", type=Path, metavar="DATA",
+                        help="'stdlib' (the Python standard library's source), a text file, a folder of text files, "
+                             "JSONL with a 'text' field, or token ids (.npy, whitespace-separated integers); text is "
+                             "tokenized with the student's tokenizer, documents joined by its end-of-text token "
+                             "(default: random ids)")
     parser.add_argument("--seed", type=int, help="seed of the data and preset models (default 0)")
     parser.add_argument("--student-dtype", choices=("f32", "bf16"),
                         help="dtype of the student's trainable parameters (default f32)")
