@@ -101,7 +101,7 @@ def test_bad_option_values_exit_2_without_output(tmp_path: Path, capsys, option,
 
 @pytest.mark.parametrize("options, message", [
     (("--batch", "10000000000"), "of logits per step"),  # would allocate terabytes at the first step
-    (("--data", "/dev/zero"), "/dev/zero: cannot read token ids: not a regular file"),  # would read forever
+    (("--data", "/dev/zero"), "/dev/zero: cannot read data: not a regular file"),  # would read forever
 ])
 def test_inputs_that_cannot_be_served_are_refused_before_step_0(tmp_path: Path, capsys, options, message,
                                                                tiny_argv) -> None:

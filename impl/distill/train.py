@@ -44,7 +44,7 @@ Output folder (``out_dir``), written by rank 0 only:
   whatever happened; SIGINT, SIGTERM and SIGHUP end the run as ``interrupted``
   (``RunInterrupted``); after a SIGKILL it says ``running`` and names the
   checkpoint a resume continues from;
-- ``curves.png`` and ``summary.md``: the loss and step-time curves and a
+- ``curves.png`` and ``summary.md``: the curves of the log (``distill.curves``) and a
   summary embedding them, rewritten at each checkpoint and at the end.
 
 Resume (``resume=True``, see ``resume_config``): the run continues from its
@@ -84,7 +84,7 @@ from distill.checkpoints import (
     save_checkpoint,
     set_rng_states,
 )
-from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
+from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, read_log, summary_markdown
 from distill.data import Corpus, TokenStream, read_corpus, shard_slice
 from distill.dispatch import (
     BackendDecision,
@@ -739,8 +739,7 @@ class _Run:
         }
         if self.world.writes and self.out_dir.is_dir():
             _write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
-            steps = list(range(len(losses)))
-            png = plot_png(steps, losses, times)
+            png = plot_png(read_log(self.out_dir / LOG_FILE))
             _write_atomic(self.out_dir / PLOT_FILE, lambda tmp: tmp.write_bytes(png))
             text = summary_markdown(summary)
             _write_atomic(self.out_dir / SUMMARY_MD, lambda tmp: tmp.write_text(text, encoding="utf-8"))
