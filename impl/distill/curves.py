@@ -105,8 +105,7 @@ def curves_figure(records: list[dict[str, Any]]) -> Figure:
     axes = figure.subplots(len(found), 1, sharex=True, squeeze=False)[:, 0]
     for ax, panel in zip(axes, found):
         for label, colour, steps, values in panel["lines"]:
-            shown = [v if math.isfinite(v) else math.nan for v in values]
-            ax.plot(steps, shown, color=colour, label=label, marker="o" if len(steps) < 30 else None, markersize=3)
+            ax.plot(steps, values, color=colour, label=label, marker="o" if len(steps) < 30 else None, markersize=3)
         if panel["log"] and any(v > 0 for *_, values in panel["lines"] for v in values if math.isfinite(v)):
             ax.set_yscale("log")
         ax.set_title(panel["title"], fontsize=10, loc="left")
