@@ -200,10 +200,17 @@ def test_the_stdlib_corpus_is_bounded_and_the_same_on_every_read(qwen2_lists, mo
     assert (first.ids == QWEN2_ENDOFTEXT).sum() == first.documents
 
 
-def test_a_run_reads_windows_of_the_packed_text(vocab_dir, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def qwen2_model(vocab_dir, tmp_path_factory) -> Path:
+    """A tiny Qwen2 GGUF with the real qwen2 tokenizer (teacher and student of the runs below)."""
     from distill.synth import make_model_file
 
-    model = make_model_file(tmp_path / "m.gguf", "tiny", "f32", vocab_dir / "ggml-vocab-qwen2.gguf", seed=3)
+    return Path(make_model_file(tmp_path_factory.mktemp("model") / "m.gguf", "tiny", "f32",
+                                vocab_dir / "ggml-vocab-qwen2.gguf", seed=3))
+
+
+def test_a_run_reads_windows_of_the_packed_text(vocab_dir, qwen2_model, tmp_path, monkeypatch):
+    model = qwen2_model
     documents = ["first document, about apples\n", "second one: pears and 42 plums\n"]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
     stream = [i for d in documents
@@ -217,3 +224,15 @@ def test_a_run_reads_windows_of_the_packed_text(vocab_dir, tmp_path, monkeypatch
     windows = [stream[s : s + 4] for s in range(0, len(stream) - 3, 4)]
     assert len(rows) == 6 and all(row in windows for row in rows)
     assert any("2 document(s)" in line and f"'<|endoftext|>' ({QWEN2_ENDOFTEXT})" in line for line in lines)
+
+
+def test_a_resume_on_changed_text_is_refused_naming_the_data(qwen2_model, tmp_path, monkeypatch):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "the first version of the text, long enough"}) + "\n")
+    monkeypatch.setattr(train, "_step", lambda *a: 1.0)
+    config = train.DistillConfig(out_dir=tmp_path / "run", teacher=qwen2_model, student=qwen2_model, steps=1,
+                                 batch=1, seq=4, data=docs, checkpoint_every=1)
+    train.run_distillation(config, echo=lambda line: None)
+    docs.write_text(json.dumps({"text": "the second version of the text, long enough"}) + "\n")
+    with pytest.raises(DistillError, match="differs from its checkpoint in .*data"):
+        train.run_distillation(train.resume_config(tmp_path / "run", {"steps": 2}), echo=lambda line: None)
