@@ -133,7 +133,9 @@ def read_token_file(path: Path, vocab_size: int, seq: int) -> torch.Tensor:
             words = path.read_text(encoding="utf-8").split()
             ids = torch.tensor([int(word) for word in words], dtype=torch.int64)
     except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DistillError(f"{path}: cannot read token ids: {err}") from None
+        hint = "" if path.suffix == ".npy" else (" (a file whose first word is an integer is read as token ids; "
+                                                 "give text that starts with a number as JSONL)")
+        raise DistillError(f"{path}: cannot read token ids: {err}{hint}") from None
     if ids.numel() < seq:
         raise DistillError(f"{path}: {ids.numel()} token ids, fewer than one sequence of {seq}")
     bad = ((ids < 0) | (ids >= vocab_size)).nonzero()

@@ -7,7 +7,8 @@ refused before step 0. The output folder receives train_log.jsonl (a header and
 one record per step), checkpoints/step-N every --checkpoint-every steps (the
 last --keep of them), student.safetensors (only when every step completed),
 run.json (status running, completed, interrupted or failed), curves.png and
-summary.md.
+summary.md. --data gives token ids or text (stdlib, a file, a folder, JSONL), text
+tokenized with the student's own GGUF tokenizer (pv tokenize shows its ids).
 
 Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
 which launches through torch's own launcher): every rank holds the teacher and
