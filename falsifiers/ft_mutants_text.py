@@ -97,14 +97,14 @@ def _unknown_pre(mp: pytest.MonkeyPatch) -> None:
 
 
 def _pack_wrapper(mp: pytest.MonkeyPatch, body: Callable[..., Any]) -> None:
-    replace(mp, "distill.data:_pack", lambda original: lambda documents, separator, source:
-            body(original, documents, separator, source))
+    replace(mp, "distill.data:_pack", lambda original: lambda documents, separator, token, source:
+            body(original, documents, separator, token, source))
 
 
 @mutant("pack-no-separator", "documents are concatenated without the end-of-text token")
 def _pack_no_separator(mp: pytest.MonkeyPatch) -> None:
-    def body(original: Callable[..., Any], documents: list, separator: int, source: str) -> Any:
-        corpus = original(documents, separator, source)
+    def body(original: Callable[..., Any], documents: list, separator: int, token: str, source: str) -> Any:
+        corpus = original(documents, separator, token, source)
         keep = corpus.ids != separator
         corpus.ids = corpus.ids[keep]
         return corpus
@@ -114,8 +114,8 @@ def _pack_no_separator(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("pack-separator-first", "the end-of-text token is put before each document instead of after")
 def _pack_separator_first(mp: pytest.MonkeyPatch) -> None:
-    def body(original: Callable[..., Any], documents: list, separator: int, source: str) -> Any:
-        corpus = original(documents, separator, source)
+    def body(original: Callable[..., Any], documents: list, separator: int, token: str, source: str) -> Any:
+        corpus = original(documents, separator, token, source)
         corpus.ids = corpus.ids.roll(1)
         return corpus
 
@@ -124,7 +124,8 @@ def _pack_separator_first(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("pack-last-document-dropped", "the last document is left out")
 def _pack_last_dropped(mp: pytest.MonkeyPatch) -> None:
-    _pack_wrapper(mp, lambda original, documents, separator, source: original(documents[:-1], separator, source))
+    _pack_wrapper(mp, lambda original, documents, separator, token, source:
+                  original(documents[:-1], separator, token, source))
 
 
 @mutant("data-control-tokens-parsed", "a control token spelled inside a document becomes its control id")

@@ -83,6 +83,7 @@ class Corpus:
     offsets: torch.Tensor
     separator: int | None
     source: str
+    separator_token: str | None = None
 
     @property
     def documents(self) -> int:
@@ -92,12 +93,11 @@ class Corpus:
         """``count:sha256`` of the ids: what makes two runs read the same data."""
         return f"{self.ids.numel()}:{hashlib.sha256(self.ids.numpy().tobytes()).hexdigest()}"
 
-    def describe(self, tokens: list[str] | None = None) -> str:
+    def describe(self) -> str:
         """One line naming the data, its size and its separator."""
         line = f"data: {self.source}: {self.documents} document(s), {self.ids.numel()} tokens"
         if self.separator is not None:
-            name = f"{tokens[self.separator]!r} " if tokens and self.separator < len(tokens) else ""
-            line += f", each followed by the end-of-text token {name}({self.separator})"
+            line += f", each followed by the end-of-text token {self.separator_token!r} ({self.separator})"
         return line
 
 
@@ -234,13 +234,13 @@ def _stdlib_documents() -> list[str]:
     return documents
 
 
-def _pack(documents: list[torch.Tensor], separator: int, source: str) -> Corpus:
+def _pack(documents: list[torch.Tensor], separator: int, separator_token: str, source: str) -> Corpus:
     """The documents (ids without a separator) concatenated, each followed by ``separator``."""
     end = torch.tensor([separator], dtype=torch.int64)
     parts = [part for document in documents for part in (document, end)]
     lengths = torch.tensor([0] + [d.numel() + 1 for d in documents], dtype=torch.int64)
     ids = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
-    return Corpus(ids, lengths.cumsum(0), separator, source)
+    return Corpus(ids, lengths.cumsum(0), separator, source, separator_token)
 
 
 def read_corpus(data: Path, tokenizer: Tokenizer | None, tokenizer_source: str, vocab_size: int, seq: int) -> Corpus:
@@ -269,7 +269,7 @@ def read_corpus(data: Path, tokenizer: Tokenizer | None, tokenizer_source: str, 
     text = text_tokenizer_from(tokenizer, tokenizer_source)
     separator = separator_id(text, tokenizer_source)
     encoded = (torch.from_numpy(text.encode(document)) for document in documents)
-    corpus = _pack([ids for ids in encoded if ids.numel()], separator, source)
+    corpus = _pack([ids for ids in encoded if ids.numel()], separator, text.tokens[separator], source)
     if corpus.ids.numel() < seq:
         raise DistillError(f"{data}: {corpus.ids.numel()} tokens, fewer than one sequence of {seq}")
     if int(corpus.ids.max()) >= vocab_size:

@@ -492,8 +492,9 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
                                f"give --steps N with N > {checkpoint.step} to train further")
     echo(format_start_line(decision))
     echo(alignment_line(comparison))
-    if corpus is not None:
-        echo(corpus.describe(student_file.tokenizer.tokens if student_file.tokenizer else None))
+    data_line = None if corpus is None else corpus.describe()
+    if data_line is not None:
+        echo(data_line)
     if checkpoint is not None:
         echo(f"resuming from {checkpoint.path} (step {checkpoint.step} of {config.steps})")
     teacher = load_teacher(
@@ -509,6 +510,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "world_size": world.size,
         "backend": {**decision.to_json(), **decision_inputs},
         "alignment": {**comparison.to_json(), "effective_vocab": teacher.vocab_size},
+        "data": data_line,
         "teacher_resident_bytes": teacher.resident_bytes(),
         "teacher_quantized_bytes": teacher.quantized_bytes,
         "config": _config_json(config),
