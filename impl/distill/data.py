@@ -44,6 +44,7 @@ import os
 import re
 import stat
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,7 @@ def _read_text(path: Path, budget: _TextBudget) -> str:
         raise DistillError(f"{path}: cannot read text: {err}") from None
 
 
-def _jsonl_documents(path: Path, budget: _TextBudget) -> list[str]:
-    documents = []
+def _jsonl_documents(path: Path, budget: _TextBudget) -> Iterator[str]:
     for number, line in enumerate(_read_text(path, budget).splitlines(), start=1):
         if not line.strip():
             continue
@@ -209,8 +209,7 @@ def _jsonl_documents(path: Path, budget: _TextBudget) -> list[str]:
             raise DistillError(f"{path}:{number}: not JSON: {err}") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise DistillError(f"{path}:{number}: expected a JSON object with a string field 'text'")
-        documents.append(record["text"])
-    return documents
+        yield record["text"]
 
 
 def _looks_like_ids(path: Path) -> bool:
@@ -220,8 +219,8 @@ def _looks_like_ids(path: Path) -> bool:
         return _INTEGER.match(fh.read(64)) is not None
 
 
-def _stdlib_documents() -> list[str]:
-    documents, size = [], 0
+def _stdlib_documents() -> Iterator[str]:
+    size = 0
     for path in _stdlib_files():
         try:
             text = path.read_text(encoding="utf-8")
@@ -229,9 +228,22 @@ def _stdlib_documents() -> list[str]:
             continue
         size += len(text.encode("utf-8"))
         if size > STDLIB_MAX_BYTES:
-            break
-        documents.append(text)
-    return documents
+            return
+        yield text
+
+
+def _text_documents(data: Path) -> tuple[str, Iterator[str]]:
+    """What the text data is, and its documents, read one at a time within :data:`MAX_TEXT_BYTES`."""
+    budget = _TextBudget(MAX_TEXT_BYTES)
+    if str(data) == STDLIB_CORPUS:
+        return f"the Python standard library ({sysconfig.get_paths()['stdlib']})", _stdlib_documents()
+    if data.is_dir():
+        files = _folder_files(data)
+        return f"text files in {data}", (document for path in files for document in (
+            _jsonl_documents(path, budget) if path.suffix == ".jsonl" else [_read_text(path, budget)]))
+    if data.suffix == ".jsonl":
+        return f"JSONL documents in {data}", _jsonl_documents(data, budget)
+    return f"text in {data}", iter([_read_text(data, budget)])
 
 
 def _pack(documents: list[torch.Tensor], separator: int, separator_token: str, source: str) -> Corpus:
@@ -253,21 +265,11 @@ def read_corpus(data: Path, tokenizer: Tokenizer | None, tokenizer_source: str, 
             data.suffix != ".jsonl" and _looks_like_ids(data))):
         ids = read_token_file(data, vocab_size, seq)
         return Corpus(ids, torch.tensor([0, ids.numel()]), None, f"token ids from {data}")
-    budget = _TextBudget(MAX_TEXT_BYTES)
-    if str(data) == STDLIB_CORPUS:
-        documents, source = _stdlib_documents(), f"the Python standard library ({sysconfig.get_paths()['stdlib']})"
-    elif data.is_dir():
-        documents, source = [], f"text files in {data}"
-        for path in _folder_files(data):
-            documents += _jsonl_documents(path, budget) if path.suffix == ".jsonl" else [_read_text(path, budget)]
-    elif data.suffix == ".jsonl":
-        documents, source = _jsonl_documents(data, budget), f"JSONL documents in {data}"
-    else:
-        documents, source = [_read_text(data, budget)], f"text in {data}"
     if tokenizer is None:
         raise DistillError(f"{tokenizer_source} has no tokenizer.ggml.tokens: it cannot tokenize {data}")
     text = text_tokenizer_from(tokenizer, tokenizer_source)
     separator = separator_id(text, tokenizer_source)
+    source, documents = _text_documents(data)
     encoded = (torch.from_numpy(text.encode(document)) for document in documents)
     corpus = _pack([ids for ids in encoded if ids.numel()], separator, text.tokens[separator], source)
     if corpus.ids.numel() < seq:
