@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import tokenizers
-from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, models, pre_tokenizers
 
 from distill.errors import GGUFFormatError, TokenizerError
 from distill.gguf_file import read_header
@@ -209,7 +209,6 @@ def text_tokenizer_from(tokenizer: Tokenizer, source: str) -> TextTokenizer:
         pre_tokenizers.Split(Regex(pre.split), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    bpe.decoder = decoders.ByteLevel()
     types = tokenizer.token_types or []
     bpe.add_special_tokens([AddedToken(token, normalized=False, special=True)
                             for token, kind in zip(tokenizer.tokens, types) if kind == CONTROL])
