@@ -107,7 +107,7 @@ def test_bad_option_values_exit_2_without_output(tmp_path: Path, capsys, option,
     (("--batch", "1000000"), "of logits and token ids per step"),  # would allocate terabytes at the first step
     # the stream hands over batch x grad-accum rows at once: 512 GB of ids (the check divided by grad-accum)
     (("--grad-accum", "1000000000"), "of logits and token ids per step"),
-    (("--data", "/dev/zero"), "/dev/zero: cannot read token ids: not a regular file"),  # would read forever
+    (("--data", "/dev/zero"), "/dev/zero: cannot read data: not a regular file"),  # would read forever
 ])
 def test_inputs_that_cannot_be_served_are_refused_before_step_0(tmp_path: Path, capsys, options, message,
                                                                tiny_argv) -> None:

@@ -20,9 +20,9 @@ from distill.model import build_model
 from distill.synth import PRESETS, make_model_file
 from distill.teacher import native_resident_bytes
 from distill.run_folder import CHECKPOINT_FILE, LOG_FILE, SUMMARY_FILE
-from distill.train import DistillConfig, read_token_file, run_distillation
+from distill.train import DistillConfig, run_distillation
 
-from distill.data import TokenStream
+from distill.data import TokenStream, read_token_file
 from pv.cli import main as pv_main
 
 #: The documented override variable and auto's reserve (README, backend contract), spelled here

@@ -2,13 +2,13 @@
 
 The modules read as the chain they implement, each importing only earlier ones:
 ``quant`` (Q4_K/Q6_K blocks) -> ``gguf_file`` (the GGUF container) -> ``tokenizer``
-(its token lists) -> ``model`` (the Qwen2 transformer) -> ``qwen2_gguf`` (Qwen2
+(its token lists and byte-level BPE) -> ``model`` (the Qwen2 transformer) -> ``qwen2_gguf`` (Qwen2
 checkpoints as GGUF files) -> ``synth`` (shape-faithful random models) -> ``vocab``
 (vocabulary alignment) -> ``teacher`` (frozen teacher backends, truncating at their
-boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``data`` (token files
-and the resumable row stream) -> ``parallel`` (torch.distributed ranks, DDP, the
-launcher) -> ``checkpoints`` (atomic checkpoint folders) -> ``curves`` (the loss
-plot and summary) -> ``train`` (the distillation loop); ``commands`` are its `pv`
+boundary) -> ``dispatch`` (backend selection) -> ``kd`` (the KD loss) -> ``data`` (token files,
+text packed into documents, and the resumable row stream) -> ``parallel`` (torch.distributed ranks, DDP, the
+launcher) -> ``checkpoints`` (atomic checkpoint folders) -> ``curves`` (the run's
+curves and summary) -> ``train`` (the distillation loop); ``commands`` are its `pv`
 subcommands.
 """
 

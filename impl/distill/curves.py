@@ -1,119 +1,124 @@
-"""The run's curves: a PNG of loss and step time against the step, and a Markdown summary embedding it.
+"""The run's curves: a PNG of its log drawn with matplotlib, and a Markdown summary embedding it.
 
-The PNG is drawn here with the standard library (zlib and a 3x5 pixel font
-for the axis numbers): a plotting library would be a heavy dependency for two
-line charts, and this one never touches a display or a font cache.
+Panels, top to bottom, all against the optimizer step: the KD loss (each
+training step, and the held-out loss of the ``eval`` records when the log has
+them), the held-out top-1 agreement with the teacher, the learning rate and the
+gradient norm (when the step records carry ``lr`` and ``grad_norm``), and the
+step time. A panel without data is left out. The figure is drawn on
+matplotlib's Agg canvas (no display, no global pyplot state); matplotlib's
+cache goes to a folder of this user's in the system's temporary folder unless
+``MPLCONFIGDIR`` says otherwise.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
-import struct
-import zlib
-from typing import Any
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PLOT_FILE = "curves.png"
 SUMMARY_MD = "summary.md"
-WIDTH, HEIGHT = 640, 420
-_MARGIN_LEFT, _MARGIN_RIGHT, _PANEL_GAP, _TOP = 70, 16, 40, 24
-_WHITE, _BLACK, _GREY = (255, 255, 255), (0, 0, 0), (200, 200, 200)
-_LOSS_COLOUR, _TIME_COLOUR = (31, 119, 180), (214, 96, 39)
-_SCALE = 2  # font pixels per glyph pixel
-_GLYPHS = {
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
-    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", "-": "000000111000000",
-    "+": "000010111010000", "e": "000111111100111", "l": "110010010010111", "o": "000111101101111",
-    "s": "011100010001110", "t": "010111010010011", "p": "000111101111100", "i": "010000010010010",
-    "m": "000111111101101", "(": "010100100100010", ")": "010001001001010", " ": "000000000000000",
-}
+#: Figure width and height per panel, in inches, and its resolution.
+WIDTH_IN, PANEL_HEIGHT_IN, DPI = 8.0, 2.2, 100
+STEP_LABEL = "optimizer step"
+TRAIN_COLOUR, EVAL_COLOUR, OTHER_COLOUR = "#1f77b4", "#d62728", "#ff7f0e"
 
 
-class _Canvas:
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.pixels = bytearray(bytes(_WHITE) * (width * height))
-
-    def dot(self, x: int, y: int, colour: tuple[int, int, int]) -> None:
-        if 0 <= x < self.width and 0 <= y < self.height:
-            i = 3 * (y * self.width + x)
-            self.pixels[i : i + 3] = bytes(colour)
-
-    def line(self, x0: int, y0: int, x1: int, y1: int, colour: tuple[int, int, int]) -> None:
-        """Bresenham's line, two pixels thick."""
-        dx, dy = abs(x1 - x0), -abs(y1 - y0)
-        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-        err = dx + dy
-        while True:
-            self.dot(x0, y0, colour)
-            self.dot(x0, y0 + 1, colour)
-            if x0 == x1 and y0 == y1:
-                return
-            e2 = 2 * err
-            if e2 >= dy:
-                err, x0 = err + dy, x0 + sx
-            if e2 <= dx:
-                err, y0 = err + dx, y0 + sy
-
-    def text(self, x: int, y: int, text: str, colour: tuple[int, int, int] = _BLACK) -> None:
-        for k, char in enumerate(text):
-            glyph = _GLYPHS.get(char, _GLYPHS[" "])
-            for bit, on in enumerate(glyph):
-                if on == "1":
-                    gx, gy = x + (4 * k + bit % 3) * _SCALE, y + (bit // 3) * _SCALE
-                    for px in range(_SCALE):
-                        for py in range(_SCALE):
-                            self.dot(gx + px, gy + py, colour)
-
-    def png(self) -> bytes:
-        rows = b"".join(b"\x00" + bytes(self.pixels[3 * self.width * y : 3 * self.width * (y + 1)])
-                        for y in range(self.height))
-
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
+def log_records(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The records of a run's log (JSON lines); a line cut short by a kill is left out."""
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
-def _text_width(text: str) -> int:
-    return 4 * len(text) * _SCALE
+def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` in the records of ``kind``, by step (the last record of a step wins)."""
+    by_step: dict[int, float] = {}
+    for record in records:
+        value = record.get(key)
+        if record.get("record") == kind and isinstance(record.get("step"), int) and isinstance(value, (int, float)):
+            by_step[record["step"]] = float(value)
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
 
 
-def _panel(canvas: _Canvas, top: int, height: int, steps: list[int], values: list[float], title: str,
-           colour: tuple[int, int, int]) -> None:
-    left, right, bottom = _MARGIN_LEFT, WIDTH - _MARGIN_RIGHT, top + height
-    for x0, y0, x1, y1 in ((left, top, right, top), (left, bottom, right, bottom),
-                           (left, top, left, bottom), (right, top, right, bottom)):
-        canvas.line(x0, y0, x1, y1, _GREY)
-    canvas.text(left, top - 14, title, colour)
-    finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v)]
-    if not finite:
+def panels(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The panels drawn for ``records``: title, y label, log scale, and lines (label, colour, steps, values)."""
+    found = []
+
+    def panel(title: str, ylabel: str, lines: list[tuple[str, str, str, str]], log: bool = False) -> None:
+        drawn = [(label, colour, *_series(records, kind, key)) for label, colour, kind, key in lines]
+        drawn = [line for line in drawn if line[2]]
+        if drawn:
+            found.append({"title": title, "ylabel": ylabel, "log": log, "lines": drawn})
+
+    panel("KD loss", "loss", [("train", TRAIN_COLOUR, "step", "loss"), ("held-out", EVAL_COLOUR, "eval", "kd_loss")])
+    panel("held-out top-1 agreement with the teacher", "agreement",
+          [("held-out", EVAL_COLOUR, "eval", "top1_agreement")])
+    panel("learning rate", "learning rate", [("lr", OTHER_COLOUR, "step", "lr")])
+    panel("gradient norm", "norm", [("grad norm", OTHER_COLOUR, "step", "grad_norm")], log=True)
+    panel("step time", "seconds", [("step time", OTHER_COLOUR, "step", "step_time_s")])
+    return found
+
+
+def _matplotlib_cache() -> None:
+    """Point matplotlib's config and font cache at a private folder in the temporary folder, unless set."""
+    if "MPLCONFIGDIR" in os.environ:
         return
-    low, high = min(v for _, v in finite), max(v for _, v in finite)
-    span = high - low or abs(high) or 1.0
-    first, last = steps[0], max(steps[-1], steps[0] + 1)
-    for value in (low, high):
-        label = f"{value:.3g}"
-        y = bottom - round((value - low) / span * height) - 5
-        canvas.text(left - 6 - _text_width(label), min(max(y, top), bottom - 10), label)
-    canvas.text(left, bottom + 6, str(steps[0]))
-    canvas.text(right - _text_width(str(steps[-1])), bottom + 6, str(steps[-1]))
-    points = [(left + round((s - first) / (last - first) * (right - left)),
-               bottom - round((v - low) / span * height)) for s, v in finite]
-    if len(points) == 1:
-        canvas.line(*points[0], *points[0], colour)
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        canvas.line(x0, y0, x1, y1, colour)
+    folder = Path(tempfile.gettempdir()) / f"distill-matplotlib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        private = stat.S_ISDIR(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == os.getuid())
+    except OSError:
+        private = False
+    os.environ["MPLCONFIGDIR"] = str(folder) if private else tempfile.mkdtemp(prefix="distill-matplotlib-")
 
 
-def plot_png(steps: list[int], losses: list[float], step_times: list[float]) -> bytes:
-    """A PNG with two panels against the step: the loss (top) and the step time in seconds (bottom)."""
-    canvas = _Canvas(WIDTH, HEIGHT)
-    height = (HEIGHT - _TOP - _PANEL_GAP - 24) // 2
-    _panel(canvas, _TOP, height, steps, losses, "loss", _LOSS_COLOUR)
-    _panel(canvas, _TOP + height + _PANEL_GAP, height, steps, step_times, "step time (s)", _TIME_COLOUR)
-    return canvas.png()
+def curves_figure(records: list[dict[str, Any]]) -> Figure:
+    """The matplotlib figure of the run's log records (see the module docstring); without data, one empty panel."""
+    _matplotlib_cache()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    found = panels(records) or [{"title": "no steps yet", "ylabel": "loss", "log": False, "lines": []}]
+    figure = Figure(figsize=(WIDTH_IN, PANEL_HEIGHT_IN * len(found)), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(found), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, found):
+        for label, colour, steps, values in panel["lines"]:
+            ax.plot(steps, values, color=colour, label=label, marker="o" if len(steps) < 30 else None, markersize=3)
+        if panel["log"] and any(v > 0 for *_, values in panel["lines"] for v in values if math.isfinite(v)):
+            ax.set_yscale("log")
+        ax.set_title(panel["title"], fontsize=10, loc="left")
+        ax.set_ylabel(panel["ylabel"])
+        ax.grid(True, alpha=0.3)
+        if len(panel["lines"]) > 1:
+            ax.legend(fontsize=8)
+    axes[-1].set_xlabel(STEP_LABEL)
+    return figure
+
+
+def plot_png(records: list[dict[str, Any]]) -> bytes:
+    """The PNG of ``curves_figure(records)``."""
+    buffer = io.BytesIO()
+    curves_figure(records).savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -131,5 +136,5 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             ("last checkpoint", summary.get("last_checkpoint")), ("error", summary.get("error"))]
     lines = ["# Distillation run", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {show(value)} |" for name, value in rows]
-    lines += ["", f"![loss and step time against the step]({PLOT_FILE})", ""]
+    lines += ["", f"![the run's curves against the optimizer step]({PLOT_FILE})", ""]
     return "\n".join(lines)

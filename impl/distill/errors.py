@@ -14,6 +14,10 @@ class GGUFFormatError(DistillError):
     """A GGUF file that is truncated, has a wrong magic, bad sizes, or missing keys."""
 
 
+class TokenizerError(DistillError):
+    """A GGUF tokenizer that cannot tokenize text here (unknown pre-tokenizer, no merges, not BPE)."""
+
+
 class QuantError(DistillError):
     """Quantized data that cannot be what it claims (bad length, non-finite block scales)."""
 

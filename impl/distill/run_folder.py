@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from distill.checkpoints import CHECKPOINT_DIR, checkpoint_folder, list_checkpoints, read_record, remove_leftovers
-from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
+from distill.curves import PLOT_FILE, SUMMARY_MD, log_records, plot_png, summary_markdown
 from distill.errors import DistillError
 from distill.inputs import open_input
 
@@ -243,10 +243,11 @@ def open_log(out_dir: Path, header: dict[str, Any], resumed: dict[str, Any] | No
     return open(out_dir / LOG_FILE, "a", encoding="utf-8")
 
 
-def write_summary_files(out_dir: Path, summary: dict[str, Any], losses: list[float], times: list[float]) -> None:
-    """run.json, curves.png and summary.md of a run folder."""
+def write_summary_files(out_dir: Path, summary: dict[str, Any]) -> None:
+    """run.json, curves.png (from the run's log) and summary.md of a run folder."""
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
-    png = plot_png(list(range(len(losses))), losses, times)
+    with read_log(out_dir) as log:
+        png = plot_png(log_records(log))
     write_atomic(out_dir / PLOT_FILE, lambda tmp: tmp.write_bytes(png))
     text = summary_markdown(summary)
     write_atomic(out_dir / SUMMARY_MD, lambda tmp: tmp.write_text(text, encoding="utf-8"))

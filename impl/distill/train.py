@@ -12,9 +12,11 @@ difference; load the teacher with its logits cut to the student's rows; load
 the student (quantized student weights are expanded; parameters in f32 or
 bf16, all trainable); read the data.
 
-Data: ``data`` is a file of token ids: ``.npy`` (an integer array of any shape,
-read flat) or text (whitespace-separated integers), read in shuffled epochs of
-``seq``-id windows; without a file, rows of uniformly random ids. Step ``t``
+Data: ``data`` names token ids (``.npy``, whitespace-separated integers) or
+text (a file, a folder, JSONL, ``stdlib``) tokenized with the student's own
+tokenizer, documents packed with an end-of-text token (``distill.data``),
+read in shuffled epochs of ``seq``-id windows; without data, rows of
+uniformly random ids. Step ``t``
 reads the global rows ``[t*G, (t+1)*G)``, ``G = batch * grad_accum * ranks``,
 and each rank its own slice of them (``distill.data``).
 
@@ -53,7 +55,7 @@ written by rank 0 only:
   stopped before its update is undone, its rows read again by the resume);
   after a SIGKILL it says ``running`` and names the checkpoint a resume
   continues from;
-- ``curves.png`` and ``summary.md``: the loss and step-time curves and a
+- ``curves.png`` and ``summary.md``: the curves of the log (``distill.curves``) and a
   summary embedding them, rewritten at each checkpoint and at the end.
 
 Resume (``resume=True``, see ``resume_config``): the run continues from its
@@ -95,7 +97,7 @@ from distill.checkpoints import (
     save_checkpoint,
     set_rng_states,
 )
-from distill.data import TokenStream, read_token_file, shard_slice
+from distill.data import Corpus, TokenStream, read_corpus, shard_slice
 from distill.dispatch import (
     DEQUANT_RESERVE_BYTES,
     BackendDecision,
@@ -422,12 +424,12 @@ def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
 
 
 def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
-              comparison: VocabComparison) -> dict[str, Any]:
+              comparison: VocabComparison, corpus: Corpus | None) -> dict[str, Any]:
     """What makes two runs the same run: the files by fingerprint, the vocabulary decision, the fixed options."""
     return {
         "teacher": file_fingerprint(teacher, "the teacher"),
         "student": file_fingerprint(student, "the student"),
-        "data": None if config.data is None else file_fingerprint(Path(config.data), "token ids"),
+        "data": None if corpus is None else corpus.fingerprint(),
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
@@ -493,7 +495,9 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     _check_step_memory(config, student_file.config.vocab_size, device, world.size)
     teacher_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     decision, decision_inputs = _decide_backend(config, device, teacher_file, student_file, teacher_dtype)
-    identity = _identity(config, world, teacher_path, student_path, comparison)
+    corpus = None if config.data is None else read_corpus(
+        Path(config.data), student_file.tokenizer, str(student_path), student_file.config.vocab_size, config.seq)
+    identity = _identity(config, world, teacher_path, student_path, comparison, corpus)
     checkpoint = load_checkpoint(checkpoints[-1]) if checkpoints else None
     if checkpoint is not None:
         try:
@@ -513,13 +517,15 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         teacher_file = read_gguf(teacher_path, in_memory=True)
     echo(format_start_line(decision))
     echo(alignment_line(comparison))
+    data_line = None if corpus is None else corpus.describe()
+    if data_line is not None:
+        echo(data_line)
     if checkpoint is not None:
         echo(f"resuming from {checkpoint.path} (step {checkpoint.step} of {config.steps})")
     teacher = load_teacher(
         teacher_file, decision.backend, target_vocab=student_file.config.vocab_size, device=device, dtype=teacher_dtype
     )
     student = _load_student(student_file, STUDENT_DTYPES[config.student_dtype], device)
-    ids = None if config.data is None else read_token_file(Path(config.data), teacher.vocab_size, config.seq)
     header = {
         "record": "header",
         "distill_version": __version__,
@@ -529,6 +535,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "world_size": world.size,
         "backend": {**decision.to_json(), **decision_inputs},
         "alignment": {**comparison.to_json(), "effective_vocab": teacher.vocab_size},
+        "data": data_line,
         "teacher_resident_bytes": teacher.resident_bytes(),
         "teacher_quantized_bytes": teacher.quantized_bytes,
         "config": _config_json(config),
@@ -536,7 +543,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "estimate": _estimate(config, teacher, student, world),
     }
     echo(_estimate_line(header["estimate"]))
-    stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
+    stream = TokenStream(None if corpus is None else corpus.ids, teacher.vocab_size, config.seq, config.seed)
     run = _Run(config, world, device, header, decision, comparison, checkpoint, watched, echo)
     return run.train(teacher, student, stream)
 
@@ -801,7 +808,7 @@ class _Run:
             "error": error,
         }
         if self.world.writes and self.out_dir.is_dir():
-            write_summary_files(self.out_dir, summary, losses, times)
+            write_summary_files(self.out_dir, summary)
         return summary
 
 

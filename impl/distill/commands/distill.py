@@ -7,7 +7,8 @@ refused before step 0. The output folder receives train_log.jsonl (a header and
 one record per step), checkpoints/step-N every --checkpoint-every steps (the
 last --keep of them), student.safetensors (only when every step completed),
 run.json (status running, completed, interrupted or failed), curves.png and
-summary.md.
+summary.md. --data gives token ids or text (stdlib, a file, a folder, JSONL), text
+tokenized with the student's own GGUF tokenizer (pv tokenize shows its ids).
 
 Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
 which launches through torch's own launcher): every rank holds the teacher and
@@ -71,8 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher backend (default: $DISTILL_TEACHER_BACKEND, else auto)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default cpu; each rank of a CUDA run uses "
                                          "cuda:LOCAL_RANK)")
-    parser.add_argument("--data", type=Path, metavar="FILE",
-                        help="token ids: .npy integer array or whitespace-separated text (default: random ids)")
+    parser.add_argument("--data", type=Path, metavar="DATA",
+                        help="'stdlib' (the Python standard library's source), a text file, a folder of text files, "
+                             "JSONL with a 'text' field, or token ids (.npy, whitespace-separated integers); text is "
+                             "tokenized with the student's tokenizer, documents joined by its end-of-text token "
+                             "(default: random ids)")
     parser.add_argument("--seed", type=int, help="seed of the data and preset models (default 0)")
     parser.add_argument("--student-dtype", choices=("f32", "bf16"),
                         help="dtype of the student's trainable parameters (default f32)")
