@@ -178,7 +178,7 @@ def test_bad_text_inputs_are_refused_with_the_file_named(tmp_path, qwen2_lists, 
     big = tmp_path / "big.txt"
     big.write_text("word " * 300, encoding="utf-8")
     monkeypatch.setattr(data, "MAX_TEXT_BYTES", 1000)
-    with pytest.raises(DistillError, match=f"{big}: the text data is over the limit of 1000 bytes"):
+    with pytest.raises(DistillError, match=f"{big}: 1500 bytes of text, over the limit of 1000 bytes"):
         _corpus(big, qwen2_lists)
 
 

@@ -181,7 +181,7 @@ class _TextBudget:
 
 
 def _read_text(path: Path, budget: _TextBudget) -> str:
-    content = read_input(path, "text", budget.limit - budget.used)
+    content = read_input(path, "text", budget.limit)
     budget.take(path, len(content))
     try:
         return content.decode("utf-8")
