@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 
 from pv._util.errors import UserError
+from pv._util.files import InputError, read_input
 from pv.contracts.findings import Finding, Location, Severity
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -401,31 +401,15 @@ def _syntax_error(path: str, text: str, err: yaml.YAMLError) -> LoadError:
     return _fatal(SYNTAX, f"YAML syntax error: {problem}" + (f" ({context})" if context else ""), where)
 
 
-def _open_no_block(path: str, flags: int) -> int:
-    """Open without blocking (a file swapped for a FIFO after the check must not hang the read)."""
-    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(0, "not a regular file")
-    return fd
-
-
 def read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(text, sha256 of the bytes) of a YAML file, refusing big, binary and non-UTF-8 files."""
     shown = str(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise _fatal(UNREADABLE, "cannot read: not a regular file (a FIFO, device or folder is not read)", Location(shown))
-        size = info.st_size
-        if size > MAX_BYTES:
-            raise _fatal(TOO_LARGE, f"file of {size} bytes is over the limit of {MAX_BYTES} bytes", Location(shown))
-        with open(path, "rb", opener=_open_no_block) as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise _fatal(UNREADABLE, f"cannot read: {err.strerror or err}", Location(shown)) from None
-    if len(raw) > MAX_BYTES:
-        raise _fatal(TOO_LARGE, f"file is over the limit of {MAX_BYTES} bytes", Location(shown))
+        raw = read_input(path, MAX_BYTES)
+    except InputError as err:
+        raise _fatal(TOO_LARGE if err.too_large else UNREADABLE,
+                     err.reason if err.too_large else f"cannot read: {err.reason.removeprefix('cannot read: ')}",
+                     Location(shown)) from None
     return _decode(shown, raw), hashlib.sha256(raw).hexdigest()
 
 

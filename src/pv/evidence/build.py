@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pv._util.files import sha256_of
+from pv._util.files import InputError, read_input, sha256_of
 from pv.evidence.contracts import ContractInfo, shown_path
 from pv.evidence.records import (
     ERROR,
@@ -281,6 +281,8 @@ def obligation_entries(
 
 #: what a present ``mutation`` section copies from the ``pv mutate --format json`` report
 _MUTATION_COUNTS = ("killed", "survived", "timeout")
+#: Largest ``pv mutate`` report read, in bytes.
+MAX_MUTATION_REPORT_BYTES = 256 * 1024 * 1024
 
 
 def _absent(report: str | None, reason: str) -> dict[str, Any]:
@@ -305,7 +307,7 @@ def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:
                              "pv verify --mutation-report)")
     shown = shown_path(path, root)
     try:
-        raw = path.read_bytes()
+        raw = read_input(path, MAX_MUTATION_REPORT_BYTES)
         data = json.loads(raw)
         if isinstance(data, dict) and "mutants" in data and "judged" not in data:
             return _absent(shown, "it records no files it judged (made by an earlier pv mutate); "
@@ -316,10 +318,8 @@ def mutation_entry(path: Path | None, root: Path) -> dict[str, Any]:
         equivalent = len(data["equivalent"])
         complete = data["complete"] is True
         changed = _changed(judged, root)
-    except FileNotFoundError:
-        return _absent(shown, "no such file (run pv mutate --format json -o FILE)")
-    except OSError as err:
-        return _absent(shown, f"cannot read it: {err.strerror or err}")
+    except InputError as err:
+        return _absent(shown, "no such file (run pv mutate --format json -o FILE)" if err.missing else err.reason)
     except (ValueError, KeyError, TypeError) as err:
         return _absent(shown, f"not a report of pv mutate --format json (with the files it judged): "
                               f"{type(err).__name__}: {err}")

@@ -39,15 +39,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pv._util.errors import UserError
+from pv._util.files import InputError, read_input
 from pv.checks.verdicts import Status
 from pv.evidence.build import combine_verdicts
 from pv.evidence.contracts import ContractInfo, Requirement
@@ -171,16 +170,10 @@ def _read_json(shown: str, path: Path) -> Any:
     """The JSON of a report file, refusing non-regular files, files over :data:`MAX_REPORT_BYTES`,
     nesting deeper than :data:`MAX_REPORT_DEPTH`, NaN, infinities and huge numbers."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise ReportError(f"{shown}: cannot read the report: not a regular file")
-        if info.st_size > MAX_REPORT_BYTES:
-            raise ReportError(f"{shown}: report of {info.st_size} bytes is over the limit of {MAX_REPORT_BYTES}")
-        with open(path, "rb") as handle:
-            text = handle.read(MAX_REPORT_BYTES + 1).decode("utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{shown}: no such report file") from None
-    except (OSError, UnicodeDecodeError) as err:
+        text = read_input(path, MAX_REPORT_BYTES).decode("utf-8")
+    except InputError as err:
+        raise ReportError(f"{shown}: " + ("no such report file" if err.missing else f"report: {err.reason}")) from None
+    except UnicodeDecodeError as err:
         raise ReportError(f"{shown}: cannot read the report: {err}") from None
     if len(text) > MAX_REPORT_BYTES:
         raise ReportError(f"{shown}: report is over the limit of {MAX_REPORT_BYTES} bytes")
