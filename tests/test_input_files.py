@@ -47,7 +47,7 @@ def hostile(tmp_path: Path) -> dict[str, Path]:
     return found
 
 
-@pytest.mark.parametrize(("kind", "words"), [("fifo", "is a FIFO"), ("zero", "not a regular file"),
+@pytest.mark.parametrize(("kind", "words"), [("fifo", "is a FIFO"), ("zero", "is a character device"),
                                              ("folder", "is a folder"), ("huge", "over the limit of 1000 bytes")])
 def test_read_input_refuses_what_is_not_a_small_regular_file_before_reading(
         hostile: dict[str, Path], opened: list[tuple[str, int]], kind: str, words: str) -> None:

@@ -31,9 +31,11 @@ from typing import BinaryIO
 from pv._util.errors import UserError
 from pv._util.text import shown
 
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISDIR, "a folder")):
         if test(mode):
             return name
     return "not a regular file"
