@@ -119,3 +119,11 @@ def test_shrinking_stops_after_a_count_of_tries_with_the_smallest_failure(monkey
     inputs = verdict.counterexample["inputs"]
     l, n, k = inputs["l"], inputs["N"], inputs["K"]
     assert set(topk(l[:n], k)) != {i for i in topk(l, k) if i < n}
+
+
+def test_without_budget_seconds_the_examples_decide_however_slow_the_machine(monkeypatch):
+    watch = _FailureWatch(monkeypatch)
+    slow = type("Clock", (), {"monotonic": staticmethod(lambda: watch._real() + 10 * watch.evaluations)})
+    monkeypatch.setattr(watch.engine, "time", slow)  # each example seems to take 10 s: 200 take 33 minutes
+    verdict = run_check(compiled("pvc-checks-v1.yaml", "PVC-INV-002"), "hypothesis", allow=ALLOW)
+    assert verdict.status is Status.PASSED and verdict.examples == 200, verdict.detail

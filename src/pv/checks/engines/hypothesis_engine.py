@@ -8,8 +8,10 @@ obligation, changing with the installed copy), no literals of local modules
 (:func:`_without_local_constants`), ``database=None``, ``deadline=None``,
 ``max_examples`` from ``budget.examples`` (default :data:`DEFAULT_EXAMPLES`,
 :data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
-The search stops at ``budget.seconds`` (default :data:`DEFAULT_SECONDS`), which also
-interrupts an evaluation; running out before any failure is ``not-confirmed``.
+The number of examples is the budget: a search runs them all, so that its verdict is the
+same on a fast and a loaded machine. ``budget.seconds``, when set, stops it sooner (it
+also interrupts an evaluation); unset, only :data:`GUARD_SECONDS` stops a search that
+would never end. Running out before any failure is ``not-confirmed``.
 A failure is shrunk by Hypothesis for at most :data:`SHRINK_TRIES` more evaluations
 (:data:`SHRINK_TRIES_TENSOR` with tensors; a count, so that the counterexample is the same on a fast and a loaded machine);
 the verdict carries the smallest failing inputs found and Hypothesis's
@@ -38,8 +40,9 @@ from pv.checks.evaluation import ERROR, PASS, REJECT, Bindings, Outcome, Propert
 from pv.checks.verdicts import Status
 
 DEFAULT_EXAMPLES = 200
-#: Seconds of one search when ``budget.seconds`` is not set.
-DEFAULT_SECONDS = 120.0
+#: Seconds after which a search without ``budget.seconds`` is stopped: a guard against a search
+#: that never ends, far above what a search of its examples needs.
+GUARD_SECONDS = 3600.0
 DEFAULT_TENSOR_EXAMPLES = 50
 #: Evaluations Hypothesis may spend shrinking a failure before the smallest one so far is reported
 #: (fewer with tensors, whose examples cost far more to draw and evaluate).
@@ -133,7 +136,7 @@ def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
 
     examples = _examples(spec)
     shrink_tries = SHRINK_TRIES if spec.plain else SHRINK_TRIES_TENSOR
-    seconds = spec.budget.seconds or DEFAULT_SECONDS
+    seconds = spec.budget.seconds or GUARD_SECONDS
     budget: dict[str, Any] = {"max_examples": examples, "seed": seed_value, "database": None, "seconds": seconds}
     deadline = time.monotonic() + seconds
     prop = Property(spec, bindings)
