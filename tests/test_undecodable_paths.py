@@ -59,3 +59,10 @@ def test_an_out_folder_that_is_not_utf8_is_printed_escaped(tmp_path: Path) -> No
               "--out", os.fsdecode(b"out-\xff"), "--profile", "cpu")
     assert done.returncode == 1, done.stderr.decode(errors="replace")
     assert b"Traceback" not in done.stderr and b"out-\\udcff" in done.stdout
+
+
+def test_the_writer_writes_a_file_names_bytes_back_and_escapes_other_lone_surrogates(tmp_path: Path) -> None:
+    from pv._util.files import write_atomic
+
+    write_atomic(tmp_path / "out.txt", f"{os.fsdecode(NAME)} and \ud800\n")
+    assert (tmp_path / "out.txt").read_bytes() == NAME + b" and \\ud800\n"

@@ -20,6 +20,7 @@ evidence compares.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import stat
@@ -140,13 +141,24 @@ def _write_device(target: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _file_name_bytes(err: UnicodeError) -> tuple[bytes, int]:
+    """Encoding error handler: a file name's undecodable byte (U+DC80..U+DCFF, as ``surrogateescape``
+    decoded it) as that byte, any other lone surrogate as a ``\\uXXXX`` escape."""
+    assert isinstance(err, UnicodeEncodeError)
+    out = bytearray()
+    for char in err.object[err.start:err.end]:
+        code = ord(char)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}".encode("ascii")
+    return bytes(out), err.end
+
+
+codecs.register_error("pv-file-names", _file_name_bytes)
+
+
 def encoded(text: str) -> bytes:
-    """``text`` in UTF-8; the undecodable bytes of a file name in it (``surrogateescape``)
-    are written back as they were, any other lone surrogate as a ``\\uXXXX`` escape."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
+    """``text`` in UTF-8; the undecodable bytes of a file name in it are written back as they
+    were, any other lone surrogate as a ``\\uXXXX`` escape."""
+    return text.encode("utf-8", "pv-file-names")
 
 
 def write_atomic(path: str | os.PathLike[str], text: str | bytes,
