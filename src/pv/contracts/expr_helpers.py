@@ -182,8 +182,8 @@ def _reduce_tensor(name: str, value: Any, args: tuple, reduce: Callable) -> Any:
 def _check_orderable(name: str, values: Any) -> None:
     """Refuse ``min``/``max`` of several values among which is a tensor of several elements: comparing
     it broadcasts against the others (unbounded) and the result has no single truth value."""
-    if not isinstance(values, (list, tuple)):
-        return
+    if not isinstance(values, (list, tuple)) or _symbolic.get():
+        return  # symbolic values are plain (reading their items would fork the engine's paths)
     for value in values:
         if is_tensor(value) and value.numel() > 1:
             raise HelperError(f"{name}() of several values: one is a tensor of shape {tuple(value.shape)},"
@@ -513,8 +513,8 @@ def compared_elements(left: Any, symbol: str, right: Any) -> int:
     item comparison is a tensor of several elements (it has no single truth value)."""
     if symbol in _ELEMENTWISE_COMPARISONS or (symbol in _MEMBERSHIP and is_tensor(right)):
         return _check_broadcast(left, right, operator=symbol)
-    if symbol not in _MEMBERSHIP or not isinstance(right, (list, tuple)):
-        return 0
+    if symbol not in _MEMBERSHIP or not isinstance(right, (list, tuple)) or _symbolic.get():
+        return 0  # symbolic values are plain (reading their items would fork the engine's paths)
     if not is_tensor(left) and not builtins.any(is_tensor(item) for item in right):
         return 0
     total = 0
