@@ -174,11 +174,12 @@ def load_host_key(folder: Path | None = None) -> HostKey | None:
         raw = read_input(path, MAX_KEY_BYTES)
     except FileNotFoundError:
         return None
-    except (InputError, OSError) as err:
-        if isinstance(err, InputError) and err.missing:
+    except OSError as err:
+        raise SigningError(f"{path}: the signing key: cannot read: {err.strerror or err}") from None
+    except InputError as err:
+        if err.missing:
             return None
-        reason = err.reason if isinstance(err, InputError) else f"cannot read: {err.strerror or err}"
-        raise SigningError(f"{path}: the signing key: {reason}") from None
+        raise SigningError(f"{path}: the signing key: {err.reason}") from None
     if mode & 0o077:
         raise SigningError(
             f"{path}: the signing key has mode {mode & 0o777:04o}, so other users can read it; "

@@ -40,6 +40,7 @@ import yaml
 
 from pv._util.files import InputError, read_input
 from pv._util.properties import encode_property
+from pv.contracts.loading import MAX_BYTES
 from pv.evidence import vacuity
 from pv.plugins import activation
 
@@ -166,16 +167,12 @@ def bindings(node: pytest.Function | pytest.Item) -> list[tuple[str, tuple[str, 
     return found
 
 
-#: Largest contract file read for its falsifier ids, in bytes (as ``pv validate`` reads).
-MAX_CONTRACT_BYTES = 2 * 1024 * 1024
-
-
 def declared_falsifiers(contracts: Path) -> frozenset[str]:
     """The ``falsification_tests`` ids of every contract file in the folder ``contracts``."""
     ids = set()
     for path in sorted([*contracts.rglob("*.yaml"), *contracts.rglob("*.yml")]):
         try:
-            documents = list(yaml.safe_load_all(read_input(path, MAX_CONTRACT_BYTES).decode("utf-8")))
+            documents = list(yaml.safe_load_all(read_input(path, MAX_BYTES).decode("utf-8")))
         except (InputError, UnicodeDecodeError, yaml.YAMLError):
             continue  # pv validate reports it; here it declares nothing
         for data in documents:
