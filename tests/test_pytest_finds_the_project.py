@@ -22,12 +22,23 @@ CONSOLE_SCRIPT = "import sys; del sys.path[0]; import pytest; sys.exit(pytest.co
 WHERE_PV = "import sys; del sys.path[0]; import pv; print(pv.__file__)"
 
 
+#: What the wheel is built from (copied, so that a build never writes into the checkout).
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "src", "impl")
+
+
 @pytest.fixture(scope="module")
 def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder where pip installed pv from the wheel it built of this checkout (no index, no deps)."""
-    site = tmp_path_factory.mktemp("wheel") / "site"
+    work = tmp_path_factory.mktemp("wheel")
+    source, site = work / "source", work / "site"
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    "--target", str(site), str(ROOT)], check=True, capture_output=True)
+                    "--target", str(site), str(source)], check=True, capture_output=True)
     return site
 
 
