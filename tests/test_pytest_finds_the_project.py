@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "chunking"
@@ -20,16 +19,12 @@ EXAMPLE = ROOT / "examples" / "chunking"
 CONSOLE_SCRIPT = "import sys; del sys.path[0]; import pytest; sys.exit(pytest.console_main())"
 #: Where pv is imported from, in the same way.
 WHERE_PV = "import sys; del sys.path[0]; import pv; print(pv.__file__)"
-
-
 #: What the wheel is built from (copied, so that a build never writes into the checkout).
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "src", "impl")
 
 
-@pytest.fixture(scope="module")
-def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def install_wheel(work: Path) -> Path:
     """A folder where pip installed pv from the wheel it built of this checkout (no index, no deps)."""
-    work = tmp_path_factory.mktemp("wheel")
     source, site = work / "source", work / "site"
     source.mkdir()
     for name in SOURCES:
@@ -43,6 +38,7 @@ def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def console_pytest(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest *args`` in ``cwd`` as its console script runs it, with pv from the wheel installed in ``site``."""
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PV_ROOT", None)
     probe = subprocess.run([sys.executable, "-c", WHERE_PV], cwd=cwd, env=env, capture_output=True, text=True,
@@ -52,20 +48,20 @@ def console_pytest(site: Path, cwd: Path, *args: str) -> subprocess.CompletedPro
                            *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_plain_pytest_imports_a_fresh_projects_module(wheel_site: Path, tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.pv]\nmodules = ["fresh"]\nfalsifiers = ["falsifiers"]\n')
-    (tmp_path / "fresh").mkdir()
-    (tmp_path / "fresh" / "__init__.py").write_text("ANSWER = 42\n")
-    (tmp_path / "falsifiers").mkdir()
-    (tmp_path / "falsifiers" / "conftest.py").write_text("import fresh\n\nANSWER = fresh.ANSWER\n")
-    (tmp_path / "falsifiers" / "test_fresh.py").write_text(
+def test_plain_pytest_imports_the_projects_modules_with_pv_from_its_wheel(tmp_path: Path) -> None:
+    site = install_wheel(tmp_path)  # once for both projects: the build is the costly part
+    fresh = tmp_path / "fresh-project"
+    (fresh / "fresh").mkdir(parents=True)
+    (fresh / "pyproject.toml").write_text('[tool.pv]\nmodules = ["fresh"]\nfalsifiers = ["falsifiers"]\n')
+    (fresh / "fresh" / "__init__.py").write_text("ANSWER = 42\n")
+    (fresh / "falsifiers").mkdir()
+    (fresh / "falsifiers" / "conftest.py").write_text("import fresh\n\nANSWER = fresh.ANSWER\n")
+    (fresh / "falsifiers" / "test_fresh.py").write_text(
         "import fresh\n\n\ndef test_the_module_imports():\n    assert fresh.ANSWER == 42\n")
-    run = console_pytest(wheel_site, tmp_path, "falsifiers/")
+    run = console_pytest(site, fresh, "falsifiers/")
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
 
-
-def test_plain_pytest_runs_the_example_falsifiers(wheel_site: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "chunking"
-    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", "reports"))
-    run = console_pytest(wheel_site, copy, "falsifiers/")
+    example = tmp_path / "chunking"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__", "reports"))
+    run = console_pytest(site, example, "falsifiers/")
     assert run.returncode == 0 and "3 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
