@@ -255,7 +255,6 @@ def test_short_distillation_learns_and_stops_on_divergence(model_file, tmp_path:
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     steps = int(hw_profile.threshold("FT-KD-007", "steps"))
     min_drop = hw_profile.threshold("FT-KD-007", "min_relative_decrease")
-    max_seconds = hw_profile.threshold("FT-KD-007", "max_seconds")
     teacher, student = model_file("tiny-teacher"), model_file("tiny-student")
 
     diverged = pv_distill(capsys, monkeypatch, teacher, student, tmp_path / "nan", "--steps", "5", "--lr", "1e30")
@@ -275,10 +274,9 @@ def test_short_distillation_learns_and_stops_on_divergence(model_file, tmp_path:
     first, last = statistics.mean(losses[:window]), statistics.mean(losses[-window:])
     evidence("loss_first_mean", first)
     evidence("loss_last_mean", last)
-    evidence("run_seconds", seconds, "s")
+    evidence("run_seconds", seconds, "s")  # recorded, never judged: the verdict must not depend on load
     assert len(losses) == steps and all(math.isfinite(loss) for loss in losses)
     assert last <= (1 - min_drop) * first, f"loss {first:.4f} -> {last:.4f} over {steps} steps"
-    assert seconds <= max_seconds
     summary = run.summary()
     assert (summary["status"], summary["steps_completed"]) == ("completed", steps)
     checkpoint = run.out_dir / "student.safetensors"

@@ -194,6 +194,9 @@ def test_fused_loss_does_not_depend_on_the_layout_or_rank_of_the_logits() -> Non
 @pytest.mark.falsifies("FT-KERNELS-005", covers=["distill.kernels.runtime"], mutants=["kernel-auto-triton-off-cuda"])
 def test_kernel_choice_follows_the_device_and_the_interpreter_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda, meta = torch.device("cpu"), torch.device("cuda"), torch.device("meta")
+    # Imported under the switch as the session set it: Triton fixes a kernel module's mode when it is
+    # imported, so one first imported below (switch off) would stay compiled for every later test.
+    assert runtime.load("dequant").__name__ == "distill.kernels.dequant"
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert runtime.interpreted()
     assert runtime.use_triton("triton", cpu, "t") and runtime.use_triton("triton", cuda, "t")
@@ -216,7 +219,6 @@ def test_kernel_choice_follows_the_device_and_the_interpreter_switch(monkeypatch
             runtime.use_triton("triton", cpu, "kd_loss")
         with np.errstate(invalid="raise"), runtime.launching():  # compiled: numpy is left alone
             assert np.geterr()["invalid"] == "raise"
-    assert runtime.load("dequant").__name__ == "distill.kernels.dequant"
     monkeypatch.setitem(sys.modules, "triton", None)  # as if triton were not installed
     assert not runtime.triton_installed() and not runtime.use_triton("auto", cuda, "t")
     with pytest.raises(KernelUnavailableError, match=r"^kd_loss: kernel='triton' needs the triton package \(pip install triton\)$"):

@@ -55,12 +55,18 @@ def _argv(pair: tuple[Path, Path], out: Path, *options: str) -> list[str]:
     return ["distill", "--teacher", str(pair[0]), "--student", str(pair[1]), "--out", str(out), *COMMON, *options]
 
 
+#: Hang guards only (a run that never ends, or never reaches its step, fails the test): far above
+#: the need, so that load cannot reach them (the longest test of this file, two ranks, takes about
+#: 5 s on a 2-core CPU).
+HANG_SECONDS = 600
+
+
 def _pv(argv: list[str]) -> int:
     return cli.main(argv)
 
 
 def _ranks(nproc: int, argv: list[str], logs: Path) -> None:
-    codes = fork_ranks(nproc, lambda: _pv(argv), logs, timeout_s=120)
+    codes = fork_ranks(nproc, lambda: _pv(argv), logs, timeout_s=HANG_SECONDS)
     output = "\n".join(p.read_text() for p in sorted(logs.glob("rank*.log")))
     assert codes == [0] * nproc, f"rank exit codes {codes}:\n{output[-3000:]}"
 
@@ -155,7 +161,7 @@ def test_ten_steps_and_a_resume_for_ten_equal_twenty_steps(pair, token_file: Pat
 
 
 def _blocking_run(argv: list[str], block_at: int, marker: Path) -> Callable[[], int]:
-    """A ``pv distill`` whose step ``block_at`` waits (a minute) after saying so in ``marker``."""
+    """A ``pv distill`` whose step ``block_at`` waits (until the test stops it) after saying so in ``marker``."""
 
     def target() -> int:
         step = train._step
@@ -163,7 +169,7 @@ def _blocking_run(argv: list[str], block_at: int, marker: Path) -> Callable[[], 
         def blocking_step(*args):
             if args[5] == block_at:
                 marker.write_text(str(os.getpid()))
-                time.sleep(60)
+                time.sleep(HANG_SECONDS)
             return step(*args)
 
         train._step = blocking_step
@@ -175,7 +181,7 @@ def _blocking_run(argv: list[str], block_at: int, marker: Path) -> Callable[[], 
 def _start_blocked(argv: list[str], block_at: int, tmp_path: Path):
     marker = tmp_path / "blocked"
     (process,) = start_ranks(1, _blocking_run(argv, block_at, marker), tmp_path / "logs")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_SECONDS
     while not marker.exists():
         assert process.exitcode is None, f"the run ended early ({process.exitcode}): {_log(tmp_path)}"
         assert time.monotonic() < deadline, "the run did not reach its blocking step"
@@ -227,7 +233,7 @@ def test_sigterm_and_sighup_end_the_run_as_interrupted_and_it_resumes(pair, tmp_
     assert _pv(_argv(pair, tmp_path / "whole", *options)) == 0
     process = _start_blocked(_argv(pair, out, *options), 6, tmp_path)  # stopped in step 6, its rows read
     os.kill(process.pid, signum)
-    process.join(30)
+    process.join(HANG_SECONDS)
     assert process.exitcode == 128 + signum, (process.exitcode, _log(tmp_path))
     summary = json.loads((out / "run.json").read_text())
     assert (summary["status"], summary["steps_completed"]) == ("interrupted", 6)

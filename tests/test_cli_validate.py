@@ -137,3 +137,10 @@ def test_paths_without_any_contract_file_are_a_usage_error(tmp_path: Path, capsy
     code, out, err = run(capsys, tmp_path)
     assert code == 2 and out == ""
     assert f"pv validate: error: no contract files (*.yaml, *.yml) in {tmp_path}" in err
+
+
+def test_an_over_long_metadata_version_is_an_error_not_a_string(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, "c.yaml", BASE.replace("version: 1.0.0", "version: 0x" + "f" * 4000, 1))
+    assert "0x" + "f" * 4000 in path.read_text(encoding="utf-8")
+    code, out, _ = run(capsys, path)
+    assert code == 1 and "PV-YAML-008" in out and "metadata.version" not in out

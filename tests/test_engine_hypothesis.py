@@ -69,3 +69,61 @@ def test_replay_of_the_shrunk_counterexample_fails_again():
     assert from_the_issue.status is Status.REFUTED
     holds_here = run_check(check, allow=ALLOW, replay={"l": [10, 9, 3, 5], "N": 3, "K": 2})
     assert holds_here.status is Status.PASSED
+
+
+class _FailureWatch:
+    """Counts evaluations, and those after the first failing one; its clock jumps a day ahead
+    once a failure was seen (a machine too loaded to finish shrinking), without real waiting."""
+
+    def __init__(self, monkeypatch) -> None:
+        import time
+
+        from pv.checks import evaluation
+        from pv.checks.engines import hypothesis_engine
+
+        self.evaluations, self.after_failure, self.failed, self._real = 0, 0, False, time.monotonic
+        evaluate = evaluation.Property.evaluate
+
+        def watched(prop, inputs):
+            self.evaluations += 1
+            self.after_failure += self.failed
+            outcome = evaluate(prop, inputs)
+            self.failed = self.failed or outcome.status != evaluation.PASS
+            return outcome
+
+        monkeypatch.setattr(evaluation.Property, "evaluate", watched)
+        self.engine = hypothesis_engine
+
+    def jump_after_failure(self, monkeypatch) -> None:
+        clock = type("Clock", (), {"monotonic": staticmethod(lambda: self._real() + 86400 * self.failed)})
+        monkeypatch.setattr(self.engine, "time", clock)
+
+
+def test_a_failure_found_is_reported_when_the_time_budget_ends_the_shrinking(monkeypatch):
+    watch = _FailureWatch(monkeypatch)
+    watch.jump_after_failure(monkeypatch)
+    verdict = run_check(compiled("pvc-topk-false-v1.yaml", "PVC-TOPK-001"), allow=ALLOW)
+    assert verdict.status is Status.REFUTED, verdict.detail
+    assert "time budget ran out while shrinking" in verdict.detail and watch.after_failure == 0
+    inputs = verdict.counterexample["inputs"]
+    l, n, k = inputs["l"], inputs["N"], inputs["K"]
+    assert set(topk(l[:n], k)) != {i for i in topk(l, k) if i < n}
+
+
+def test_shrinking_stops_after_a_count_of_tries_with_the_smallest_failure(monkeypatch):
+    watch = _FailureWatch(monkeypatch)
+    monkeypatch.setattr(watch.engine, "SHRINK_TRIES", 20)
+    verdict = run_check(compiled("pvc-topk-false-v1.yaml", "PVC-TOPK-001"), allow=ALLOW)
+    assert verdict.status is Status.REFUTED and "shrinking stopped after 20 tries" in verdict.detail, verdict.detail
+    assert watch.after_failure == 20
+    inputs = verdict.counterexample["inputs"]
+    l, n, k = inputs["l"], inputs["N"], inputs["K"]
+    assert set(topk(l[:n], k)) != {i for i in topk(l, k) if i < n}
+
+
+def test_without_budget_seconds_the_examples_decide_however_slow_the_machine(monkeypatch):
+    watch = _FailureWatch(monkeypatch)
+    slow = type("Clock", (), {"monotonic": staticmethod(lambda: watch._real() + 10 * watch.evaluations)})
+    monkeypatch.setattr(watch.engine, "time", slow)  # each example seems to take 10 s: 200 take 33 minutes
+    verdict = run_check(compiled("pvc-checks-v1.yaml", "PVC-INV-002"), "hypothesis", allow=ALLOW)
+    assert verdict.status is Status.PASSED and verdict.examples == 200, verdict.detail

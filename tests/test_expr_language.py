@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pv.contracts import expr
+from pv.contracts import expr, expr_helpers
 from pv.contracts.expr_helpers import HelperError
 
 NAMES = ["x", "l", "N", "K", "flag"]
@@ -158,3 +158,44 @@ def test_attribute_whitelist_reads_shape():
 def test_problem_positions_point_into_the_expression():
     (problem,) = expr.check_expression("x + y", NAMES)
     assert (problem.line, problem.col) == (1, 5)
+
+
+#: Tensors compared whole by ``in``, ``not in``, ``min``/``max`` of several values and chained
+#: comparisons: each broadcasts 4000 x 4000 elements (over the limit) or has no truth value.
+BROADCAST_BY_MEMBERSHIP_AND_ORDER = [
+    "tensor(list(range(4000)))[:, None] in tensor(list(range(4000)))",
+    "tensor(list(range(4000)))[:, None] not in tensor(list(range(4000)))",
+    "tensor(list(range(4000)))[:, None] in [tensor(list(range(4000)))]",
+    "1 in [tensor(list(range(4000)))]",
+    "max(tensor(list(range(4000)))[:, None], tensor(list(range(4000))))",
+    "min(tensor(list(range(4000)))[:, None], tensor(list(range(4000))))",
+    "min([tensor(list(range(4000)))[:, None], tensor(list(range(4000)))])",
+    "tensor(list(range(40)))[:, None] < tensor(list(range(40))) < tensor(list(range(40)))[:, None]",
+]
+
+
+@pytest.mark.parametrize("text", BROADCAST_BY_MEMBERSHIP_AND_ORDER)
+def test_membership_order_and_chains_of_tensors_are_refused_before_they_broadcast(text):
+    pytest.importorskip("torch")
+    with pytest.raises(HelperError):
+        expr.compile_expression(text, NAMES)({})
+
+
+def test_membership_in_a_tensor_is_charged_by_its_broadcast_size():
+    torch = pytest.importorskip("torch")
+    compiled = expr.compile_expression("x in l", NAMES)
+    assert compiled({"x": torch.zeros(2000, 1), "l": torch.ones(1000)}) is False
+    read = 3000 // expr_helpers.TENSOR_ELEMENTS_PER_UNIT
+    assert compiled.budget.used > 100 * read  # 2 million elements compared, not 3000 read
+    repeated = expr.compile_expression("[x in l for i in range(100)]", NAMES)
+    with pytest.raises(HelperError, match="units of work"):
+        repeated({"x": torch.zeros(2000, 1), "l": torch.ones(1000)})
+
+
+def test_membership_and_order_of_small_values_still_work():
+    torch = pytest.importorskip("torch")
+    run = lambda text, **env: expr.compile_expression(text, NAMES)(env)  # noqa: E731
+    assert run("2 in [1, 2] and 3 not in (1, 2)") is True
+    assert bool(run("1.0 in x and max(x) == 3", x=torch.tensor([1.0, 2.0, 3.0])))
+    assert bool(run("max(x, 2) == x and min([x, 5]) == x", x=torch.tensor([4])))
+    assert run("x in [x, 1]", x=torch.ones(1)) is True

@@ -9,7 +9,6 @@ old gate would pass the forged evidence.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest

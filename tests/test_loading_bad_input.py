@@ -44,6 +44,10 @@ BAD = [
     ("block nesting", "a:\n" + "- " * 5_000 + "x\n", "PV-YAML-003", 2, "nesting deeper", 1),
     ("mapping as key", "a:\n  ? [1, 2]\n  : b\n", "PV-YAML-001", 2, "mapping key", 1),
     ("two documents", "a: 1\n---\nb: 2\n", "PV-YAML-001", 2, "single document", 1),
+    ("long hex integer", "metadata:\n  version: 0x" + "f" * 4000 + "\n", "PV-YAML-008", 2, "4000 base-16 digits", 1),
+    ("long octal integer", "a:\n  b: 0o" + "7" * 5000 + "\n", "PV-YAML-008", 2, "5000 base-8 digits", 1),
+    ("long decimal integer", "a: -" + "9" * 4000 + "\n", "PV-YAML-008", 1, "4001 digits", 1),
+    ("long tagged integer", "a: !!int 0x" + "f" * 4000 + "\n", "PV-YAML-008", 1, "quote it", 1),
 ]
 
 
@@ -86,12 +90,13 @@ def test_yaml_1_2_scalars(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
         "a: 1e-5\nb: 2026-05-22\nc: yes\nd: 0x1F\ne: 0o17\nf: .inf\ng: ~\nh: 1.0.0\ni: True\nj: '1'\n"
-        "k: !!str 3\nl: !!float 3\nm: -0\nn: +12\no: 1_000\np: " + "9" * 5000 + "\n"
+        "k: !!str 3\nl: !!float 3\nm: -0\nn: +12\no: 1_000\np: " + "9" * 4000 + "\nq: '" + "9" * 5000 + "'\n"
     )
     data = load_document(path).data
     assert data == {
         "a": 1e-5, "b": "2026-05-22", "c": "yes", "d": 31, "e": 15, "f": float("inf"), "g": None,
-        "h": "1.0.0", "i": True, "j": "1", "k": "3", "l": 3.0, "m": 0, "n": 12, "o": "1_000", "p": "9" * 5000,
+        "h": "1.0.0", "i": True, "j": "1", "k": "3", "l": 3.0, "m": 0, "n": 12, "o": "1_000", "p": int("9" * 4000),
+        "q": "9" * 5000,
     }
     assert type(data["l"]) is float and type(data["d"]) is int
 

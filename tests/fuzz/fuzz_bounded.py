@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_ADDRESS_SPACE_MB = 2048
 #: Peak resident memory a batch may reach.
 MAX_RSS_MB = 1024
-#: Seconds one case may take (every case must end by itself long before its evaluation deadline).
-MAX_CASE_SECONDS = 5.0
+#: Seconds one case may take: a hang guard, far above the need so that load cannot reach it (the
+#: slowest case of the suite takes about 1.2 s on a 2-core CPU); work is bounded by counts.
+MAX_CASE_SECONDS = 30.0
 
 
 @dataclass

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pv._util.errors import UserError
+from pv._util.files import InputError, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +42,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 PYPROJECT = "pyproject.toml"
+#: Largest pyproject.toml read, in bytes.
+MAX_PYPROJECT_BYTES = 4 * 1024 * 1024
 ROOT_ENV = "PV_ROOT"
 #: key -> (environment variable, kind); kind "path", "paths", "modules", "module" or "optional-path"
 KEYS: dict[str, tuple[str, str]] = {
@@ -107,18 +110,19 @@ class Config:
 
 
 def find_project(start: Path) -> Path | None:
-    """The nearest folder at or above ``start`` holding a ``pyproject.toml`` (None: none)."""
+    """The nearest folder at or above ``start`` holding a ``pyproject.toml`` (None: none); one that
+    is not a regular file is found too, and refused by name when read."""
     for folder in [start, *start.parents]:
-        if (folder / PYPROJECT).is_file():
+        if (folder / PYPROJECT).exists():
             return folder
     return None
 
 
 def _read_table(pyproject: Path) -> dict[str, Any] | None:
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{pyproject}: cannot read: {err.strerror or err}") from None
+        data = tomllib.loads(read_input(pyproject, MAX_PYPROJECT_BYTES).decode("utf-8"))
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{pyproject}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as err:
@@ -165,7 +169,7 @@ def load_config(start: Path | None = None, root: Path | str | None = None) -> Co
             source = "--root" if root is not None else f"${ROOT_ENV}"
             raise ConfigError(f"{source}: {folder} is not a folder")
         pyproject = folder / PYPROJECT
-        table = _read_table(pyproject) if pyproject.is_file() else None
+        table = _read_table(pyproject) if pyproject.exists() else None
         table = {} if table is None else table
     else:
         found = find_project((start or Path.cwd()).resolve())

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
 
-from pv._util.files import write_atomic
+from pv._util.files import InputError, read_input, write_atomic
 
 REFRESH_S = 1.0
 BAR_WIDTH = 24
@@ -61,9 +61,9 @@ def write_counts(path: Path, done: int, total: int) -> None:
 def read_counts(path: Path) -> tuple[int, int]:
     """``(done, total)`` from :func:`write_counts`; ``(0, 0)`` while there is none yet."""
     try:
-        done, total = path.read_text(encoding="ascii").split()
+        done, total = read_input(path, 64).decode("ascii").split()
         return int(done), int(total)
-    except (OSError, ValueError):
+    except (InputError, ValueError):
         return 0, 0
 
 

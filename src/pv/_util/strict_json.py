@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 from pv._util.errors import InvalidValue, UserError
+from pv._util.files import InputError, read_input
 
 #: Largest evidence file read, in bytes, and deepest nesting of its JSON.
 MAX_BYTES = 64 * 1024 * 1024
@@ -99,22 +98,14 @@ def loads_strict(text: str, shown: str, what: str = "JSON", first_line: int = 1)
 
 
 def read_text_strict(path: Path, shown: str, what: str = "file") -> str:
-    """The UTF-8 text of a regular file of at most :data:`MAX_BYTES` bytes (StrictJsonError otherwise);
-    a FIFO or device is refused before it is opened for reading, so it never blocks."""
+    """The UTF-8 text of a regular file of at most :data:`MAX_BYTES` bytes, read through pv's one
+    opener (``pv._util.files.read_input``: a FIFO or device is refused before it can block);
+    StrictJsonError otherwise."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise StrictJsonError(f"{shown}: cannot read the {what}: not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise StrictJsonError(f"{shown}: {what} of {info.st_size} bytes is over the limit of {MAX_BYTES}")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise StrictJsonError(f"{shown}: no such {what}") from None
-    except OSError as err:
-        raise StrictJsonError(f"{shown}: cannot read the {what}: {err.strerror or err}") from None
-    if len(data) > MAX_BYTES:
-        raise StrictJsonError(f"{shown}: {what} is over the limit of {MAX_BYTES} bytes")
+        data = read_input(path, MAX_BYTES)
+    except InputError as err:
+        reason = f"no such {what}" if err.missing else f"cannot read the {what}: {err.reason}"
+        raise StrictJsonError(f"{shown}: {reason}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

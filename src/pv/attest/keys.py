@@ -17,13 +17,12 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pv._util.errors import UserError
-from pv._util.files import write_atomic
+from pv._util.files import InputError, read_input, write_atomic
 from pv._util.config import current
 
 
@@ -35,6 +34,8 @@ RETIRED_DIR = "retired"
 PUBLIC_KEY_SUFFIX = ".pub"
 #: the folder of trusted public keys in a project, until a configuration names others
 TRUSTED_KEYS_DIR = "keys"
+#: Largest key file read, in bytes (a PEM Ed25519 key is under 200).
+MAX_KEY_BYTES = 64 * 1024
 
 
 class SigningError(UserError):
@@ -154,11 +155,15 @@ def load_host_key(folder: Path | None = None) -> HostKey | None:
     path = (key_dir() if folder is None else folder) / PRIVATE_KEY_FILE
     try:
         mode = path.stat().st_mode
-        raw = path.read_bytes()
+        raw = read_input(path, MAX_KEY_BYTES)
     except FileNotFoundError:
         return None
     except OSError as err:
-        raise SigningError(f"{path}: cannot read the signing key: {err.strerror or err}") from None
+        raise SigningError(f"{path}: the signing key: cannot read: {err.strerror or err}") from None
+    except InputError as err:
+        if err.missing:
+            return None
+        raise SigningError(f"{path}: the signing key: {err.reason}") from None
     if mode & 0o077:
         raise SigningError(
             f"{path}: the signing key has mode {mode & 0o777:04o}, so other users can read it; "
@@ -206,9 +211,9 @@ def trusted_key_paths(options: Sequence[Path] = ()) -> list[Path]:
 
 def _read_public(path: Path) -> Ed25519PublicKey:
     try:
-        public = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as err:
-        raise SigningError(f"{path}: cannot read the public key: {err.strerror or err}") from None
+        public = serialization.load_pem_public_key(read_input(path, MAX_KEY_BYTES))
+    except InputError as err:
+        raise SigningError(f"{path}: the public key: {err.reason}") from None
     except (ValueError, TypeError) as err:
         raise SigningError(f"{path}: not a PEM public key: {err}") from None
     if not isinstance(public, Ed25519PublicKey):

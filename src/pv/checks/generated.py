@@ -43,8 +43,9 @@ def module_name(contract: str) -> str:
 
 def _one_line(text: Any) -> str:
     """``text`` on one line (runs of whitespace, newlines included, as one space): contract
-    text put in a comment must not reach a line of code."""
-    return " ".join(str(text).split())
+    text put in a comment must not reach a line of code. A file name's undecodable bytes
+    appear as ``\\udcXX`` escapes, so that the module is UTF-8 text."""
+    return " ".join(str(text).encode("utf-8", "backslashreplace").decode("utf-8").split())
 
 
 def _docstring_text(text: Any) -> str:

@@ -80,8 +80,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _escape_undecodable_output() -> None:
+    """Let stdout show a file name's undecodable bytes as ``\\udcff`` escapes (as messages
+    do) where its encoding would raise on them."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pv`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    _escape_undecodable_output()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())

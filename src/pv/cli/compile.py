@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"{output}: cannot create the folder: {err.strerror or err}") from None
     for name, text in sorted(modules.items()):
-        write_atomic(output / name, text)
+        write_atomic(output / name, text, inputs=[doc.path for doc in found.documents])
     print(f"wrote {len(modules)} modules to {output}")
     return 0

@@ -174,7 +174,21 @@ def _elements(value: Any) -> list:
 def _reduce_tensor(name: str, value: Any, args: tuple, reduce: Callable) -> Any:
     if len(args) == 0 and is_tensor(value):
         return reduce(value)
+    if name in ("min", "max"):
+        _check_orderable(name, (value, *args) if args else value)
     return getattr(builtins, name)(value, *args)
+
+
+def _check_orderable(name: str, values: Any) -> None:
+    """Refuse ``min``/``max`` of several values among which is a tensor of several elements: comparing
+    it broadcasts against the others (unbounded) and the result has no single truth value."""
+    if not isinstance(values, (list, tuple)) or _symbolic.get():
+        return  # symbolic values are plain (reading their items would fork the engine's paths)
+    for value in values:
+        if is_tensor(value) and value.numel() > 1:
+            raise HelperError(f"{name}() of several values: one is a tensor of shape {tuple(value.shape)},"
+                              f" which has no single order; {name}(t) gives its {'smallest' if name == 'min' else 'largest'}"
+                              " entry, where() chooses element-wise")
 
 
 def sum_(value: Any, *args: Any) -> Any:
@@ -368,16 +382,19 @@ class WorkBudget:
     def metered(self, function: Callable[..., Any], reads: str = "deep",
                 rate: int = TENSOR_ELEMENTS_PER_UNIT) -> Callable[..., Any]:
         """``function`` charging the meter: before the call, what it reads (``"deep"``: every
-        argument whole, ``"shallow"``: the arguments' own slots, ``"none"``); after it, what it
-        built; an iterator it returns charges per item."""
+        argument whole, ``"compare"``: that and the tensor elements the comparison
+        ``(left, symbol, right)`` compares, ``"shallow"``: the arguments' own slots, ``"none"``);
+        after it, what it built; an iterator it returns charges per item."""
         spend, size = self.spend, self.size
 
         def apply(*args: Any, **kwargs: Any) -> Any:
             if self.symbolic:
                 spend(1)
                 return function(*args, **kwargs)
-            if reads == "deep":
+            if reads in ("deep", "compare"):
                 spend(size((args, tuple(kwargs.values())), rate))
+            if reads == "compare":
+                spend(compared_elements(*args) // rate)
             elif reads == "shallow":
                 spend(_shallow(args[0]) + _shallow(args[-1]))
             else:
@@ -392,18 +409,21 @@ class WorkBudget:
         return apply
 
 
-def _check_broadcast(*operands: Any, operator: str) -> None:
-    """Refuse a tensor operation whose broadcast result has more than :data:`MAX_TENSOR_ELEMENTS`."""
+def _check_broadcast(*operands: Any, operator: str) -> int:
+    """The number of elements of a tensor operation's broadcast result (0 without a tensor, or
+    when the shapes do not broadcast); refuse more than :data:`MAX_TENSOR_ELEMENTS`."""
     if not builtins.any(is_tensor(x) for x in operands):
-        return
+        return 0
     torch = _torch()
     shapes = [tuple(x.shape) if is_tensor(x) else shape(x) for x in operands]
     try:
         result = torch.broadcast_shapes(*shapes)
     except RuntimeError:
-        return  # not broadcastable: the operator raises its own error
-    if math.prod(result) > MAX_TENSOR_ELEMENTS:
+        return 0  # not broadcastable: the operator raises its own error
+    elements = math.prod(result)
+    if elements > MAX_TENSOR_ELEMENTS:
         raise HelperError(f"tensor {operator} of shape {tuple(result)} has more than {MAX_TENSOR_ELEMENTS} elements")
+    return elements
 
 
 def guarded_binary(operator: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
@@ -486,10 +506,35 @@ def guarded_getitem(value: Any, index: Any) -> Any:
     return value[index]
 
 
+def compared_elements(left: Any, symbol: str, right: Any) -> int:
+    """How many tensor elements ``left <symbol> right`` compares: the broadcast of the two sides
+    (``x in t``: of ``x`` against the tensor ``t``; ``x in [a, b]``: of ``x`` against each item).
+    Refuses more than :data:`MAX_TENSOR_ELEMENTS`, and a membership test in a sequence whose
+    item comparison is a tensor of several elements (it has no single truth value)."""
+    if symbol in _ELEMENTWISE_COMPARISONS or (symbol in _MEMBERSHIP and is_tensor(right)):
+        return _check_broadcast(left, right, operator=symbol)
+    if symbol not in _MEMBERSHIP or not isinstance(right, (list, tuple)) or _symbolic.get():
+        return 0  # symbolic values are plain (reading their items would fork the engine's paths)
+    if not is_tensor(left) and not builtins.any(is_tensor(item) for item in right):
+        return 0
+    total = 0
+    for item in right:
+        elements = _check_broadcast(left, item, operator=symbol)
+        if elements > 1:
+            raise HelperError(f"'{symbol}' compares {_described(left)} with an item {_described(item)}: a tensor"
+                              f" of {elements} elements, which has no single truth value; use any()/all() on ==")
+        total += elements
+    return total
+
+
+def _described(value: Any) -> str:
+    return f"of shape {tuple(value.shape)}" if is_tensor(value) else type(value).__name__
+
+
 def compare(left: Any, symbol: str, right: Any) -> Any:
-    """``left <symbol> right`` for one comparison of the language (tensor results guarded)."""
-    if symbol in _ELEMENTWISE_COMPARISONS:
-        _check_broadcast(left, right, operator=symbol)
+    """``left <symbol> right`` for one comparison of the language (tensor work guarded: see
+    :func:`compared_elements`)."""
+    compared_elements(left, symbol, right)
     return _COMPARISON_OPERATORS[symbol](left, right)
 
 
@@ -500,6 +545,9 @@ def compare_chain(compare: Callable[[Any, str, Any], Any], left: Any, *links: tu
     for symbol, right_side in links:
         right = right_side()
         outcome = compare(left, symbol, right)
+        if is_tensor(outcome) and outcome.numel() > 1:
+            raise HelperError(f"a chained comparison's '{symbol}' gives a tensor of shape {tuple(outcome.shape)},"
+                              " which has no single truth value to chain on; combine element-wise with &")
         if not outcome:
             return outcome
         left = right
@@ -511,6 +559,7 @@ _COMPARISON_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "in": lambda a, b: a in b, "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not,
 }
 _ELEMENTWISE_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+_MEMBERSHIP = frozenset({"in", "not in"})
 
 
 def _elementwise(scalar: Callable[[float], Any], tensor_method: str) -> Callable[[Any], Any]:
@@ -759,7 +808,7 @@ OPERATOR_GUARDS: dict[str, tuple[Callable[..., Any], str]] = {
     "_pv_div": (guarded_binary(operator.truediv, "/"), "shallow"),
     "_pv_floordiv": (guarded_binary(operator.floordiv, "//"), "shallow"),
     "_pv_mod": (guarded_mod, "shallow"),
-    "_pv_cmp": (compare, "deep"),
+    "_pv_cmp": (compare, "compare"),
     "_pv_getitem": (guarded_getitem, "none"),
 }
 

@@ -11,7 +11,8 @@ Refused before or while parsing, each with one :class:`LoadError` whose
 ``MAX_BYTES`` (checked before reading), binary files (NUL bytes), non-UTF-8
 text, empty files, YAML syntax errors, unsupported tags, nesting deeper than
 ``MAX_DEPTH``, alias expansion beyond ``MAX_ALIAS_NODES`` nodes ("billion
-laughs"), and a top level that is not a mapping. Duplicate mapping keys are not
+laughs"), integers too long to convert quickly (never read as strings in
+their place), and a top level that is not a mapping. Duplicate mapping keys are not
 fatal: they are recorded on the document (the last value wins) and reported by
 the rule PV-YAML-002.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from pv._util.errors import UserError
+from pv._util.files import InputError, read_input
 from pv.contracts.findings import Finding, Location, Severity
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -55,6 +56,7 @@ BAD_TAG = "PV-YAML-004"
 NOT_MAPPING = "PV-YAML-005"
 ALIAS_BOMB = "PV-YAML-006"
 EMPTY = "PV-YAML-007"
+LONG_INTEGER = "PV-YAML-008"
 
 #: id -> summary of every loader rule (for SARIF rule tables and docs).
 LOADER_RULES = {
@@ -69,6 +71,7 @@ LOADER_RULES = {
     NOT_MAPPING: "top level is not a mapping",
     ALIAS_BOMB: f"aliases expand to more than {MAX_ALIAS_NODES} nodes or {MAX_ALIAS_BYTES} characters",
     EMPTY: "empty file",
+    LONG_INTEGER: "integer longer than pv reads (quote it if it is text)",
 }
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -88,9 +91,9 @@ _SPECIAL_FLOATS = {
     "-.inf": float("-inf"), "-.Inf": float("-inf"), "-.INF": float("-inf"),
     ".nan": float("nan"), ".NaN": float("nan"), ".NAN": float("nan"),
 }
-#: Longer decimal integers stay strings (Python refuses to convert them quickly).
+#: Longer decimal integers are refused (Python refuses to convert them quickly).
 _MAX_INT_DIGITS = 4000
-#: Integers of other bases stay strings beyond the size of the longest decimal one.
+#: Integers of other bases are refused beyond the size of the longest decimal one.
 _MAX_INT_BITS = int(_MAX_INT_DIGITS * 3.32)
 _BITS_PER_DIGIT = {8: 3, 16: 4}
 _BASED_INTS = (("0o", 8, re.compile(r"[0-7]+\Z")), ("0x", 16, re.compile(r"[0-9a-fA-F]+\Z")))
@@ -135,7 +138,9 @@ def _resolve_plain(value: str) -> Any:
     if value in _BOOLS:
         return _BOOLS[value]
     if _INT_RE.match(value):
-        return int(value) if len(value) <= _MAX_INT_DIGITS else value
+        if len(value) > _MAX_INT_DIGITS:
+            raise _LongInteger(f"integer of {len(value)} digits: pv reads at most {_MAX_INT_DIGITS}")
+        return int(value)
     if _FLOAT_RE.match(value):
         return float(value)
     if value in _SPECIAL_FLOATS:
@@ -143,7 +148,10 @@ def _resolve_plain(value: str) -> Any:
     for prefix, base, pattern in _BASED_INTS:
         if value.startswith(prefix) and pattern.match(value, len(prefix)):
             digits = value[len(prefix):]
-            return int(digits, base) if len(digits) * _BITS_PER_DIGIT[base] <= _MAX_INT_BITS else value
+            if len(digits) * _BITS_PER_DIGIT[base] > _MAX_INT_BITS:
+                raise _LongInteger(f"integer of {len(digits)} base-{base} digits: pv reads at most"
+                                   f" {_MAX_INT_BITS // _BITS_PER_DIGIT[base]}")
+            return int(digits, base)
     return value
 
 
@@ -170,6 +178,10 @@ class _TagValueError(ValueError):
     def __init__(self, message: str, node: Any = None) -> None:
         super().__init__(message)
         self.node = node
+
+
+class _LongInteger(_TagValueError):
+    """A plain integer too long to read: refused, never read as a string in its place."""
 
 
 def _bad_tag_value(value: Any) -> Any:
@@ -253,7 +265,12 @@ def _scalar(node: Any) -> Any:
     """The plain value of a scalar node; raises :class:`_TagValueError` for a tag we do not read."""
     tag, value = node.tag, node.value
     if tag is _PLAIN:
-        return value if value and value[0] not in _MAYBE_TYPED else _resolve_plain(value)
+        if not value or value[0] not in _MAYBE_TYPED:
+            return value
+        try:
+            return _resolve_plain(value)
+        except _LongInteger as err:
+            raise _LongInteger(str(err), node) from None
     if tag is _STR:
         return value
     convert = _EXPLICIT.get(tag)
@@ -262,7 +279,7 @@ def _scalar(node: Any) -> Any:
     try:
         return convert(value)
     except _TagValueError as err:
-        raise _TagValueError(str(err), node) from None
+        raise type(err)(str(err), node) from None
 
 
 def _compose(text: str) -> Any:
@@ -384,31 +401,15 @@ def _syntax_error(path: str, text: str, err: yaml.YAMLError) -> LoadError:
     return _fatal(SYNTAX, f"YAML syntax error: {problem}" + (f" ({context})" if context else ""), where)
 
 
-def _open_no_block(path: str, flags: int) -> int:
-    """Open without blocking (a file swapped for a FIFO after the check must not hang the read)."""
-    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(0, "not a regular file")
-    return fd
-
-
 def read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(text, sha256 of the bytes) of a YAML file, refusing big, binary and non-UTF-8 files."""
     shown = str(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise _fatal(UNREADABLE, "cannot read: not a regular file (a FIFO, device or folder is not read)", Location(shown))
-        size = info.st_size
-        if size > MAX_BYTES:
-            raise _fatal(TOO_LARGE, f"file of {size} bytes is over the limit of {MAX_BYTES} bytes", Location(shown))
-        with open(path, "rb", opener=_open_no_block) as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise _fatal(UNREADABLE, f"cannot read: {err.strerror or err}", Location(shown)) from None
-    if len(raw) > MAX_BYTES:
-        raise _fatal(TOO_LARGE, f"file is over the limit of {MAX_BYTES} bytes", Location(shown))
+        raw = read_input(path, MAX_BYTES)
+    except InputError as err:
+        raise _fatal(TOO_LARGE if err.too_large else UNREADABLE,
+                     err.reason if err.too_large else f"cannot read: {err.reason.removeprefix('cannot read: ')}",
+                     Location(shown)) from None
     return _decode(shown, raw), hashlib.sha256(raw).hexdigest()
 
 
@@ -433,7 +434,9 @@ def _parse(path: str, text: str) -> tuple[Any, dict[str, Any], list[tuple[Locati
     try:
         data = builder.build(root)
     except _TagValueError as err:
-        raise _fatal(BAD_TAG, str(err), Location(path, *_position(err.node))) from None
+        rule = LONG_INTEGER if isinstance(err, _LongInteger) else BAD_TAG
+        raise _fatal(rule, f"{err}; quote it if it is text" if rule == LONG_INTEGER else str(err),
+                     Location(path, *_position(err.node))) from None
     if not isinstance(data, dict):
         kind = "empty value" if data is None else ("list" if isinstance(data, list) else type(data).__name__)
         raise _fatal(NOT_MAPPING, f"the top level must be a mapping of sections, found a {kind}",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pv.evidence.contracts import ContractInfo, shown_path
+from pv.evidence.contracts import ContractInfo
 from pv.evidence.records import (
     ERROR,
     FAILED,

@@ -9,7 +9,7 @@ A report is evidence only when it is accepted:
   the content hash recorded in the report, and the device the report records
   matches that profile's device class and ``detect`` rule (a report that
   claims an H200 from a CPU host counts for nothing);
-- for a release, it is signed by a trusted key (``pv.evidence.signing``).
+- for a release, it is signed by a trusted key (``pv.attest``) and bound to the commit released.
 
 A contract's gate passes only when, in the accepted reports made from exactly
 this version of the contract (same sha256):

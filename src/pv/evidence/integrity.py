@@ -4,7 +4,7 @@ The checksum makes an accidental edit or a corrupted copy (a flipped status, a
 truncated file) detectable: ``pv gate`` recomputes it and refuses a report
 whose content no longer matches. It is not a proof of origin: anyone can
 recompute it after a deliberate edit. Origin is what the signature shows
-(``pv.evidence.signing``); both cover the same bytes, :func:`signed_content`.
+(``pv.attest.envelopes``) over a DSSE envelope of the report.
 """
 
 from __future__ import annotations

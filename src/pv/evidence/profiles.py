@@ -41,6 +41,7 @@ import yaml
 
 from pv._util import config as pv_config
 from pv._util.errors import UserError
+from pv._util.files import InputError, read_input
 from pv._util.resources import builtin_profiles
 
 DEVICE_CLASSES = ("cpu", "discrete", "unified")
@@ -231,13 +232,17 @@ def device_facts() -> DeviceFacts:
 # --- validation -------------------------------------------------------------------------
 
 
+#: Largest profile file read, in bytes.
+MAX_PROFILE_BYTES = 1024 * 1024
+
+
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError(f"profile file {path} does not exist") from None
-    except OSError as err:
-        raise ProfileError(f"cannot read profile file {path}: {err.strerror or err}") from None
+        return read_input(path, MAX_PROFILE_BYTES)
+    except InputError as err:
+        if err.missing:
+            raise ProfileError(f"profile file {err.path} does not exist") from None
+        raise ProfileError(f"profile file {err}") from None
 
 
 def _parse(where: str, raw: bytes) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 A project uses pv when its ``pyproject.toml`` has a ``[tool.pv]`` table (found
 from pytest's invocation folder upwards, else from pytest's rootdir upwards, or
 named by ``$PV_ROOT``); then its
-folder goes on ``sys.path`` and its contracts folder is the one pv collects from.
+folder goes on ``sys.path`` (before pytest imports the first conftest file, so that
+plain ``pytest`` imports the project's modules as ``python -m pytest`` does) and its
+contracts folder is the one pv collects from.
 ``--pv-contracts DIR`` asks for pv in any folder. Elsewhere every plugin of pv is
 inert: it adds its ``--pv-...`` options and nothing else.
 """

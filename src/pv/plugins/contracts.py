@@ -56,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Put a pv project's folder on ``sys.path`` (as the ``pv`` command does) before pytest imports
+    its conftest files, so that plain ``pytest falsifiers/`` imports the project's modules."""
+    activation.project(early_config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if activation.active(config):
         config.addinivalue_line("markers", "gpu: needs a CUDA device")

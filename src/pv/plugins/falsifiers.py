@@ -38,7 +38,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pv._util.files import InputError, read_input
 from pv._util.properties import encode_property
+from pv.contracts.loading import MAX_BYTES
 from pv.evidence import vacuity
 from pv.plugins import activation
 
@@ -170,8 +172,8 @@ def declared_falsifiers(contracts: Path) -> frozenset[str]:
     ids = set()
     for path in sorted([*contracts.rglob("*.yaml"), *contracts.rglob("*.yml")]):
         try:
-            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            documents = list(yaml.safe_load_all(read_input(path, MAX_BYTES).decode("utf-8")))
+        except (InputError, UnicodeDecodeError, yaml.YAMLError):
             continue  # pv validate reports it; here it declares nothing
         for data in documents:
             tests = data.get("falsification_tests") if isinstance(data, dict) else None

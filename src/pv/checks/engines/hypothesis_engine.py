@@ -8,11 +8,16 @@ obligation, changing with the installed copy), no literals of local modules
 (:func:`_without_local_constants`), ``database=None``, ``deadline=None``,
 ``max_examples`` from ``budget.examples`` (default :data:`DEFAULT_EXAMPLES`,
 :data:`DEFAULT_TENSOR_EXAMPLES` with tensors).
-The search stops at ``budget.seconds`` (default :data:`DEFAULT_SECONDS`), which also
-interrupts an evaluation; running out is ``not-confirmed``.
-A failure is shrunk by Hypothesis; the verdict carries the shrunk inputs and
-Hypothesis's ``@reproduce_failure`` blob as the replay handle (the inputs as
-JSON are in the counterexample, for ``pv check --replay``).
+The number of examples is the budget: a search runs them all, so that its verdict is the
+same on a fast and a loaded machine. ``budget.seconds``, when set, stops it sooner (it
+also interrupts an evaluation); unset, only :data:`GUARD_SECONDS` stops a search that
+would never end. Running out before any failure is ``not-confirmed``.
+A failure is shrunk by Hypothesis for at most :data:`SHRINK_TRIES` more evaluations
+(:data:`SHRINK_TRIES_TENSOR` with tensors; a count, so that the counterexample is the same on a fast and a loaded machine);
+the verdict carries the smallest failing inputs found and Hypothesis's
+``@reproduce_failure`` blob as the replay handle when it finished shrinking (the
+inputs as JSON are in the counterexample, for ``pv check --replay``). A failure
+found is never lost: the time budget running out while shrinking still refutes.
 
 ``vacuous``: Hypothesis found ``assume`` unsatisfiable or filtering too much,
 or fewer than a tenth of the examples budget satisfied it while it rejected
@@ -35,9 +40,14 @@ from pv.checks.evaluation import ERROR, PASS, REJECT, Bindings, Outcome, Propert
 from pv.checks.verdicts import Status
 
 DEFAULT_EXAMPLES = 200
-#: Seconds of one search when ``budget.seconds`` is not set.
-DEFAULT_SECONDS = 120.0
+#: Seconds after which a search without ``budget.seconds`` is stopped: a guard against a search
+#: that never ends, far above what a search of its examples needs.
+GUARD_SECONDS = 3600.0
 DEFAULT_TENSOR_EXAMPLES = 50
+#: Evaluations Hypothesis may spend shrinking a failure before the smallest one so far is reported
+#: (fewer with tensors, whose examples cost far more to draw and evaluate).
+SHRINK_TRIES = 1000
+SHRINK_TRIES_TENSOR = 100
 _BLOB = re.compile(r"@reproduce_failure\([^)]*\)")
 
 
@@ -50,8 +60,10 @@ def seed_of(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
 
 
-class _OutOfTime(Exception):
-    """Raised inside the Hypothesis test once ``budget.seconds`` is spent: the search stops."""
+class _StopSearch(BaseException):
+    """Raised inside the Hypothesis test to end the search at once (not an ``Exception``, so
+    Hypothesis does not take it for a failure to shrink): ``budget.seconds`` is spent, or
+    :data:`SHRINK_TRIES` evaluations have shrunk a failure."""
 
 
 def _examples(spec: CheckSpec) -> int:
@@ -123,20 +135,25 @@ def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
     from hypothesis.errors import FailedHealthCheck, Flaky, Unsatisfiable
 
     examples = _examples(spec)
-    seconds = spec.budget.seconds or DEFAULT_SECONDS
+    shrink_tries = SHRINK_TRIES if spec.plain else SHRINK_TRIES_TENSOR
+    seconds = spec.budget.seconds or GUARD_SECONDS
     budget: dict[str, Any] = {"max_examples": examples, "seed": seed_value, "database": None, "seconds": seconds}
     deadline = time.monotonic() + seconds
     prop = Property(spec, bindings)
-    counts = {"admitted": 0, "rejected": 0}
+    counts = {"admitted": 0, "rejected": 0, "shrinking": 0}
     failures: list[tuple[dict, Outcome]] = []
 
     def check(inputs: dict) -> None:
         if time.monotonic() > deadline:
-            raise _OutOfTime()
+            raise _StopSearch("the time budget ran out while shrinking")
+        if failures:
+            counts["shrinking"] += 1
+            if counts["shrinking"] > shrink_tries:
+                raise _StopSearch(f"shrinking stopped after {shrink_tries} tries")
         with time_limit(deadline):
             outcome = prop.evaluate(inputs)
         if outcome.status == ERROR and time.monotonic() > deadline:
-            raise _OutOfTime()
+            raise _StopSearch("the time budget ran out while shrinking")
         if outcome.status == REJECT:
             counts["rejected"] += 1
             reject_example()
@@ -155,7 +172,11 @@ def _run(spec: CheckSpec, bindings: Bindings, seed_value: int) -> EngineReport:
     test = seed(seed_value)(profile(given(strategy)(check)))
     try:
         test()
-    except _OutOfTime:
+    except _StopSearch as stop:
+        if failures:
+            inputs, outcome = failures[-1]  # the smallest failure so far
+            return failure_report(inputs, outcome, f"counterexample ({stop})", examples=counts["admitted"],
+                                  budget=budget)
         return EngineReport(
             Status.NOT_CONFIRMED, f"time budget of {seconds} s spent after {counts['admitted']} examples, none failed",
             examples=counts["admitted"], budget=budget,
