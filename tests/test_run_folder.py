@@ -275,7 +275,7 @@ def test_a_fifo_as_data_is_refused_without_blocking(pair, tmp_path):
         return pv_main(_argv(pair, tmp_path / "out", "--steps", "1", "--data", str(fifo)))
 
     assert _in_child(target, err, timeout_s=60) == 2
-    assert "ids.fifo: cannot read token ids: not a regular file" in err.read_text()
+    assert "ids.fifo: cannot read data: not a regular file" in err.read_text()
 
 
 def test_a_teacher_truncated_during_a_run_is_a_clear_error_not_sigbus(pair, tmp_path):
