@@ -1,9 +1,10 @@
 """The files a run's result depends on, by digest: what a later reader compares to tell whether it still holds.
 
 A run of ``pv mutate`` depends on the mutated sources, every test file and
-``conftest.py`` that its tests were collected from, the contracts, the
-equivalents file and the project's configuration (``pyproject.toml``,
-``pytest.ini``). Each is named by its POSIX path relative to the project root;
+``conftest.py`` that its tests were collected from and every module of the
+project they imported (test helpers, the rest of the code under test), the
+contracts, the equivalents file and the project's configuration
+(``pyproject.toml``, ``pytest.ini``). Each is named by its POSIX path relative to the project root;
 a file outside the root cannot be named so and is refused as an input.
 """
 
@@ -36,10 +37,12 @@ def digests(files: Iterable[tuple[Path, str]], root: Path) -> dict[str, str | No
 
 
 def run_inputs(root: Path, sources: Iterable[Path], tests: Iterable[Path], contracts: Path | None,
-               equivalents: Path | None) -> dict[str, str | None]:
-    """Every input of a run: sources, test files and conftests, contracts, equivalents, configuration."""
+               equivalents: Path | None, modules: Iterable[Path] = ()) -> dict[str, str | None]:
+    """Every input of a run: sources, test files and conftests, the project's imported modules (those below
+    ``root``; others are not the project's), contracts, equivalents, configuration."""
     files = [(path, "mutated source") for path in sources]
     files += [(path, "test file") for path in tests]
+    files += [(path, "imported module") for path in modules if root.resolve() in path.resolve().parents]
     if contracts is not None and (root / contracts).is_dir():
         files += [(path, "contract") for path in sorted((root / contracts).glob("*.yaml"))]
     if equivalents is not None:

@@ -32,6 +32,8 @@ class Baseline:
     output: str
     #: every test file the run collected and conftest.py it loaded
     files: list[str] = field(default_factory=list)
+    #: the source file of every module the run imported from pytest's rootdir
+    modules: list[str] = field(default_factory=list)
 
     def passed(self) -> list[str]:
         return [test for test, entry in self.tests.items() if entry["outcome"] == "passed"]
@@ -53,7 +55,7 @@ def first_run(tests: Sequence[str], files: Iterable[Path], pytest_args: Sequence
             raise UserError(f"the first test run wrote no coverage (pytest exit {proc.returncode}):\n"
                             + (proc.stdout + proc.stderr)[-3000:])
     return Baseline(data["tests"], data["preload"], time.monotonic() - started, proc.returncode,
-                    proc.stdout + proc.stderr, data["files"])
+                    proc.stdout + proc.stderr, data["files"], data["modules"])
 
 
 
