@@ -88,3 +88,26 @@ def test_a_mutant_that_hangs_in_a_fast_test_stops_at_that_tests_own_limit(
     prefix = "test_calc.py::test_count ran past its own limit of "
     assert endless.detail.startswith(prefix)
     assert float(endless.detail.removeprefix(prefix).removesuffix(" s")) < 2.0  # the slow test alone sleeps 2 s
+
+
+ORDER_TESTS = '''\
+from calc import clamp
+
+
+def test_runs_as_in_the_first_run(request):
+    assert not request.config.pluginmanager.has_plugin("randomly")  # no shuffled order, no reseeding
+
+
+def test_below():
+    assert clamp(-3, 0, 10) == 0
+'''
+
+
+def test_mutants_run_their_tests_as_the_first_run_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill never comes from a plugin that reorders or reseeds the tests in a mutant's run only."""
+    pytest.importorskip("pytest_randomly", reason="the plugin whose order and seeds a mutant run must not get")
+    plant(tmp_path, {"calc.py": CALC, "test_calc.py": ORDER_TESTS}, monkeypatch)
+    report = run_mutation(["test_calc.py"], {"calc:clamp"}, tmp_path,
+                          workers=1, live=False)
+    assert report.baseline.passed() == ["test_calc.py::test_runs_as_in_the_first_run", "test_calc.py::test_below"]
+    assert {m.killed_by for m in report.mutants if m.status == KILLED} == {"test_calc.py::test_below"}

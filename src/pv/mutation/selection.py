@@ -18,9 +18,11 @@ from pv.mutation.generation import sites
 from pv.mutation.results import Mutant
 from pv.mutation.targets import Target
 
-#: pytest options of every run: no cache, and no Hypothesis pytest plugin, whose end-of-session work
-#: costs seconds per mutant (Hypothesis itself, and @given tests, work without it)
-PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+#: pytest options of every run: no cache; no Hypothesis pytest plugin, whose end-of-session work
+#: costs seconds per mutant (Hypothesis itself, and @given tests, work without it); no pytest-randomly,
+#: whose order and seeds would differ between the first run and a mutant's (a test failing for its
+#: seed would be recorded as the killer)
+PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly")
 
 
 @dataclass
