@@ -20,7 +20,10 @@ from pv.mutation.run import run_mutation
 from pv.mutation.stryker import stryker_report
 
 SCHEMA = Path(__file__).parent / "data" / "mutation-testing-report-schema.json"
-CONFTEST = "import pytest\n"
+CONFTEST = "import pytest\n\n\n@pytest.fixture()\ndef limits():\n    from helpers import LIMITS\n\n    return LIMITS\n"
+#: a module of the project that a fixture imports while the tests run: an input like the tests
+HELPERS = "LIMITS = (0, 10)\n"
+USES_HELPERS = "\n\ndef test_limits(limits):\n    assert limits == (0, 10)\n"
 EQUIVALENTS = "calc:clamp:compare:0:\n  change: x < lo -> x <= lo\n  reason: at x == lo both return lo\n"
 
 
@@ -29,8 +32,8 @@ def calc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Mutat
     """One run of pv mutate over calc.py with the weak suite (a conftest.py and an equivalents entry)."""
     root = tmp_path_factory.mktemp("calc")
     with pytest.MonkeyPatch.context() as patch:
-        plant(root, {"calc.py": CALC, "test_calc.py": WEAK_TESTS, "conftest.py": CONFTEST,
-                     "equivalent.yaml": EQUIVALENTS}, patch)
+        plant(root, {"calc.py": CALC, "test_calc.py": WEAK_TESTS + USES_HELPERS, "conftest.py": CONFTEST,
+                     "helpers.py": HELPERS, "equivalent.yaml": EQUIVALENTS}, patch)
         yield root, run_mutation(["test_calc.py"], {"calc:clamp", "calc:count_up"}, root,
                                  equivalents_path=root / "equivalent.yaml", workers=2, timeout_scale=1.0,
                                  timeout_slack=3.0)
@@ -38,8 +41,8 @@ def calc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Mutat
 
 def test_the_report_names_every_input_by_digest(calc: tuple[Path, MutationReport]) -> None:
     root, report = calc
-    names = ("calc.py", "test_calc.py", "conftest.py", "pytest.ini", "equivalent.yaml")
-    assert report.to_json()["inputs"] == {name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+    names = ("calc.py", "test_calc.py", "conftest.py", "helpers.py", "pytest.ini", "equivalent.yaml")
+    assert report.to_json()["inputs"]["files"] == {name: hashlib.sha256((root / name).read_bytes()).hexdigest()
                                           for name in sorted(names)}
     assert report.to_json()["files"] == {"calc": "calc.py"}
 

@@ -28,4 +28,4 @@ def test_a_project_run_finds_its_module_and_kills_with_its_unit_tests(tmp_path: 
     data = json.loads((root / "report.json").read_text())
     assert {m["killed_by"] for m in data["mutants"] if m["status"] == "killed"} == {
         "tests/test_unit.py::test_below", "tests/test_unit.py::test_inside"}
-    assert "tests/test_unit.py" in data["inputs"] and "pyproject.toml" in data["inputs"]
+    assert "tests/test_unit.py" in data["inputs"]["files"] and "pyproject.toml" in data["inputs"]["files"]

@@ -88,3 +88,54 @@ def test_a_mutant_that_hangs_in_a_fast_test_stops_at_that_tests_own_limit(
     prefix = "test_calc.py::test_count ran past its own limit of "
     assert endless.detail.startswith(prefix)
     assert float(endless.detail.removeprefix(prefix).removesuffix(" s")) < 2.0  # the slow test alone sleeps 2 s
+
+
+ORDER_TESTS = '''\
+from calc import clamp
+
+
+def test_runs_as_in_the_first_run(request):
+    assert not request.config.pluginmanager.has_plugin("randomly")  # no shuffled order, no reseeding
+
+
+def test_below():
+    assert clamp(-3, 0, 10) == 0
+'''
+
+
+def test_mutants_run_their_tests_as_the_first_run_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill never comes from a plugin that reorders or reseeds the tests in a mutant's run only."""
+    pytest.importorskip("pytest_randomly", reason="the plugin whose order and seeds a mutant run must not get")
+    plant(tmp_path, {"calc.py": CALC, "test_calc.py": ORDER_TESTS}, monkeypatch)
+    report = run_mutation(["test_calc.py"], {"calc:clamp"}, tmp_path,
+                          workers=1, live=False)
+    assert report.baseline.passed() == ["test_calc.py::test_runs_as_in_the_first_run", "test_calc.py::test_below"]
+    assert {m.killed_by for m in report.mutants if m.status == KILLED} == {"test_calc.py::test_below"}
+
+
+BROKEN_AT_IMPORT = '''\
+DIVISOR = 1
+HALF = 10 // DIVISOR
+
+
+def half():
+    return HALF
+'''
+BROKEN_TESTS = '''\
+from halves import half
+
+
+def test_half():
+    assert half() == 10
+'''
+
+
+def test_a_mutant_that_breaks_collection_is_killed_by_a_test_not_by_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DIVISOR = 0 makes importing the module fail while pytest collects the test file: the killer is the
+    test that then fails, as with the mutant written into the file."""
+    plant(tmp_path, {"halves.py": BROKEN_AT_IMPORT, "test_halves.py": BROKEN_TESTS}, monkeypatch)
+    report = run_mutation(["test_halves.py"], {"halves:DIVISOR"}, tmp_path, workers=1)
+    zero = next(m for m in report.mutants if m.site.change == "1 -> 0")
+    assert (zero.status, zero.killed_by, zero.kind) == (KILLED, "test_halves.py::test_half", "collection")
+    assert "ZeroDivisionError" in zero.detail

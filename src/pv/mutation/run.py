@@ -66,6 +66,10 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         judged = judged_files([t.path for t in targets], root, equivalents_path)
         files = {t.module: relative_input(t.path, root, "mutated source") for t in targets}
         baseline = first_run(tests, [t.path for t in targets], pytest_args, env, workers=workers)
+        rule, found = run_inputs(root, [t.path for t in targets], [Path(f) for f in [*collected.files, *baseline.files]],
+                                 contracts, equivalents_path, [Path(f) for f in baseline.modules])
+        inputs = {**found, **inputs}  # a file read before the first run keeps the digest of that reading
+        _refuse_output_onto_input(output, root, inputs)
         mutants = plan(targets, baseline)
         if since_ref is not None:
             mutants = since(mutants, targets, root, since_ref)

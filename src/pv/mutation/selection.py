@@ -18,9 +18,11 @@ from pv.mutation.generation import sites
 from pv.mutation.results import Mutant
 from pv.mutation.targets import Target
 
-#: pytest options of every run: no cache, and no Hypothesis pytest plugin, whose end-of-session work
-#: costs seconds per mutant (Hypothesis itself, and @given tests, work without it)
-PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+#: pytest options of every run: no cache; no Hypothesis pytest plugin, whose end-of-session work
+#: costs seconds per mutant (Hypothesis itself, and @given tests, work without it); no pytest-randomly,
+#: whose order and seeds would differ between the first run and a mutant's (a test failing for its
+#: seed would be recorded as the killer)
+PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Baseline:
     output: str
     #: every test file the run collected and conftest.py it loaded
     files: list[str] = field(default_factory=list)
+    #: the source file of every module the run imported from pytest's rootdir
+    modules: list[str] = field(default_factory=list)
 
     def passed(self) -> list[str]:
         return [test for test, entry in self.tests.items() if entry["outcome"] == "passed"]
@@ -53,7 +57,7 @@ def first_run(tests: Sequence[str], files: Iterable[Path], pytest_args: Sequence
             raise UserError(f"the first test run wrote no coverage (pytest exit {proc.returncode}):\n"
                             + (proc.stdout + proc.stderr)[-3000:])
     return Baseline(data["tests"], data["preload"], time.monotonic() - started, proc.returncode,
-                    proc.stdout + proc.stderr, data["files"])
+                    proc.stdout + proc.stderr, data["files"], data["modules"])
 
 
 

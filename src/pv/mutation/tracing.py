@@ -9,7 +9,8 @@ lines each test runs, setup and teardown included. The result, as JSON::
 
     {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...]}},
      "preload": [top-level library modules the run imported],
-     "files": [every test file collected and conftest.py loaded]}
+     "files": [every test file collected and conftest.py loaded],
+     "modules": [the source file of every module imported from the rootdir]}
 
 ``covers`` lists the scopes a falsifier declares it checks, from the
 ``covers=[...]`` argument of its ``falsifies`` marks (``module`` or
@@ -110,8 +111,9 @@ class CoverageRecorder:
         elif report.skipped and entry["outcome"] == "passed":
             entry["outcome"] = "skipped"
 
-    def pytest_sessionfinish(self) -> None:
-        data = {"tests": self.tests, "preload": _library_modules(), "files": sorted(self.files)}
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        data = {"tests": self.tests, "preload": _library_modules(), "files": sorted(self.files),
+                "modules": sorted(_project_modules(session.config.rootpath))}
         (self.out / f"{os.getpid()}.json").write_text(json.dumps(data), encoding="utf-8")
 
 
@@ -126,13 +128,28 @@ def merged(folder: Path) -> dict[str, Any] | None:
             if nodeid not in tests or tests[nodeid]["outcome"] == "not run":
                 tests[nodeid] = entry
     return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]}),
-            "files": sorted({name for part in parts for name in part.get("files", [])})}
+            "files": sorted({name for part in parts for name in part.get("files", [])}),
+            "modules": sorted({name for part in parts for name in part.get("modules", [])})}
 
 
 def _covers(item: pytest.Item) -> list[str]:
     found: list[str] = []
     for mark in item.iter_markers(COVERS_MARKER):
         found.extend(str(scope) for scope in mark.kwargs.get("covers", ()))
+    return found
+
+
+def _project_modules(root: Path) -> set[str]:
+    """The source files of the modules imported from the project folder (test helpers, the code under test)."""
+    root = root.resolve()
+    found = set()
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if not origin or not origin.endswith(".py"):
+            continue
+        path = Path(origin).resolve()
+        if root in path.parents and "site-packages" not in path.parts:
+            found.add(str(path))
     return found
 
 

@@ -122,6 +122,17 @@ class _ImportedMutant(_FirstFailure):
         if nodeid in self.order:
             mark_test(self.started_path, self.order[nodeid])
 
+    def pytest_collectreport(self, report: Any) -> None:
+        """A file (or folder) that no longer collects under the mutant fails each of its tests, as it would
+        with the mutant written into the file: the killer is the first of the job's tests in it."""
+        if report.failed and self.test is None:
+            where = report.nodeid
+            inside = [test for test in self.order
+                      if not where or test.startswith(where + "::") or test.startswith(where.rstrip("/") + "/")]
+            self.test = inside[0] if inside else where or "<collection>"
+            self.kind = "collection"
+            self.detail = f"collection of {where or 'the tests'} failed: {_last_line(report.longreprtext)}"
+
 
 def mark_test(started_path: str, index: int) -> None:
     """Tell the waiting parent that test ``index`` of the job starts now (its own time limit counts from here)."""
