@@ -113,5 +113,5 @@ def test_an_input_outside_the_project_is_refused(tmp_path: Path, monkeypatch: py
     outside.write_text(EQUIVALENTS)
     from pv._util.errors import UserError
 
-    with pytest.raises(UserError, match="the equivalents file is outside the project root"):
+    with pytest.raises(UserError, match="equivalent.yaml lies outside the project .*; a file outside the project cannot be an input to evidence"):
         run_mutation(["test_calc.py"], {"calc:clamp"}, tmp_path, equivalents_path=outside)
