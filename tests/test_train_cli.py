@@ -93,7 +93,7 @@ def test_an_incomplete_torchrun_environment_is_a_clear_error(tmp_path: Path, cap
     ("--grad-accum", "0", "grad_accum must be an integer from 1 to 2147483647"),
     ("--keep", "0", "keep must be an integer from 1 to 2147483647"),
     ("--checkpoint-every", "-1", "checkpoint_every must be an integer from 1 to 2147483647"),
-    ("--lr", "1e300", "lr must be a number > 0 and <= 10.0, got 1e+300"),  # overflowed float32 in AdamW
+    ("--lr", "1e300", "lr must be a number > 0 and <= 3.4028234663852886e+38, got 1e+300"),  # overflowed float32
     ("--temperature", "1e300", "temperature must be a number > 0 and <= 1000.0"),
     ("--seed", "99999999999999999999999", "seed must be an integer from 0 to"),  # overflowed torch's seed
     ("--steps", "99999999999999999999999", "steps must be an integer from 1 to 2147483647"),

@@ -141,8 +141,11 @@ RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend"
 MAX_COUNT = 2**31 - 1
 #: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
 MAX_SEED = 2**62
-#: the largest learning rate and temperature: beyond them float32 arithmetic overflows, nothing is learnt
-MAX_LR, MAX_TEMPERATURE = 10.0, 1000.0
+#: the largest learning rate: one that float32, the optimizer's arithmetic, can hold (1e300 became inf
+#: there); a huge one that it holds makes the loss diverge, which the run detects and reports
+MAX_LR = float(torch.finfo(torch.float32).max)
+#: the largest temperature: beyond it the softened logits are all but equal, nothing is learnt
+MAX_TEMPERATURE = 1000.0
 #: signals that end a run as interrupted, after a final checkpoint
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
