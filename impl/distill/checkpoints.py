@@ -38,7 +38,7 @@ CONTRACT_VERSIONS: dict[str, str] = {
     "distill-training": "1.1.0",
     "distill-kd-loss": "1.0.0",
     "distill-teacher-vocab-alignment": "1.0.0",
-    "distill-frozen-q4k-teacher": "1.0.0",
+    "distill-frozen-q4k-teacher": "1.1.0",
     "distill-teacher-backend-selection": "1.0.0",
 }
 #: bytes read for a file's fingerprint: the first block (the GGUF header) and evenly spaced samples
