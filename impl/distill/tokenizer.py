@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from distill.errors import GGUFFormatError
 from distill.gguf_file import read_header
 
@@ -51,6 +53,8 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
             continue
         if item is None:
             good = type(value) is kind
+        elif item is int:  # a numeric array: a numpy view of the file (distill.gguf_file)
+            good = isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu"
         else:
             good = isinstance(value, list) and all(type(entry) is item for entry in value)
         if not good:
@@ -58,8 +62,8 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
             raise GGUFFormatError(f"{path}: metadata key '{TOKENIZER_PREFIX}{key}' is a"
                                   f" {type(value).__name__} of the wrong type, expected {expected}")
     tokens = metadata[TOKENIZER_PREFIX + "tokens"]
-    token_types = metadata.get(TOKENIZER_PREFIX + "token_type", [])
-    if token_types and len(token_types) != len(tokens):
+    token_types = metadata.get(TOKENIZER_PREFIX + "token_type", np.zeros(0, np.int32))
+    if len(token_types) and len(token_types) != len(tokens):
         raise GGUFFormatError(
             f"{path}: '{TOKENIZER_PREFIX}token_type' has {len(token_types)} entries, "
             f"expected one per token ({len(tokens)})"
@@ -73,7 +77,7 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
         model=metadata[TOKENIZER_PREFIX + "model"],
         pre=metadata.get(TOKENIZER_PREFIX + "pre"),
         tokens=tokens,
-        token_types=token_types,
+        token_types=token_types.tolist(),  # one per token: as bounded as the token list
         merges=metadata.get(TOKENIZER_PREFIX + "merges", []),
         extra=extra,
     )
