@@ -56,6 +56,7 @@ def test_gguf_reader_sees_our_tensors_and_keys(written: Path, tensors, small_tok
     assert fields["tokenizer.ggml.merges"] == small_tokenizer.merges
     for key, value in small_tokenizer.extra.items():
         assert fields[key] == value
+    assert fields["tokenizer.chat_template"].startswith("{%")  # kept from the vocabulary file, as llama.cpp's writer does
     assert reader.fields["tokenizer.ggml.eos_token_id"].types == [gguf.GGUFValueType.UINT32]
     assert {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in read_metadata(written).items()} == fields
 

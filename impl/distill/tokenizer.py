@@ -12,14 +12,16 @@ from distill.errors import GGUFFormatError
 from distill.gguf_file import read_header
 
 TOKENIZER_PREFIX = "tokenizer.ggml."
+#: Every tokenizer key starts so: ``tokenizer.ggml.*`` and others such as ``tokenizer.chat_template``.
+TOKENIZER_KEYS = "tokenizer."
 
 
 @dataclass
 class Tokenizer:
     """The ``tokenizer.ggml.*`` metadata of a GGUF file.
 
-    ``extra`` holds the other ``tokenizer.ggml.*`` keys (special token ids, flags,
-    chat template...), by their full key.
+    ``extra`` holds the other ``tokenizer.*`` keys (special token ids, flags,
+    ``tokenizer.chat_template``...), by their full key.
     """
 
     model: str
@@ -71,7 +73,7 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
     extra = {
         key: value
         for key, value in metadata.items()
-        if key.startswith(TOKENIZER_PREFIX) and key[len(TOKENIZER_PREFIX) :] not in _TOKENIZER_FIELDS
+        if key.startswith(TOKENIZER_KEYS) and key.removeprefix(TOKENIZER_PREFIX) not in _TOKENIZER_FIELDS
     }
     return Tokenizer(
         model=metadata[TOKENIZER_PREFIX + "model"],
