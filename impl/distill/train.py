@@ -36,6 +36,9 @@ Output folder (``out_dir``), written by rank 0 only:
 - ``student.safetensors``: the trained student (its parameters by their
   ``distill.model.Qwen2`` names), written only when every step completed,
   through a temporary file and a rename (never half-written);
+- ``student-trained.gguf``, ``config.json`` and ``model.safetensors``: the same
+  student for llama.cpp (``student_format``, the starting student's metadata)
+  and for Hugging Face transformers (``distill.export``), written with it;
 - ``run.json``: the summary (status ``running``, ``completed``,
   ``interrupted`` or ``failed``, steps done, final loss, last checkpoint,
   error), written atomically at the start, at each checkpoint and at the end
@@ -93,6 +96,7 @@ from distill.dispatch import (
     format_start_line,
 )
 from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
+from distill.export import DEFAULT_STUDENT_FORMAT, EXPORT_FILES, check_student_format, export_student
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -103,14 +107,14 @@ from distill.vocab import VocabComparison, compare_tokenizers, require_shared_pr
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_FILE = "student.safetensors"
 SUMMARY_FILE = "run.json"
-OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
+OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, *EXPORT_FILES)
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 AMP_DTYPES = {"bf16": torch.bfloat16}
 #: AdamW keeps, per parameter, the weight, its gradient and two moments, all in the parameter's dtype.
 TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
-                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
+                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "student_format")
 #: signals that end a run as interrupted, like SIGINT (Ctrl-C)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -143,6 +147,7 @@ class DistillConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     resume: bool = False
+    student_format: str = DEFAULT_STUDENT_FORMAT
 
 
 @dataclass
@@ -208,6 +213,7 @@ def check_config(config: DistillConfig) -> torch.device:
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise DistillError(f"{name} must be a finite number > 0, got {value!r}")
+    check_student_format(config.student_format)
     if config.student_dtype not in STUDENT_DTYPES:
         raise DistillError(f"student dtype must be one of {', '.join(STUDENT_DTYPES)}, got {config.student_dtype!r}")
     if (config.teacher is None) != (config.student is None) or (config.teacher is None) == (config.preset_pair is None):
@@ -623,6 +629,7 @@ class _Run:
                     self._checkpoint(done, student, optimizer, stream)
                 if world.writes:
                     _save_student(student, self.out_dir / CHECKPOINT_FILE)
+                    export_student(student, self.out_dir, Path(self.header["student"]), config.student_format)
                     final = self.out_dir / CHECKPOINT_FILE
                 status = "completed"
             except KeyboardInterrupt as err:
