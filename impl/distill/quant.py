@@ -48,7 +48,8 @@ SCALE_FIELDS: dict[str, dict[str, int]] = {
 }
 _GROUP_MAX_EPS = 1e-15
 _BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
-#: Work on this many blocks at a time in the quantizers (bounded temporary memory).
+#: Work on at most this many blocks at a time in the quantizers (bounded temporary memory); on CPU the
+#: chunks go to one-thread workers (``distill.cpu_workers``): the searches are many small ops.
 _QUANT_CHUNK_BLOCKS = 2048
 
 
@@ -518,9 +519,15 @@ def quantize(x: torch.Tensor, qtype: str | GGMLQuantizationType) -> torch.Tensor
         return _quant_bf16(flat).reshape(out_shape)
     if not bool(torch.isfinite(flat).all()):
         raise QuantError(f"cannot quantize to {name}: the input has NaN or Inf values")
-    chunk = _QUANT_CHUNK_BLOCKS * block_elems(name)
-    parts = [_QUANT[name](flat[i : i + chunk]) for i in range(0, flat.numel(), chunk)]
-    return torch.cat(parts).reshape(out_shape) if parts else torch.empty(out_shape, dtype=torch.uint8, device=x.device)
+    out = torch.empty((flat.numel() // block_elems(name), block_bytes(name)), dtype=torch.uint8, device=flat.device)
+    workers = torch.get_num_threads() if flat.device.type == "cpu" else 1
+    step = min(_QUANT_CHUNK_BLOCKS, max(1, -(-out.shape[0] // workers)))  # at least one chunk per CPU worker
+
+    def work(start: int) -> None:
+        out[start : start + step] = _QUANT[name](flat[start * block_elems(name) : (start + step) * block_elems(name)])
+
+    for_each(work, range(0, out.shape[0], step), flat.device)
+    return out.reshape(out_shape)
 
 
 @dataclass(frozen=True)
