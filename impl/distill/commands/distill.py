@@ -116,6 +116,7 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from distill.errors import DistillError, TrainingDiverged
+    from distill.export import GGUF_FILE, HF_CONFIG_FILE
     from distill.train import RunInterrupted, check_config, run_distillation
 
     rank = int(os.environ["RANK"]) if os.environ.get("RANK", "").isdigit() else 0
@@ -149,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     losses, times = result.losses, result.step_times
     print(
         f"completed {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
-        f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint}"
+        f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint} "
+        f"(for llama.cpp: {result.checkpoint.parent / GGUF_FILE}; for transformers: {HF_CONFIG_FILE} beside it)"
     )
     return 0
