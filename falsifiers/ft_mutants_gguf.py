@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 
 from ft_mutants import mutant, replace
 
@@ -89,3 +90,24 @@ def _bf16_nan_rounded(mp: pytest.MonkeyPatch) -> None:
 @mutant("bf16-nan-bits-lost", "BF16 keeps only the quiet bit of a NaN (5.9e-39, not NaN)")
 def _bf16_nan_bits_lost(mp: pytest.MonkeyPatch) -> None:
     source_mutant(mp, "distill.quant:_quant_bf16", [("torch.where(is_nan, (n >> 16) | 64, ", "torch.where(is_nan, 64, ")])
+
+
+@mutant("quant-scale-overflow-unchecked", "a block scale beyond fp16 is stored as Inf instead of refused")
+def _overflow_unchecked(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.quant:_fp16_super_scale",
+            lambda original: lambda values, qtype, what: values.to(torch.float16).float())
+
+
+@mutant("quant-width-unchecked", "quantize does not check that a row is a whole number of blocks")
+def _width_unchecked(mp: pytest.MonkeyPatch) -> None:
+    source_mutant(mp, "distill.quant:quantize", [("if x.dim() == 0 or x.shape[-1] % block_elems(name):", "if False:")])
+
+
+@mutant("quant-non-finite-accepted", "quantize takes NaN and Inf weights into the block search")
+def _non_finite_accepted(mp: pytest.MonkeyPatch) -> None:
+    source_mutant(mp, "distill.quant:quantize", [("if not bool(torch.isfinite(flat).all()):", "if False:")])
+
+
+@mutant("quant-f16-through-bf16", "F16 weights are rounded through bf16 first")
+def _f16_through_bf16(mp: pytest.MonkeyPatch) -> None:
+    source_mutant(mp, "distill.quant:quantize", [("flat.to(torch.float16)", "flat.to(torch.bfloat16).to(torch.float16)")])

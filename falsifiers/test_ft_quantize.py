@@ -41,6 +41,7 @@ def _weights(kind: str, seed: int) -> np.ndarray:
     x[4, ::97] = 1e3
     x[5], x[6] = np.abs(x[5]), -np.abs(x[6])
     x[7, :16] = 0.0
+    x[8, :32] = np.linspace(-127.0, 127.0, 32)  # Q8_0's d is exactly 1
     return x.astype(np.float32)
 
 
@@ -80,7 +81,10 @@ NAN_BITS = (0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FA00000, 0x7FFFFF
 def test_bf16_keeps_every_nan_and_rounds_the_rest_as_ggml() -> None:
     nan = np.array(NAN_BITS, dtype=np.uint32).view(np.float32)
     rng = np.random.default_rng(5)
-    ordinary = np.concatenate([rng.standard_normal(64) * 10.0 ** rng.integers(-40, 38, 64), [0.0, -0.0, np.inf, -np.inf,
+    # halfway cases: the tie goes to the even bf16, whichever of bits 16 and 17 is set
+    ties = np.array([0x3F808000, 0x3F818000, 0x3F828000, 0x3F838000, 0xBF818000, 0x3F808001, 0x3F817FFF],
+                    dtype=np.uint32).view(np.float32)
+    ordinary = np.concatenate([rng.standard_normal(64) * 10.0 ** rng.integers(-40, 38, 64), ties, [0.0, -0.0, np.inf, -np.inf,
                                3.3895e38, 1e-45]]).astype(np.float32)
     x = np.concatenate([nan, ordinary])[None, :]
     got = quant.quantize(torch.from_numpy(x), "BF16").numpy().view(np.uint16).reshape(-1)
@@ -90,3 +94,32 @@ def test_bf16_keeps_every_nan_and_rounds_the_rest_as_ggml() -> None:
     np.testing.assert_array_equal(got[:len(NAN_BITS)], (np.array(NAN_BITS, dtype=np.uint32) >> 16 | 64).astype(np.uint16))
     decoded = quant.dequantize(torch.from_numpy(got.view(np.uint8).copy()), "BF16")
     assert bool(decoded[:len(NAN_BITS)].isnan().all()), decoded[:len(NAN_BITS)]
+
+
+@pytest.mark.falsifies("FT-FROZEN-008", covers=QUANTIZERS, mutants=["quant-scale-overflow-unchecked", "quant-width-unchecked",
+                                                                    "quant-non-finite-accepted"])
+def test_what_cannot_be_quantized_is_refused_by_name() -> None:
+    for qtype in BLOCK_TYPES:
+        with pytest.raises(quant.QuantError, match=rf"^cannot quantize to {qtype}: the block scale d overflows fp16"):
+            quant.quantize(torch.full((1, 256), 1e12), qtype)
+        bad = torch.zeros(2, 256)
+        bad[1, 17] = float("nan")
+        with pytest.raises(quant.QuantError, match=rf"^cannot quantize to {qtype}: the input has NaN or Inf values"):
+            quant.quantize(bad, qtype)
+        width = {"Q4_K": 256, "Q6_K": 256}.get(qtype, 32)
+        with pytest.raises(quant.QuantError, match=rf"^cannot quantize rows of {width + 16} weights to {qtype}: not a "
+                                                   rf"multiple of the block size {width}"):
+            quant.quantize(torch.zeros(2, width + 16), qtype)
+    # a constant negative block: d is 0 and only Q4_K's min scale overflows
+    with pytest.raises(quant.QuantError, match=r"^cannot quantize to Q4_K: the block scale dmin overflows fp16"):
+        quant.quantize(torch.full((1, 256), -1e12), "Q4_K")
+    with pytest.raises(quant.QuantError, match=r"^cannot quantize rows of 0 weights to Q8_0"):
+        quant.quantize(torch.tensor(1.0), "Q8_0")
+
+
+@pytest.mark.falsifies("FT-FROZEN-008", covers=QUANTIZERS, mutants=["quant-f16-through-bf16"])
+def test_plain_types_are_numpy_s_bytes() -> None:
+    x = np.random.default_rng(9).standard_normal((3, 40)).astype(np.float32) * 100
+    for qtype, dtype in (("F32", np.float32), ("F16", np.float16)):
+        got = quant.quantize(torch.from_numpy(x), qtype).numpy()
+        np.testing.assert_array_equal(got, x.astype(dtype).view(np.uint8).reshape(3, -1), err_msg=qtype)
