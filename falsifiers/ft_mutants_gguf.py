@@ -111,3 +111,10 @@ def _non_finite_accepted(mp: pytest.MonkeyPatch) -> None:
 @mutant("quant-f16-through-bf16", "F16 weights are rounded through bf16 first")
 def _f16_through_bf16(mp: pytest.MonkeyPatch) -> None:
     source_mutant(mp, "distill.quant:quantize", [("flat.to(torch.float16)", "flat.to(torch.bfloat16).to(torch.float16)")])
+
+
+@mutant("quant-rows-of-the-first-dimension", "quantize takes the output shape from the first dimensions, not the last")
+def _rows_first_dimension(mp: pytest.MonkeyPatch) -> None:
+    source_mutant(mp, "distill.quant:quantize", [
+        ("out_shape = (*x.shape[:-1], x.shape[-1] // block_elems(name) * block_bytes(name))",
+         "out_shape = (*x.shape[:1], -1)")])

@@ -42,6 +42,7 @@ def _weights(kind: str, seed: int) -> np.ndarray:
     x[5], x[6] = np.abs(x[5]), -np.abs(x[6])
     x[7, :16] = 0.0
     x[8, :32] = np.linspace(-127.0, 127.0, 32)  # Q8_0's d is exactly 1
+    x[9, :16] = np.float32(1e-15) * np.linspace(1.0, 0.5, 16)  # a Q6_K group at exactly the "all zero" bound
     return x.astype(np.float32)
 
 
@@ -56,7 +57,7 @@ def _differing_rows(qtype: str, x: np.ndarray) -> list[int]:
 
 
 @pytest.mark.falsifies("FT-FROZEN-008", covers=QUANTIZERS, mutants=[
-    "q4k-search-from-first-min", "quant-sums-pairwise", "q4k-zero-scale-levels-dropped",
+    "quant-rows-of-the-first-dimension", "q4k-search-from-first-min", "quant-sums-pairwise", "q4k-zero-scale-levels-dropped",
     "q6k-zero-scale-levels-dropped", "q4k-float32-sqrt", "q4k-negative-zero-dmin", "q8-0-round-half-even"])
 def test_quantizer_bytes_equal_llama_cpp(capsys: pytest.CaptureFixture[str]) -> None:
     compared = dict.fromkeys(BLOCK_TYPES, 0)
@@ -66,6 +67,11 @@ def test_quantizer_bytes_equal_llama_cpp(capsys: pytest.CaptureFixture[str]) -> 
                 differing = _differing_rows(qtype, _weights(kind, seed))
                 assert not differing, f"{qtype} {kind} seed {seed}: rows {differing[:10]} differ from llama.cpp's bytes"
                 compared[qtype] += ROWS
+    for qtype in BLOCK_TYPES:  # rows of a 3-D tensor: the leading dimensions kept, the bytes of its rows
+        x = _weights("normal", 7)
+        got = quant.quantize(torch.from_numpy(x).reshape(4, ROWS // 4, WIDTH), qtype)
+        want = np.asarray(libgguf.quantize_rows(x, GGMLQuantizationType[qtype]), dtype=np.uint8).reshape(4, ROWS // 4, -1)
+        assert tuple(got.shape) == want.shape and np.array_equal(got.numpy(), want), qtype
     with capsys.disabled():
         print("\nrows byte-identical with llama.cpp (libgguf), per type:",
               ", ".join(f"{qtype} {n}" for qtype, n in compared.items()))
@@ -85,7 +91,7 @@ def test_bf16_keeps_every_nan_and_rounds_the_rest_as_ggml() -> None:
     ties = np.array([0x3F808000, 0x3F818000, 0x3F828000, 0x3F838000, 0xBF818000, 0x3F808001, 0x3F817FFF],
                     dtype=np.uint32).view(np.float32)
     ordinary = np.concatenate([rng.standard_normal(64) * 10.0 ** rng.integers(-40, 38, 64), ties, [0.0, -0.0, np.inf, -np.inf,
-                               3.3895e38, 1e-45]]).astype(np.float32)
+                               3.3895e38, 1e-45, 1e-3]]).astype(np.float32)
     x = np.concatenate([nan, ordinary])[None, :]
     got = quant.quantize(torch.from_numpy(x), "BF16").numpy().view(np.uint16).reshape(-1)
     want = np.asarray(libgguf.quantize_rows(x, GGMLQuantizationType.BF16), dtype=np.uint8).view(np.uint16).reshape(-1)
@@ -109,7 +115,7 @@ def test_what_cannot_be_quantized_is_refused_by_name() -> None:
         width = {"Q4_K": 256, "Q6_K": 256}.get(qtype, 32)
         with pytest.raises(quant.QuantError, match=rf"^cannot quantize rows of {width + 16} weights to {qtype}: not a "
                                                    rf"multiple of the block size {width}"):
-            quant.quantize(torch.zeros(2, width + 16), qtype)
+            quant.quantize(torch.zeros(2, 3, width + 16), qtype)
     # a constant negative block: d is 0 and only Q4_K's min scale overflows
     with pytest.raises(quant.QuantError, match=r"^cannot quantize to Q4_K: the block scale dmin overflows fp16"):
         quant.quantize(torch.full((1, 256), -1e12), "Q4_K")
