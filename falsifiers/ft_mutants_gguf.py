@@ -63,6 +63,11 @@ def _q6k_zero_levels(mp: pytest.MonkeyPatch) -> None:
         ("q = torch.where(eff != 0, q, search_levels)", "q = torch.where(eff != 0, q, torch.full_like(q, 32))")])
 
 
+@mutant("q6k-one-more-candidate", "the Q6_K search also tries (nmax + 1.0) / max, a 19th candidate llama.cpp does not")
+def _q6k_more_candidates(mp: pytest.MonkeyPatch) -> None:
+    source_mutant(mp, "distill.quant:_search_symmetric", [("range(1, 10)", "range(1, 11)")])
+
+
 @mutant("q4k-float32-sqrt", "the Q4_K weights take torch's float32 sqrt, which is not correctly rounded")
 def _q4k_sqrt(mp: pytest.MonkeyPatch) -> None:
     source_mutant(mp, "distill.quant:_quant_q4_k", [

@@ -23,7 +23,7 @@ QUANTIZERS = [f"distill.quant:{name}" for name in (
     "quantize", "_quant_q8_0", "_quant_q5_0", "_quant_q4_k", "_quant_q6_k", "_quant_bf16", "_search_affine",
     "_search_symmetric", "_ordered_sum", "_positive_max", "_nearest_byte", "_round_half_away", "_fp16_bytes")]
 BLOCK_TYPES = ("Q4_K", "Q6_K", "Q5_0", "Q8_0")
-ROWS, WIDTH, SEEDS = 200, 512, (0, 1, 2)
+ROWS, WIDTH, SEEDS = 200, 512, (0, 1, 2, 3)  # seed 3's Cauchy rows need llama.cpp's 18 Q6_K candidates exactly
 
 
 def _weights(kind: str, seed: int) -> np.ndarray:
@@ -58,7 +58,7 @@ def _differing_rows(qtype: str, x: np.ndarray) -> list[int]:
 
 @pytest.mark.falsifies("FT-FROZEN-008", covers=QUANTIZERS, mutants=[
     "quant-rows-of-the-first-dimension", "q4k-search-from-first-min", "quant-sums-pairwise", "q4k-zero-scale-levels-dropped",
-    "q6k-zero-scale-levels-dropped", "q4k-float32-sqrt", "q4k-negative-zero-dmin", "q8-0-round-half-even"])
+    "q6k-zero-scale-levels-dropped", "q6k-one-more-candidate", "q4k-float32-sqrt", "q4k-negative-zero-dmin", "q8-0-round-half-even"])
 def test_quantizer_bytes_equal_llama_cpp(capsys: pytest.CaptureFixture[str]) -> None:
     compared = dict.fromkeys(BLOCK_TYPES, 0)
     for qtype in BLOCK_TYPES:
