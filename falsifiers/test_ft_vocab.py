@@ -32,8 +32,9 @@ QWEN2_TOKEN_410 = "ith"
 LLAMA_BPE_TOKEN_410 = "00"
 QWEN2_ROWS, LLAMA_BPE_ROWS, NEOX_ROWS = 151936, 128256, 50432
 #: the other tokenizer.ggml.* keys whose values differ (token types over the shared rows), by GGUFReader
-QWEN2_LLAMA_DIFFERING_KEYS = sorted(f"tokenizer.ggml.{key}" for key in (
-    "pre", "merges", "token_type", "bos_token_id", "eos_token_id", "padding_token_id"))  # padding: qwen2 only
+QWEN2_LLAMA_DIFFERING_KEYS = sorted([*(f"tokenizer.ggml.{key}" for key in (
+    "pre", "merges", "token_type", "bos_token_id", "eos_token_id", "padding_token_id")),
+    "tokenizer.chat_template"])  # padding and chat template: qwen2 only
 NEOX_MPT_DIFFERING_KEYS = ["tokenizer.ggml.pre"]  # gpt-neox has no pre key, mpt has 'mpt'
 #: embedding rows of the model files (conftest.MODEL_FILES): Qwen2.5-7B and 0.5B, and the tiny pair
 TEACHER_7B_ROWS, STUDENT_05B_ROWS = 152064, 151936

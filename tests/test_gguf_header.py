@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from pathlib import Path
 
 import gguf
@@ -28,12 +29,17 @@ def neox_reference(vocab_dir: Path) -> tuple[dict, dict]:
     return reference_metadata(vocab_dir / "ggml-vocab-gpt-neox.gguf")
 
 
+def as_python(value: object) -> object:
+    """A metadata value with numeric arrays (numpy views of the file) as lists, as gguf's reader gives them."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
 def assert_same_as_reference(path: Path, reference: tuple[dict, dict]) -> None:
     values, types = reference
     header = read_header(path)
     assert list(header.metadata) == list(values)  # same keys, same order
     for key, value in values.items():
-        assert header.metadata[key] == value, key
+        assert as_python(header.metadata[key]) == value, key
         assert header.value_types[key] == types[key], key
 
 
@@ -117,8 +123,10 @@ def test_every_value_type_from_gguf_writer(tmp_path: Path) -> None:
         assert header.value_types[key] == (vtype, None)
     assert meta["general.architecture"] == "qwen2"
     assert meta["t.strs"] == ["a", "", "Ġ x", "日本"]
-    assert meta["t.i32s"] == [1, -2, 3]
-    assert meta["t.f32s"] == [0.5, -1.25]
+    for key, values, dtype in (("t.i32s", [1, -2, 3], "<i4"), ("t.f32s", [0.5, -1.25], "<f4")):
+        array = meta[key]  # a read-only view of the file, not a copy
+        assert isinstance(array, np.ndarray) and array.dtype == np.dtype(dtype) and not array.flags.writeable, key
+        assert array.tolist() == values, key
     assert [(t.name, t.qtype, t.ggml_shape) for t in header.tensors] == [
         ("a", gguf.GGMLQuantizationType.F32, (3, 2)),
         ("b", gguf.GGMLQuantizationType.F16, (5,)),
@@ -206,3 +214,38 @@ def test_missing_tokens_key_is_named(tmp_path: Path) -> None:
 def test_unreadable_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(GGUFFormatError, match=r"nothere\.gguf: cannot read"):
         read_metadata(tmp_path / "nothere.gguf")
+
+
+# -- metadata arrays are bounded like tensors -------------------------------------------------
+
+
+def _one_array_file(path: Path, key: bytes, item_type: int, count: int, payload: bytes) -> None:
+    """A GGUF file with one metadata array: ``count`` items of ``item_type`` declared, ``payload`` stored."""
+    body = struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", int(gguf.GGUFValueType.ARRAY), item_type, count)
+    path.write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 0, 1) + body + payload)
+
+
+def test_a_large_numeric_array_is_a_view_of_the_file_not_a_list(tmp_path: Path) -> None:
+    """Ten million uint8 items cost no memory: as a Python list they would take 80 MB of pointers."""
+    count = 10_000_000
+    path = tmp_path / "big-array.gguf"
+    _one_array_file(path, b"general.big", int(gguf.GGUFValueType.UINT8), count, bytes(range(256)) * (count // 256)
+                    + bytes(count % 256))
+    tracemalloc.start()
+    try:
+        values = read_metadata(path)["general.big"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"reading a 10 MB array allocated {peak} bytes"
+    assert isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.shape == (count,)
+    assert not values.flags.writeable and int(values[1000]) == 1000 % 256 and int(values[-1]) == 0
+
+
+@pytest.mark.parametrize("item_type, what", [(int(gguf.GGUFValueType.UINT32), "needs 400000000000 bytes"),
+                                             (int(gguf.GGUFValueType.STRING), "declares 100000000000 strings")])
+def test_an_array_longer_than_the_file_is_refused_before_reading(tmp_path: Path, item_type: int, what: str) -> None:
+    path = tmp_path / "liar.gguf"
+    _one_array_file(path, b"general.liar", item_type, 100_000_000_000, bytes(64))
+    with pytest.raises(GGUFFormatError, match=rf"liar\.gguf: truncated: metadata key 'general\.liar'.* {what}"):
+        read_metadata(path)

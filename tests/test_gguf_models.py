@@ -56,8 +56,9 @@ def test_gguf_reader_sees_our_tensors_and_keys(written: Path, tensors, small_tok
     assert fields["tokenizer.ggml.merges"] == small_tokenizer.merges
     for key, value in small_tokenizer.extra.items():
         assert fields[key] == value
+    assert fields["tokenizer.chat_template"].startswith("{%")  # kept from the vocabulary file, as llama.cpp's writer does
     assert reader.fields["tokenizer.ggml.eos_token_id"].types == [gguf.GGUFValueType.UINT32]
-    assert read_metadata(written) == fields
+    assert {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in read_metadata(written).items()} == fields
 
     by_name = {t.name: t for t in reader.tensors}
     assert list(by_name) == [t.name for t in tensors]
@@ -234,3 +235,31 @@ def test_token_count_must_match_embedding_rows(tmp_path: Path, small_tokenizer: 
 def test_vocabulary_only_file_is_not_a_model(vocab_dir: Path) -> None:
     with pytest.raises(GGUFFormatError, match=r"ggml-vocab-gpt-neox\.gguf: tensor 'token_embd\.weight' is missing"):
         read_gguf(vocab_dir / "ggml-vocab-gpt-neox.gguf")
+
+
+@pytest.mark.parametrize("quant, file_type", [("f32", gguf.LlamaFileType.ALL_F32), ("bf16", gguf.LlamaFileType.MOSTLY_BF16),
+                                              ("q4_k_m", gguf.LlamaFileType.MOSTLY_Q4_K_M),
+                                              ("q4_k", gguf.LlamaFileType.MOSTLY_Q4_K_M)])
+def test_files_carry_llama_cpp_file_type_and_quantization_version(tmp_path: Path, quant: str, file_type: int) -> None:
+    """llama.cpp guesses the type of a file without ``general.file_type`` from its most common tensor type."""
+    path = tmp_path / f"{quant}.gguf"
+    write_gguf(path, CONFIG, synth_tensors(CONFIG, quant, seed=3), None)
+    fields = gguf.GGUFReader(path).fields
+    assert fields["general.file_type"].contents() == int(file_type)
+    assert fields["general.file_type"].types == [gguf.GGUFValueType.UINT32]
+    assert fields["general.quantization_version"].contents() == 2
+
+
+def test_a_file_type_given_is_written_and_a_key_of_the_writer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "named.gguf"
+    extra = {"general.name": ("tiny student", gguf.GGUFValueType.STRING, None),
+             "t.ids": (np.array([3, 1, 2], dtype="<i4"), gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.INT32)}
+    write_gguf(path, CONFIG, synth_tensors(CONFIG, "f32", seed=3), None, file_type=gguf.LlamaFileType.MOSTLY_F16,
+               metadata=extra)
+    fields = gguf.GGUFReader(path).fields
+    assert fields["general.file_type"].contents() == int(gguf.LlamaFileType.MOSTLY_F16)
+    assert fields["general.name"].contents() == "tiny student" and fields["t.ids"].contents() == [3, 1, 2]
+    clash = {"general.file_type": (0, gguf.GGUFValueType.UINT32, None)}
+    with pytest.raises(GGUFFormatError, match="'general.file_type' is set by the writer itself"):
+        write_gguf(tmp_path / "clash.gguf", CONFIG, synth_tensors(CONFIG, "f32", seed=3), None, metadata=clash)
+    assert not (tmp_path / "clash.gguf").exists()

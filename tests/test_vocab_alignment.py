@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -141,6 +142,16 @@ def test_other_tokenizer_keys_are_listed_not_refused(changes, key):
     c = compare_tokenizers(tok("abcd"), tok("abcd", **changes))
     assert c.differing_keys == (key,)
     assert c.student_is_teacher_prefix
+
+
+def test_numeric_array_keys_are_compared_item_by_item():
+    """A numeric metadata array is a numpy view of its file (distill.gguf_file): equal arrays agree."""
+    scores = {"tokenizer.ggml.scores": np.array([0.0, -1.0, -2.0, -3.0], dtype=np.float32)}
+    other = {"tokenizer.ggml.scores": np.array([0.0, -1.0, -2.5, -3.0], dtype=np.float32)}
+    assert compare_tokenizers(tok("abcd", extra=scores), tok("abcd", extra=dict(scores))).differing_keys == ()
+    assert compare_tokenizers(tok("abcd", extra=scores), tok("abcd", extra=other)).differing_keys == (
+        "tokenizer.ggml.scores",)
+    assert compare_tokenizers(tok("abcd", extra=scores), tok("abcd")).differing_keys == ("tokenizer.ggml.scores",)
 
 
 def test_token_types_are_compared_on_the_shared_rows_only():

@@ -49,7 +49,7 @@ CONTRACT_VERSIONS: dict[str, str] = {
     "distill-training": "1.2.0",
     "distill-kd-loss": "1.0.0",
     "distill-teacher-vocab-alignment": "1.0.0",
-    "distill-frozen-q4k-teacher": "1.0.0",
+    "distill-frozen-q4k-teacher": "1.1.0",
     "distill-teacher-backend-selection": "1.0.0",
 }
 def file_fingerprint(path: Path, what: str = "a run's input") -> str:

@@ -3,6 +3,9 @@
 The parser is our own (``gguf.GGUFReader`` builds a numpy view per string and
 needs seconds for a 150k-token vocabulary); it uses the constants of the
 ``gguf`` package, whose reader and writer are the reference in the tests.
+Numeric metadata arrays are read-only numpy views of the memory-mapped file, as
+tensors are: a header that declares a huge array costs no memory, and one whose
+array runs past the end of the file is refused before anything is allocated.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gguf.constants import (
     GGML_QUANT_SIZES,
     GGUF_DEFAULT_ALIGNMENT,
@@ -43,6 +47,8 @@ _SCALAR_FORMATS: dict[GGUFValueType, str] = {
     GGUFValueType.INT64: "<q",
     GGUFValueType.FLOAT64: "<d",
 }
+#: numpy dtype of each fixed-size GGUF value type, for arrays (little-endian)
+_ARRAY_DTYPES: dict[GGUFValueType, np.dtype] = {vtype: np.dtype(fmt) for vtype, fmt in _SCALAR_FORMATS.items()}
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -79,6 +85,7 @@ class _Parser:
         self.buf = buf
         self.size = len(buf)
         self.pos = 0
+        self.view: np.ndarray | None = None
 
     def fail(self, what: str) -> GGUFFormatError:
         return GGUFFormatError(f"{self.path}: {what}")
@@ -131,19 +138,29 @@ class _Parser:
         self.pos += n
         return value
 
-    def array(self, what: str) -> tuple[list[Any], GGUFValueType]:
+    def array(self, what: str) -> tuple[list[str] | np.ndarray, GGUFValueType]:
+        """A metadata array: a list of str, or a read-only numpy view of the file for numbers."""
         item_type = self.value_type(f"{what} (array item type)")
         count = self.u64(f"{what} (array length)")
         if item_type == GGUFValueType.STRING:
+            if count * 8 > self.size - self.pos:  # each string takes at least its 8-byte length
+                raise self.fail(f"truncated: {what} declares {count} strings but the file ends after "
+                                f"{(self.size - self.pos) // 8} of them at most (each takes at least 8 bytes)")
             return self._string_array(count, what), item_type
-        fmt = _SCALAR_FORMATS.get(item_type)
-        if fmt is None:
+        dtype = _ARRAY_DTYPES.get(item_type)
+        if dtype is None:
             raise self.fail(f"{what}: arrays of {item_type.name} are not supported")
-        n = struct.calcsize(fmt) * count
+        n = dtype.itemsize * count
         self.need(n, what)
-        values = list(struct.unpack_from(f"<{count}{fmt[1]}", self.buf, self.pos))
+        values = self.file_view()[self.pos : self.pos + n].view(dtype)
         self.pos += n
         return values, item_type
+
+    def file_view(self) -> np.ndarray:
+        """The whole file as read-only uint8, one mapping shared by every array view."""
+        if self.view is None:
+            self.view = np.memmap(self.path, dtype=np.uint8, mode="r") if self.size else np.zeros(0, np.uint8)
+        return self.view
 
     def _string_array(self, count: int, what: str) -> list[str]:
         """The hot loop of a vocabulary file: ``count`` length-prefixed UTF-8 strings."""
@@ -273,5 +290,6 @@ def read_header(path: str | Path) -> GGUFHeader:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """All metadata key/value pairs of a GGUF file (arrays as Python lists), in file order."""
+    """All metadata key/value pairs of a GGUF file, in file order: string arrays as lists of str,
+    numeric arrays as read-only numpy views of the file."""
     return read_header(path).metadata

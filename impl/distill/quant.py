@@ -1,13 +1,14 @@
 """Quantized weight blocks of llama.cpp, in vectorised torch (CPU and CUDA).
 
 ``dequantize`` agrees bit for bit with ``gguf.quants.dequantize`` (the same
-float32 operations in the same order). ``quantize`` follows the method of
-llama.cpp's reference quantizers: Q4_K fits an affine (scale, min) per 32
-weights by a weighted least-squares search over candidate scales, Q6_K a
-symmetric scale per 16 weights; the per-sub-block scales are then quantized
-to 6 or 8 bits relative to a fp16 super-block scale and the weights are
-re-rounded against the stored scales. Q8_0 and BF16 match gguf's quantizers
-bit for bit, and so does Q5_0 (llama.cpp's reference rounding).
+float32 operations in the same order). ``quantize`` writes the bytes of
+llama.cpp's reference quantizers without importance matrix: Q4_K searches an
+affine (scale, min) per 32 weights (``make_qkx2_quants``), Q6_K a symmetric
+scale per 16 weights (``make_qx_quants``), both with llama.cpp's float32
+operations in its order (sums accumulated one term after another); the
+per-sub-block scales are quantized to 6 or 8 bits relative to a fp16
+super-block scale and the weights re-rounded against the stored scales. Q5_0,
+Q8_0 and BF16 are llama.cpp's rounding too.
 
 Layouts (little-endian), per block:
 - Q8_0: 32 weights in 34 bytes: fp16 d, int8 q[32]; w = d*q.
@@ -47,7 +48,8 @@ SCALE_FIELDS: dict[str, dict[str, int]] = {
 }
 _GROUP_MAX_EPS = 1e-15
 _BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
-#: Work on this many blocks at a time in the quantizers (bounded temporary memory).
+#: Work on at most this many blocks at a time in the quantizers (bounded temporary memory); on CPU the
+#: chunks go to one-thread workers (``distill.cpu_workers``): the searches are many small ops.
 _QUANT_CHUNK_BLOCKS = 2048
 
 
@@ -283,11 +285,11 @@ def _round_half_away(v: torch.Tensor) -> torch.Tensor:
 
 
 def _quant_bf16(x: torch.Tensor) -> torch.Tensor:
-    """float32 -> bf16 bytes, round to nearest even, NaN forced quiet (as ggml does)."""
+    """float32 -> bf16 bytes as ggml: round to nearest even; a NaN is not rounded but keeps its
+    sign and top bits, made quiet (rounding it could carry into the sign and give 0 or Inf)."""
     n = x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
     is_nan = (n & 0x7FFFFFFF) > 0x7F800000
-    n = torch.where(is_nan, (n & 0xFFFF0000) | (64 << 16), n)
-    n = (n + (0x7FFF + ((n >> 16) & 1))) >> 16
+    n = torch.where(is_nan, (n >> 16) | 64, (n + (0x7FFF + ((n >> 16) & 1))) >> 16)
     return torch.stack([n & 0xFF, (n >> 8) & 0xFF], dim=-1).to(torch.uint8).reshape(-1, 2)
 
 
@@ -321,82 +323,106 @@ def _quant_q5_0(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([_fp16_bytes(d), high, qs], dim=1)
 
 
-def _fit_affine(x: torch.Tensor, w: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``x`` (groups, n): scale >= 0 and offset <= 0 with x ~ scale*l + offset, l in [0, nmax].
+def _ordered_sum(terms: torch.Tensor) -> torch.Tensor:
+    """Sum ``terms`` over dim -2, one term after another in float32, as a C loop ``s += t[i]`` does.
 
-    Tries the scales ``(nmax + rmin + k*rdelta)`` levels over the row's range
-    (k = 0..nstep) and keeps the weighted least-squares fit of lowest weighted
-    error (computed from the weighted sums, without another pass over x).
+    The quantizers' decisions (which candidate scale wins) depend on the last bit of these
+    sums, so the order of the additions is llama.cpp's, not a pairwise or vectorised one.
     """
-    xmin = x.amin(dim=1, keepdim=True).clamp_(max=0)
-    span = x.amax(dim=1, keepdim=True) - xmin
-    flat = span <= 0
-    span = torch.where(flat, torch.ones_like(span), span)
-    shifted = x - xmin
-    sum_w = w.sum(dim=1, keepdim=True)
-    sum_x = (w * x).sum(dim=1, keepdim=True)
-    sum_x2 = (w * x * x).sum(dim=1, keepdim=True)
+    total = terms[..., 0, :].clone()
+    for i in range(1, terms.shape[-2]):
+        total += terms[..., i, :]
+    return total
 
-    levels, wl, tmp = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
-    sum_l, sum_l2, sum_xl = (torch.empty_like(sum_w) for _ in range(3))
 
-    def weighted_sums(levels_per_unit: torch.Tensor | float) -> None:
-        torch.mul(shifted, levels_per_unit, out=levels)
-        levels.round_().clamp_(0, nmax)
-        torch.mul(w, levels, out=wl)
-        torch.sum(wl, dim=1, keepdim=True, out=sum_l)
-        torch.sum(torch.mul(wl, levels, out=tmp), dim=1, keepdim=True, out=sum_l2)
-        torch.sum(torch.mul(wl, x, out=tmp), dim=1, keepdim=True, out=sum_xl)
+def _f32(value: float) -> torch.Tensor:
+    """A float32 scalar tensor (arithmetic with it rounds to float32, as C float arithmetic does)."""
+    return torch.tensor(value, dtype=torch.float32)
 
-    def error(scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        """sum w*(scale*l + offset - x)^2, expanded into the weighted sums."""
-        return (
-            scale * scale * sum_l2 + 2 * scale * offset * sum_l + offset * offset * sum_w
-            - 2 * scale * sum_xl - 2 * offset * sum_x + sum_x2
-        )
 
-    best_scale, best_min = span / nmax, xmin
-    weighted_sums(nmax / span)
-    best_err = error(best_scale, best_min)
+def _search_affine(x: torch.Tensor, w: torch.Tensor, nmax: int, rmin: float, rdelta: float,
+                   nstep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """llama.cpp's weighted affine search (``make_qkx2_quants``) on each column of ``x`` (n, groups).
+
+    Fits x ~ scale*l - the_min with levels l in [0, nmax]: starts from the range of the
+    column (its minimum clamped to at most 0), then for k = 0..nstep rounds x onto
+    ``(nmax + rmin + k*rdelta) / (max - min)`` levels per unit, fits scale and min by weighted
+    least squares and keeps the fit when its weighted squared error is lower. A kept fit's
+    min is where the next candidates are measured from. Returns scale, the_min (both
+    (groups,)) and the levels (n, groups) of the fit kept; a constant column gets scale 0.
+    """
+    hi = x.amax(dim=0)
+    lo = x.amin(dim=0)
+    lo = torch.where(lo > 0, torch.zeros_like(lo), lo)
+    flat = hi == lo
+    sum_w, sum_x = _ordered_sum(torch.stack([w, w * x]))
+
+    def span() -> torch.Tensor:
+        return torch.where(flat, torch.ones_like(hi), hi - lo)
+
+    def error(scale: torch.Tensor, offset: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        diff = scale * levels + offset - x
+        return _ordered_sum(w * (diff * diff))
+
+    inverse = _f32(nmax) / span()
+    scale = 1 / inverse
+    levels = torch.round(inverse * (x - lo)).clamp_(0, nmax)
+    best = error(scale, lo, levels)
     for k in range(nstep + 1):
-        weighted_sums((nmax + rmin + rdelta * k) / span)
+        candidate = _f32(rmin) + _f32(rdelta) * _f32(k) + _f32(nmax)
+        trial = torch.round(candidate / span() * (x - lo)).clamp_(0, nmax)
+        wl = w * trial
+        sum_l, sum_l2, sum_xl = _ordered_sum(torch.stack([wl, wl * trial, wl * x]))
         det = sum_w * sum_l2 - sum_l * sum_l
-        safe_det = torch.where(det > 0, det, torch.ones_like(det))
-        scale = (sum_w * sum_xl - sum_x * sum_l) / safe_det
-        offset = (sum_l2 * sum_x - sum_l * sum_xl) / safe_det
-        positive = offset > 0
-        offset = torch.where(positive, torch.zeros_like(offset), offset)
-        scale = torch.where(positive, sum_xl / sum_l2.clamp(min=1e-30), scale)
-        err = error(scale, offset)
-        better = (det > 0) & (err < best_err)
-        best_err = torch.where(better, err, best_err)
-        best_scale = torch.where(better, scale, best_scale)
-        best_min = torch.where(better, offset, best_min)
-    best_scale = torch.where(flat, torch.zeros_like(best_scale), best_scale)
-    return best_scale.reshape(-1), best_min.reshape(-1)
+        fit_scale = (sum_w * sum_xl - sum_x * sum_l) / det
+        fit_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
+        positive = fit_min > 0
+        fit_min = torch.where(positive, torch.zeros_like(fit_min), fit_min)
+        fit_scale = torch.where(positive, sum_xl / sum_l2, fit_scale)
+        err = error(fit_scale, fit_min, trial)
+        better = (det > 0) & (err < best) & ~flat
+        best = torch.where(better, err, best)
+        scale = torch.where(better, fit_scale, scale)
+        lo = torch.where(better, fit_min, lo)
+        levels = torch.where(better, trial, levels)
+    scale = torch.where(flat, torch.zeros_like(scale), scale)
+    levels = torch.where(flat, torch.zeros_like(levels), levels)
+    return scale, -lo, levels
+
+
+def _nearest_byte(v: torch.Tensor) -> torch.Tensor:
+    """C's ``(uint8_t) nearest_int(v)`` (round half to even, then modulo 256), as int64."""
+    return torch.round(v).to(torch.int64).remainder(256)
+
+
+def _positive_max(values: torch.Tensor) -> torch.Tensor:
+    """The largest value of each row if positive, else +0.0 (never -0.0: it would be stored as fp16 0x8000)."""
+    top = values.amax(dim=1, keepdim=True)
+    return torch.where(top > 0, top, torch.zeros_like(top))
 
 
 def _quant_q4_k(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0] // 256
-    sub = x.reshape(n * 8, 32)
-    weights = (sub * sub).mean(dim=1, keepdim=True).sqrt() + sub.abs()
-    scale, offset = _fit_affine(sub, weights, nmax=15, rmin=-1.0, rdelta=0.1, nstep=20)
-    scale, mins = scale.reshape(n, 8), (-offset).reshape(n, 8)
+    sub = x.reshape(n * 8, 32).T.contiguous()  # (32, groups): one sub-block of 32 weights per column
+    rms = torch.sqrt((_ordered_sum(sub * sub) / 32).double()).float()  # correctly rounded, as C sqrtf (torch's float32 sqrt is not)
+    weights = rms + sub.abs()
+    scale, mins, search_levels = _search_affine(sub, weights, nmax=15, rmin=-1.0, rdelta=0.1, nstep=20)
+    scale, mins = scale.reshape(n, 8), mins.reshape(n, 8)
 
-    max_scale = scale.amax(dim=1, keepdim=True)
-    max_min = mins.amax(dim=1, keepdim=True)
+    max_scale, max_min = (_positive_max(v) for v in (scale, mins))
     inv_scale = torch.where(max_scale > 0, 63 / max_scale, torch.zeros_like(max_scale))
     inv_min = torch.where(max_min > 0, 63 / max_min, torch.zeros_like(max_min))
-    sc = torch.round(inv_scale * scale).clamp(0, 63)
-    mn = torch.round(inv_min * mins).clamp(0, 63)
+    sc = _nearest_byte(inv_scale * scale).clamp(max=63)
+    mn = _nearest_byte(inv_min * mins).clamp(max=63)
     d = _fp16_super_scale(max_scale / 63, "Q4_K", "d")
     dmin = _fp16_super_scale(max_min / 63, "Q4_K", "dmin")
 
-    eff_scale = (d * sc).reshape(n * 8, 1)
-    eff_min = (dmin * mn).reshape(n * 8, 1)
-    safe = torch.where(eff_scale > 0, eff_scale, torch.ones_like(eff_scale))
+    eff_scale = (d * sc).reshape(1, n * 8)
+    eff_min = (dmin * mn).reshape(1, n * 8)
+    safe = torch.where(eff_scale != 0, eff_scale, torch.ones_like(eff_scale))
     q = torch.round((sub + eff_min) / safe).clamp(0, 15)
-    q = torch.where(eff_scale > 0, q, torch.zeros_like(q)).to(torch.uint8).reshape(n, 4, 2, 32)
+    q = torch.where(eff_scale != 0, q, search_levels)  # a sub-block whose scale rounds to 0 keeps its search levels
+    q = q.T.to(torch.uint8).reshape(n, 4, 2, 32)
     qs = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(n, 128)
 
     sc, mn = sc.to(torch.uint8), mn.to(torch.uint8)
@@ -411,52 +437,58 @@ def _quant_q4_k(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([_fp16_bytes(d), _fp16_bytes(dmin), packed, qs], dim=1)
 
 
-def _fit_symmetric(x: torch.Tensor, nmax: int) -> torch.Tensor:
-    """Per row of ``x`` (groups, n): a scale with x ~ scale*l, l in [-nmax, nmax-1], weighted by x^2.
+def _search_symmetric(x: torch.Tensor, nmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """llama.cpp's symmetric search (``make_qx_quants``, weights x^2) on each column of ``x`` (n, groups).
 
-    The scale's sign puts the extreme weight on -nmax; tries the 19 scales
-    (nmax + 0.1*k) / max, k = -9..9, and keeps the best weighted fit.
+    Fits x ~ scale*l with l in [-nmax, nmax-1]: the sign of the scale puts the weight of
+    largest magnitude on -nmax; the fit at ``nmax / max`` levels per unit is the start,
+    and each of ``(nmax + 0.1*k) / max``, k = -9..9, replaces it when its weighted
+    least-squares fit explains more. Returns the scales (groups,) and the levels + nmax
+    (n, groups) of the fit kept; a column below 1e-15 in magnitude gets scale 0, levels 0.
     """
-    peak = x.gather(1, x.abs().argmax(dim=1, keepdim=True))
+    peak = x.gather(0, x.abs().argmax(dim=0, keepdim=True)).reshape(-1)
     tiny = peak.abs() < _GROUP_MAX_EPS
     peak = torch.where(tiny, torch.ones_like(peak), peak)
     w = x * x
     wx = w * x
-    levels, tmp = torch.empty_like(x), torch.empty_like(x)
-    sum_lx, sum_l2 = torch.empty_like(peak), torch.empty_like(peak)
 
-    def weighted_sums(levels_per_unit: torch.Tensor) -> None:
-        torch.mul(x, levels_per_unit, out=levels)
-        levels.round_().clamp_(-nmax, nmax - 1)
-        torch.sum(torch.mul(wx, levels, out=tmp), dim=1, keepdim=True, out=sum_lx)
-        torch.sum(torch.mul(levels, levels, out=tmp).mul_(w), dim=1, keepdim=True, out=sum_l2)
+    def fit(levels_per_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        levels = torch.round(levels_per_unit * x).clamp_(-nmax, nmax - 1)
+        sum_lx, sum_l2 = _ordered_sum(torch.stack([wx * levels, w * levels * levels]))
+        return levels, sum_lx, sum_l2
 
-    weighted_sums(-nmax / peak)
-    scale = torch.where(sum_l2 > 0, sum_lx / sum_l2.clamp(min=1e-30), torch.zeros_like(sum_lx))
+    levels, sum_lx, sum_l2 = fit(_f32(-nmax) / peak)
+    scale = torch.where(sum_l2 != 0, sum_lx / sum_l2, torch.zeros_like(sum_lx))
     best = scale * sum_lx
     for k in (*range(-9, 0), *range(1, 10)):
-        weighted_sums(-(nmax + 0.1 * k) / peak)
+        trial, sum_lx, sum_l2 = fit(-(_f32(nmax) + _f32(0.1) * _f32(k)) / peak)
         better = (sum_l2 > 0) & (sum_lx * sum_lx > best * sum_l2)
-        scale = torch.where(better, sum_lx / sum_l2.clamp(min=1e-30), scale)
+        scale = torch.where(better, sum_lx / sum_l2, scale)
         best = torch.where(better, scale * sum_lx, best)
-    return torch.where(tiny, torch.zeros_like(scale), scale).reshape(-1)
+        levels = torch.where(better, trial, levels)
+    scale = torch.where(tiny, torch.zeros_like(scale), scale)
+    levels = torch.where(tiny, torch.full_like(levels, -nmax), levels)
+    return scale, levels + nmax
 
 
 def _quant_q6_k(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0] // 256
-    groups = x.reshape(n * 16, 16)
-    scales = _fit_symmetric(groups, nmax=32).reshape(n, 16)
-    idx = scales.abs().argmax(dim=1, keepdim=True)
-    max_scale = scales.gather(1, idx)
+    groups = x.reshape(n * 16, 16).T.contiguous()  # (16, groups)
+    scales, search_levels = _search_symmetric(groups, nmax=32)
+    scales = scales.reshape(n, 16)
+    max_scale = scales.gather(1, scales.abs().argmax(dim=1, keepdim=True))
     empty = max_scale.abs() < _GROUP_MAX_EPS
-    inv = torch.where(empty, torch.zeros_like(max_scale), -128 / torch.where(empty, torch.ones_like(max_scale), max_scale))
-    d = _fp16_super_scale(torch.where(empty, torch.zeros_like(inv), 1 / torch.where(empty, torch.ones_like(inv), inv)), "Q6_K", "d")
-    sc = torch.round(inv * scales).clamp(-128, 127)
+    inv = -128 / torch.where(empty, torch.ones_like(max_scale), max_scale)
+    d = _fp16_super_scale(torch.where(empty, torch.zeros_like(inv), 1 / inv), "Q6_K", "d")
+    sc = torch.round(inv * scales).clamp(max=127)
+    sc = torch.where(empty, torch.zeros_like(sc), sc)
 
-    eff = (d * sc).reshape(n * 16, 1)
+    eff = (d * sc).reshape(1, n * 16)
     safe = torch.where(eff != 0, eff, torch.ones_like(eff))
     q = torch.round(groups / safe).clamp(-32, 31) + 32
-    q = torch.where(eff != 0, q, torch.full_like(q, 32)).to(torch.uint8).reshape(n, 2, 4, 32)
+    q = torch.where(eff != 0, q, search_levels)  # a group whose scale rounds to 0 keeps its search levels
+    q = torch.where(empty.repeat_interleave(16, dim=1).reshape(1, n * 16), torch.zeros_like(q), q)
+    q = q.T.to(torch.uint8).reshape(n, 2, 4, 32)
     low, high = q & 0x0F, q >> 4
     ql = torch.cat([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], dim=2).reshape(n, 128)
     qh = (high[:, :, 0] | (high[:, :, 1] << 2) | (high[:, :, 2] << 4) | (high[:, :, 3] << 6)).reshape(n, 64)
@@ -487,9 +519,15 @@ def quantize(x: torch.Tensor, qtype: str | GGMLQuantizationType) -> torch.Tensor
         return _quant_bf16(flat).reshape(out_shape)
     if not bool(torch.isfinite(flat).all()):
         raise QuantError(f"cannot quantize to {name}: the input has NaN or Inf values")
-    chunk = _QUANT_CHUNK_BLOCKS * block_elems(name)
-    parts = [_QUANT[name](flat[i : i + chunk]) for i in range(0, flat.numel(), chunk)]
-    return torch.cat(parts).reshape(out_shape) if parts else torch.empty(out_shape, dtype=torch.uint8, device=x.device)
+    out = torch.empty((flat.numel() // block_elems(name), block_bytes(name)), dtype=torch.uint8, device=flat.device)
+    workers = torch.get_num_threads() if flat.device.type == "cpu" else 1
+    step = min(_QUANT_CHUNK_BLOCKS, max(1, -(-out.shape[0] // workers)))  # at least one chunk per CPU worker
+
+    def work(start: int) -> None:
+        out[start : start + step] = _QUANT[name](flat[start * block_elems(name) : (start + step) * block_elems(name)])
+
+    for_each(work, range(0, out.shape[0], step), flat.device)
+    return out.reshape(out_shape)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +20,7 @@ import torch
 from gguf.constants import (
     GGMLQuantizationType,
     GGUFValueType,
+    LlamaFileType,
 )
 
 from distill.errors import DistillError, GGUFFormatError, QuantError
@@ -195,8 +196,48 @@ def read_gguf(path: str | Path, *, check_block_scales: bool = True, in_memory: b
     return GGUFModel(path, config, tensors, tokenizer, sum(t.nbytes for t in tensor_list))
 
 
+#: The GGUF item type of a numeric metadata array, by numpy dtype (the inverse of the reader's views).
+_ARRAY_ITEM_TYPES = {np.dtype(np.uint8): GGUFValueType.UINT8, np.dtype(np.int8): GGUFValueType.INT8,
+                     np.dtype("<u2"): GGUFValueType.UINT16, np.dtype("<i2"): GGUFValueType.INT16,
+                     np.dtype("<u4"): GGUFValueType.UINT32, np.dtype("<i4"): GGUFValueType.INT32,
+                     np.dtype("<f4"): GGUFValueType.FLOAT32, np.dtype(np.bool_): GGUFValueType.BOOL,
+                     np.dtype("<u8"): GGUFValueType.UINT64, np.dtype("<i8"): GGUFValueType.INT64,
+                     np.dtype("<f8"): GGUFValueType.FLOAT64}
+#: llama.cpp's ``llama_ftype`` of a file by the types of its matrices (1-D tensors are F32 in every type);
+#: K-quant mixes are named Q4_K_M, as ``llama-quantize`` (also with ``--pure``) names them.
+_FILE_TYPES: tuple[tuple[frozenset[str], LlamaFileType], ...] = (
+    (frozenset({"F32"}), LlamaFileType.ALL_F32),
+    (frozenset({"F16"}), LlamaFileType.MOSTLY_F16),
+    (frozenset({"BF16"}), LlamaFileType.MOSTLY_BF16),
+    (frozenset({"Q8_0"}), LlamaFileType.MOSTLY_Q8_0),
+    (frozenset({"Q4_K", "Q6_K", "Q5_0", "Q8_0"}), LlamaFileType.MOSTLY_Q4_K_M),
+)
+#: The quantization format version of ggml's blocks, written by llama.cpp's writers (``GGML_QUANT_VERSION``).
+QUANTIZATION_VERSION = 2
+#: A metadata value with its GGUF type and, for an array, its item type.
+MetadataValue = tuple[Any, GGUFValueType, "GGUFValueType | None"]
+
+
+def llama_file_type(tensors: Iterable[TensorData]) -> LlamaFileType:
+    """``general.file_type`` of a file holding ``tensors``: F32 when every tensor is F32, else by the
+    types of its matrices (F16, BF16, Q8_0, or a K-quant mix with its fallbacks: Q4_K_M)."""
+    matrices = {t.qtype for t in tensors if len(t.shape) > 1}
+    everything = {t.qtype for t in tensors}
+    if everything <= {"F32"}:
+        return LlamaFileType.ALL_F32
+    for types, file_type in _FILE_TYPES[1:]:
+        if matrices <= types and (file_type != LlamaFileType.MOSTLY_Q4_K_M or matrices & {"Q4_K", "Q5_0"}):
+            return file_type
+    raise GGUFFormatError(f"cannot name the llama.cpp file type of matrices in {', '.join(sorted(matrices))}")
+
+
 def _metadata_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
     """The GGUF type llama.cpp's converters use for a Python value (ids as uint32)."""
+    if isinstance(value, np.ndarray):
+        item = _ARRAY_ITEM_TYPES.get(value.dtype)
+        if value.ndim != 1 or item is None:
+            raise GGUFFormatError(f"cannot write a metadata array of shape {value.shape} and type {value.dtype}")
+        return GGUFValueType.ARRAY, item
     if isinstance(value, list):
         if not value:
             raise GGUFFormatError("cannot write an empty metadata array")
@@ -210,22 +251,38 @@ def _metadata_type(value: Any) -> tuple[GGUFValueType, GGUFValueType | None]:
     return GGUFValueType.STRING, None
 
 
-def _add_metadata(writer: gguf.GGUFWriter, config: Qwen2Config, tokenizer: Tokenizer | None) -> None:
+def _add_value(writer: gguf.GGUFWriter, key: str, value: Any, vtype: GGUFValueType, item: GGUFValueType | None) -> None:
+    # gguf's writer takes arrays as sequences: numpy views of a file become lists here, one key at a time
+    writer.add_key_value(key, value.tolist() if isinstance(value, np.ndarray) else value, vtype, item)
+
+
+def _add_metadata(writer: gguf.GGUFWriter, config: Qwen2Config, tokenizer: Tokenizer | None, file_type: LlamaFileType,
+                  metadata: Mapping[str, MetadataValue]) -> None:
+    own: dict[str, MetadataValue] = {"general.architecture": (ARCHITECTURE, GGUFValueType.STRING, None)}
     for field_name, (template, kind) in CONFIG_KEYS.items():
         key = template.format(arch=ARCHITECTURE)
         value = getattr(config, field_name)
-        writer.add_key_value(key, value, GGUFValueType.UINT32 if kind is int else GGUFValueType.FLOAT32)
-    if tokenizer is None:
-        return
-    fields: dict[str, Any] = {
-        "model": tokenizer.model, "pre": tokenizer.pre, "tokens": tokenizer.tokens,
-        "token_type": tokenizer.token_types, "merges": tokenizer.merges,
-    }
-    items = {TOKENIZER_PREFIX + k: v for k, v in fields.items() if v not in (None, [])}
-    items.update(tokenizer.extra)
-    for key, value in items.items():
-        vtype, sub_type = (GGUFValueType.ARRAY, GGUFValueType.INT32) if key.endswith("token_type") else _metadata_type(value)
-        writer.add_key_value(key, value, vtype, sub_type)
+        own[key] = (value, GGUFValueType.UINT32 if kind is int else GGUFValueType.FLOAT32, None)
+    own["general.file_type"] = (int(file_type), GGUFValueType.UINT32, None)
+    own["general.quantization_version"] = (QUANTIZATION_VERSION, GGUFValueType.UINT32, None)
+    for key, (value, vtype, item) in list(own.items())[1:]:  # gguf's writer adds general.architecture
+        writer.add_key_value(key, value, vtype, item)
+    items: dict[str, MetadataValue] = {}
+    if tokenizer is not None:
+        fields: dict[str, Any] = {
+            "model": tokenizer.model, "pre": tokenizer.pre, "tokens": tokenizer.tokens,
+            "token_type": tokenizer.token_types, "merges": tokenizer.merges,
+        }
+        values = {TOKENIZER_PREFIX + k: v for k, v in fields.items() if v not in (None, [])}
+        values.update(tokenizer.extra)
+        for key, value in values.items():
+            vtype, item = (GGUFValueType.ARRAY, GGUFValueType.INT32) if key.endswith("token_type") else _metadata_type(value)
+            items[key] = (value, vtype, item)
+    items.update(metadata)
+    for key, (value, vtype, item) in items.items():
+        if key in own:
+            raise GGUFFormatError(f"metadata key {key!r} is set by the writer itself (from the config or the tensors)")
+        _add_value(writer, key, value, vtype, item)
 
 
 def _spool(tensors: Iterable[TensorData], spool: BinaryIO) -> tuple[list[TensorData], dict[str, int]]:
@@ -240,25 +297,30 @@ def _spool(tensors: Iterable[TensorData], spool: BinaryIO) -> tuple[list[TensorD
     return plan, offsets
 
 
-def write_gguf(path: str | Path, config: Qwen2Config, tensors: Iterable[TensorData], tokenizer: Tokenizer | None) -> None:
+def write_gguf(path: str | Path, config: Qwen2Config, tensors: Iterable[TensorData], tokenizer: Tokenizer | None,
+               *, file_type: LlamaFileType | None = None, metadata: Mapping[str, MetadataValue] | None = None) -> None:
     """Write a Qwen2 GGUF file with gguf's writer, tensor by tensor, atomically.
 
     ``tensors`` may be a generator: its tensors are then spooled one by one to a
     temporary file next to ``path`` (the header, which lists every tensor, must
     come first), so memory holds one tensor at a time. Nothing appears at
-    ``path`` unless the whole file was written.
+    ``path`` unless the whole file was written. The file carries
+    ``general.file_type`` (``file_type``, default from the tensors' types:
+    ``llama_file_type``) and ``general.quantization_version``, as llama.cpp's
+    writers set them; ``metadata`` adds keys with their types (a key the
+    writer sets itself is refused).
     """
     path = Path(path)
     with whole_file(path, error=GGUFFormatError) as tmp:
         with tempfile.TemporaryFile(dir=tmp.parent) as spool:
             try:
-                _write_to(tmp, spool, path, config, tensors, tokenizer)
+                _write_to(tmp, spool, path, config, tensors, tokenizer, file_type, metadata or {})
             except OSError as err:
                 raise GGUFFormatError(f"{path}: cannot write: {err.strerror or err}") from None
 
 
 def _write_to(tmp: Path, spool: BinaryIO, path: Path, config: Qwen2Config, tensors: Iterable[TensorData],
-              tokenizer: Tokenizer | None) -> None:
+              tokenizer: Tokenizer | None, file_type: LlamaFileType | None, metadata: Mapping[str, MetadataValue]) -> None:
     if isinstance(tensors, (list, tuple)):
         plan, offsets = list(tensors), {}
     else:
@@ -267,7 +329,7 @@ def _write_to(tmp: Path, spool: BinaryIO, path: Path, config: Qwen2Config, tenso
     if problems:
         raise GGUFFormatError(f"{path}: cannot write: " + "; ".join(problems[:5]))
     writer = gguf.GGUFWriter(tmp, ARCHITECTURE)
-    _add_metadata(writer, config, tokenizer)
+    _add_metadata(writer, config, tokenizer, llama_file_type(plan) if file_type is None else file_type, metadata)
     for t in plan:
         writer.add_tensor_info(t.name, tuple(t.raw.shape), np.dtype(np.uint8), t.nbytes,
                                raw_dtype=GGMLQuantizationType[t.qtype])

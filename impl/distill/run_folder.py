@@ -27,12 +27,13 @@ import torch
 from distill.checkpoints import CHECKPOINT_DIR, checkpoint_folder, list_checkpoints, read_record, remove_leftovers
 from distill.curves import PLOT_FILE, SUMMARY_MD, log_records, plot_png, summary_markdown
 from distill.errors import DistillError
+from distill.export import EXPORT_FILES
 from distill.inputs import open_input
 
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_FILE = "student.safetensors"
 SUMMARY_FILE = "run.json"
-OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
+OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, *EXPORT_FILES)
 #: every name a run (or its preset pair) writes in its folder
 #: the largest log a resume reads
 MAX_LOG_BYTES = 4 * 1024**3

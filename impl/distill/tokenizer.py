@@ -25,14 +25,16 @@ from distill.errors import GGUFFormatError, TokenizerError
 from distill.gguf_file import read_header
 
 TOKENIZER_PREFIX = "tokenizer.ggml."
+#: Every tokenizer key starts so: ``tokenizer.ggml.*`` and others such as ``tokenizer.chat_template``.
+TOKENIZER_KEYS = "tokenizer."
 
 
 @dataclass
 class Tokenizer:
     """The ``tokenizer.ggml.*`` metadata of a GGUF file.
 
-    ``extra`` holds the other ``tokenizer.ggml.*`` keys (special token ids, flags,
-    chat template...), by their full key.
+    ``extra`` holds the other ``tokenizer.*`` keys (special token ids, flags,
+    ``tokenizer.chat_template``...), by their full key.
     """
 
     model: str
@@ -66,6 +68,8 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
             continue
         if item is None:
             good = type(value) is kind
+        elif item is int:  # a numeric array: a numpy view of the file (distill.gguf_file)
+            good = isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu"
         else:
             good = isinstance(value, list) and all(type(entry) is item for entry in value)
         if not good:
@@ -73,8 +77,8 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
             raise GGUFFormatError(f"{path}: metadata key '{TOKENIZER_PREFIX}{key}' is a"
                                   f" {type(value).__name__} of the wrong type, expected {expected}")
     tokens = metadata[TOKENIZER_PREFIX + "tokens"]
-    token_types = metadata.get(TOKENIZER_PREFIX + "token_type", [])
-    if token_types and len(token_types) != len(tokens):
+    token_types = metadata.get(TOKENIZER_PREFIX + "token_type", np.zeros(0, np.int32))
+    if len(token_types) and len(token_types) != len(tokens):
         raise GGUFFormatError(
             f"{path}: '{TOKENIZER_PREFIX}token_type' has {len(token_types)} entries, "
             f"expected one per token ({len(tokens)})"
@@ -82,13 +86,13 @@ def tokenizer_from_metadata(path: Path, metadata: dict[str, Any]) -> Tokenizer:
     extra = {
         key: value
         for key, value in metadata.items()
-        if key.startswith(TOKENIZER_PREFIX) and key[len(TOKENIZER_PREFIX) :] not in _TOKENIZER_FIELDS
+        if key.startswith(TOKENIZER_KEYS) and key.removeprefix(TOKENIZER_PREFIX) not in _TOKENIZER_FIELDS
     }
     return Tokenizer(
         model=metadata[TOKENIZER_PREFIX + "model"],
         pre=metadata.get(TOKENIZER_PREFIX + "pre"),
         tokens=tokens,
-        token_types=token_types,
+        token_types=token_types.tolist(),  # one per token: as bounded as the token list
         merges=metadata.get(TOKENIZER_PREFIX + "merges", []),
         extra=extra,
     )

@@ -46,6 +46,9 @@ written by rank 0 only:
 - ``student.safetensors``: the trained student (its parameters by their
   ``distill.model.Qwen2`` names), written only when every step completed,
   through a temporary file and a rename (never half-written);
+- ``student-trained.gguf``, ``config.json`` and ``model.safetensors``: the same
+  student for llama.cpp (``student_format``, the starting student's metadata)
+  and for Hugging Face transformers (``distill.export``), written with it;
 - ``run.json``: the summary (status ``running``, ``completed``,
   ``interrupted`` or ``failed``, steps done, final loss, last checkpoint,
   error), written atomically at the start, at each checkpoint and at the end
@@ -109,6 +112,7 @@ from distill.dispatch import (
 )
 from distill.errors import DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError
 from distill.inputs import WatchedInputs
+from distill.export import DEFAULT_STUDENT_FORMAT, check_student_format, export_student
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -136,7 +140,7 @@ TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
                        "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "log_every",
-                       "force", "nproc")
+                       "force", "nproc", "student_format")
 #: the largest step count, batch, sequence length, micro-batch count, checkpoint interval and kept checkpoints
 MAX_COUNT = 2**31 - 1
 #: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
@@ -189,6 +193,7 @@ class DistillConfig:
     log_every: int = 10
     force: bool = False
     nproc: int | None = None
+    student_format: str = DEFAULT_STUDENT_FORMAT
 
 
 @dataclass
@@ -267,6 +272,7 @@ def check_config(config: DistillConfig) -> torch.device:
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= limit):
             raise DistillError(f"{name} must be a number > 0 and <= {limit}, got {value!r}")
+    check_student_format(config.student_format)
     if config.student_dtype not in STUDENT_DTYPES:
         raise DistillError(f"student dtype must be one of {', '.join(STUDENT_DTYPES)}, got {config.student_dtype!r}")
     if (config.teacher is None) != (config.student is None) or (config.teacher is None) == (config.preset_pair is None):
@@ -697,6 +703,7 @@ class _Run:
                 self.watched.check()
                 if world.writes:
                     save_student(student, self.out_dir / CHECKPOINT_FILE)
+                    export_student(student, self.out_dir, Path(self.header["student"]), config.student_format)
                     final = self.out_dir / CHECKPOINT_FILE
                 status = "completed"
             except KeyboardInterrupt as err:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from distill.errors import VocabAlignmentError
 from distill.gguf_file import read_header
 from distill.tokenizer import TOKENIZER_PREFIX, Tokenizer, tokenizer_from_metadata
@@ -129,6 +131,13 @@ def first_difference(teacher: list[str], student: list[str]) -> int | None:
     return next(i for i in range(shared) if teacher[i] != student[i])
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal metadata values; numeric arrays (numpy views of the files) compared item by item."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return bool(a == b)
+
+
 def _differing_keys(teacher: Tokenizer, student: Tokenizer, shared: int) -> tuple[str, ...]:
     pairs = {
         "model": (teacher.model, student.model),
@@ -138,7 +147,7 @@ def _differing_keys(teacher: Tokenizer, student: Tokenizer, shared: int) -> tupl
     }
     differing = [TOKENIZER_PREFIX + name for name, (t, s) in pairs.items() if t != s]
     extra_keys = sorted(set(teacher.extra) | set(student.extra))
-    differing += [key for key in extra_keys if teacher.extra.get(key) != student.extra.get(key)]
+    differing += [key for key in extra_keys if not _same_value(teacher.extra.get(key), student.extra.get(key))]
     return tuple(differing)
 
 

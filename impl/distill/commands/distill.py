@@ -5,9 +5,11 @@ auto; the choice and its reason are printed first, then the vocabulary
 alignment. A pair whose student tokens are not a prefix of the teacher's is
 refused before step 0. The output folder receives train_log.jsonl (a header and
 one record per step), checkpoints/step-N every --checkpoint-every steps (the
-last --keep of them), student.safetensors (only when every step completed),
-run.json (status running, completed, interrupted or failed), curves.png and
-summary.md. --data gives token ids or text (stdlib, a file, a folder, JSONL), text
+last --keep of them), student.safetensors (only when every step completed) with
+the same student as student-trained.gguf (--student-format, with the starting
+student's tokenizer and metadata) and as config.json + model.safetensors for
+Hugging Face transformers, run.json (status running, completed, interrupted or failed),
+curves.png and summary.md. --data gives token ids or text (stdlib, a file, a folder, JSONL), text
 tokenized with the student's own GGUF tokenizer (pv tokenize shows its ids).
 
 Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
@@ -52,7 +54,8 @@ DEFAULTS = {"steps": 50, "batch": 2, "seq": 32, "temperature": 1.0, "lr": 1e-3, 
 #: options that set a field of the run's configuration (named like the field)
 CONFIG_OPTIONS = ("teacher", "student", "preset_pair", "steps", "batch", "seq", "temperature", "lr", "backend",
                   "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep",
-                  "lr_schedule", "warmup_steps", "max_grad_norm", "log_every")
+                  "lr_schedule", "warmup_steps", "max_grad_norm", "log_every",
+                  "student_format")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the data and preset models (default 0)")
     parser.add_argument("--student-dtype", choices=("f32", "bf16"),
                         help="dtype of the student's trainable parameters (default f32)")
+    parser.add_argument("--student-format", choices=("bf16", "f16", "f32", "q4_k_m"),
+                        help="tensor format of student-trained.gguf (default bf16: the trained weights' exponent "
+                             "range, as Qwen2.5 is published; f16 for backends without bf16; q4_k_m as llama.cpp's)")
     parser.add_argument("--grad-accum", type=int, metavar="K", help="micro-batches per optimizer step (default 1)")
     parser.add_argument("--amp", choices=("bf16",), help="run the student's forward under bf16 autocast")
     parser.add_argument("--checkpoint-every", type=int, metavar="S",
@@ -141,6 +147,7 @@ def _rank_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from distill.errors import DistillError, TrainingDiverged
+    from distill.export import GGUF_FILE, HF_CONFIG_FILE
     from distill.train import RunInterrupted, check_config, run_distillation
 
     rank = int(os.environ["RANK"]) if os.environ.get("RANK", "").isdigit() else 0
@@ -178,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     losses, times = result.losses, result.step_times
     print(
         f"completed {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
-        f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint}"
+        f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint} "
+        f"(for llama.cpp: {result.checkpoint.parent / GGUF_FILE}; for transformers: {HF_CONFIG_FILE} beside it)"
     )
     return 0
