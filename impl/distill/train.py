@@ -18,6 +18,17 @@ read flat) or text (whitespace-separated integers), read in shuffled epochs of
 reads the global rows ``[t*G, (t+1)*G)``, ``G = batch * grad_accum * ranks``,
 and each rank its own slice of them (``distill.data``).
 
+Held-out data (``holdout``, a fraction; 0.1 when only ``eval_every`` is given):
+the documents of the data file (a token file has no document boundaries: its
+documents are its ``seq``-id windows) are split once, by ``seed``
+(``distill.data.split_documents``); training reads only the others. Every
+``eval_every`` steps, before step 0 and at the end, rank 0 evaluates the student
+against the teacher on the held-out rows (``distill.evaluate``) and logs an
+``eval`` record; run.json names the held-out documents, the first and last
+evaluations and whether the student improved over its start. The student a run
+starts from is kept in the run folder as ``initial_student.gguf`` (a hard link
+where the file system allows, else a copy): the baseline of ``pv eval RUN_DIR``.
+
 A step: each of ``grad_accum`` micro-batches of ``batch`` rows runs the student
 (under bf16 autocast with ``amp="bf16"``) and the teacher, takes the KD loss,
 and back-propagates it divided by ``grad_accum``; DDP averages the gradients
@@ -83,7 +94,7 @@ from distill.checkpoints import (
     set_rng_states,
 )
 from distill.curves import PLOT_FILE, SUMMARY_MD, plot_png, summary_markdown
-from distill.data import TokenStream, read_token_file, shard_slice
+from distill.data import TokenStream, read_token_file, shard_slice, split_documents
 from distill.dispatch import (
     BackendDecision,
     available_bytes,
@@ -93,6 +104,7 @@ from distill.dispatch import (
     format_start_line,
 )
 from distill.errors import DistillError, TrainingDiverged, VocabAlignmentError
+from distill.evaluate import DEFAULT_MARGIN, evaluate
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -103,6 +115,10 @@ from distill.vocab import VocabComparison, compare_tokenizers, require_shared_pr
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_FILE = "student.safetensors"
 SUMMARY_FILE = "run.json"
+#: the student the run started from, kept in the run folder: the baseline of an evaluation
+INITIAL_STUDENT = "initial_student.gguf"
+#: the fraction of documents held out when ``eval_every`` is given without ``holdout``
+DEFAULT_HOLDOUT = 0.1
 OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE)
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 AMP_DTYPES = {"bf16": torch.bfloat16}
@@ -110,7 +126,7 @@ AMP_DTYPES = {"bf16": torch.bfloat16}
 TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
-                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair")
+                       "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "eval_every")
 #: signals that end a run as interrupted, like SIGINT (Ctrl-C)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -143,6 +159,12 @@ class DistillConfig:
     checkpoint_every: int | None = None
     keep: int = 3
     resume: bool = False
+    eval_every: int | None = None
+    holdout: float | None = None
+
+    def held_out_fraction(self) -> float | None:
+        """The fraction of the data's documents held out (None: none)."""
+        return DEFAULT_HOLDOUT if self.holdout is None and self.eval_every is not None else self.holdout
 
 
 @dataclass
@@ -199,9 +221,16 @@ def check_config(config: DistillConfig) -> torch.device:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DistillError(f"{name} must be an integer >= 1, got {value!r}")
-    every = config.checkpoint_every
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise DistillError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+    for name in ("checkpoint_every", "eval_every"):
+        every = getattr(config, name)
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise DistillError(f"{name} must be an integer >= 1, got {every!r}")
+    holdout = config.holdout
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, (int, float))
+                                or not 0 < holdout < 1):
+        raise DistillError(f"holdout must be a fraction in (0, 1), got {holdout!r}")
+    if config.held_out_fraction() is not None and config.data is None:
+        raise DistillError("eval_every and holdout need a data file: the held-out rows are documents of it")
     if config.amp is not None and config.amp not in AMP_DTYPES:
         raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
     for name in ("temperature", "lr"):
@@ -421,6 +450,7 @@ def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
+        "holdout": config.held_out_fraction(),
         "global_batch": config.batch * config.grad_accum * world.size,
     }
 
@@ -495,6 +525,7 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
     )
     student = _load_student(student_file, STUDENT_DTYPES[config.student_dtype], device)
     ids = None if config.data is None else read_token_file(Path(config.data), teacher.vocab_size, config.seq)
+    ids, held_out = _hold_out(config, ids)
     header = {
         "record": "header",
         "distill_version": __version__,
@@ -510,8 +541,60 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "identity": identity,
     }
     stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
-    run = _Run(config, world, device, header, decision, comparison, checkpoint)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint, held_out)
+    if world.writes:
+        _keep_initial_student(student_path, out_dir)
     return run.train(teacher, student, stream)
+
+
+@dataclass
+class HeldOut:
+    """The held-out documents of a run's data file and their rows [n, seq]."""
+
+    fraction: float
+    documents: int
+    indices: list[int]
+    rows: torch.Tensor
+
+    def to_json(self) -> dict[str, Any]:
+        """What run.json records: enough to rebuild the split from the data file."""
+        return {"fraction": self.fraction, "unit": "window", "seq": int(self.rows.shape[1]),
+                "documents": self.documents, "indices": self.indices}
+
+
+def windows(ids: torch.Tensor, seq: int) -> torch.Tensor:
+    """The ``seq``-id windows of a token file's ids, [len(ids) // seq, seq] (a trailing part is dropped)."""
+    count = ids.numel() // seq
+    return ids[: count * seq].view(count, seq)
+
+
+def _hold_out(config: DistillConfig, ids: torch.Tensor | None) -> tuple[torch.Tensor | None, HeldOut | None]:
+    """The ids training reads and the held-out documents (None when the run holds none out)."""
+    fraction = config.held_out_fraction()
+    if ids is None or fraction is None:
+        return ids, None
+    rows = windows(ids, config.seq)
+    kept, held = split_documents(rows.shape[0], float(fraction), config.seed)
+    return rows[kept].reshape(-1), HeldOut(float(fraction), rows.shape[0], held, rows[held])
+
+
+def _keep_initial_student(student: Path, out_dir: Path) -> None:
+    """Keep the student the run starts from in the run folder (hard link, else a copy), once."""
+    import shutil
+
+    target = out_dir / INITIAL_STUDENT
+    if target.exists() or Path(student).resolve() == target.resolve():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        try:
+            os.link(student, tmp)
+        except OSError:
+            shutil.copyfile(student, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -572,8 +655,10 @@ class _Run:
     """The training loop of one run and the files rank 0 keeps of it."""
 
     def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
-                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any) -> None:
+                 decision: BackendDecision, comparison: VocabComparison, checkpoint: Any,
+                 held_out: HeldOut | None = None) -> None:
         self.config, self.world, self.device, self.header = config, world, device, header
+        self.held_out = held_out
         self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
         self.out_dir = Path(config.out_dir)
         self.losses: list[float] = []
@@ -582,6 +667,8 @@ class _Run:
         self.checkpointed_step: int | None = None
         self.start = 0 if checkpoint is None else checkpoint.step
         self._before = self._earlier() if world.writes else []
+        #: step -> the log record of the evaluation after that many steps
+        self.evals = {r["step"]: r for r in self._before if r["record"] == "eval"}
 
     def train(self, teacher: Teacher, student: torch.nn.Module, stream: TokenStream) -> DistillResult:
         config, world = self.config, self.world
@@ -598,6 +685,7 @@ class _Run:
                 log = self._open_log()
                 try:
                     self._write_summary("running", None, None)
+                    self._evaluate(self.start, teacher, student, log)
                     for step in range(self.start, config.steps):
                         memory.start_step()
                         begin = time.perf_counter()
@@ -610,11 +698,14 @@ class _Run:
                         if log is not None:
                             _log(log, {"record": "step", "step": step, "loss": loss, "step_time_s": elapsed,
                                        "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
+                        if config.eval_every and (step + 1) % config.eval_every == 0:
+                            self._evaluate(step + 1, teacher, student, log)
                         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                             self._checkpoint(step + 1, student, optimizer, stream, log)
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(loss=f"{loss:.4f}", step_s=f"{elapsed:.3f}")
+                    self._evaluate(self.start + len(self.losses), teacher, student, log)
                 finally:
                     if log is not None:
                         log.close()
@@ -664,16 +755,39 @@ class _Run:
                     record = json.loads(line)
                 except ValueError:  # a line cut short by a kill
                     continue
-                if record.get("record") == "step" and record["step"] < self.start:
+                kind = record.get("record")
+                if (kind == "step" and record["step"] < self.start) or (kind == "eval" and record["step"] <= self.start):
                     records.append(record)
-        by_step = {r["step"]: r for r in records}
-        return [by_step[s] for s in sorted(by_step)]
+        # in log order: the evaluation after N steps comes before step record N
+        by_step = {(r["step"], r["record"] == "step"): r for r in records}
+        return [by_step[key] for key in sorted(by_step)]
 
     def all_losses(self) -> list[float]:
-        return [r["loss"] for r in self._before] + self.losses
+        return [r["loss"] for r in self._before if r["record"] == "step"] + self.losses
 
     def all_times(self) -> list[float]:
-        return [r["step_time_s"] for r in self._before] + self.step_times
+        return [r["step_time_s"] for r in self._before if r["record"] == "step"] + self.step_times
+
+    # -- evaluation ----------------------------------------------------------------------------------
+
+    def _evaluate(self, step: int, teacher: Teacher, student: torch.nn.Module, log) -> None:
+        """Evaluate the student on the held-out rows after ``step`` steps, once (rank 0, with eval_every)."""
+        if self.held_out is None or not self.config.eval_every or not self.world.writes or step in self.evals:
+            return
+        metrics = evaluate(teacher, student, self.held_out.rows, self.config.temperature)
+        self.evals[step] = metrics.log_record(step)
+        if log is not None:
+            _log(log, self.evals[step])
+
+    def _eval_summary(self) -> dict[str, Any] | None:
+        """The first and last evaluations and whether the student improved over its start (run.json)."""
+        if not self.evals:
+            return None
+        first, last = self.evals[min(self.evals)], self.evals[max(self.evals)]
+        target = first["kd_loss"] * (1.0 - DEFAULT_MARGIN)
+        return {"every": self.config.eval_every, "start": first, "final": last, "margin": DEFAULT_MARGIN,
+                "improved": last["step"] > first["step"] and math.isfinite(last["kd_loss"])
+                and last["kd_loss"] <= target}
 
     # -- files ---------------------------------------------------------------------------------------
 
@@ -731,6 +845,9 @@ class _Run:
             "resumed_from_step": None if self.resumed is None else self.start,
             "log": LOG_FILE,
             "error": error,
+            "initial_student": INITIAL_STUDENT,
+            "held_out": None if self.held_out is None else self.held_out.to_json(),
+            "eval": self._eval_summary(),
         }
         if self.world.writes and self.out_dir.is_dir():
             _write_json_atomic(self.out_dir / SUMMARY_FILE, summary)

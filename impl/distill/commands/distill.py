@@ -7,7 +7,11 @@ refused before step 0. The output folder receives train_log.jsonl (a header and
 one record per step), checkpoints/step-N every --checkpoint-every steps (the
 last --keep of them), student.safetensors (only when every step completed),
 run.json (status running, completed, interrupted or failed), curves.png and
-summary.md.
+summary.md, and initial_student.gguf (the student it started from, the
+baseline of `pv eval RUN_DIR`). With --eval-every N a fraction of the data's
+documents (--holdout, default 0.1, fixed by --seed) is held out of training;
+the student is evaluated on it every N steps (eval records in the log, the
+first and last in run.json with whether the student improved).
 
 Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
 which launches through torch's own launcher): every rank holds the teacher and
@@ -41,7 +45,8 @@ DEFAULTS = {"steps": 50, "batch": 2, "seq": 32, "temperature": 1.0, "lr": 1e-3, 
             "student_dtype": "f32", "grad_accum": 1, "keep": 3}
 #: options that set a field of the run's configuration (named like the field)
 CONFIG_OPTIONS = ("teacher", "student", "preset_pair", "steps", "batch", "seq", "temperature", "lr", "backend",
-                  "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep")
+                  "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep",
+                  "eval_every", "holdout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, metavar="S",
                         help="write a checkpoint every S steps and at the end (default: none)")
     parser.add_argument("--keep", type=int, help="checkpoints kept, newest first (default 3)")
+    parser.add_argument("--eval-every", type=int, metavar="N",
+                        help="evaluate the student on held-out data every N steps, before step 0 and at the end")
+    parser.add_argument("--holdout", type=float, metavar="F",
+                        help="fraction of the data's documents held out of training (default 0.1 with --eval-every)")
     parser.add_argument("--nproc", type=int, metavar="N",
                         help="run N data-parallel ranks on this machine through torch.distributed.run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
