@@ -781,6 +781,7 @@ def _rows_wrong_axis(mp: pytest.MonkeyPatch) -> None:
 # --- data-parallel training, checkpoints and resume: registered by their own module -----------------
 
 import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)
+import ft_mutants_eval  # noqa: E402,F401  (likewise)
 
 
 # --- distill.vocab: the other tokenizer keys and the embedding rows ---------------------------------

@@ -71,7 +71,8 @@ def test_a_planted_back_edge_is_found(tmp_path: Path) -> None:
 #: The modules of ``impl/distill`` in the order of its chain; a module may import only earlier ones.
 DISTILL_CHAIN = (
     "errors", "output", "cpu_workers", "kernels", "quant", "gguf_file", "tokenizer", "model", "qwen2_gguf", "synth",
-    "vocab", "teacher", "dispatch", "kd", "data", "students", "evaluate", "parallel", "checkpoints", "curves", "train", "commands",
+    "vocab", "teacher", "dispatch", "kd", "data", "students", "evaluate", "parallel", "checkpoints", "curves", "train",
+    "commands",
 )
 
 

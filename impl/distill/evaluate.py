@@ -72,33 +72,40 @@ def batches(rows: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
     yield from rows.split(batch)
 
 
+def batch_sums(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
+               temperature: float) -> tuple[float, float, int, int]:
+    """Over one batch [B, S]: the KD loss summed over positions, the next-token cross-entropy summed over
+    the positions that have a next token, the positions where both argmaxes agree, the non-finite positions."""
+    s, t = student_logits.float(), teacher_logits.to(student_logits.device).float()
+    nonfinite = int((~torch.isfinite(s).all(dim=-1)).sum())
+    kd_sum = float(kd_loss(s, t, temperature)) * s[..., 0].numel()
+    targets = ids[:, 1:].reshape(-1).to(s.device)
+    ce_sum = float(F.cross_entropy(s[:, :-1].reshape(-1, s.shape[-1]), targets, reduction="sum"))
+    agree = int((s.argmax(-1) == t.argmax(-1)).sum())
+    return kd_sum, ce_sum, agree, nonfinite
+
+
 def evaluate(teacher: Teacher, student: torch.nn.Module, rows: torch.Tensor, temperature: float,
              batch: int = DEFAULT_BATCH) -> EvalMetrics:
     """The metrics of ``student`` against ``teacher`` over ``rows`` [n, seq] of token ids (n >= 1, seq >= 2)."""
     if rows.dim() != 2 or rows.shape[0] < 1 or rows.shape[1] < 2:
         raise DistillError(f"evaluation needs at least one row of at least 2 token ids, got shape {tuple(rows.shape)}")
-    kd_sum = ce_sum = 0.0
-    agree = nonfinite = 0
+    totals = [0.0, 0.0, 0, 0]
     was_training = student.training
     student.eval()
     try:
         with torch.no_grad():
+            device = next(student.parameters()).device
             for ids in batches(rows, batch):
-                device = next(student.parameters()).device
-                s = student(ids.to(device)).float()
-                t = teacher.logits(ids).to(s.device).float()
-                bad = ~torch.isfinite(s).all(dim=-1)
-                nonfinite += int(bad.sum())
-                kd_sum += float(kd_loss(s, t, temperature)) * s[..., 0].numel()
-                ce_sum += float(F.cross_entropy(s[:, :-1].reshape(-1, s.shape[-1]), ids[:, 1:].reshape(-1).to(s.device),
-                                                reduction="sum").double())
-                agree += int((s.argmax(-1) == t.argmax(-1)).sum())
+                sums = batch_sums(student(ids.to(device)), teacher.logits(ids), ids, temperature)
+                totals = [total + part for total, part in zip(totals, sums)]
     finally:
         student.train(was_training)
+    kd_sum, ce_sum, agree, nonfinite = totals
     positions = rows.numel()
     ce_positions = rows.shape[0] * (rows.shape[1] - 1)
     agreement = math.nan if nonfinite else agree / positions
-    return EvalMetrics(kd_sum / positions, ce_sum / ce_positions, agreement, positions, ce_positions, nonfinite)
+    return EvalMetrics(kd_sum / positions, ce_sum / ce_positions, agreement, positions, ce_positions, int(nonfinite))
 
 
 def judge(student: EvalMetrics, baseline: EvalMetrics, margin: float) -> list[str]:
