@@ -116,7 +116,8 @@ def _reference(s: np.ndarray, t: np.ndarray, ids: np.ndarray, T: float) -> tuple
     return kd, float(np.mean(nll)), agree
 
 
-@pytest.mark.falsifies("FT-EVAL-001", mutants=["eval-ce-not-shifted", "eval-kd-at-temperature-1"])
+@pytest.mark.falsifies("FT-EVAL-001", mutants=["eval-ce-not-shifted", "eval-kd-at-temperature-1"],
+                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:batches"])
 def test_metrics_equal_a_float64_reference(evidence) -> None:
     rng = np.random.default_rng(3)
     worst = 0.0
@@ -142,7 +143,8 @@ def test_metrics_equal_a_float64_reference(evidence) -> None:
 # --- FT-EVAL-002: non-finite positions -------------------------------------------------------------
 
 
-@pytest.mark.falsifies("FT-EVAL-002", mutants=["eval-skips-nan-positions"])
+@pytest.mark.falsifies("FT-EVAL-002", mutants=["eval-skips-nan-positions"],
+                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:judge"])
 def test_nan_positions_are_counted_not_skipped() -> None:
     rng = np.random.default_rng(4)
     vocab = 12
@@ -164,7 +166,8 @@ def test_nan_positions_are_counted_not_skipped() -> None:
 # --- FT-EVAL-003: a trained run passes, its initial student fails --------------------------------------
 
 
-@pytest.mark.falsifies("FT-EVAL-003", mutants=["eval-baseline-is-trained", "eval-structural-pass"])
+@pytest.mark.falsifies("FT-EVAL-003", mutants=["eval-baseline-is-trained", "eval-structural-pass"],
+                       covers=["distill.evaluate", "distill.students", "distill.commands.eval"])
 def test_a_trained_run_passes_and_its_initial_student_fails(trained: Path, capsys, evidence) -> None:
     code, report = _eval_json(capsys, trained)
     student, baseline = report["metrics"]["student"], report["metrics"]["baseline"]
@@ -183,7 +186,9 @@ def test_a_trained_run_passes_and_its_initial_student_fails(trained: Path, capsy
 
 
 @pytest.mark.falsifies("FT-EVAL-004", mutants=["eval-reads-training-split", "holdout-trains-on-held-out",
-                                               "holdout-not-seeded"])
+                                               "holdout-not-seeded"],
+                       covers=["distill.data:split_documents", "distill.train:_hold_out", "distill.train:windows",
+                               "distill.commands.eval"])
 def test_training_and_evaluation_read_disjoint_documents(model_file: ModelFile, tmp_path: Path, capsys,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     held_sets = {tuple(split_documents(WINDOWS, HOLDOUT, seed)[1]) for seed in range(4)}
@@ -274,7 +279,8 @@ REASONS = {
 
 
 @pytest.mark.falsifies("FT-EVAL-005", mutants=["eval-structural-pass", "eval-weights-unchecked",
-                                               "eval-noop-unchecked", "eval-overlap-unchecked"])
+                                               "eval-noop-unchecked", "eval-overlap-unchecked"],
+                       covers=["distill.evaluate", "distill.students", "distill.commands.eval"])
 def test_each_broken_checkpoint_fails_with_its_reason(trained: Path, tmp_path: Path, capsys) -> None:
     outcomes = {}
     for case, (student, options) in _broken_checkpoints(trained, tmp_path).items():
@@ -288,7 +294,9 @@ def test_each_broken_checkpoint_fails_with_its_reason(trained: Path, tmp_path: P
 # --- FT-EVAL-006: evaluation during training -------------------------------------------------------------
 
 
-@pytest.mark.falsifies("FT-EVAL-006", mutants=["eval-improved-always"])
+@pytest.mark.falsifies("FT-EVAL-006", mutants=["eval-improved-always"],
+                       covers=["distill.train:_Run._evaluate", "distill.train:_Run._eval_summary",
+                               "distill.evaluate:EvalMetrics"])
 def test_eval_records_and_the_summary_say_whether_the_student_improved(model_file: ModelFile, tmp_path: Path,
                                                                         capsys) -> None:
     data = _token_file(tmp_path / "ids.npy", 6)
