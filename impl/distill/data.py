@@ -29,6 +29,8 @@ import torch
 
 from distill.errors import DistillError
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("split_documents",)
 
 #: Largest token file read, in bytes (a text file's ids are parsed in memory).
 MAX_TOKEN_FILE_BYTES = 2 * 1024**3

@@ -41,6 +41,8 @@ from distill.students import HF_CONFIG_FILE, Student, load_student, same_weights
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
 from distill.vocab import compare_tokenizers, require_shared_prefix
 
+#: What a contract may bind here (the functions distill-eval-v1 names); see pv's binding rule.
+__pv_bindable__ = ("evaluate", "judge")
 #: the least relative reduction of the held-out KD loss below the baseline's that passes
 DEFAULT_MARGIN = 0.05
 #: rows evaluated per forward
