@@ -302,10 +302,11 @@ def test_eval_records_and_the_summary_say_whether_the_student_improved(model_fil
     data = _token_file(tmp_path / "ids.npy", 6)
     for name, lr, improved in (("learns", "3e-3", True), ("still", "1e-9", False)):
         out = tmp_path / name
-        code, _, err = _pv(capsys, "distill", "--teacher", model_file("tiny-teacher"), "--student",
-                           model_file("tiny-student"), "--data", data, "--out", out, *TRAIN, "--lr", lr,
-                           "--steps", "10", "--eval-every", "4")
+        code, printed, err = _pv(capsys, "distill", "--teacher", model_file("tiny-teacher"), "--student",
+                                 model_file("tiny-student"), "--data", data, "--out", out, *TRAIN, "--lr", lr,
+                                 "--steps", "10", "--eval-every", "4")
         assert code == 0, err
+        assert printed.rstrip().endswith("NOT improved over the start" if not improved else ": improved over the start")
         records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         evals = [r for r in records if r["record"] == "eval"]
         assert [r["step"] for r in evals] == [0, 4, 8, 10], evals

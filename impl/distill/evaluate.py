@@ -47,6 +47,8 @@ __pv_bindable__ = ("evaluate", "judge")
 DEFAULT_MARGIN = 0.05
 #: rows evaluated per forward
 DEFAULT_BATCH = 4
+#: weight problems of a checkpoint listed one by one; the rest are counted
+MAX_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,8 @@ def evaluate_students(teacher_path: Path, student_path: Path, baseline_path: Pat
         report.reasons.append(str(err))
         return report
     problems = weight_problems(student.model)
-    report.reasons += [f"student {student.path}: {problem}" for problem in problems]
+    shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
+    report.reasons += [f"student {student.path}: {problem}" for problem in shown]
     if same_weights(student.model, baseline.model):
         report.reasons.append(f"student {student.path} has exactly the weights of its baseline {baseline.path}: "
                               "a no-op run")

@@ -154,4 +154,10 @@ def run(args: argparse.Namespace) -> int:
         f"completed {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
         f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint}"
     )
+    evaluation = result.summary.get("eval")
+    if evaluation:
+        start, final = evaluation["start"], evaluation["final"]
+        print(f"held-out KD loss {start['kd_loss']:.4f} (step {start['step']}) -> {final['kd_loss']:.4f} "
+              f"(step {final['step']}), top-1 agreement {start['top1_agreement']:.4f} -> "
+              f"{final['top1_agreement']:.4f}: {'improved' if evaluation['improved'] else 'NOT improved'} over the start")
     return 0
