@@ -102,18 +102,20 @@ class _Teacher:
         return self.table[ids]
 
 
-def _reference(s: np.ndarray, t: np.ndarray, ids: np.ndarray, T: float) -> tuple[float, float, float]:
-    """KD loss, next-token cross-entropy and top-1 agreement in float64, from their definitions."""
+def _reference(s: np.ndarray, t: np.ndarray, ids: np.ndarray, T: float) -> tuple[float, float, float, float]:
+    """KD loss, next-token cross-entropy, top-1 agreement and a uniform guess's KD loss in float64, from their
+    definitions."""
     def log_softmax(x: np.ndarray) -> np.ndarray:
         x = x - x.max(axis=-1, keepdims=True)
         return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
     log_p, log_q = log_softmax(t / T), log_softmax(s / T)
     kd = T * T * float((np.exp(log_p) * (log_p - log_q)).sum(axis=-1).mean())
+    uniform = T * T * float((np.exp(log_p) * (log_p + np.log(t.shape[-1]))).sum(axis=-1).mean())
     log_s = log_softmax(s)
     nll = [-log_s[b, i, ids[b, i + 1]] for b in range(ids.shape[0]) for i in range(ids.shape[1] - 1)]
     agree = float((s.argmax(-1) == t.argmax(-1)).mean())
-    return kd, float(np.mean(nll)), agree
+    return kd, float(np.mean(nll)), agree, uniform
 
 
 @pytest.mark.falsifies("FT-EVAL-001", mutants=["eval-ce-not-shifted", "eval-kd-at-temperature-1"],
@@ -129,10 +131,11 @@ def test_metrics_equal_a_float64_reference(evidence) -> None:
         ids = rng.integers(0, vocab, (rows, seq))
         got = evaluate(_Teacher(torch.tensor(t_table, dtype=torch.float32)),
                        _Table(torch.tensor(s_table, dtype=torch.float32)), torch.tensor(ids), T, batch=2)
-        kd, ce, agree = _reference(s_table[ids], t_table[ids], ids, T)
+        kd, ce, agree, uniform = _reference(s_table[ids], t_table[ids], ids, T)
         assert got.positions == rows * seq and got.ce_positions == rows * (seq - 1), case
         assert got.nonfinite_positions == 0
-        for name, value, want in (("kd_loss", got.kd_loss, kd), ("ce", got.ce, ce)):
+        for name, value, want in (("kd_loss", got.kd_loss, kd), ("ce", got.ce, ce),
+                                  ("uniform_kd_loss", got.uniform_kd_loss, uniform)):
             error = abs(value - want) / max(abs(want), 1e-12)
             worst = max(worst, error)
             assert error <= 1e-5, f"case {case}: {name} {value} != {want} (T={T})"

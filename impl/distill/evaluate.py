@@ -8,7 +8,11 @@ Metrics (``evaluate``), over rows of token ids ``[n, seq]``:
 - ``ce``: the student's next-token cross-entropy (nats; perplexity = exp(ce)) at
   temperature 1, over the ``ce_positions`` = n * (seq - 1) positions that have a next token;
 - ``top1_agreement``: the fraction of the ``positions`` where the student's and the
-  teacher's highest logit is the same token.
+  teacher's highest logit is the same token;
+- ``uniform_kd_loss``: for reference, the KD loss of a student that predicts the uniform
+  distribution (all logits equal), which depends on the teacher only. A teacher with
+  random weights is nearly uniform, so there even an all-zero student comes close to a
+  trained one: the weight checks, not the metrics, refuse it.
 
 A position whose student logits hold NaN or Inf is never dropped: it makes the metrics
 NaN and is counted in ``nonfinite_positions``.
@@ -61,6 +65,7 @@ class EvalMetrics:
     positions: int
     ce_positions: int
     nonfinite_positions: int = 0
+    uniform_kd_loss: float = math.nan
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "perplexity": math.exp(self.ce) if self.ce < 700 else math.inf}
@@ -77,16 +82,18 @@ def batches(rows: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
 
 
 def batch_sums(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
-               temperature: float) -> tuple[float, float, int, int]:
+               temperature: float) -> tuple[float, float, int, int, float]:
     """Over one batch [B, S]: the KD loss summed over positions, the next-token cross-entropy summed over
-    the positions that have a next token, the positions where both argmaxes agree, the non-finite positions."""
+    the positions that have a next token, the positions where both argmaxes agree, the non-finite positions,
+    and the KD loss of a uniform prediction summed over positions."""
     s, t = student_logits.float(), teacher_logits.to(student_logits.device).float()
     nonfinite = int((~torch.isfinite(s).all(dim=-1)).sum())
     kd_sum = float(kd_loss(s, t, temperature)) * s[..., 0].numel()
     targets = ids[:, 1:].reshape(-1).to(s.device)
     ce_sum = float(F.cross_entropy(s[:, :-1].reshape(-1, s.shape[-1]), targets, reduction="sum"))
     agree = int((s.argmax(-1) == t.argmax(-1)).sum())
-    return kd_sum, ce_sum, agree, nonfinite
+    uniform_sum = float(kd_loss(torch.zeros_like(t), t, temperature)) * t[..., 0].numel()
+    return kd_sum, ce_sum, agree, nonfinite, uniform_sum
 
 
 def evaluate(teacher: Teacher, student: torch.nn.Module, rows: torch.Tensor, temperature: float,
@@ -94,7 +101,7 @@ def evaluate(teacher: Teacher, student: torch.nn.Module, rows: torch.Tensor, tem
     """The metrics of ``student`` against ``teacher`` over ``rows`` [n, seq] of token ids (n >= 1, seq >= 2)."""
     if rows.dim() != 2 or rows.shape[0] < 1 or rows.shape[1] < 2:
         raise DistillError(f"evaluation needs at least one row of at least 2 token ids, got shape {tuple(rows.shape)}")
-    totals = [0.0, 0.0, 0, 0]
+    totals = [0.0, 0.0, 0, 0, 0.0]
     was_training = student.training
     student.eval()
     try:
@@ -105,11 +112,12 @@ def evaluate(teacher: Teacher, student: torch.nn.Module, rows: torch.Tensor, tem
                 totals = [total + part for total, part in zip(totals, sums)]
     finally:
         student.train(was_training)
-    kd_sum, ce_sum, agree, nonfinite = totals
+    kd_sum, ce_sum, agree, nonfinite, uniform_sum = totals
     positions = rows.numel()
     ce_positions = rows.shape[0] * (rows.shape[1] - 1)
     agreement = math.nan if nonfinite else agree / positions
-    return EvalMetrics(kd_sum / positions, ce_sum / ce_positions, agreement, positions, ce_positions, int(nonfinite))
+    return EvalMetrics(kd_sum / positions, ce_sum / ce_positions, agreement, positions, ce_positions, int(nonfinite),
+                       uniform_sum / positions)
 
 
 def judge(student: EvalMetrics, baseline: EvalMetrics, margin: float) -> list[str]:

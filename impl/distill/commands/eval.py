@@ -195,6 +195,7 @@ def _text(result: dict[str, Any]) -> str:
                            ("perplexity", "perplexity"), ("top1_agreement", "top-1 agreement")):
             lines.append(f"{label:26}{student[key]:12.6g}{baseline[key]:12.6g}{student[key] - baseline[key]:12.6g}")
         lines.append(f"positions: {student['positions']} (cross-entropy {student['ce_positions']}); a pass needs "
-                     f"a KD loss {result['margin']:g} below the baseline's")
+                     f"a KD loss {result['margin']:g} below the baseline's; a uniform guess scores "
+                     f"{student['uniform_kd_loss']:.6g}")
     lines += [f"reason: {reason}" for reason in result["reasons"]]
     return "\n".join(lines)
