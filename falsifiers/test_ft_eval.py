@@ -8,6 +8,7 @@ process, so that the mutants apply.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -24,10 +25,17 @@ from distill.data import split_documents
 from distill.evaluate import EvalMetrics, evaluate, judge
 from distill.model import build_model
 from distill.qwen2_gguf import read_gguf
-from distill.synth import make_model_file
+from distill.qwen2_gguf import write_gguf
+from distill.synth import make_model_file, synth_tensors
 from pv import cli
 
 ModelFile = Callable[[str], Path]
+#: the tiny preset as a Hugging Face Qwen2 config.json spells it
+TINY_HF_CONFIG = {
+    "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "vocab_size": 1024, "hidden_size": 256,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+    "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 2048, "tie_word_embeddings": True,
+}
 SEQ, WINDOWS, HOLDOUT = 16, 40, 0.1
 #: the documented rule: round(fraction * documents) held out, at least one
 HELD = max(1, round(HOLDOUT * WINDOWS))
@@ -164,6 +172,11 @@ def test_nan_positions_are_counted_not_skipped() -> None:
     assert math.isnan(got.kd_loss) and math.isnan(got.ce) and math.isnan(got.top1_agreement)
     reasons = judge(got, baseline, 0.05)
     assert any("NaN or Inf at 2 of 18" in r for r in reasons), reasons
+    # the verdict's own rule: at most (1 - margin) times the baseline's KD loss, on the same positions
+    ok = EvalMetrics(0.95, 1.0, 0.5, 18, 15)
+    assert judge(ok, EvalMetrics(1.0, 1.0, 0.5, 18, 15), 0.05) == []
+    assert judge(EvalMetrics(0.951, 1.0, 0.5, 18, 15), EvalMetrics(1.0, 1.0, 0.5, 18, 15), 0.05) != []
+    assert any("different positions" in r for r in judge(ok, EvalMetrics(1.0, 1.0, 0.5, 16, 14), 0.05))
 
 
 # --- FT-EVAL-003: a trained run passes, its initial student fails --------------------------------------
@@ -178,6 +191,16 @@ def test_a_trained_run_passes_and_its_initial_student_fails(trained: Path, capsy
     assert report["baseline"] == str(trained / "initial_student.gguf")
     assert student["kd_loss"] <= 0.95 * baseline["kd_loss"]
     assert student["positions"] == baseline["positions"] == HELD * SEQ
+    assert report["margin"] == 0.05, "the documented default margin"
+    for key in ("kd_loss", "ce", "top1_agreement"):
+        assert report["metrics"]["difference"][key] == pytest.approx(student[key] - baseline[key], abs=1e-12)
+    # the same student as a Hugging Face folder: safetensors with a config.json spelled here
+    folder = trained.parent / "hf"
+    folder.mkdir(exist_ok=True)
+    (folder / "student.safetensors").write_bytes((trained / "student.safetensors").read_bytes())
+    (folder / "config.json").write_text(json.dumps(TINY_HF_CONFIG))
+    code, again = _eval_json(capsys, trained, "--student", folder / "student.safetensors")
+    assert code == 0 and again["metrics"]["student"]["kd_loss"] == student["kd_loss"], again["reasons"]
     evidence("heldout_kd_loss_trained", student["kd_loss"])
     evidence("heldout_kd_loss_initial", baseline["kd_loss"])
     code, report = _eval_json(capsys, trained, "--student", trained / "initial_student.gguf")
@@ -255,6 +278,9 @@ def _broken_checkpoints(trained: Path, folder: Path) -> dict[str, tuple[Path, li
     truncated = folder / "truncated.safetensors"
     truncated.write_bytes((trained / "student.safetensors").read_bytes()[:-4096])
     cases["truncated"] = (truncated, [])
+    cut = folder / "truncated.gguf"
+    cut.write_bytes((trained / "initial_student.gguf").read_bytes()[:-4096])
+    cases["truncated-gguf"] = (cut, [])
     initial = read_gguf(trained / "initial_student.gguf")
     start = {k: v.detach() for k, v in build_model(initial.config, initial.tensors).state_dict().items()}
     cases["identical"] = (write("identical", start), [])
@@ -262,6 +288,17 @@ def _broken_checkpoints(trained: Path, folder: Path) -> dict[str, tuple[Path, li
     cases["noisy-start"] = (write("noisy", {k: v + 1e-4 * torch.randn(v.shape, generator=noise)
                                             for k, v in start.items()}), [])
     cases["vocabulary"] = (make_model_file(folder / "rows.gguf", "tiny", "f32", None, 3, vocab_rows=1000), [])
+    tokens = list(initial.tokenizer.tokens)
+    tokens[7] = "renamed"
+    config = initial.config
+    write_gguf(folder / "tokens.gguf", config, synth_tensors(config, "f32", 4),
+               dataclasses.replace(initial.tokenizer, tokens=tokens))
+    cases["tokens"] = (folder / "tokens.gguf", [])
+    hf = folder / "hf"
+    hf.mkdir()
+    (hf / "student.safetensors").write_bytes((trained / "student.safetensors").read_bytes())
+    (hf / "config.json").write_text(json.dumps({**TINY_HF_CONFIG, "intermediate_size": 384}))
+    cases["config.json"] = (hf / "student.safetensors", [])
     cases["overlap"] = (trained / "student.safetensors", ["--data", str(trained.parent / "ids.npy")])
     return cases
 
@@ -274,9 +311,12 @@ REASONS = {
     "constant": "'blocks.0.attn.o.weight' is constant",
     "shape": "size mismatch for blocks.0.mlp.down.weight",
     "truncated": "does not read as safetensors",
+    "truncated-gguf": "truncated.gguf: truncated: tensor",
     "identical": "exactly the weights of its baseline",
     "noisy-start": "no improvement",
     "vocabulary": "has 1000 vocabulary rows, its baseline",
+    "tokens": "has other tokens than its baseline",
+    "config.json": "size mismatch for blocks.0.mlp.gate.weight",
     "overlap": "overlaps the training data",
 }
 
