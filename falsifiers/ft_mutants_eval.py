@@ -126,3 +126,37 @@ def _improved_always(mp: pytest.MonkeyPatch) -> None:
         return None if summary is None else {**summary, "improved": True}
 
     mp.setattr(train._Run, "_eval_summary", _eval_summary)
+
+
+@mutant("eval-config-json-not-qwen2-accepted", "a config.json of another model type is read as a Qwen2 config")
+def _config_json_any_model(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def hf_config(path: Any) -> Any:
+            import json
+            import tempfile
+            from pathlib import Path
+
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            with tempfile.TemporaryDirectory() as folder:
+                patched = Path(folder) / "config.json"
+                patched.write_text(json.dumps({**data, "model_type": "qwen2"}), encoding="utf-8")
+                return original(patched)
+
+        return hf_config
+
+    replace(mp, "distill.students:hf_config", build)
+
+
+@mutant("eval-broken-baseline-accepted", "a baseline with NaN, Inf or constant weights is used as it is")
+def _broken_baseline_accepted(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def weight_problems(model: Any) -> list[str]:
+            import inspect
+
+            caller = inspect.stack()[1]
+            return [] if "baseline" in caller.frame.f_locals and caller.function == "evaluate_students" \
+                and model is caller.frame.f_locals["baseline"].model else original(model)
+
+        return weight_problems
+
+    replace(mp, "distill.students:weight_problems", build)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from distill import data as data_module
 from distill import evaluate as evaluate_module
 from distill.data import split_documents
+from distill.errors import DistillError
 from distill.evaluate import EvalMetrics, evaluate, judge
 from distill.model import build_model
 from distill.qwen2_gguf import read_gguf
@@ -358,3 +359,35 @@ def test_eval_records_and_the_summary_say_whether_the_student_improved(model_fil
         summary = json.loads((out / "run.json").read_text())["eval"]
         assert summary["start"]["step"] == 0 and summary["final"]["step"] == 10
         assert summary["improved"] is improved, (name, summary)
+
+
+# --- FT-EVAL-007: input errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.falsifies("FT-EVAL-007", mutants=["eval-config-json-not-qwen2-accepted", "eval-broken-baseline-accepted"],
+                       covers=["distill.students", "distill.evaluate:evaluate_students", "distill.evaluate:evaluate"])
+def test_input_errors_exit_2_naming_the_file(trained: Path, tmp_path: Path, capsys) -> None:
+    state = load_file(trained / "student.safetensors")
+    weights = tmp_path / "student.safetensors"
+    weights.write_bytes((trained / "student.safetensors").read_bytes())
+    broken = tmp_path / "baseline.safetensors"
+    save_file(dict(state, **{"output_norm.weight": torch.full_like(state["output_norm.weight"], math.nan)}), str(broken))
+    llama = {**TINY_HF_CONFIG, "model_type": "llama"}
+    cases = [
+        (["--student", tmp_path / "missing.safetensors"], "missing.safetensors: student not found"),
+        (["--student", weights, "--config", tmp_path / "none.json"], "none.json: config of the student"),
+        (["--student", weights, "--baseline", broken, "--config", trained / "initial_student.gguf"],
+         "baseline.safetensors: tensor 'output_norm.weight' has 256 NaN or Inf"),
+    ]
+    for config, message in ((llama, "not a Qwen2 config"), ({"model_type": "qwen2"}, "config.json lacks vocab_size")):
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        cases.append((["--student", weights], message))
+        for argv, want in cases[-1:]:
+            code, out, err = _pv(capsys, "eval", trained, *argv)
+            assert code == 2 and want in err and out == "", (argv, code, err)
+    (tmp_path / "config.json").unlink()
+    for argv, want in cases[:3]:
+        code, out, err = _pv(capsys, "eval", trained, *argv)
+        assert code == 2 and want in err and out == "" and "Traceback" not in err, (argv, code, err)
+    with pytest.raises(DistillError, match="at least one row of at least 2 token ids"):
+        evaluate(None, _Table(torch.zeros(3, 3)), torch.zeros(2, 1, dtype=torch.long), 1.0)

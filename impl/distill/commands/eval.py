@@ -101,7 +101,8 @@ def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
         raise DistillError(f"{run_dir} has no {CHECKPOINT_FILE}: the run did not complete "
                            f"(status {summary.get('status')!r})")
     seq = args.seq or int(config["seq"])
-    vocab = read_gguf(baseline).config.vocab_size
+    initial = run_dir / INITIAL_STUDENT
+    vocab = read_gguf(initial if initial.is_file() else baseline).config.vocab_size  # ids must be student rows
     held_out = summary.get("held_out")
     run_data = None if config.get("data") is None else Path(config["data"])
     train_ids = None
