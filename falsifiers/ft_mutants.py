@@ -808,6 +808,7 @@ def _rows_wrong_axis(mp: pytest.MonkeyPatch) -> None:
 import ft_mutants_training  # noqa: E402,F401  (registers its mutants with the decorator above)
 import ft_mutants_text  # noqa: E402,F401  (the same, for text tokenization and packing)
 import ft_mutants_gguf  # noqa: E402,F401  (the quantizers' and the GGUF export's mutants)
+import ft_mutants_eval  # noqa: E402,F401  (likewise)
 
 
 # --- distill.vocab: the other tokenizer keys and the embedding rows ---------------------------------

@@ -71,7 +71,7 @@ def test_a_planted_back_edge_is_found(tmp_path: Path) -> None:
 #: The modules of ``impl/distill`` in the order of its chain; a module may import only earlier ones.
 DISTILL_CHAIN = (
     "errors", "inputs", "output", "cpu_workers", "kernels", "quant", "gguf_file", "tokenizer", "model", "qwen2_gguf",
-    "synth", "export", "vocab", "teacher", "dispatch", "kd", "data", "parallel", "schedule", "checkpoints", "curves", "run_folder",
+    "synth", "export", "vocab", "teacher", "dispatch", "kd", "data", "students", "evaluate", "parallel", "schedule", "checkpoints", "curves", "run_folder",
     "train", "commands",
 )
 

@@ -371,7 +371,7 @@ def test_pv_distill_tiny_preset_learns_and_leaves_a_complete_folder(tmp_path, ca
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["teacher.gguf", "student.gguf", LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, "curves.png", "summary.md",
-         "student-trained.gguf", "config.json", "model.safetensors"]
+         "student-trained.gguf", "config.json", "model.safetensors", "initial_student.gguf"]
     )
     header, *steps = _records(out)
     assert header["record"] == "header" and header["backend"]["backend"] == "dequant"

@@ -54,6 +54,8 @@ from distill.errors import DistillError
 from distill.inputs import MAX_READ_BYTES, open_input, read_input
 from distill.tokenizer import TOKENIZER_PREFIX, TextTokenizer, Tokenizer, text_tokenizer_from
 
+#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
+__pv_bindable__ = ("split_documents",)
 
 #: Largest token file read, in bytes (a text file's ids are parsed in memory).
 MAX_TOKEN_FILE_BYTES = 2 * 1024**3
@@ -325,3 +327,26 @@ def shard_slice(rank: int, batch: int, grad_accum: int, micro: int) -> slice:
     start = (rank * grad_accum + micro) * batch
     return slice(start, start + batch)
 
+
+
+def split_documents(n_documents: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """The training and held-out document indices (each sorted) of ``n_documents``, fixed by ``seed``.
+
+    ``round(fraction * n_documents)`` documents, at least one, are held out: the
+    first ones of a permutation drawn from a generator seeded with ``seed`` (its
+    own, not the training stream's). At least one document stays for training.
+    """
+    if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
+        raise DistillError(f"the held-out fraction must be a number in (0, 1), got {fraction!r}")
+    held = max(1, round(fraction * n_documents))
+    if n_documents < 2 or held >= n_documents:
+        raise DistillError(f"cannot hold out {fraction:g} of {n_documents} document(s) and keep one for training; "
+                           "give more data or a smaller held-out fraction")
+    order = torch.randperm(n_documents, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[held:]), sorted(order[:held])
+
+
+def windows(ids: torch.Tensor, seq: int) -> torch.Tensor:
+    """The ``seq``-id windows of a token file's ids, [len(ids) // seq, seq] (a trailing part is dropped)."""
+    count = ids.numel() // seq
+    return ids[: count * seq].view(count, seq)

@@ -44,3 +44,8 @@ class KernelUnavailableError(DistillError):
 
 class InsufficientMemoryError(DistillError):
     """The teacher cannot fit next to the student's training state with any backend."""
+
+
+class CheckpointRejected(DistillError):
+    """A student checkpoint that cannot be evaluated: unreadable, of the wrong shapes or vocabulary, NaN or Inf
+    or constant weights. An evaluation fails on it with this reason (it is not a usage error)."""

@@ -33,7 +33,9 @@ from distill.inputs import open_input
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_FILE = "student.safetensors"
 SUMMARY_FILE = "run.json"
-OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, *EXPORT_FILES)
+#: the student the run started from, kept in the run folder: the baseline of an evaluation
+INITIAL_STUDENT = "initial_student.gguf"
+OUTPUT_FILES = (LOG_FILE, CHECKPOINT_FILE, SUMMARY_FILE, INITIAL_STUDENT, *EXPORT_FILES)
 #: every name a run (or its preset pair) writes in its folder
 #: the largest log a resume reads
 MAX_LOG_BYTES = 4 * 1024**3
@@ -195,8 +197,9 @@ def saved_status(out_dir: Path) -> str | None:
     return status if isinstance(status, str) else None
 
 
-def earlier_step_records(out_dir: Path, start: int) -> list[dict[str, Any]]:
-    """The step records of the log before step ``start``, one per step, in step order."""
+def earlier_records(out_dir: Path, start: int) -> list[dict[str, Any]]:
+    """The step records of the log before step ``start`` and its eval records up to it, one per step and
+    kind, in log order (the evaluation after N steps comes before step record N)."""
     records = []
     path = out_dir / LOG_FILE
     try:
@@ -206,14 +209,39 @@ def earlier_step_records(out_dir: Path, start: int) -> list[dict[str, Any]]:
                     record = json.loads(line)
                 except ValueError:  # a line cut short by a kill
                     continue
-                if isinstance(record, dict) and record.get("record") == "step":
+                if not isinstance(record, dict):
+                    continue
+                if record.get("record") == "step":
                     _check_step_record(f"{path}: line {number}", record)
                     if record["step"] < start:
                         records.append(record)
+                elif record.get("record") == "eval" and isinstance(record.get("step"), int) \
+                        and not isinstance(record["step"], bool) and record["step"] <= start:
+                    records.append(record)
     except (OSError, UnicodeDecodeError) as err:
         raise DistillError(f"{path}: cannot read the log: {err}") from None
-    by_step = {r["step"]: r for r in records}
-    return [by_step[s] for s in sorted(by_step)]
+    by_step = {(r["step"], r["record"] == "step"): r for r in records}
+    return [by_step[key] for key in sorted(by_step)]
+
+
+def keep_initial_student(student: Path, out_dir: Path) -> None:
+    """Keep the student the run starts from in the run folder as :data:`INITIAL_STUDENT` (a hard link,
+    else a copy), once: the baseline of an evaluation."""
+    import shutil
+
+    target = out_dir / INITIAL_STUDENT
+    if target.exists() or Path(student).resolve() == target.resolve():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        try:
+            os.link(student, tmp)
+        except OSError:
+            shutil.copyfile(student, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_step_record(where: str, record: dict[str, Any]) -> None:

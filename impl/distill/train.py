@@ -20,6 +20,17 @@ uniformly random ids. Step ``t``
 reads the global rows ``[t*G, (t+1)*G)``, ``G = batch * grad_accum * ranks``,
 and each rank its own slice of them (``distill.data``).
 
+Held-out data (``holdout``, a fraction; 0.1 when only ``eval_every`` is given):
+the documents of the data file (a token file has no document boundaries: its
+documents are its ``seq``-id windows) are split once, by ``seed``
+(``distill.data.split_documents``); training reads only the others. Every
+``eval_every`` steps, before step 0 and at the end, rank 0 evaluates the student
+against the teacher on the held-out rows (``distill.evaluate``) and logs an
+``eval`` record; run.json names the held-out documents, the first and last
+evaluations and whether the student improved over its start. The student a run
+starts from is kept in the run folder as ``initial_student.gguf`` (a hard link
+where the file system allows, else a copy): the baseline of ``pv eval RUN_DIR``.
+
 A step: each of ``grad_accum`` micro-batches of ``batch`` rows runs the student
 (under bf16 autocast with ``amp="bf16"``) and the teacher, takes the KD loss,
 and back-propagates it divided by ``grad_accum``; DDP averages the gradients
@@ -100,7 +111,7 @@ from distill.checkpoints import (
     save_checkpoint,
     set_rng_states,
 )
-from distill.data import Corpus, TokenStream, read_corpus, shard_slice
+from distill.data import Corpus, TokenStream, read_corpus, shard_slice, split_documents, windows
 from distill.dispatch import (
     DEQUANT_RESERVE_BYTES,
     BackendDecision,
@@ -113,6 +124,7 @@ from distill.dispatch import (
 from distill.errors import DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError
 from distill.inputs import WatchedInputs
 from distill.export import DEFAULT_STUDENT_FORMAT, check_student_format, export_student
+from distill.evaluate import DEFAULT_MARGIN, evaluate
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -120,10 +132,12 @@ from distill.parallel import World, mean_over_ranks, wrap_student
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
 from distill.run_folder import (
     CHECKPOINT_FILE,
+    INITIAL_STUDENT,
     LOG_FILE,
     RunFolder,
     check_output_folder,
-    earlier_step_records,
+    earlier_records,
+    keep_initial_student,
     open_log,
     save_student,
     saved_config,
@@ -133,6 +147,8 @@ from distill.run_folder import (
 from distill.schedule import SCHEDULES, learning_rate
 from distill.vocab import VocabComparison, compare_tokenizers, require_shared_prefix
 
+#: the fraction of documents held out when ``eval_every`` is given without ``holdout``
+DEFAULT_HOLDOUT = 0.1
 STUDENT_DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 AMP_DTYPES = {"bf16": torch.bfloat16}
 #: AdamW keeps, per parameter, the weight, its gradient and two moments, all in the parameter's dtype.
@@ -140,7 +156,7 @@ TRAINING_STATE_COPIES = 4
 #: options a resumed run may change (the global batch must stay: batch * grad_accum * ranks)
 RESUME_FREE_OPTIONS = ("out_dir", "steps", "checkpoint_every", "keep", "backend", "device", "progress",
                        "batch", "grad_accum", "resume", "teacher", "student", "data", "preset_pair", "log_every",
-                       "force", "nproc", "student_format")
+                       "force", "nproc", "student_format", "eval_every")
 #: the largest step count, batch, sequence length, micro-batch count, checkpoint interval and kept checkpoints
 MAX_COUNT = 2**31 - 1
 #: the largest seed (the preset pair's models take seed + 1 and seed + 2, within numpy's and torch's 64 bits)
@@ -194,6 +210,12 @@ class DistillConfig:
     force: bool = False
     nproc: int | None = None
     student_format: str = DEFAULT_STUDENT_FORMAT
+    eval_every: int | None = None
+    holdout: float | None = None
+
+    def held_out_fraction(self) -> float | None:
+        """The fraction of the data's documents held out (None: none)."""
+        return DEFAULT_HOLDOUT if self.holdout is None and self.eval_every is not None else self.holdout
 
 
 @dataclass
@@ -256,6 +278,15 @@ def check_config(config: DistillConfig) -> torch.device:
     seed = config.seed
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise DistillError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    every = config.eval_every
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= MAX_COUNT):
+        raise DistillError(f"eval_every must be an integer from 1 to {MAX_COUNT}, got {every!r}")
+    holdout = config.holdout
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, (int, float))
+                                or not 0 < holdout < 1):
+        raise DistillError(f"holdout must be a fraction in (0, 1), got {holdout!r}")
+    if config.held_out_fraction() is not None and config.data is None:
+        raise DistillError("eval_every and holdout need a data file: the held-out rows are documents of it")
     if config.amp is not None and config.amp not in AMP_DTYPES:
         raise DistillError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
     for name in ("warmup_steps", "log_every"):
@@ -442,6 +473,7 @@ def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},
+        "holdout": config.held_out_fraction(),
         "global_batch": config.batch * config.grad_accum * world.size,
         **({"decay_steps": config.steps} if config.lr_schedule == "cosine" else {}),
     }
@@ -552,8 +584,11 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
         "estimate": _estimate(config, teacher, student, world),
     }
     echo(_estimate_line(header["estimate"]))
-    stream = TokenStream(None if corpus is None else corpus.ids, teacher.vocab_size, config.seq, config.seed)
-    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched, echo)
+    ids, held_out = _hold_out(config, None if corpus is None else corpus.ids)
+    stream = TokenStream(ids, teacher.vocab_size, config.seq, config.seed)
+    run = _Run(config, world, device, header, decision, comparison, checkpoint, watched, echo, held_out)
+    if world.writes:
+        keep_initial_student(student_path, out_dir)
     return run.train(teacher, student, stream)
 
 
@@ -570,6 +605,31 @@ def _estimate_line(estimate: dict[str, int]) -> str:
     return (f"estimate: peak memory about {gib['peak_bytes']:.2f} GiB (teacher {gib['teacher_bytes']:.2f}, student "
             f"and AdamW {gib['student_state_bytes']:.2f}, one step {gib['step_bytes']:.2f}); the time per step is "
             "measured at the first step")
+
+
+@dataclass
+class HeldOut:
+    """The held-out documents of a run's data file and their rows [n, seq]."""
+
+    fraction: float
+    documents: int
+    indices: list[int]
+    rows: torch.Tensor
+
+    def to_json(self) -> dict[str, Any]:
+        """What run.json records: enough to rebuild the split from the data file."""
+        return {"fraction": self.fraction, "unit": "window", "seq": int(self.rows.shape[1]),
+                "documents": self.documents, "indices": self.indices}
+
+
+def _hold_out(config: DistillConfig, ids: torch.Tensor | None) -> tuple[torch.Tensor | None, HeldOut | None]:
+    """The ids training reads and the held-out documents (None when the run holds none out)."""
+    fraction = config.held_out_fraction()
+    if ids is None or fraction is None:
+        return ids, None
+    rows = windows(ids, config.seq)
+    kept, held = split_documents(rows.shape[0], float(fraction), config.seed)
+    return rows[kept].reshape(-1), HeldOut(float(fraction), rows.shape[0], held, rows[held])
 
 
 @dataclass(frozen=True)
@@ -637,9 +697,9 @@ class _Run:
 
     def __init__(self, config: DistillConfig, world: World, device: torch.device, header: dict[str, Any],
                  decision: BackendDecision, comparison: VocabComparison, checkpoint: Any,
-                 watched: WatchedInputs, echo: Callable[[str], None]) -> None:
+                 watched: WatchedInputs, echo: Callable[[str], None], held_out: HeldOut | None = None) -> None:
         self.config, self.world, self.device, self.header = config, world, device, header
-        self.watched, self.echo = watched, echo
+        self.watched, self.echo, self.held_out = watched, echo, held_out
         self.decision, self.comparison, self.resumed = decision, comparison, checkpoint
         self.out_dir = Path(config.out_dir)
         self.losses: list[float] = []
@@ -648,6 +708,8 @@ class _Run:
         self.checkpointed_step: int | None = None
         self.start = 0 if checkpoint is None else checkpoint.step
         self._before = self._earlier() if world.writes else []
+        #: step -> the log record of the evaluation after that many steps
+        self.evals = {r["step"]: r for r in self._before if r["record"] == "eval"}
 
     def train(self, teacher: Teacher, student: torch.nn.Module, stream: TokenStream) -> DistillResult:
         config, world = self.config, self.world
@@ -668,6 +730,7 @@ class _Run:
                 log = self._open_log()
                 try:
                     self._write_summary("running", None, None)
+                    self._evaluate(self.start, teacher, student, log)
                     for step in range(self.start, config.steps):
                         resume_point = stream.state_dict()  # where a stop before this step's update resumes
                         lr = learning_rate(step, config.lr, config.lr_schedule, config.warmup_steps, config.steps)
@@ -686,6 +749,8 @@ class _Run:
                                        "grad_norm": clip.norm, "step_time_s": elapsed,
                                        "tokens": plan.global_rows * config.seq, memory.kind: memory.read()})
                         resume_point = stream.state_dict()
+                        if config.eval_every and (step + 1) % config.eval_every == 0:
+                            self._evaluate(step + 1, teacher, student, log)
                         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                             self._checkpoint(step + 1, student, optimizer, stream, log)
                         if bar is not None:
@@ -694,6 +759,7 @@ class _Run:
                         elif lines is not None:
                             lines.step(step, loss, lr, clip.norm, elapsed)
                         signals.release()
+                    self._evaluate(self.start + len(self.losses), teacher, student, log)
                 finally:
                     if log is not None:
                         log.close()
@@ -760,13 +826,34 @@ class _Run:
         """The step records of the run before its resume point (from the log)."""
         if self.resumed is None:
             return []
-        return earlier_step_records(self.out_dir, self.start)
+        return earlier_records(self.out_dir, self.start)
 
     def all_losses(self) -> list[float]:
-        return [r["loss"] for r in self._before] + self.losses
+        return [r["loss"] for r in self._before if r["record"] == "step"] + self.losses
 
     def all_times(self) -> list[float]:
-        return [r["step_time_s"] for r in self._before] + self.step_times
+        return [r["step_time_s"] for r in self._before if r["record"] == "step"] + self.step_times
+
+    # -- evaluation ----------------------------------------------------------------------------------
+
+    def _evaluate(self, step: int, teacher: Teacher, student: torch.nn.Module, log) -> None:
+        """Evaluate the student on the held-out rows after ``step`` steps, once (rank 0, with eval_every)."""
+        if self.held_out is None or not self.config.eval_every or not self.world.writes or step in self.evals:
+            return
+        metrics = evaluate(teacher, student, self.held_out.rows, self.config.temperature)
+        self.evals[step] = metrics.log_record(step)
+        if log is not None:
+            _log(log, self.evals[step])
+
+    def _eval_summary(self) -> dict[str, Any] | None:
+        """The first and last evaluations and whether the student improved over its start (run.json)."""
+        if not self.evals:
+            return None
+        first, last = self.evals[min(self.evals)], self.evals[max(self.evals)]
+        target = first["kd_loss"] * (1.0 - DEFAULT_MARGIN)
+        return {"every": self.config.eval_every, "start": first, "final": last, "margin": DEFAULT_MARGIN,
+                "improved": last["step"] > first["step"] and math.isfinite(last["kd_loss"])
+                and last["kd_loss"] <= target}
 
     # -- files ---------------------------------------------------------------------------------------
 
@@ -816,6 +903,9 @@ class _Run:
             "resumed_from_step": None if self.resumed is None else self.start,
             "log": LOG_FILE,
             "error": error,
+            "initial_student": INITIAL_STUDENT,
+            "held_out": None if self.held_out is None else self.held_out.to_json(),
+            "eval": self._eval_summary(),
         }
         if self.world.writes and self.out_dir.is_dir():
             write_summary_files(self.out_dir, summary)

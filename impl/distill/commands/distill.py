@@ -9,8 +9,13 @@ last --keep of them), student.safetensors (only when every step completed) with
 the same student as student-trained.gguf (--student-format, with the starting
 student's tokenizer and metadata) and as config.json + model.safetensors for
 Hugging Face transformers, run.json (status running, completed, interrupted or failed),
-curves.png and summary.md. --data gives token ids or text (stdlib, a file, a folder, JSONL), text
-tokenized with the student's own GGUF tokenizer (pv tokenize shows its ids).
+curves.png, summary.md and initial_student.gguf (the student it started from, the
+baseline of `pv eval RUN_DIR`). --data gives token ids or text (stdlib, a file, a
+folder, JSONL), text tokenized with the student's own GGUF tokenizer (pv tokenize
+shows its ids). With --eval-every N a fraction of the data's documents (--holdout,
+default 0.1, fixed by --seed) is held out of training; the student is evaluated
+on it every N steps (eval records in the log, the first and last in run.json
+with whether the student improved).
 
 Data parallel: run it under `torchrun --nproc-per-node N` (or give --nproc N,
 which launches through torch's own launcher): every rank holds the teacher and
@@ -55,7 +60,7 @@ DEFAULTS = {"steps": 50, "batch": 2, "seq": 32, "temperature": 1.0, "lr": 1e-3, 
 CONFIG_OPTIONS = ("teacher", "student", "preset_pair", "steps", "batch", "seq", "temperature", "lr", "backend",
                   "device", "data", "seed", "student_dtype", "grad_accum", "amp", "checkpoint_every", "keep",
                   "lr_schedule", "warmup_steps", "max_grad_norm", "log_every",
-                  "student_format")
+                  "student_format", "eval_every", "holdout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "never)")
     parser.add_argument("--force", action="store_true",
                         help="load an explicitly requested --backend dequant teacher that the memory check refuses")
+    parser.add_argument("--eval-every", type=int, metavar="N",
+                        help="evaluate the student on held-out data every N steps, before step 0 and at the end")
+    parser.add_argument("--holdout", type=float, metavar="F",
+                        help="fraction of the data's documents held out of training (default 0.1 with --eval-every)")
     parser.add_argument("--nproc", type=int, metavar="N",
                         help="run N data-parallel ranks on this machine through torch.distributed.run (a resume "
                              "uses the run's own)")
@@ -188,4 +197,10 @@ def run(args: argparse.Namespace) -> int:
         f"mean step {sum(times) / len(times):.4f} s; student written to {result.checkpoint} "
         f"(for llama.cpp: {result.checkpoint.parent / GGUF_FILE}; for transformers: {HF_CONFIG_FILE} beside it)"
     )
+    evaluation = result.summary.get("eval")
+    if evaluation:
+        start, final = evaluation["start"], evaluation["final"]
+        print(f"held-out KD loss {start['kd_loss']:.4f} (step {start['step']}) -> {final['kd_loss']:.4f} "
+              f"(step {final['step']}), top-1 agreement {start['top1_agreement']:.4f} -> "
+              f"{final['top1_agreement']:.4f}: {'improved' if evaluation['improved'] else 'NOT improved'} over the start")
     return 0
