@@ -136,6 +136,21 @@ def _read_table(pyproject: Path) -> dict[str, Any] | None:
     return table
 
 
+def pytest_pythonpath(root: Path) -> list[Path]:
+    """The folders of ``[tool.pytest.ini_options] pythonpath`` of the project at ``root`` (absolute): where its
+    tests import its modules from, which a run outside pytest (pv mutate's own lookups) must see too."""
+    pyproject = root / PYPROJECT
+    if not pyproject.is_file():
+        return []
+    try:
+        data = tomllib.loads(read_input(pyproject, MAX_PYPROJECT_BYTES).decode("utf-8"))
+    except (InputError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{pyproject}: {err}") from None
+    options = data.get("tool", {}).get("pytest", {}).get("ini_options", {})
+    paths = options.get("pythonpath", []) if isinstance(options, dict) else []
+    return [(root / str(path)).resolve() for path in ([paths] if isinstance(paths, str) else paths)]
+
+
 def _check(value: Any, kind: str, where: str) -> Any:
     """``value`` of a key of kind ``kind``, as plain str / list of str; ConfigError naming ``where``."""
     if kind in ("path", "module", "optional-path"):

@@ -170,15 +170,19 @@ def run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _inside(room: Any) -> Iterator[None]:
-    """Work in the clean room: its folder as the working directory, its Python environment for every
-    process started, no bytecode written by this one."""
+    """Work in the clean room: its folder as the working directory, its modules found there first (from
+    its pytest ``pythonpath`` too), its Python environment for every process started, no bytecode written."""
     import os
 
+    from pv._util.config import pytest_pythonpath
     from pv.attest.cleanroom import python_environment
 
-    before = (Path.cwd(), dict(os.environ), sys.dont_write_bytecode, sys.pycache_prefix)
+    before = (Path.cwd(), dict(os.environ), sys.dont_write_bytecode, sys.pycache_prefix, list(sys.path))
+    found = [str(path) for path in pytest_pythonpath(room.project)]
     os.chdir(room.project)
     os.environ.update(python_environment(room, {}))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [*found, os.environ.get("PYTHONPATH")]))
+    sys.path[:0] = found
     sys.dont_write_bytecode, sys.pycache_prefix = True, str(room.pycache)
     try:
         yield
@@ -187,6 +191,7 @@ def _inside(room: Any) -> Iterator[None]:
         os.environ.clear()
         os.environ.update(before[1])
         sys.dont_write_bytecode, sys.pycache_prefix = before[2], before[3]
+        sys.path[:] = before[4]
 
 
 def _mutate_in_clean_room(args: argparse.Namespace) -> int:
