@@ -226,6 +226,15 @@ def test_a_run_reads_windows_of_the_packed_text(vocab_dir, qwen2_model, tmp_path
     assert any("2 document(s)" in line and f"'<|endoftext|>' ({QWEN2_ENDOFTEXT})" in line for line in lines)
 
 
+def test_a_run_on_the_stdlib_corpus_completes(qwen2_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "STDLIB_MAX_BYTES", 60_000)
+    monkeypatch.setattr(train, "_step", lambda *a: 1.0)
+    config = train.DistillConfig(out_dir=tmp_path / "run", teacher=qwen2_model, student=qwen2_model, steps=2,
+                                 batch=1, seq=4, data=Path("stdlib"), checkpoint_every=1)
+    # the corpus is no file: the inputs watched through the run are the files among the run's inputs
+    assert train.run_distillation(config, echo=lambda line: None).status == "completed"
+
+
 def test_a_resume_on_changed_text_is_refused_naming_the_data(qwen2_model, tmp_path, monkeypatch):
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"text": "the first version of the text, long enough"}) + "\n")

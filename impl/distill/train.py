@@ -111,7 +111,7 @@ from distill.checkpoints import (
     save_checkpoint,
     set_rng_states,
 )
-from distill.data import Corpus, TokenStream, read_corpus, shard_slice, split_documents, windows
+from distill.data import STDLIB_CORPUS, Corpus, TokenStream, read_corpus, shard_slice, split_documents, windows
 from distill.dispatch import (
     DEQUANT_RESERVE_BYTES,
     BackendDecision,
@@ -553,7 +553,8 @@ def _run(config: DistillConfig, world: World, device: torch.device, echo: Callab
             raise DistillError(f"cannot resume {out_dir}: its checkpoint is at step {checkpoint.step}; "
                                f"give --steps N with N > {checkpoint.step} to train further")
     watched = WatchedInputs({"teacher": teacher_path, "student": student_path,
-                             **({} if config.data is None else {"data": Path(config.data)})})
+                             **({} if config.data is None or str(config.data) == STDLIB_CORPUS
+                                else {"data": Path(config.data)})})
     if decision.backend == "q4k-native":  # read through the run: a copy, never a mapping a truncation turns to SIGBUS
         teacher_file = read_gguf(teacher_path, in_memory=True)
     echo(format_start_line(decision))
