@@ -33,8 +33,10 @@ def pytest_pv_kill_exceptions(config: pytest.Config) -> tuple[type[BaseException
 
 @pytest.fixture(scope="session")
 def vocab_dir(pytestconfig: pytest.Config) -> Path:
-    """The real vocabulary files: ``$PV_SHARED_DIR/vocab`` or ``../shared/vocab`` of the repository."""
-    path = Path(os.environ.get("PV_SHARED_DIR", pytestconfig.rootpath.parent / "shared")) / "vocab"
+    """The real vocabulary files: ``$PV_SHARED_DIR/vocab``, or ``../shared/vocab`` beside the checkout (the
+    one a clean room was exported from: ``$PV_CHECKOUT``)."""
+    checkout = Path(os.environ.get("PV_CHECKOUT", pytestconfig.rootpath))
+    path = Path(os.environ.get("PV_SHARED_DIR", checkout.parent / "shared")) / "vocab"
     if not path.is_dir():
         pytest.fail(f"real vocabulary files not found at {path} (set PV_SHARED_DIR)", pytrace=False)
     return path

@@ -28,6 +28,9 @@ from pv.attest.inputs import InputError, InputRule, git_top, run_git
 
 #: the environment variable through which a clean-room run learns where it comes from
 CLEANROOM_ENV = "PV_CLEANROOM"
+#: the environment variable naming the checkout a clean room was exported from, for data a project keeps
+#: beside its checkout (test data that is no input of the run: it is not in git)
+CHECKOUT_ENV = "PV_CHECKOUT"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class CleanRoom:
     project: Path
     pycache: Path
     source: Source
+    #: the project folder of the checkout it was exported from
+    checkout: Path
 
 
 def changes(top: Path, project: Path, rule: InputRule) -> list[str]:
@@ -115,7 +120,7 @@ def clean_room(project: Path, rule: InputRule) -> Iterator[CleanRoom]:
         pycache = base / "pycache"
         pycache.mkdir()
         if top is None or source.commit is None:
-            yield CleanRoom(project, pycache, source)
+            yield CleanRoom(project, pycache, source, project)
             return
         prefix = PurePosixPath(project.relative_to(top.resolve())).as_posix()
         prefix = "" if prefix == "." else prefix
@@ -127,11 +132,11 @@ def clean_room(project: Path, rule: InputRule) -> Iterator[CleanRoom]:
             _extract(run_git(["archive", "--format=tar", "HEAD", "--", prefix or "."], top), export)
         room = export / prefix if prefix else export
         room.mkdir(parents=True, exist_ok=True)
-        yield CleanRoom(room, pycache, Source(source.commit, source.tree, source.dirty, cleanroom=True))
+        yield CleanRoom(room, pycache, Source(source.commit, source.tree, source.dirty, cleanroom=True), project)
 
 
 def python_environment(room: CleanRoom, base: dict[str, str]) -> dict[str, str]:
     """``base`` for a Python run in ``room``: no bytecode written, compiled files from a private cache,
-    and the run's git source in :data:`CLEANROOM_ENV`."""
+    the run's git source in :data:`CLEANROOM_ENV` and the checkout in :data:`CHECKOUT_ENV`."""
     return {**base, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(room.pycache),
-            CLEANROOM_ENV: json.dumps(room.source.to_json())}
+            CLEANROOM_ENV: json.dumps(room.source.to_json()), CHECKOUT_ENV: str(room.checkout)}
