@@ -463,13 +463,19 @@ def resume_config(out_dir: Path, changes: dict[str, Any]) -> DistillConfig:
     return DistillConfig(**{**values, **changes, "out_dir": out_dir, "resume": True})
 
 
+def data_fingerprint(path: Path, corpus: Corpus) -> str:
+    """What makes two runs read the same data: every byte of the file when the data is one file (a text or
+    token file), else every id the corpus yields (a folder, the standard library)."""
+    return file_fingerprint(path, "the data") if path.is_file() else corpus.fingerprint()
+
+
 def _identity(config: DistillConfig, world: World, teacher: Path, student: Path,
               comparison: VocabComparison, corpus: Corpus | None) -> dict[str, Any]:
     """What makes two runs the same run: the files by fingerprint, the vocabulary decision, the fixed options."""
     return {
         "teacher": file_fingerprint(teacher, "the teacher"),
         "student": file_fingerprint(student, "the student"),
-        "data": None if corpus is None else corpus.fingerprint(),
+        "data": None if corpus is None else data_fingerprint(Path(config.data), corpus),
         "vocabulary": comparison.to_json(),
         "contracts": CONTRACT_VERSIONS,
         **{key: value for key, value in _config_json(config).items() if key not in RESUME_FREE_OPTIONS},

@@ -88,9 +88,10 @@ def _run_corpus(path: Path, student: Path, vocab: int, seq: int, fingerprint: st
     from distill.data import read_corpus
     from distill.errors import DistillError
     from distill.qwen2_gguf import read_gguf
+    from distill.train import data_fingerprint
 
     corpus = read_corpus(path, read_gguf(student).tokenizer, str(student), vocab, seq)
-    if fingerprint is not None and corpus.fingerprint() != fingerprint:
+    if fingerprint is not None and data_fingerprint(Path(path), corpus) != fingerprint:
         raise DistillError(f"{path}: the run's data changed since the run (its fingerprint differs)")
     return corpus
 
