@@ -555,7 +555,7 @@ def _nan_check_removed(mp: pytest.MonkeyPatch) -> None:
 
 @mutant("train-checkpoint-not-written", "the trained student is never saved")
 def _checkpoint_not_written(mp: pytest.MonkeyPatch) -> None:
-    replace(mp, "distill.train:_save_student", lambda original: lambda student, path: None)
+    replace(mp, "distill.train:save_student", lambda original: lambda student, path: None)
 
 
 @mutant("backend-env-ignored", "DISTILL_TEACHER_BACKEND is never read")
