@@ -109,7 +109,7 @@ def run_source(root: Path, rule: InputRule) -> Source:
     if given and _cleanroom_python() and git_top(root) is None:
         try:
             data = json.loads(given)
-            return Source(data["commit"], data["tree"], bool(data["dirty"]), cleanroom=True)
+            return Source(data["commit"], data["tree"], data["dirty"], cleanroom=data["cleanroom"] is True)
         except (ValueError, KeyError, TypeError):
             pass
     return git_source(root, rule)
