@@ -21,34 +21,19 @@ from safetensors.torch import load_file, save_file
 
 from distill import train
 from pv.cli import main as pv_main
+from tiny_runs import distill_argv, one_thread, pair  # noqa: F401  (fixtures)
 
 #: a run's checkpoint files whose sha256 its checkpoint.json records (spelled here, not imported)
 STATE_FILES = ("student.safetensors", "training_state.pt")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory, one_thread) -> tuple[Path, Path]:
-    return train.build_preset_pair("tiny", tmp_path_factory.mktemp("pair"), 0)
-
-
-def _argv(pair: tuple[Path, Path], out: Path, *options: str) -> list[str]:
-    return ["distill", "--teacher", str(pair[0]), "--student", str(pair[1]), "--seq", "8", "--out", str(out),
-            "--no-progress", *options]
 
 
 @pytest.fixture(scope="module")
 def finished(pair, tmp_path_factory) -> Path:
     """A 2-step run with checkpoints step-1 and step-2."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert pv_main(_argv(pair, out, "--steps", "2", "--checkpoint-every", "1")) == 0
+    assert pv_main(distill_argv(pair, out, "--steps", "2", "--checkpoint-every", "1")) == 0
     return out
 
 
@@ -88,7 +73,7 @@ def test_a_new_run_does_not_replace_files_it_would_write(pair, tmp_path, capsys,
     out = tmp_path / "out"
     out.mkdir()
     (out / name).write_bytes(b"the user's own file")
-    assert pv_main(_argv(pair, out, "--steps", "1")) == 2
+    assert pv_main(distill_argv(pair, out, "--steps", "1")) == 2
     assert name in capsys.readouterr().err
     assert (out / name).read_bytes() == b"the user's own file" and sorted(os.listdir(out)) == [name]
 
@@ -109,7 +94,7 @@ def test_a_second_run_into_a_folder_another_run_holds_is_refused(pair, tmp_path,
     fd = os.open(out, os.O_RDONLY)  # the other run's claim, taken the way flock(1) takes it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert pv_main(_argv(pair, out, "--steps", "1")) == 2
+        assert pv_main(distill_argv(pair, out, "--steps", "1")) == 2
     finally:
         os.close(fd)
     assert "in use by another run" in capsys.readouterr().err and os.listdir(out) == []
@@ -272,7 +257,7 @@ def test_a_fifo_as_data_is_refused_without_blocking(pair, tmp_path):
     err = tmp_path / "stderr"
 
     def target() -> int:
-        return pv_main(_argv(pair, tmp_path / "out", "--steps", "1", "--data", str(fifo)))
+        return pv_main(distill_argv(pair, tmp_path / "out", "--steps", "1", "--data", str(fifo)))
 
     assert _in_child(target, err, timeout_s=60) == 2
     assert "ids.fifo: cannot read data: not a regular file" in err.read_text()

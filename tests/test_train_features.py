@@ -13,24 +13,9 @@ from safetensors.torch import load_file
 
 from distill import parallel, train
 from pv.cli import main as pv_main
+from tiny_runs import distill_argv, one_thread, pair  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory, one_thread) -> tuple[Path, Path]:
-    return train.build_preset_pair("tiny", tmp_path_factory.mktemp("pair"), 0)
-
-
-def _argv(pair: tuple[Path, Path], out: Path, *options: str) -> list[str]:
-    return ["distill", "--teacher", str(pair[0]), "--student", str(pair[1]), "--seq", "8", "--out", str(out),
-            "--no-progress", *options]
 
 
 def _steps(out: Path) -> list[dict]:
@@ -43,7 +28,7 @@ def test_warmup_and_cosine_decay_follow_the_hugging_face_schedule(pair, tmp_path
     implementation): 3 warm-up steps of 10, peak 2e-3."""
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "run"
-    assert pv_main(_argv(pair, out, "--steps", "10", "--lr", "2e-3", "--lr-schedule", "cosine",
+    assert pv_main(distill_argv(pair, out, "--steps", "10", "--lr", "2e-3", "--lr-schedule", "cosine",
                          "--warmup-steps", "3")) == 0
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
     scheduler = transformers.get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=3, num_training_steps=10)
@@ -62,8 +47,8 @@ def test_warmup_and_cosine_decay_follow_the_hugging_face_schedule(pair, tmp_path
 def test_the_gradient_norm_is_logged_and_clipping_slows_the_student(pair, tmp_path):
     """Clipped to 1e-12, AdamW's steps fall into its epsilon and the student hardly moves; unclipped it moves."""
     free, clipped = tmp_path / "free", tmp_path / "clipped"
-    assert pv_main(_argv(pair, free, "--steps", "3", "--max-grad-norm", "0")) == 0
-    assert pv_main(_argv(pair, clipped, "--steps", "3", "--max-grad-norm", "1e-12")) == 0
+    assert pv_main(distill_argv(pair, free, "--steps", "3", "--max-grad-norm", "0")) == 0
+    assert pv_main(distill_argv(pair, clipped, "--steps", "3", "--max-grad-norm", "1e-12")) == 0
     norms = [r["grad_norm"] for r in _steps(free)]
     assert len(norms) == 3 and all(math.isfinite(n) and n > 1e-6 for n in norms)
     assert [r["grad_norm"] for r in _steps(clipped)][0] == pytest.approx(norms[0], rel=1e-5)  # measured before clipping
@@ -83,7 +68,7 @@ def test_the_gradient_norm_is_logged_and_clipping_slows_the_student(pair, tmp_pa
 
 def test_without_a_bar_a_progress_line_every_n_steps(pair, tmp_path, capsys):
     capsys.readouterr()
-    assert pv_main(_argv(pair, tmp_path / "run", "--steps", "5", "--log-every", "2")) == 0
+    assert pv_main(distill_argv(pair, tmp_path / "run", "--steps", "5", "--log-every", "2")) == 0
     lines = capsys.readouterr().out.splitlines()
     progress = [line.split(":")[0] for line in lines if line.startswith("step ")]
     assert progress == ["step 2/5", "step 4/5", "step 5/5"]
@@ -97,15 +82,15 @@ def test_without_a_bar_a_progress_line_every_n_steps(pair, tmp_path, capsys):
 def test_an_explicit_dequant_backend_is_memory_checked_unless_forced(pair, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train, "_free_bytes", lambda device: 4 * 1024**3 + 1024)  # the reserve and no more
     out = tmp_path / "run"
-    assert pv_main(_argv(pair, out, "--steps", "1", "--backend", "dequant")) == 2
+    assert pv_main(distill_argv(pair, out, "--steps", "1", "--backend", "dequant")) == 2
     err = capsys.readouterr().err
     assert "backend dequant: the dequantized teacher needs" in err and "--force" in err and not out.exists()
-    assert pv_main(_argv(pair, out, "--steps", "1", "--backend", "dequant", "--force")) == 0
+    assert pv_main(distill_argv(pair, out, "--steps", "1", "--backend", "dequant", "--force")) == 0
 
 
 def _make_two_rank_folder(pair, out: Path) -> None:
     """A 1-rank run of batch 2 made to look like the 2-rank run of batch 1 it equals (global batch 2)."""
-    assert pv_main(_argv(pair, out, "--steps", "2", "--checkpoint-every", "2", "--batch", "1")) == 0
+    assert pv_main(distill_argv(pair, out, "--steps", "2", "--checkpoint-every", "2", "--batch", "1")) == 0
     record_path = out / "checkpoints" / "step-00000002" / "checkpoint.json"
     record = json.loads(record_path.read_text())
     record["config"]["nproc"] = 2
@@ -160,7 +145,7 @@ def test_only_rank_0_opens_the_log(pair, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "write_text", spying_write_text)
     out = tmp_path / "run"
-    codes = parallel.fork_ranks(2, lambda: pv_main(_argv(pair, out, "--steps", "1", "--batch", "1")),
+    codes = parallel.fork_ranks(2, lambda: pv_main(distill_argv(pair, out, "--steps", "1", "--batch", "1")),
                                 tmp_path / "logs", timeout_s=120)
     assert codes == [0, 0], [p.read_text()[-2000:] for p in sorted((tmp_path / "logs").glob("*.log"))]
     assert sorted(set(opened.read_text().split())) == ["0"]
