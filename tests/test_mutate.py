@@ -422,3 +422,42 @@ def test_kernel_module_imported_by_a_test_is_swapped_and_killed(tmp_path: Path, 
     by_change = {m.site.change: m for m in report.mutants}
     added = next(m for change, m in by_change.items() if change.endswith("- 1.0"))
     assert (added.status, added.applied) == (KILLED, "swapped")
+
+
+SCALE = '''\
+def scale(x):
+    return x * 3 + 1
+'''
+#: test_covers reaches every mutant of scale and kills none (it counts its runs); test_value kills them all,
+#: and is the slower test by a sleep far above what load can add to test_covers
+SCALE_TESTS = '''\
+import os
+import time
+
+from scale import scale
+
+
+def test_covers():
+    with open(os.environ["SCALE_RUNS"], "a") as runs:
+        runs.write("run\\n")
+    scale(2)
+
+
+def test_value():
+    time.sleep(0.5)
+    assert scale(2) == 7
+'''
+
+
+def test_a_test_that_killed_a_functions_mutant_runs_first_for_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fastest first, the first mutant runs test_covers, then test_value kills it; every later mutant
+    of scale runs its function's killer first and stops there, so test_covers never runs again."""
+    plant(tmp_path, {"scale.py": SCALE, "test_scale.py": SCALE_TESTS}, monkeypatch)
+    runs = tmp_path / "runs.txt"
+    monkeypatch.setenv("SCALE_RUNS", str(runs))
+    report = run_mutation(["test_scale.py"], {"scale:scale"}, tmp_path, workers=1)
+    statuses = Counter(m.status for m in report.mutants)
+    assert statuses[KILLED] >= 5 and set(statuses) == {KILLED}
+    assert {m.killed_by for m in report.mutants} == {"test_scale.py::test_value"}
+    assert runs.read_text().count("run") == 2  # the traced first run, then the first mutant only

@@ -3,6 +3,7 @@ removed when it is stopped by a signal."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,13 +34,17 @@ def test_small_buffer():
 def test_a_mutant_past_its_memory_limit_is_an_error_not_a_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plant(tmp_path, {"greedy.py": GREEDY, "test_greedy.py": GREEDY_TESTS}, monkeypatch)
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    report = run_mutation(["test_greedy.py"], {"greedy:buffer_size"}, tmp_path, workers=1,
-                          memory_fraction=(256 << 20) / total)  # 256 MiB a mutant
-    by_change = {m.site.change: m for m in report.mutants}
-    greedy = by_change["1024 if small else 2 ** 31 -> 2 ** 31"]
-    assert (greedy.status, greedy.killed_by) == (ERROR, None)
-    assert greedy.detail.startswith("memory: ")
-    assert by_change["1024 -> 1025"].status == KILLED  # an ordinary mutant under the same limit
+    earlier = tmp_path / "earlier.json"
+    for run in ("first", "incremental"):  # an error is the machine's, not the code's: a re-run tries it again
+        report = run_mutation(["test_greedy.py"], {"greedy:buffer_size"}, tmp_path, workers=1,
+                              memory_fraction=(256 << 20) / total, previous=earlier)  # 256 MiB a mutant
+        by_change = {m.site.change: m for m in report.mutants}
+        greedy = by_change["1024 if small else 2 ** 31 -> 2 ** 31"]
+        assert (greedy.status, greedy.killed_by, greedy.reused) == (ERROR, None, False)
+        assert greedy.detail.startswith("memory: ")
+        ordinary = by_change["1024 -> 1025"]  # an ordinary mutant under the same limit
+        assert (ordinary.status, ordinary.reused) == (KILLED, run == "incremental")
+        earlier.write_text(json.dumps(report.to_json()))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
@@ -139,3 +144,36 @@ def test_a_mutant_that_breaks_collection_is_killed_by_a_test_not_by_a_file(
     zero = next(m for m in report.mutants if m.site.change == "1 -> 0")
     assert (zero.status, zero.killed_by, zero.kind) == (KILLED, "test_halves.py::test_half", "collection")
     assert "ZeroDivisionError" in zero.detail
+
+
+GUARD = '''\
+class InsufficientMemoryError(Exception):
+    """The project's own refusal: an expected outcome, not the machine running out of memory."""
+
+
+def reserve(wanted, free):
+    if wanted > free:
+        raise InsufficientMemoryError(f"{wanted} bytes do not fit in {free}")
+    return wanted
+'''
+GUARD_TESTS = '''\
+import pytest
+
+from guard import InsufficientMemoryError, reserve
+
+
+def test_too_much_is_refused():
+    with pytest.raises(InsufficientMemoryError):
+        reserve(10, 5)
+'''
+
+
+def test_a_projects_own_memory_error_class_is_a_kill_not_a_memory_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that names ``InsufficientMemoryError`` ("DID NOT RAISE ...") is the test killing the mutant."""
+    plant(tmp_path, {"guard.py": GUARD, "test_guard.py": GUARD_TESTS}, monkeypatch)
+    report = run_mutation(["test_guard.py"], {"guard:reserve"}, tmp_path, workers=1)
+    by_change = {m.site.change: m for m in report.mutants}
+    removed = by_change["if wanted > free -> if False"]
+    assert (removed.status, removed.killed_by) == (KILLED, "test_guard.py::test_too_much_is_refused")
+    assert "InsufficientMemoryError" in removed.detail

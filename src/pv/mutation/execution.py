@@ -121,6 +121,37 @@ class _Workers:
             worker.close()
 
 
+class KillHistory:
+    """Which tests killed mutants so far, by function and by module.
+
+    A mutant's tests run killers of its own function first, then killers of its module, then
+    the rest fastest first (as PIT orders its tests): most mutants of a function fall to the test
+    that killed its neighbours, so a kill costs one test, not every faster test that passes.
+    The order changes which test is recorded as the killer, never whether a mutant is killed.
+    """
+
+    def __init__(self) -> None:
+        self._by_scope: dict[tuple[str, str], Counter[str]] = {}
+        self._by_module: dict[str, Counter[str]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, mutant: Mutant) -> None:
+        """Remember ``mutant``'s killer (if a test killed it)."""
+        if mutant.status != "killed" or mutant.killed_by not in mutant.tests:
+            return
+        with self._lock:
+            self._by_scope.setdefault((mutant.module, mutant.site.scope), Counter())[mutant.killed_by] += 1
+            self._by_module.setdefault(mutant.module, Counter())[mutant.killed_by] += 1
+
+    def order(self, mutant: Mutant) -> list[str]:
+        """``mutant.tests`` (fastest first), earlier killers of its function and module moved ahead."""
+        with self._lock:
+            scope = Counter(self._by_scope.get((mutant.module, mutant.site.scope), ()))
+            module = Counter(self._by_module.get(mutant.module, ()))
+        rank = {test: index for index, test in enumerate(mutant.tests)}
+        return sorted(mutant.tests, key=lambda test: (-scope[test], -module[test], rank[test]))
+
+
 Progress = Callable[[Counter[str], int, float], None]
 #: called (from one thread at a time) after each finished mutant
 Finished = Callable[[Mutant], None]
@@ -145,11 +176,13 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     started = time.monotonic()
     counts: Counter[str] = Counter()
     lock = threading.Lock()
+    history = KillHistory()
     pending = []
     for mutant in mutants:
         listed = equivalents.get(mutant.key)
         if mutant.reused:  # decided by an earlier run whose inputs are the same
             counts[counted(mutant, equivalents)] += 1
+            history.record(mutant)
         elif listed is not None and listed.change == mutant.site.change and not check_equivalents:
             mutant.status, mutant.detail = EQUIVALENT, "listed as equivalent; not run (--check-equivalents runs it)"
             counts[EQUIVALENT] += 1
@@ -163,9 +196,10 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
     workers_of = _Workers({SESSION: [*tests, *PYTEST_OPTIONS, *pytest_args], PRELOAD: baseline.preload}, env)
 
     def one(mutant: Mutant) -> None:
-        limits = [timeout_scale * baseline.tests[test]["seconds"] + timeout_slack for test in mutant.tests]
+        tests = history.order(mutant)
+        limits = [timeout_scale * baseline.tests[test]["seconds"] + timeout_slack for test in tests]
         job = {"module": mutant.module, "path": str(mutant.path), "source": mutant.source, "scopes": mutant.scopes,
-               "site": mutant.site.index, "tests": mutant.tests, "args": [*PYTEST_OPTIONS, *pytest_args],
+               "site": mutant.site.index, "tests": tests, "args": [*PYTEST_OPTIONS, *pytest_args],
                "timeout": sum(limits), "limits": limits, "memory": memory}
         answer = {"status": NOT_APPLICABLE, "detail": "fresh imports asked for"}
         if live and not mutant.site.at_import:
@@ -176,6 +210,7 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
         mutant.status, mutant.detail = answer["status"], answer.get("detail", "")
         mutant.killed_by, mutant.seconds = answer.get("test"), answer.get("seconds", 0.0)
         mutant.kind = answer.get("kind", "")
+        history.record(mutant)
         with lock:
             counts[counted(mutant, equivalents)] += 1
             if progress:

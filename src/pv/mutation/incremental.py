@@ -29,8 +29,9 @@ from pv._util.files import sha256_of
 from pv.mutation.results import NOT_RUN, Mutant
 from pv.mutation.targets import Target
 
-#: results that can be reused (an equivalent is decided by the equivalents file, never reused)
-_FINAL = ("killed", "survived", "no-coverage", "timeout", "error")
+#: results that can be reused (an equivalent is decided by the equivalents file, and an error by the machine
+#: it ran on, a memory limit or a crashed worker: neither is reused)
+_FINAL = ("killed", "survived", "no-coverage", "timeout")
 
 
 def definitions(source: str) -> dict[str, str]:

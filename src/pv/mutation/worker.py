@@ -29,6 +29,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -154,12 +155,13 @@ def _last_line(text: str) -> str:
     return wanted[0][:240] if wanted else ""
 
 
-#: what a failure caused by the memory limit says (Python's, and PyTorch's allocator's)
-_OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc")
+#: what a failure caused by the memory limit says (Python's, and PyTorch's allocator's); a whole word, so
+#: that a project's own exception (``InsufficientMemoryError``, raised as a test expects) is a kill
+_OUT_OF_MEMORY = re.compile(r"\bMemoryError\b|can't allocate memory|Cannot allocate memory|std::bad_alloc")
 
 
 def _outcome(exit_code: int, failure: _FirstFailure) -> dict[str, Any]:
-    if exit_code != 0 and any(mark in f"{failure.kind} {failure.detail}" for mark in _OUT_OF_MEMORY):
+    if exit_code != 0 and _OUT_OF_MEMORY.search(f"{failure.kind} {failure.detail}"):
         return {"status": "error", "reason": "memory",
                 "detail": f"memory: the mutant's process ran past its memory limit ({failure.detail})"}
     if exit_code == 0:
