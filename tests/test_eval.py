@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from distill.data import split_documents
 from distill.errors import DistillError
+from distill.evaluate import spread_rows
 from distill.qwen2_gguf import read_gguf
 from distill.model import build_model
 from distill.synth import make_model_file
@@ -73,6 +74,31 @@ def test_split_refuses_what_leaves_nothing_to_train_or_hold_out(n, fraction) -> 
         split_documents(n, fraction, seed=0)
 
 
+# --- at most --max-rows held-out rows, spread evenly ---------------------------------------------------
+
+
+def test_spread_rows_takes_evenly_spaced_rows_from_the_first() -> None:
+    rows = torch.arange(10).reshape(10, 1)
+    assert spread_rows(rows, 4).flatten().tolist() == [0, 2, 5, 7]  # 10 rows, every 2.5th, rounded down
+    assert spread_rows(rows, 1).flatten().tolist() == [0]
+    assert spread_rows(rows, 10).flatten().tolist() == list(range(10))
+    assert spread_rows(rows, 50).flatten().tolist() == list(range(10))
+
+
+def test_max_rows_limits_the_rows_evaluated_and_says_so(pair, ids_file, tmp_path, capsys) -> None:
+    teacher, student = pair
+    weights = _student_safetensors(student, tmp_path / "hf", 0.5)
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(TINY_HF_CONFIG))
+    common = ["eval", "--teacher", teacher, "--student", weights, "--baseline", student, "--data", ids_file,
+              "--seq", SEQ]
+    code, out, err = _pv(capsys, *common, "--max-rows", 3, "--format", "json")
+    report = json.loads(out)
+    assert code in (0, 1) and (report["rows"], report["rows_held_out"]) == (3, 20), err
+    assert report["metrics"]["student"]["positions"] == report["metrics"]["baseline"]["positions"] == 3 * SEQ
+    code, out, err = _pv(capsys, *common, "--max-rows", 3)
+    assert f"held-out data: 3 of 20 rows, {3 * SEQ} positions" in out, err
+
+
 # --- a safetensors student with its config ----------------------------------------------------------
 
 
@@ -121,6 +147,8 @@ def test_usage_and_input_errors_exit_2_naming_what_is_wrong(pair, ids_file, tmp_
           "--seq", "1"], "--seq must be an integer >= 2"),
         (["eval", "--teacher", teacher, "--student", student, "--baseline", student, "--data", ids_file,
           "--margin", "1.5"], "--margin must be a fraction"),
+        (["eval", "--teacher", teacher, "--student", student, "--baseline", student, "--data", ids_file,
+          "--max-rows", "0"], "--max-rows must be an integer >= 1"),
     ]
     for argv, message in cases:
         before = sorted(p.name for p in tmp_path.iterdir())

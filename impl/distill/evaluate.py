@@ -51,6 +51,8 @@ __pv_bindable__ = ("evaluate", "judge")
 DEFAULT_MARGIN = 0.05
 #: rows evaluated per forward
 DEFAULT_BATCH = 4
+#: held-out rows evaluated at most, spread evenly over them (each costs a teacher and two student forwards)
+DEFAULT_MAX_ROWS = 256
 #: weight problems of a checkpoint listed one by one; the rest are counted
 MAX_LISTED = 5
 
@@ -74,6 +76,14 @@ class EvalMetrics:
         """The ``train_log.jsonl`` record of an evaluation after ``step`` optimizer steps."""
         return {"record": "eval", "step": step, "kd_loss": self.kd_loss, "ce": self.ce,
                 "top1_agreement": self.top1_agreement, "positions": self.positions}
+
+
+def spread_rows(rows: torch.Tensor, limit: int) -> torch.Tensor:
+    """At most ``limit`` (>= 1) of ``rows`` [n, seq], spread evenly from the first (all of them when n <= limit)."""
+    count = rows.shape[0]
+    if count <= limit:
+        return rows
+    return rows[[index * count // limit for index in range(limit)]]
 
 
 def batches(rows: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:

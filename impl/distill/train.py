@@ -124,7 +124,7 @@ from distill.dispatch import (
 from distill.errors import DistillError, InsufficientMemoryError, TrainingDiverged, VocabAlignmentError
 from distill.inputs import WatchedInputs
 from distill.export import DEFAULT_STUDENT_FORMAT, check_student_format, export_student
-from distill.evaluate import DEFAULT_MARGIN, evaluate
+from distill.evaluate import DEFAULT_MARGIN, DEFAULT_MAX_ROWS, evaluate, spread_rows
 from distill.qwen2_gguf import GGUFModel, read_gguf
 from distill.kd import kd_loss
 from distill.model import build_model
@@ -626,7 +626,8 @@ class HeldOut:
     def to_json(self) -> dict[str, Any]:
         """What run.json records: enough to rebuild the split from the data file."""
         return {"fraction": self.fraction, "unit": "window", "seq": int(self.rows.shape[1]),
-                "documents": self.documents, "indices": self.indices}
+                "documents": self.documents, "indices": self.indices,
+                "evaluated": min(len(self.indices), DEFAULT_MAX_ROWS)}
 
 
 def _hold_out(config: DistillConfig, ids: torch.Tensor | None) -> tuple[torch.Tensor | None, HeldOut | None]:
@@ -847,7 +848,8 @@ class _Run:
         """Evaluate the student on the held-out rows after ``step`` steps, once (rank 0, with eval_every)."""
         if self.held_out is None or not self.config.eval_every or not self.world.writes or step in self.evals:
             return
-        metrics = evaluate(teacher, student, self.held_out.rows, self.config.temperature)
+        metrics = evaluate(teacher, student, spread_rows(self.held_out.rows, DEFAULT_MAX_ROWS),
+                           self.config.temperature)
         self.evals[step] = metrics.log_record(step)
         if log is not None:
             _log(log, self.evals[step])

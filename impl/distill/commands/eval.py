@@ -12,7 +12,8 @@ config comes from.
 Metrics, each with its count of positions: the KD loss at the temperature (the
 training loss), the student's next-token cross-entropy and perplexity, and
 teacher-student top-1 agreement, for the student and the baseline, and their
-difference. The student passes only when its held-out KD loss is at least
+difference, over at most --max-rows held-out rows (default 256, spread evenly
+over them: the first, and every n/N-th after it). The student passes only when its held-out KD loss is at least
 --margin (default 0.05, a fraction) below the baseline's. It fails, naming
 the reason, on a checkpoint that does not read (truncated), has NaN or Inf or
 constant (all-zero) weights, shapes or a vocabulary other than the baseline's,
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=float, default=None,
                         help="least relative KD-loss reduction below the baseline that passes (default 0.05)")
     parser.add_argument("--batch", type=int, default=4, help="rows per forward (default 4)")
+    parser.add_argument("--max-rows", type=int, default=None, metavar="N",
+                        help="evaluate at most N held-out rows, spread evenly over them (default 256)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
 
@@ -175,20 +178,25 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from distill.errors import DistillError
-    from distill.evaluate import DEFAULT_MARGIN, evaluate_students
+    from distill.evaluate import DEFAULT_MARGIN, DEFAULT_MAX_ROWS, evaluate_students, spread_rows
 
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
     if args.seq is not None and args.seq < 2:
         raise UserError(f"--seq must be an integer >= 2 (a next token to predict), got {args.seq}")
     if args.batch < 1:
         raise UserError(f"--batch must be an integer >= 1, got {args.batch}")
+    max_rows = DEFAULT_MAX_ROWS if args.max_rows is None else args.max_rows
+    if max_rows < 1:
+        raise UserError(f"--max-rows must be an integer >= 1, got {max_rows}")
     if not (math.isfinite(margin) and 0 <= margin < 1):
         raise UserError(f"--margin must be a fraction in [0, 1), got {margin}")
     if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
         raise UserError(f"--temperature must be a finite number > 0, got {args.temperature}")
     try:
         inputs = _run_inputs(args) if args.run_dir is not None else _pair_inputs(args)
-        report = evaluate_students(inputs["teacher"], inputs["student"], inputs["baseline"], inputs["rows"],
+        held_out = inputs["rows"]
+        report = evaluate_students(inputs["teacher"], inputs["student"], inputs["baseline"],
+                                   spread_rows(held_out, max_rows),
                                    config_source=args.config, temperature=inputs["temperature"], margin=margin,
                                    trained_rows=inputs["trained_rows"], device=torch.device(args.device),
                                    backend=inputs["backend"], batch=args.batch)
@@ -198,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.run_dir}: not a run folder this version reads (missing {err})") from None
     result = {"teacher": str(inputs["teacher"]), "student": str(inputs["student"]),
               "baseline": str(inputs["baseline"]), "data": inputs["data"], "temperature": inputs["temperature"],
-              **report.to_json()}
+              "rows_held_out": held_out.shape[0], **report.to_json()}
     print(json.dumps(result, indent=2) if args.format == "json" else _text(result))
     return 0 if report.passed else 1
 
@@ -207,7 +215,8 @@ def _text(result: dict[str, Any]) -> str:
     """The human-readable report."""
     lines = [f"pv eval: {result['verdict'].upper()}: student {result['student']} against baseline "
              f"{result['baseline']}, teacher {result['teacher']}",
-             f"held-out data: {result['rows']} rows, {result['positions_held_out']} positions ({result['data']})"]
+             f"held-out data: {result['rows']} of {result['rows_held_out']} rows, {result['positions_held_out']} "
+             f"positions ({result['data']})"]
     student, baseline = result["metrics"]["student"], result["metrics"]["baseline"]
     if student is not None and baseline is not None:
         lines.append(f"{'':26}{'student':>12}{'baseline':>12}{'difference':>12}")
