@@ -82,14 +82,14 @@ def run_batch(cases: Sequence[dict], folder: Path, *, wall_seconds: float = 120.
     child = subprocess.Popen([sys.executable, str(WORKER), str(cases_path), str(results_path)], cwd=work, env=env,
                              preexec_fn=_limits(address_mb, int(wall_seconds)),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    status, usage = 0, None
+    status = 0
     while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() - started > wall_seconds:
             os.killpg(child.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(child.pid, 0)
+            _, status, _ = os.wait4(child.pid, 0)
             raise AssertionError(f"the batch hung: killed after {wall_seconds} s\n{_done(results_path)}")
         time.sleep(0.02)
     child.returncode = 0  # reaped above
@@ -100,7 +100,7 @@ def run_batch(cases: Sequence[dict], folder: Path, *, wall_seconds: float = 120.
     results = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines()]
     assert len(results) == len(cases), f"{len(results)} results for {len(cases)} cases"
     assert snapshot(outside) == before, "something was written outside the case folder"
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = max((result["peak_kb"] for result in results), default=0) / 1024  # the child's own (fuzz_worker)
     assert peak_mb <= MAX_RSS_MB, f"peak memory {peak_mb:.0f} MB over {MAX_RSS_MB} MB"
     for case, result in zip(cases, results):
         assert result["seconds"] <= case.get("max_seconds", MAX_CASE_SECONDS), (
