@@ -103,6 +103,13 @@ class _Table(torch.nn.Module):
         return self.table[ids]
 
 
+class _Dropout(_Table):
+    """A _Table whose logits are dropped at random in training mode, as a student with dropout would be."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.dropout(self.table[ids], 0.5, self.training)
+
+
 class _Teacher:
     def __init__(self, table: torch.Tensor) -> None:
         self.table = table
@@ -128,7 +135,8 @@ def _reference(s: np.ndarray, t: np.ndarray, ids: np.ndarray, T: float) -> tuple
 
 
 @pytest.mark.falsifies("FT-EVAL-001", mutants=["eval-ce-not-shifted", "eval-kd-at-temperature-1"],
-                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:batches"])
+                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:batches",
+                               "distill.evaluate:perplexity", "distill.evaluate:EvalMetrics"])
 def test_metrics_equal_a_float64_reference(evidence) -> None:
     rng = np.random.default_rng(3)
     worst = 0.0
@@ -149,6 +157,15 @@ def test_metrics_equal_a_float64_reference(evidence) -> None:
             worst = max(worst, error)
             assert error <= 1e-5, f"case {case}: {name} {value} != {want} (T={T})"
         assert got.top1_agreement == agree, case
+        assert got.to_json()["perplexity"] == pytest.approx(math.exp(ce), rel=1e-5), case
+    # evaluated in eval mode (no dropout), the student's own mode given back
+    table, ids = torch.tensor(rng.normal(0, 3, (7, 7)), dtype=torch.float32), torch.tensor(rng.integers(0, 7, (3, 5)))
+    student = _Dropout(table)
+    got = evaluate(_Teacher(table + 1.0), student, ids, 1.0)
+    assert student.training, "the student's training mode was not restored"
+    assert got == evaluate(_Teacher(table + 1.0), _Table(table), ids, 1.0)
+    # a cross-entropy past float's exponent range is an infinite perplexity, not an OverflowError
+    assert EvalMetrics(1.0, 1000.0, 0.5, 4, 3).to_json()["perplexity"] == math.inf
     evidence("metrics_max_rel_error", worst)
 
 
@@ -156,7 +173,8 @@ def test_metrics_equal_a_float64_reference(evidence) -> None:
 
 
 @pytest.mark.falsifies("FT-EVAL-002", mutants=["eval-skips-nan-positions"],
-                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:judge"])
+                       covers=["distill.evaluate:evaluate", "distill.evaluate:batch_sums", "distill.evaluate:judge",
+                               "distill.evaluate:EvalMetrics"])
 def test_nan_positions_are_counted_not_skipped() -> None:
     rng = np.random.default_rng(4)
     vocab = 12
@@ -164,20 +182,24 @@ def test_nan_positions_are_counted_not_skipped() -> None:
     t_table = s_table + 0.5 * torch.tensor(rng.normal(size=(vocab, vocab)), dtype=torch.float32)
     ids = torch.tensor(rng.integers(1, vocab, (3, 6)))
     ids[1, 2] = 0
-    ids[2, 4] = 0
+    ids[2, 4] = ids[2, 5] = 0  # three positions in two rows: a count along another axis gives 4, not 3
     broken = s_table.clone()
-    broken[0, 5] = math.nan  # the logits after token 0 hold a NaN
+    broken[0, 5], broken[0, 7] = math.nan, math.inf  # the logits after token 0 hold a NaN and an Inf
     baseline = evaluate(_Teacher(t_table), _Table(torch.zeros(vocab, vocab)), ids, 1.0)
     got = evaluate(_Teacher(t_table), _Table(broken), ids, 1.0)
-    assert got.nonfinite_positions == 2 and got.positions == 18
+    assert got.nonfinite_positions == 3 and got.positions == 18
     assert math.isnan(got.kd_loss) and math.isnan(got.ce) and math.isnan(got.top1_agreement)
     reasons = judge(got, baseline, 0.05)
-    assert any("NaN or Inf at 2 of 18" in r for r in reasons), reasons
+    assert any("NaN or Inf at 3 of 18" in r for r in reasons), reasons
     # the verdict's own rule: at most (1 - margin) times the baseline's KD loss, on the same positions
     ok = EvalMetrics(0.95, 1.0, 0.5, 18, 15)
     assert judge(ok, EvalMetrics(1.0, 1.0, 0.5, 18, 15), 0.05) == []
     assert judge(EvalMetrics(0.951, 1.0, 0.5, 18, 15), EvalMetrics(1.0, 1.0, 0.5, 18, 15), 0.05) != []
     assert any("different positions" in r for r in judge(ok, EvalMetrics(1.0, 1.0, 0.5, 16, 14), 0.05))
+    # one position is enough to judge on; none is not
+    assert judge(EvalMetrics(0.9, 1.0, 1.0, 1, 0), EvalMetrics(1.0, 1.0, 1.0, 1, 0), 0.05) == []
+    assert any("different positions" in r for r in judge(EvalMetrics(0.9, 1.0, 1.0, 0, 0),
+                                                          EvalMetrics(1.0, 1.0, 1.0, 0, 0), 0.05))
 
 
 # --- FT-EVAL-003: a trained run passes, its initial student fails --------------------------------------
@@ -214,8 +236,8 @@ def test_a_trained_run_passes_and_its_initial_student_fails(trained: Path, capsy
 
 @pytest.mark.falsifies("FT-EVAL-004", mutants=["eval-reads-training-split", "holdout-trains-on-held-out",
                                                "holdout-not-seeded"],
-                       covers=["distill.data:split_documents", "distill.train:_hold_out", "distill.train:windows",
-                               "distill.commands.eval"])
+                       covers=["distill.data:split_documents", "distill.data:windows", "distill.train:_hold_out",
+                               "distill.evaluate:spread_rows", "distill.commands.eval"])
 def test_training_and_evaluation_read_disjoint_documents(model_file: ModelFile, tmp_path: Path, capsys,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     held_sets = {tuple(split_documents(WINDOWS, HOLDOUT, seed)[1]) for seed in range(4)}
@@ -250,6 +272,13 @@ def test_training_and_evaluation_read_disjoint_documents(model_file: ModelFile, 
     assert held <= windows and len(held) == HELD, f"{len(held)} evaluated rows, {HELD} documents held out"
     assert not held & trained, f"{len(held & trained)} evaluated rows were trained on"
     assert report["rows"] == HELD, report
+    # --max-rows 2 of the 4 held-out rows: the documented spread, row i * 4 // 2 of them in order, the same
+    # rows for the student and its baseline (evaluate runs once for each)
+    all_held, evaluated[:] = evaluated[:HELD], []
+    code, report = _eval_json(capsys, tmp_path / "run", "--max-rows", "2")
+    spread = [all_held[i * HELD // 2] for i in range(2)]
+    assert evaluated == spread + spread and len(set(spread)) == 2, evaluated
+    assert (report["rows"], report["rows_held_out"]) == (2, HELD), report
 
 
 # --- FT-EVAL-005: broken checkpoints fail, each with its reason -------------------------------------------
@@ -319,15 +348,25 @@ REASONS = {
     "tokens": "has other tokens than its baseline",
     "config.json": "size mismatch for blocks.0.mlp.gate.weight",
     "overlap": "overlaps the training data",
+    "teacher-tokens": "vocabularies differ at token index 9: teacher 'renamed'",
 }
 
 
 @pytest.mark.falsifies("FT-EVAL-005", mutants=["eval-structural-pass", "eval-weights-unchecked",
                                                "eval-noop-unchecked", "eval-overlap-unchecked"],
                        covers=["distill.evaluate", "distill.students", "distill.commands.eval"])
-def test_each_broken_checkpoint_fails_with_its_reason(trained: Path, tmp_path: Path, capsys) -> None:
+def test_each_broken_checkpoint_fails_with_its_reason(model_file: ModelFile, trained: Path, tmp_path: Path,
+                                                      capsys) -> None:
+    cases = _broken_checkpoints(trained, tmp_path)
+    # the run's student against a teacher whose tokens are not the student's: training would refuse the pair
+    teacher = read_gguf(model_file("tiny-teacher"))
+    tokens = list(teacher.tokenizer.tokens)
+    tokens[9] = "renamed"
+    write_gguf(tmp_path / "teacher-tokens.gguf", teacher.config, synth_tensors(teacher.config, "f32", 6),
+               dataclasses.replace(teacher.tokenizer, tokens=tokens))
+    cases["teacher-tokens"] = (trained / "student.safetensors", ["--teacher", str(tmp_path / "teacher-tokens.gguf")])
     outcomes = {}
-    for case, (student, options) in _broken_checkpoints(trained, tmp_path).items():
+    for case, (student, options) in cases.items():
         code, report = _eval_json(capsys, trained, "--student", student, *options)
         outcomes[case] = (code, report["reasons"])
     for case, fragment in REASONS.items():
@@ -389,5 +428,33 @@ def test_input_errors_exit_2_naming_the_file(trained: Path, tmp_path: Path, caps
     for argv, want in cases[:3]:
         code, out, err = _pv(capsys, "eval", trained, *argv)
         assert code == 2 and want in err and out == "" and "Traceback" not in err, (argv, code, err)
-    with pytest.raises(DistillError, match="at least one row of at least 2 token ids"):
-        evaluate(None, _Table(torch.zeros(3, 3)), torch.zeros(2, 1, dtype=torch.long), 1.0)
+    for shape in ((2, 1), (0, 4), (4,)):
+        with pytest.raises(DistillError, match="at least one row of at least 2 token ids"):
+            evaluate(None, _Table(torch.zeros(3, 3)), torch.zeros(shape, dtype=torch.long), 1.0)
+    two = evaluate(_Teacher(torch.eye(3)), _Table(torch.eye(3)), torch.zeros((1, 2), dtype=torch.long), 1.0)
+    assert (two.positions, two.ce_positions) == (2, 1)
+    with pytest.raises(DistillError, match="cannot be compared"):
+        evaluate_module.overlapping_rows(torch.zeros((2, 4)), torch.zeros((2, 5)))
+    with pytest.raises(DistillError, match=r"margin must be a number in \[0, 1\)"):
+        evaluate_module.evaluate_students(trained / "initial_student.gguf", weights, trained / "initial_student.gguf",
+                                          torch.zeros((1, 4), dtype=torch.long), margin=1.5)
+
+
+@pytest.mark.falsifies("FT-EVAL-007", mutants=["eval-config-json-not-qwen2-accepted"],
+                       covers=["distill.students", "distill.evaluate:_check_vocabulary",
+                               "distill.evaluate:evaluate_students"])
+def test_a_config_json_that_does_not_read_and_a_pair_without_tokens_exit_2(model_file: ModelFile, trained: Path,
+                                                                           tmp_path: Path, capsys) -> None:
+    """Without a GGUF file on either side there are no tokens to align with the teacher: an input error."""
+    for name in ("student", "baseline"):
+        (tmp_path / f"{name}.safetensors").write_bytes((trained / "student.safetensors").read_bytes())
+    ids = _token_file(tmp_path / "ids.npy", 8, windows=4)
+    pair = ["eval", "--teacher", model_file("tiny-teacher"), "--student", tmp_path / "student.safetensors",
+            "--baseline", tmp_path / "baseline.safetensors", "--data", ids, "--seq", str(SEQ)]
+    for config, want in (("{not json", "config.json: not a readable config.json"),
+                         (json.dumps({**TINY_HF_CONFIG, "num_attention_heads": 3}),
+                          "config.json: hidden_size 256 must split into 3 heads"),
+                         (json.dumps(TINY_HF_CONFIG), "the vocabulary alignment cannot be checked")):
+        (tmp_path / "config.json").write_text(config)
+        code, out, err = _pv(capsys, *pair)
+        assert code == 2 and want in err and out == "" and "Traceback" not in err, (config, code, err)

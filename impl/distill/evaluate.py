@@ -45,8 +45,8 @@ from distill.students import HF_CONFIG_FILE, Student, load_student, same_weights
 from distill.teacher import Teacher, dequantized_bytes, is_quantized, load_teacher, native_resident_bytes
 from distill.vocab import compare_tokenizers, require_shared_prefix
 
-#: What a contract may bind here (the functions distill-eval-v1 names); see pv's binding rule.
-__pv_bindable__ = ("evaluate", "judge")
+#: What a contract may bind here (the functions and defaults distill-eval-v1 names); see pv's binding rule.
+__pv_bindable__ = ("evaluate", "judge", "DEFAULT_MARGIN", "DEFAULT_BATCH", "DEFAULT_MAX_ROWS", "MAX_LISTED")
 #: the least relative reduction of the held-out KD loss below the baseline's that passes
 DEFAULT_MARGIN = 0.05
 #: rows evaluated per forward
@@ -70,12 +70,20 @@ class EvalMetrics:
     uniform_kd_loss: float = math.nan
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "perplexity": math.exp(self.ce) if self.ce < 700 else math.inf}
+        return {**asdict(self), "perplexity": perplexity(self.ce)}
 
     def log_record(self, step: int) -> dict[str, Any]:
         """The ``train_log.jsonl`` record of an evaluation after ``step`` optimizer steps."""
         return {"record": "eval", "step": step, "kd_loss": self.kd_loss, "ce": self.ce,
                 "top1_agreement": self.top1_agreement, "positions": self.positions}
+
+
+def perplexity(ce: float) -> float:
+    """exp(ce): the perplexity of a mean next-token cross-entropy in nats (inf past float's range, NaN for NaN)."""
+    try:
+        return math.exp(ce)
+    except OverflowError:
+        return math.inf
 
 
 def spread_rows(rows: torch.Tensor, limit: int) -> torch.Tensor:
@@ -97,12 +105,13 @@ def batch_sums(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: 
     the positions that have a next token, the positions where both argmaxes agree, the non-finite positions,
     and the KD loss of a uniform prediction summed over positions."""
     s, t = student_logits.float(), teacher_logits.to(student_logits.device).float()
+    positions = ids.numel()
     nonfinite = int((~torch.isfinite(s).all(dim=-1)).sum())
-    kd_sum = float(kd_loss(s, t, temperature)) * s[..., 0].numel()
+    kd_sum = float(kd_loss(s, t, temperature)) * positions
     targets = ids[:, 1:].reshape(-1).to(s.device)
     ce_sum = float(F.cross_entropy(s[:, :-1].reshape(-1, s.shape[-1]), targets, reduction="sum"))
     agree = int((s.argmax(-1) == t.argmax(-1)).sum())
-    uniform_sum = float(kd_loss(torch.zeros_like(t), t, temperature)) * t[..., 0].numel()
+    uniform_sum = float(kd_loss(torch.zeros_like(t), t, temperature)) * positions
     return kd_sum, ce_sum, agree, nonfinite, uniform_sum
 
 
