@@ -160,3 +160,17 @@ def _broken_baseline_accepted(mp: pytest.MonkeyPatch) -> None:
         return weight_problems
 
     replace(mp, "distill.students:weight_problems", build)
+
+
+@mutant("eval-alignment-skipped-without-tokens", "a pair with no tokens on either side is evaluated without the "
+        "vocabulary check training makes")
+def _alignment_skipped_without_tokens(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def check_vocabulary(teacher_path: Any, student: Any, baseline: Any) -> None:
+            if student.tokenizer is None and baseline.tokenizer is None:
+                return None
+            return original(teacher_path, student, baseline)
+
+        return check_vocabulary
+
+    replace(mp, "distill.evaluate:_check_vocabulary", build)

@@ -132,3 +132,49 @@ def _pack_last_dropped(mp: pytest.MonkeyPatch) -> None:
 def _data_control_parsed(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.tokenizer:TextTokenizer.encode",
             lambda original: lambda self, text, parse_special=False, **kw: original(self, text, True, **kw))
+
+
+@mutant("data-ids-range-unchecked", "token ids outside the vocabulary are read as they are")
+def _ids_range_unchecked(mp: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def read_token_file(path: Any, vocab_size: int, seq: int) -> Any:
+            return original(path, 2**62, seq) if vocab_size > 0 else torch.zeros(0)
+
+        return read_token_file
+
+    replace(mp, "distill.data:read_token_file", build)
+
+
+@mutant("data-stdlib-unsorted", "the standard library's files are read in the file system's order")
+def _stdlib_unsorted(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.data:_stdlib_files", lambda original: lambda: sorted(original(), key=lambda p: p.name))
+
+
+@mutant("data-jsonl-blank-lines-kept", "a blank JSONL line is read as an empty document")
+def _jsonl_blank_lines_kept(mp: pytest.MonkeyPatch) -> None:
+    import json
+
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def jsonl_documents(path: Any, budget: Any) -> Any:
+            text = path.read_text(encoding="utf-8")
+            return (json.loads(line)["text"] if line.strip() else " " for line in text.splitlines())
+
+        return jsonl_documents
+
+    replace(mp, "distill.data:_jsonl_documents", build)
+
+
+@mutant("data-separator-defaults-to-zero", "a vocabulary without <|endoftext|> or EOS separates documents with id 0")
+def _separator_defaults_to_zero(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def separator_id(tokenizer: Any, source: str) -> int:
+            try:
+                return original(tokenizer, source)
+            except Exception:
+                return 0
+
+        return separator_id
+
+    replace(mp, "distill.data:separator_id", build)

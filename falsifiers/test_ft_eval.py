@@ -440,7 +440,7 @@ def test_input_errors_exit_2_naming_the_file(trained: Path, tmp_path: Path, caps
                                           torch.zeros((1, 4), dtype=torch.long), margin=1.5)
 
 
-@pytest.mark.falsifies("FT-EVAL-007", mutants=["eval-config-json-not-qwen2-accepted"],
+@pytest.mark.falsifies("FT-EVAL-007", mutants=["eval-alignment-skipped-without-tokens"],
                        covers=["distill.students", "distill.evaluate:_check_vocabulary",
                                "distill.evaluate:evaluate_students"])
 def test_a_config_json_that_does_not_read_and_a_pair_without_tokens_exit_2(model_file: ModelFile, trained: Path,

@@ -3,16 +3,19 @@ same GGUF file, text cut into pieces, documents packed, unknown pre-tokenizers r
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import sysconfig
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from distill import data, tokenizer
-from distill.errors import TokenizerError
+from distill.errors import DistillError, TokenizerError
 from pv import cli
 
 TOKENIZER = ["distill.tokenizer"]
@@ -145,3 +148,122 @@ def test_distilling_text_with_a_student_without_a_known_tokenizer_is_refused_bef
                      "--data", str(text), "--steps", "1", "--out", str(out), "--no-progress"])
     assert code == 2 and not out.exists()
     assert f"{student}: tokenizer.ggml.pre 'default'" in capsys.readouterr().err
+
+
+# --- FT-TEXT-005: every form of --data, and every bad data file refused by name ---------------------------
+
+DATA = ["distill.data"]
+QWEN2_ROWS = 151936
+
+
+def _qwen2(vocab_dir: Path) -> tuple[Path, tokenizer.Tokenizer]:
+    path = vocab_dir / "ggml-vocab-qwen2.gguf"
+    return path, tokenizer.read_tokenizer(path)
+
+
+def _refused(match: str, data_path: Path, tok: tokenizer.Tokenizer | None, source: str, rows: int = QWEN2_ROWS,
+             seq: int = 4) -> None:
+    with pytest.raises(DistillError, match=match):
+        data.read_corpus(data_path, tok, source, rows, seq)
+
+
+@pytest.mark.falsifies("FT-TEXT-005", covers=DATA, mutants=["data-ids-range-unchecked"])
+def test_token_id_files_read_as_one_document_of_their_ids(vocab_dir: Path, tmp_path: Path) -> None:
+    path, tok = _qwen2(vocab_dir)
+    ids = np.array([5, 0, 1023, 7, 7, 12], dtype=np.int32)
+    np.save(tmp_path / "ids.npy", ids)
+    (tmp_path / "ids.txt").write_text("5 0\n1023\t7 7   12\n")
+    for name in ("ids.npy", "ids.txt"):
+        corpus = data.read_corpus(tmp_path / name, tok, str(path), 1024, seq=6)
+        assert corpus.ids.dtype == torch.int64 and corpus.ids.tolist() == ids.tolist(), name
+        assert corpus.offsets.tolist() == [0, 6] and corpus.separator is None and corpus.documents == 1
+        digest = hashlib.sha256(ids.astype(np.int64).tobytes()).hexdigest()
+        assert corpus.fingerprint() == f"6:{digest}"
+        assert corpus.describe() == f"data: token ids from {tmp_path / name}: 1 document(s), 6 tokens"
+    np.save(tmp_path / "floats.npy", ids.astype(np.float32))
+    (tmp_path / "word.txt").write_text("5 0 x 7")
+    (tmp_path / "neg.txt").write_text("5 0 -3 7")
+    for name, match, rows, seq in (
+            ("floats.npy", "floats.npy: token ids must be integers", 1024, 2),
+            ("word.txt", "word.txt: cannot read token ids: .*a file whose first word is an integer", 1024, 2),
+            ("ids.npy", "ids.npy: 6 token ids, fewer than one sequence of 7", 1024, 7),
+            ("ids.npy", r"ids.npy: token id 1023 at position 2 is outside the vocabulary \[0, 1023\)", 1023, 2),
+            ("neg.txt", r"neg.txt: token id -3 at position 2 is outside the vocabulary", 1024, 2)):
+        _refused(match, tmp_path / name, tok, str(path), rows, seq)
+
+
+@pytest.mark.falsifies("FT-TEXT-005", covers=DATA, mutants=["data-jsonl-blank-lines-kept"])
+def test_text_and_jsonl_files_read_as_documents_and_bad_ones_are_refused_by_name(
+        vocab_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, tok = _qwen2(vocab_dir)
+    text = "def f(x):\n    return x  # one document\n"
+    (tmp_path / "one.py").write_text(text, encoding="utf-8")
+    corpus = data.read_corpus(tmp_path / "one.py", tok, str(path), QWEN2_ROWS, seq=4)
+    expected = _reference_ids(path, text, parse_special=False) + [QWEN2_ENDOFTEXT]
+    assert corpus.ids.tolist() == expected and corpus.documents == 1
+    assert corpus.describe() == (f"data: text in {tmp_path / 'one.py'}: 1 document(s), {len(expected)} tokens, "
+                                 f"each followed by the end-of-text token '<|endoftext|>' ({QWEN2_ENDOFTEXT})")
+    (tmp_path / "docs.jsonl").write_text('{"text": "first"}\n\n   \n{"text": "second"}\n', encoding="utf-8")
+    corpus = data.read_corpus(tmp_path / "docs.jsonl", tok, str(path), QWEN2_ROWS, seq=2)
+    assert corpus.documents == 2 and corpus.ids.tolist() == [
+        *_reference_ids(path, "first"), QWEN2_ENDOFTEXT, *_reference_ids(path, "second"), QWEN2_ENDOFTEXT]
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": 3}\n', encoding="utf-8")
+    (tmp_path / "broken.jsonl").write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "short.txt").write_text("hi", encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "image.png").write_bytes(b"\x89PNG")
+    for name, match, seq in (
+            ("bad.jsonl", "bad.jsonl:2: expected a JSON object with a string field 'text'", 2),
+            ("broken.jsonl", "broken.jsonl:2: not JSON", 2),
+            ("latin1.txt", "latin1.txt: cannot read text", 2),
+            ("short.txt", "short.txt: 2 tokens, fewer than one sequence of 3", 3),
+            ("empty", "empty: no text files", 2)):
+        _refused(match, tmp_path / name, tok, str(path), seq=seq)
+    _refused("vocab.gguf has no tokenizer.ggml.tokens: it cannot tokenize", tmp_path / "one.py", None, "vocab.gguf")
+    _refused(f"one.py: token id {max(expected)} of .* is outside the vocabulary \\[0, {max(expected)}\\)",
+             tmp_path / "one.py", tok, str(path), rows=max(expected))
+    monkeypatch.setattr(data, "MAX_TEXT_BYTES", 30)
+    (tmp_path / "folder").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "folder" / name).write_text("x" * 20, encoding="utf-8")
+    _refused("b.txt: the text data is over the limit of 30 bytes", tmp_path / "folder", tok, str(path))
+
+
+@pytest.mark.falsifies("FT-TEXT-005", covers=DATA, mutants=["data-separator-defaults-to-zero"])
+def test_the_separator_is_endoftext_else_eos_else_refused(vocab_dir: Path) -> None:
+    llama = tokenizer.read_tokenizer(vocab_dir / "ggml-vocab-llama-bpe.gguf")
+    eos = llama.extra[tokenizer.TOKENIZER_PREFIX + "eos_token_id"]
+    assert "<|endoftext|>" not in llama.tokens
+    assert data.separator_id(tokenizer.text_tokenizer_from(llama, "llama"), "llama") == eos
+    without = dataclasses.replace(llama, extra={k: v for k, v in llama.extra.items() if not k.endswith("eos_token_id")})
+    with pytest.raises(DistillError, match="no-eos: the vocabulary has no <|endoftext|> token and no"):
+        data.separator_id(tokenizer.text_tokenizer_from(without, "no-eos"), "no-eos")
+
+
+@pytest.mark.falsifies("FT-TEXT-005", covers=DATA, mutants=["data-stdlib-unsorted"])
+def test_stdlib_is_the_standard_librarys_python_files_in_path_order_up_to_its_size(
+        vocab_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, tok = _qwen2(vocab_dir)
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skipped = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}  # the documented ones
+    files = sorted(p for p in root.rglob("*.py")
+                   if not skipped & set(p.relative_to(root).parts[:-1])
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1]))
+    texts, size = [], 0
+    for file in files:  # the first files whose UTF-8 text fits in the first 40 000 bytes
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        size += len(text.encode("utf-8"))
+        if size > 40_000:
+            break
+        texts.append(text)
+    assert len(texts) >= 2, "the first standard-library files are larger than the test's budget"
+    monkeypatch.setattr(data, "STDLIB_MAX_BYTES", 40_000)
+    corpus = data.read_corpus(Path("stdlib"), tok, str(path), QWEN2_ROWS, seq=4)
+    assert corpus.source == f"the Python standard library ({root})"
+    expected = [_reference_ids(path, text, parse_special=False) + [QWEN2_ENDOFTEXT] for text in texts if text]
+    assert corpus.documents == len(expected)
+    assert corpus.ids.tolist() == [i for ids in expected for i in ids]
