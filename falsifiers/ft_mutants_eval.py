@@ -174,3 +174,9 @@ def _alignment_skipped_without_tokens(mp: pytest.MonkeyPatch) -> None:
         return check_vocabulary
 
     replace(mp, "distill.evaluate:_check_vocabulary", build)
+
+
+@mutant("holdout-trains-on-repeats", "a window whose ids repeat a held-out window's is still trained on")
+def _holdout_trains_on_repeats(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.data:disjoint_training", lambda original: lambda rows, held: [
+        index for index in range(rows.shape[0]) if index not in set(held)])

@@ -346,6 +346,16 @@ def split_documents(n_documents: int, fraction: float, seed: int) -> tuple[list[
     return sorted(order[held:]), sorted(order[:held])
 
 
+def disjoint_training(rows: torch.Tensor, held: list[int]) -> list[int]:
+    """The windows of ``rows`` [n, seq] that training reads when ``held`` are held out: every other window
+    whose ids equal no held-out window's. A window repeated in the data (a licence header, boilerplate) is
+    held out wherever it occurs, so the evaluation never scores a row the student was trained on."""
+    listed = rows.tolist()
+    held_rows = {tuple(listed[index]) for index in held}
+    held_set = set(held)
+    return [index for index, row in enumerate(listed) if index not in held_set and tuple(row) not in held_rows]
+
+
 def windows(ids: torch.Tensor, seq: int) -> torch.Tensor:
     """The ``seq``-id windows of a token file's ids, [len(ids) // seq, seq] (a trailing part is dropped)."""
     count = ids.numel() // seq

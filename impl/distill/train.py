@@ -23,9 +23,11 @@ and each rank its own slice of them (``distill.data``).
 Held-out data (``holdout``, a fraction; 0.1 when only ``eval_every`` is given):
 the documents of the data file (a token file has no document boundaries: its
 documents are its ``seq``-id windows) are split once, by ``seed``
-(``distill.data.split_documents``); training reads only the others. Every
-``eval_every`` steps, before step 0 and at the end, rank 0 evaluates the student
-against the teacher on the held-out rows (``distill.evaluate``) and logs an
+(``distill.data.split_documents``); training reads only the others whose ids equal
+no held-out window's (``distill.data.disjoint_training``: a repeated window, such as a
+licence header, is held out wherever it occurs). Every ``eval_every`` steps, before
+step 0 and at the end, rank 0 evaluates the student against the teacher on the
+held-out rows, at most 256 of them (``distill.evaluate``) and logs an
 ``eval`` record; run.json names the held-out documents, the first and last
 evaluations and whether the student improved over its start. The student a run
 starts from is kept in the run folder as ``initial_student.gguf`` (a hard link
@@ -111,7 +113,9 @@ from distill.checkpoints import (
     save_checkpoint,
     set_rng_states,
 )
-from distill.data import STDLIB_CORPUS, Corpus, TokenStream, read_corpus, shard_slice, split_documents, windows
+from distill.data import (
+    STDLIB_CORPUS, Corpus, TokenStream, disjoint_training, read_corpus, shard_slice, split_documents, windows,
+)
 from distill.dispatch import (
     DEQUANT_RESERVE_BYTES,
     BackendDecision,
@@ -622,12 +626,14 @@ class HeldOut:
     documents: int
     indices: list[int]
     rows: torch.Tensor
+    #: windows left out of training because their ids equal a held-out window's
+    repeats_left_out: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """What run.json records: enough to rebuild the split from the data file."""
         return {"fraction": self.fraction, "unit": "window", "seq": int(self.rows.shape[1]),
                 "documents": self.documents, "indices": self.indices,
-                "evaluated": min(len(self.indices), DEFAULT_MAX_ROWS)}
+                "evaluated": min(len(self.indices), DEFAULT_MAX_ROWS), "repeats_left_out": self.repeats_left_out}
 
 
 def _hold_out(config: DistillConfig, ids: torch.Tensor | None) -> tuple[torch.Tensor | None, HeldOut | None]:
@@ -636,8 +642,10 @@ def _hold_out(config: DistillConfig, ids: torch.Tensor | None) -> tuple[torch.Te
     if ids is None or fraction is None:
         return ids, None
     rows = windows(ids, config.seq)
-    kept, held = split_documents(rows.shape[0], float(fraction), config.seed)
-    return rows[kept].reshape(-1), HeldOut(float(fraction), rows.shape[0], held, rows[held])
+    held = split_documents(rows.shape[0], float(fraction), config.seed)[1]
+    kept = disjoint_training(rows, held)
+    return rows[kept].reshape(-1), HeldOut(float(fraction), rows.shape[0], held, rows[held],
+                                           rows.shape[0] - len(held) - len(kept))
 
 
 @dataclass(frozen=True)

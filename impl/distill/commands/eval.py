@@ -101,7 +101,7 @@ def _run_corpus(path: Path, student: Path, vocab: int, seq: int, fingerprint: st
 
 def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """Teacher, student, baseline, held-out and training rows, temperature of the run in ``args.run_dir``."""
-    from distill.data import TokenStream, read_token_file, windows
+    from distill.data import TokenStream, disjoint_training, read_token_file, windows
     from distill.errors import DistillError
     from distill.qwen2_gguf import read_gguf
     from distill.run_folder import CHECKPOINT_FILE, INITIAL_STUDENT, LOG_FILE, SUMMARY_FILE
@@ -133,8 +133,7 @@ def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
         run_ids = _run_corpus(run_data, initial if initial.is_file() else baseline, vocab, run_seq,
                               identity.get("data")).ids
         rows = windows(run_ids, run_seq)
-        held = set(held_out["indices"]) if held_out else set()
-        train_ids = rows[[i for i in range(rows.shape[0]) if i not in held]].reshape(-1)
+        train_ids = rows[disjoint_training(rows, held_out["indices"] if held_out else [])].reshape(-1)
     if args.data is not None:
         eval_rows = windows(read_token_file(args.data, vocab, seq), seq)
     elif held_out is not None and run_ids is not None:
