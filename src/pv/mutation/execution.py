@@ -16,7 +16,7 @@ from typing import Any
 
 from pv._util.errors import UserError
 from pv.mutation.equivalents import Equivalent
-from pv.mutation.results import EQUIVALENT, NO_COVERAGE, Mutant, counted
+from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, Mutant, counted
 from pv.mutation.selection import PYTEST_OPTIONS, Baseline
 from pv.mutation.worker import NOT_APPLICABLE
 
@@ -137,7 +137,7 @@ class KillHistory:
 
     def record(self, mutant: Mutant) -> None:
         """Remember ``mutant``'s killer (if a test killed it)."""
-        if mutant.status != "killed" or mutant.killed_by not in mutant.tests:
+        if mutant.status != KILLED or mutant.killed_by not in mutant.tests:
             return
         with self._lock:
             self._by_scope.setdefault((mutant.module, mutant.site.scope), Counter())[mutant.killed_by] += 1
