@@ -461,3 +461,42 @@ def test_a_test_that_killed_a_functions_mutant_runs_first_for_the_next(
     assert statuses[KILLED] >= 5 and set(statuses) == {KILLED}
     assert {m.killed_by for m in report.mutants} == {"test_scale.py::test_value"}
     assert runs.read_text().count("run") == 2  # the traced first run, then the first mutant only
+
+
+LIMITS = '''\
+__pv_bindable__ = ("LIMIT",)
+LIMIT = 10
+'''
+LIMITS_CONTRACT = '''\
+metadata:
+  version: 1.0.0
+  description: the documented limit
+equations:
+  limit:
+    formula: LIMIT = 10
+proof_obligations:
+- id: LIM-INV-001
+  type: invariant
+  property: the limit is the documented one
+  formal: LIMIT == 10
+  check:
+    given:
+      case: {int: {min: 0, max: 0}}
+    constants: {LIMIT: limits:LIMIT}
+    expect: LIMIT == 10
+'''
+
+
+def test_a_contract_check_that_reads_a_constant_kills_its_mutants(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check runs no line of limits.py (the module was imported before it), yet it reads LIMIT: the
+    constant's mutants must be run against it, not called unreached."""
+    plant(tmp_path, {"limits.py": LIMITS, "conftest.py": "import limits  # imported before any test runs\n",
+                     "pyproject.toml": '[tool.pv]\nmodules = ["limits"]\ncontracts = "contracts"\n'},
+          monkeypatch)
+    (tmp_path / "contracts").mkdir()
+    (tmp_path / "contracts" / "limits.yaml").write_text(LIMITS_CONTRACT)
+    report = run_mutation(["contracts"], {"limits:LIMIT"}, tmp_path, workers=1)
+    by_change = {m.site.change: m for m in report.mutants}
+    assert (by_change["10 -> 11"].status, by_change["10 -> 11"].killed_by) == (
+        KILLED, "contracts/limits.yaml::LIM-INV-001[exhaustive]")

@@ -81,8 +81,9 @@ def plan(targets: Sequence[Target], baseline: Baseline) -> list[Mutant]:
             chosen = []
             for test in passed:
                 entry = baseline.tests[test]
-                lines = entry["lines"].get(path)
-                if not lines or (entry["covers"] and not _declared(entry["covers"], target.module, site.scope)):
+                lines = entry["lines"].get(path) or []
+                reached = bool(lines) or path in entry.get("binds", ())
+                if not reached or (entry["covers"] and not _declared(entry["covers"], target.module, site.scope)):
                     continue
                 if site.at_import or span.intersection(lines):
                     chosen.append(test)

@@ -7,14 +7,16 @@ runs tests, pytest-xdist's workers included, writes ``<pid>.json`` there;
 :func:`merged` joins them). A line tracer (``sys.settrace``, only for frames of those files) records the
 lines each test runs, setup and teardown included. The result, as JSON::
 
-    {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...]}},
+    {"tests": {nodeid: {"outcome", "seconds", "lines": {path: [line...]}, "covers": [...], "binds": [path...]}},
      "preload": [top-level library modules the run imported],
      "files": [every test file collected and conftest.py loaded],
      "modules": [the source file of every module imported from the rootdir]}
 
 ``covers`` lists the scopes a falsifier declares it checks, from the
 ``covers=[...]`` argument of its ``falsifies`` marks (``module`` or
-``module:qualname``); ``preload`` names what a mutant worker may import once
+``module:qualname``); ``binds`` the files of the modules a test binds without
+running their lines (an item's ``pv_binds``: a contract check reading constants), whose
+import-time code it reaches all the same; ``preload`` names what a mutant worker may import once
 before forking (every module the run imported from outside the project).
 """
 
@@ -34,6 +36,9 @@ from typing import Any
 import pytest
 
 FILES_ENV, OUT_ENV = "PV_MUTATE_FILES", "PV_MUTATE_COVERAGE"
+#: the item attribute naming the modules a test binds without running their lines (a contract check that
+#: reads a module's constants): their import-time code counts as reached by it
+BINDS_ATTRIBUTE = "pv_binds"
 #: the marker whose ``covers=`` argument declares a falsifier's scope
 COVERS_MARKER = "falsifies"
 
@@ -101,6 +106,7 @@ class CoverageRecorder:
         finally:
             entry["lines"] = self.tracer.stop()
             entry["seconds"] = time.perf_counter() - started
+            entry["binds"] = _module_files(getattr(item, BINDS_ATTRIBUTE, ()))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.tests.get(report.nodeid)
@@ -130,6 +136,16 @@ def merged(folder: Path) -> dict[str, Any] | None:
     return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]}),
             "files": sorted({name for part in parts for name in part.get("files", [])}),
             "modules": sorted({name for part in parts for name in part.get("modules", [])})}
+
+
+def _module_files(modules: Any) -> list[str]:
+    """The files of the named modules that are loaded (a check binds them: they were imported to run it)."""
+    files = []
+    for name in modules:
+        origin = getattr(sys.modules.get(str(name)), "__file__", None)
+        if origin:
+            files.append(str(origin))  # as the tracer names it (the code's co_filename)
+    return sorted(files)
 
 
 def _covers(item: pytest.Item) -> list[str]:

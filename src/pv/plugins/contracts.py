@@ -157,6 +157,10 @@ class ObligationItem(pytest.Item):
         self.engine = engine
         if compiled.spec is not None and any(d.needs_cuda for d in compiled.spec.given.values()):
             self.add_marker(pytest.mark.gpu)
+        #: the modules the check binds (its calls and constants): pv mutate counts a module's import-time
+        #: code (a constant the check reads, a bindable list) as reached by this item (pv.mutation.tracing)
+        bindings = [] if compiled.spec is None else [*compiled.spec.calls.values(), *compiled.spec.constants.values()]
+        self.pv_binds = sorted({binding.partition(":")[0] for binding in bindings})
 
     def runtest(self) -> None:
         engine = None if self.engine == UNCHECKED_ITEM else self.engine
