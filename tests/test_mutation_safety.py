@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,3 +178,35 @@ def test_a_projects_own_memory_error_class_is_a_kill_not_a_memory_error(
     removed = by_change["if wanted > free -> if False"]
     assert (removed.status, removed.killed_by) == (KILLED, "test_guard.py::test_too_much_is_refused")
     assert "InsufficientMemoryError" in removed.detail
+
+
+TMP_USER = '''\
+def double(x):
+    return 2 * x
+'''
+TMP_USER_TESTS = '''\
+from tmp_user import double
+
+
+def test_double_through_a_file(tmp_path):
+    (tmp_path / "value").write_text(str(double(21)))
+    assert (tmp_path / "value").read_text() == "42"
+'''
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["swapped", "imported"])
+def test_mutants_leave_no_pytest_temporary_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   live: bool) -> None:
+    """Each mutant's tests use tmp_path in a forked child that ends with os._exit: without a folder of its
+    own, every mutant left a pytest-N folder in the system's temporary folder (73 GB over three runs of
+    distill's core), which pytest's pruning never saw."""
+    project, scratch = tmp_path / "project", tmp_path / "tmp"
+    project.mkdir()
+    scratch.mkdir()
+    plant(project, {"tmp_user.py": TMP_USER, "test_tmp_user.py": TMP_USER_TESTS}, monkeypatch)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    report = run_mutation(["test_tmp_user.py"], {"tmp_user:double"}, project, workers=1, live=live)
+    assert len(report.mutants) >= 3 and all(m.status == KILLED for m in report.mutants)
+    left = sorted(str(p.relative_to(scratch)) for p in scratch.glob("pytest-of-*/pytest-[0-9]*"))
+    assert len(left) <= 1, f"{len(left)} pytest folders for {len(report.mutants)} mutants: {left}"  # the first run's

@@ -240,8 +240,12 @@ def run_forked(child: Callable[[str], dict[str, Any]], timeout: float, startup: 
 
 def _child_main(child: Callable[[str], dict[str, Any]], result_path: str, started_path: str,
                 memory: int | None) -> None:
-    """In the forked child: own process group, output to /dev/null, a memory limit, always answer, then exit."""
+    """In the forked child: own process group, output to /dev/null, a memory limit, pytest's temporary folders
+    in the job's own folder (removed with it: a child ends with ``os._exit``, so pytest never prunes the
+    ``pytest-N`` folders it would leave in the system's temporary folder, one per mutant), always answer,
+    then exit."""
     os.setpgid(0, 0)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = os.path.dirname(result_path)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
     if memory is not None:
