@@ -54,8 +54,8 @@ from distill.errors import DistillError
 from distill.inputs import MAX_READ_BYTES, open_input, read_input
 from distill.tokenizer import TOKENIZER_PREFIX, TextTokenizer, Tokenizer, text_tokenizer_from
 
-#: What a contract may bind here (the pure functions the contracts check); see pv's binding rule.
-__pv_bindable__ = ("split_documents",)
+#: What a contract may bind here (the pure functions and the limits the contracts check); see pv's binding rule.
+__pv_bindable__ = ("split_documents", "MAX_TOKEN_FILE_BYTES", "MAX_TEXT_BYTES", "STDLIB_MAX_BYTES")
 
 #: Largest token file read, in bytes (a text file's ids are parsed in memory).
 MAX_TOKEN_FILE_BYTES = 2 * 1024**3
