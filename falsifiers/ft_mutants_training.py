@@ -211,3 +211,23 @@ def _hash_unchecked(mp: pytest.MonkeyPatch) -> None:
     checkpoints = importlib.import_module("distill.checkpoints")
     mp.setattr(checkpoints, "_read_state_file", lambda path, name, record: checkpoints.read_input(
         path / name, "a checkpoint file", checkpoints.MAX_READ_BYTES))
+
+
+@mutant("stream-epoch-order-repeated", "every epoch of the data stream reads the windows in the first epoch's order")
+def _stream_epoch_order_repeated(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def window_order(self: Any) -> Any:
+            if getattr(self, "_first_order", None) is None:
+                self._first_order = original(self)
+            self._order = self._first_order
+            return self._order
+
+        return window_order
+
+    replace(mp, "distill.data:TokenStream._window_order", build)
+
+
+@mutant("stream-state-at-position-zero", "a stream's saved state forgets its position")
+def _stream_state_at_position_zero(mp: pytest.MonkeyPatch) -> None:
+    replace(mp, "distill.data:TokenStream.state_dict",
+            lambda original: lambda self: {**original(self), "position": 0})
