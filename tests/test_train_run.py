@@ -24,6 +24,7 @@ from distill.train import DistillConfig, run_distillation
 
 from distill.data import TokenStream, read_token_file
 from pv.cli import main as pv_main
+from tiny_runs import one_thread  # noqa: F401  (autouse: the module runs single-threaded)
 
 #: The documented override variable and auto's reserve (README, backend contract), spelled here
 #: rather than imported from the code under test, so a renamed variable or a changed reserve fails.
@@ -31,16 +32,6 @@ ENV_VAR = "DISTILL_TEACHER_BACKEND"
 DEQUANT_RESERVE_BYTES = 4 * 1024**3
 
 TINY_ROWS = PRESETS["tiny"].vocab_size
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and threads spinning on a busy
-    2-core host make each step many times slower: run this module single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
