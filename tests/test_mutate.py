@@ -20,6 +20,7 @@ from pv.mutation.generation import (
 from pv.mutation.report import MutationReport, report_problems, rescore
 from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, SURVIVED, TIMEOUT
 from pv.mutation.run import run_mutation
+from pv.mutation.targets import whole_modules
 
 
 def _changes(source: str, operator: str, scopes: tuple[str, ...] = ("",)) -> list[str]:
@@ -500,3 +501,27 @@ def test_a_contract_check_that_reads_a_constant_kills_its_mutants(tmp_path: Path
     by_change = {m.site.change: m for m in report.mutants}
     assert (by_change["10 -> 11"].status, by_change["10 -> 11"].killed_by) == (
         KILLED, "contracts/limits.yaml::LIM-INV-001[exhaustive]")
+
+
+def test_include_mutates_whole_modules_that_nothing_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--include`` adds a module, or every module of a package, to what contracts and falsifiers name."""
+    plant(tmp_path, {"test_pkg.py": "from pkg.sub.b import half\n\n\ndef test_half():\n    assert half(4) == 2\n"},
+          monkeypatch)
+    for name, text in {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n", "pkg/sub/__init__.py": "",
+                       "pkg/sub/b.py": "def half(x):\n    return x // 2\n", "pkg/loose/c.py": "C = 3\n",
+                       "pkg/not-a-name.py": "D = 4\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    # a folder without __init__.py and a file that is no module name are not modules of the package
+    assert whole_modules("pkg") == {"pkg", "pkg.a", "pkg.sub", "pkg.sub.b"}
+    assert whole_modules("pkg.sub.b") == {"pkg.sub.b"}
+    assert cli.main(["mutate", "test_pkg.py"]) == 2
+    assert "nothing to mutate" in capsys.readouterr().err
+    assert cli.main(["mutate", "test_pkg.py", "--include", "pkg.nothing"]) == 2
+    assert "--include pkg.nothing: no Python module or package of that name" in capsys.readouterr().err
+    assert cli.main(["mutate", "test_pkg.py", "--include", "pkg", "--module", "pkg.sub",
+                     "--format", "json", "-o", "report.json"]) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["files"] == {"pkg.sub": "pkg/sub/__init__.py", "pkg.sub.b": "pkg/sub/b.py"}
+    assert {(m["change"], m["status"]) for m in data["mutants"]} >= {("x // 2 -> x * 2", "killed")}

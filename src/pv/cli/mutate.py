@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the contracts whose bindings are mutated (default: contracts)")
     parser.add_argument("--module", dest="only", action="append", default=[], metavar="MODULE",
                         help="mutate only modules named MODULE or below it (repeatable)")
+    parser.add_argument("--include", action="append", default=[], metavar="MODULE",
+                        help="also mutate all of MODULE (a package: every module in it), whether or not a "
+                             "contract binds it or a falsifier covers it (repeatable)")
     parser.add_argument("--equivalents", type=Path, default=DEFAULT_EQUIVALENTS, metavar="FILE",
                         help=f"reviewed equivalent mutants (default: {DEFAULT_EQUIVALENTS})")
     parser.add_argument("-j", "--workers", type=_positive(int), default=2, metavar="N",
@@ -225,7 +228,7 @@ def _mutate(args: argparse.Namespace, source: dict[str, Any] | None = None) -> i
     from pv._util.progress import LOG_EVERY_S, Progress
     from pv.mutation.report import MutationReport, report_problems
     from pv.mutation.run import run_mutation
-    from pv.mutation.targets import scopes_from_contracts
+    from pv.mutation.targets import scopes_from_contracts, whole_modules
 
     tests = args.tests or configured_tests() or [path for path in DEFAULT_TESTS if Path(path).exists()]
     missing = [path for path in tests if not Path(path.split("::")[0]).exists()]
@@ -234,6 +237,7 @@ def _mutate(args: argparse.Namespace, source: dict[str, Any] | None = None) -> i
     if args.equivalents != DEFAULT_EQUIVALENTS and not args.equivalents.exists():
         raise UserError(f"{args.equivalents}: no such equivalents file")
     pytest_args = ["-m", args.markexpr] if args.markexpr else []
+    included = set().union(*(whole_modules(name) for name in args.include))
 
     def render(report: MutationReport) -> str:
         return _render(report.to_json() | {"git": source}, report.sources(), args.format)
@@ -252,7 +256,7 @@ def _mutate(args: argparse.Namespace, source: dict[str, Any] | None = None) -> i
             bar.detail = line
 
         report = run_mutation(
-            tests, scopes_from_contracts(args.contracts), project_root(), only=args.only,
+            tests, scopes_from_contracts(args.contracts) | included, project_root(), only=args.only,
             equivalents_path=args.equivalents, workers=args.workers, pytest_args=pytest_args,
             progress=progress, note=note, timeout_scale=args.timeout_scale, checkpoint=checkpoint,
             live=not args.fresh_imports, check_equivalents=args.check_equivalents, contracts=args.contracts,

@@ -74,6 +74,29 @@ def resolve_targets(scopes: Iterable[str], root: Path, only: Sequence[str] = ())
     return [targets[name] for name in sorted(targets)]
 
 
+def whole_modules(name: str) -> set[str]:
+    """``name`` itself when it is a module; every module under it (its ``.py`` files, found without
+    importing them) when it is a package: scopes mutated whole, whatever contracts and falsifiers name."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise UserError(f"--include {name}: no Python module or package of that name is found")
+    if not spec.submodule_search_locations:
+        return {name}
+    package = Path(spec.origin).parent
+    found = set()
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        if all(part.isidentifier() for part in parts) and all((package.joinpath(*parts[:i]) / "__init__.py").is_file()
+                                                               for i in range(1, len(parts))):
+            found.add(".".join([name, *(parts[:-1] if parts[-1] == "__init__" else parts)]))
+    return found
+
+
 def scopes_from_contracts(contracts: Path) -> set[str]:
     """The bound functions of the contracts folder (empty when there is none)."""
     return contract_bindings(contracts) if contracts.is_dir() else set()
