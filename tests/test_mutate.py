@@ -20,6 +20,7 @@ from pv.mutation.generation import (
 from pv.mutation.report import MutationReport, report_problems, rescore
 from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, SURVIVED, TIMEOUT
 from pv.mutation.run import run_mutation
+from pv.mutation.sampling import wilson
 from pv.mutation.targets import whole_modules
 
 
@@ -525,3 +526,41 @@ def test_include_mutates_whole_modules_that_nothing_names(tmp_path: Path, monkey
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["files"] == {"pkg.sub": "pkg/sub/__init__.py", "pkg.sub.b": "pkg/sub/b.py"}
     assert {(m["change"], m["status"]) for m in data["mutants"]} >= {("x // 2 -> x * 2", "killed")}
+
+
+def test_a_sample_runs_only_its_mutants_and_estimates_the_score(planted: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--sample N``: N of the reached mutants run, drawn with the seed; the rest are not run, the unreached
+    are counted exactly, and the score is estimated with a Wilson interval; the report is not complete."""
+    def sampled(size: int, seed: int) -> dict:
+        assert cli.main(["mutate", "test_calc.py", "--include", "calc", "--sample", str(size), "--seed", str(seed),
+                         "--format", "json", "-o", "report.json"]) == 0
+        return json.loads((planted / "report.json").read_text())
+
+    data = sampled(4, 7)
+    ran = [m for m in data["mutants"] if m.get("sampled")]
+    left = [m for m in data["mutants"] if m.get("sampled") is False]
+    unreached = [m for m in data["mutants"] if not m["covered_by"]]
+    assert len(ran) == 4 and all(m["status"] != "not-run" for m in ran)
+    assert left and all((m["status"], m["detail"]) == ("not-run", "not in the sample") for m in left)
+    assert unreached and all(m["status"] == "no-coverage" and "sampled" not in m for m in unreached)
+    assert data["sample"] == {"seed": 7, "size": 4, "frame": len(ran) + len(left)} and data["complete"] is False
+    killed = sum(m["status"] == "killed" for m in ran)
+    decided = killed + sum(m["status"] == "survived" for m in ran)
+    covered = data["sample"]["frame"] * decided / 4
+    assert data["estimate"]["score"] == pytest.approx(killed / decided * covered / (covered + len(unreached)))
+    assert data["estimate"]["low"] <= data["estimate"]["score"] <= data["estimate"]["high"]
+    assert sorted(m["key"] for m in sampled(4, 7)["mutants"] if m.get("sampled")) == sorted(m["key"] for m in ran)
+    # a sample as large as the frame runs every mutant: the estimate is the score
+    whole = sampled(1000, 7)
+    assert whole["not_run"] == 0 and whole["estimate"]["score"] == pytest.approx(whole["score"])
+    assert cli.main(["mutate", "test_calc.py", "--include", "calc", "--sample", "0"]) == 2
+    assert "--sample" in capsys.readouterr().err
+
+
+def test_wilson_interval_matches_the_published_value() -> None:
+    # the score method's intervals of Newcombe's examples (Statistics in Medicine 17, 1998, Table II)
+    for (successes, trials), published in {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605),
+                                           (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}.items():
+        assert wilson(successes, trials) == pytest.approx(published, abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)

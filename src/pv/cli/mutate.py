@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the contracts whose bindings are mutated (default: contracts)")
     parser.add_argument("--module", dest="only", action="append", default=[], metavar="MODULE",
                         help="mutate only modules named MODULE or below it (repeatable)")
+    parser.add_argument("--sample", type=_positive(int), metavar="N",
+                        help="run only a random sample of N of the mutants a test reaches, and estimate the "
+                             "score with a 95%% interval (the report is not complete evidence for a gate)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="the seed --sample draws with (default: 0)")
     parser.add_argument("--include", action="append", default=[], metavar="MODULE",
                         help="also mutate all of MODULE (a package: every module in it), whether or not a "
                              "contract binds it or a falsifier covers it (repeatable)")
@@ -261,7 +266,7 @@ def _mutate(args: argparse.Namespace, source: dict[str, Any] | None = None) -> i
             progress=progress, note=note, timeout_scale=args.timeout_scale, checkpoint=checkpoint,
             live=not args.fresh_imports, check_equivalents=args.check_equivalents, contracts=args.contracts,
             output=args.output, memory_fraction=args.memory_fraction, previous=args.incremental,
-            since_ref=args.since)
+            since_ref=args.since, sample=args.sample, seed=args.seed)
     text = render(report)
     if args.output:
         write_atomic(args.output, text + "\n")

@@ -16,7 +16,7 @@ from typing import Any
 
 from pv._util.errors import UserError
 from pv.mutation.equivalents import Equivalent
-from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, Mutant, counted
+from pv.mutation.results import EQUIVALENT, KILLED, NO_COVERAGE, NOT_RUN, Mutant, counted
 from pv.mutation.selection import PYTEST_OPTIONS, Baseline
 from pv.mutation.worker import NOT_APPLICABLE
 
@@ -186,6 +186,9 @@ def run_mutants(mutants: Sequence[Mutant], baseline: Baseline, tests: Sequence[s
         elif listed is not None and listed.change == mutant.site.change and not check_equivalents:
             mutant.status, mutant.detail = EQUIVALENT, "listed as equivalent; not run (--check-equivalents runs it)"
             counts[EQUIVALENT] += 1
+        elif mutant.sampled is False:
+            mutant.detail = "not in the sample"
+            counts[NOT_RUN] += 1
         elif mutant.tests:
             pending.append(mutant)
         else:

@@ -55,11 +55,24 @@ def format_table(data: dict[str, Any], sources: Mapping[str, str] | None = None)
         lines += [f"  {e['key']}: {e['change']}: {e['reason']}" for e in data["equivalent"]]
     if data["stale_equivalents"]:
         lines += ["", "stale equivalents:"] + [f"  {problem}" for problem in data["stale_equivalents"]]
-    not_run = "" if data.get("complete", True) else f"; {data['not_run']} not run yet"
+    not_run = "" if data.get("complete", True) or data.get("sample") else f"; {data['not_run']} not run yet"
     not_run += f"; {data['reused']} results reused from an earlier run" if data.get("reused") else ""
     lines += ["", f"score {_score_text(data['score'])} = killed {data['killed']} / (killed + survived "
                   f"{data['survived']} + no coverage {data.get('no_coverage', 0)}); "
                   f"the shared format's score (timeouts detected) {_score_text(data.get('standard_score'))}; "
                   f"{data['generated']} mutants in {data['wall_seconds']:.0f} s with "
                   f"{data['workers']} workers (first run {data['first_run_seconds']:.0f} s){not_run}"]
+    if data.get("sample"):
+        lines.append(_sample_line(data["sample"], data.get("estimate")))
     return "\n".join(lines)
+
+
+def _sample_line(sample: dict[str, Any], estimate: dict[str, Any] | None) -> str:
+    drawn = (f"a random sample (seed {sample['seed']}) of {sample['size']} of the {sample['frame']} mutants a test "
+             f"reaches ran, the others did not")
+    if estimate is None:
+        return drawn + "; no sampled mutant decided yet"
+    return (drawn + f"; estimated score {_score_text(estimate['score'])} (95% interval "
+            f"{_score_text(estimate['low'])} to {_score_text(estimate['high'])}: {estimate['killed']} of "
+            f"{estimate['decided']} sampled mutants killed, {estimate['finished']} finished, and the "
+            f"{estimate['no_coverage']} no test reaches counted as they are)")

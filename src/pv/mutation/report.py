@@ -17,6 +17,7 @@ from pv.mutation.results import (
     EQUIVALENT, ERROR, KILLED, NO_COVERAGE, NOT_RUN, STATUSES, SURVIVED, TIMEOUT, UNDETECTED, Mutant, counted, score,
     standard_score,
 )
+from pv.mutation.sampling import estimate
 from pv.mutation.selection import Baseline
 
 
@@ -37,6 +38,8 @@ class MutationReport:
     input_rule: InputRule = field(default_factory=InputRule)
     #: each mutated module's file, relative to the project root
     files: dict[str, str] = field(default_factory=dict)
+    #: the random sample the run was restricted to (seed, size, frame), or None
+    sample: dict[str, int] | None = None
 
     def status(self, mutant: Mutant) -> str:
         return counted(mutant, self.equivalents)
@@ -71,6 +74,9 @@ class MutationReport:
         """The report as plain data (``judged``: the files it judged, with their sha256)."""
         counts = self.counts()
         modules = sorted({m.module for m in self.mutants})
+        mutants = [m.to_json() | {"status": self.status(m), "ran_as": m.status} for m in self.mutants]
+        sampled = {} if self.sample is None else {
+            "sample": self.sample, "estimate": estimate(mutants, self.sample["frame"])}
         return {
             "tool": f"pv {__version__}",
             "judged": self.judged,
@@ -94,7 +100,8 @@ class MutationReport:
                       "not_used": sorted(t for t, e in self.baseline.tests.items() if e["outcome"] != "passed")},
             "modules": [self._module_row(module) for module in modules],
             "stale_equivalents": self.stale_equivalents(),
-            "mutants": [m.to_json() | {"status": self.status(m), "ran_as": m.status} for m in self.mutants],
+            **sampled,
+            "mutants": mutants,
         }
 
     def _module_row(self, module: str) -> dict[str, Any]:
@@ -175,7 +182,8 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
             "equivalent": [{"key": m["key"], "change": m["change"], "reason": equivalents[m["key"]].reason}
                            for m in mutants if m["status"] == EQUIVALENT],
             "modules": [row_of(module) for module in sorted(order)], "stale_equivalents": stale,
-            "mutants": mutants, **_rejudged(data, equivalents_path)}
+            "mutants": mutants, **_rejudged(data, equivalents_path),
+            **({"estimate": estimate(mutants, data["sample"]["frame"])} if data.get("sample") else {})}
 
 
 def _rejudged(data: dict[str, Any], equivalents_path: Path | None) -> dict[str, Any]:

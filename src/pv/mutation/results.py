@@ -56,6 +56,8 @@ class Mutant:
     #: what its result depends on (:mod:`pv.mutation.incremental`), and whether it was copied from an earlier run
     cache_key: str = ""
     reused: bool = False
+    #: None: every mutant runs; else whether it is in the run's random sample (:mod:`pv.mutation.sampling`)
+    sampled: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "module": self.module, "scope": self.site.scope, "operator": self.site.operator,
@@ -63,7 +65,8 @@ class Mutant:
                 "killed_by": self.killed_by, "kill_kind": self.kind, "tests_selected": len(self.tests),
                 "seconds": round(self.seconds, 3), "applied": self.applied,
                 "span": list(self.site.span), "replacement": self.site.replacement, "covered_by": self.tests,
-                "cache_key": self.cache_key, "reused": self.reused}
+                "cache_key": self.cache_key, "reused": self.reused,
+                **({} if self.sampled is None else {"sampled": self.sampled})}
 
 
 def counted(mutant: Mutant, equivalents: dict[str, Equivalent]) -> str:

@@ -17,6 +17,7 @@ from pv.attest.inputs import relative_input
 from pv.mutation.inputs import changed_inputs, run_inputs
 from pv.mutation.report import MutationReport, judged_files
 from pv.mutation.results import Mutant
+from pv.mutation.sampling import draw
 from pv.mutation.selection import first_run, plan
 from pv.mutation.targets import resolve_targets
 
@@ -31,14 +32,16 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
                  checkpoint_every_s: float = 60.0, live: bool = True,
                  check_equivalents: bool = False, contracts: Path | None = None,
                  output: Path | None = None, memory_fraction: float = MEMORY_FRACTION,
-                 previous: Path | None = None, since_ref: str | None = None) -> MutationReport:
+                 previous: Path | None = None, since_ref: str | None = None, sample: int | None = None,
+                 seed: int = 0) -> MutationReport:
     """The whole of ``pv mutate``: targets, first run, plan, mutant runs, report.
 
     ``root`` is the project root: it goes first on ``sys.path`` (and ``PYTHONPATH``) so the project's
     modules are found however pv is installed, and every input must lie below it. ``output``, the
     file the caller will write the report to, is refused when it is one of the run's inputs.
     ``previous``: an earlier JSON report whose results are reused where a mutant's cache key is
-    unchanged; ``since_ref``: only the mutants of definitions changed since that git commit.
+    unchanged; ``since_ref``: only the mutants of definitions changed since that git commit; ``sample``:
+    run only that many of the mutants a test reaches, drawn with ``seed`` (the report estimates the score).
     """
     started = time.monotonic()
     root = root.resolve()
@@ -77,6 +80,7 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
         for mutant in mutants:
             mutant.cache_key = keys[mutant.key]
         reused = reuse(mutants, keys, load_previous(previous)) if previous is not None else 0
+        drawn, order = draw(mutants, equivalents, sample, seed) if sample is not None else (None, mutants)
         note(f"{len(mutants)} mutants ({reused} results reused); {len(baseline.passed())} tests passed unmutated "
              f"({baseline.seconds:.0f} s); running with {workers} workers")
         last = [time.monotonic()]
@@ -85,13 +89,13 @@ def run_mutation(tests: Sequence[str], scopes: Iterable[str], root: Path, *, onl
             if checkpoint and time.monotonic() - last[0] >= checkpoint_every_s:
                 last[0] = time.monotonic()
                 checkpoint(MutationReport(mutants, equivalents, baseline, last[0] - started, workers, judged,
-                                          inputs=inputs, input_rule=rule, files=files))
+                                          inputs=inputs, input_rule=rule, files=files, sample=drawn))
 
-        run_mutants(mutants, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
+        run_mutants(order, baseline, tests, workers, env, pytest_args, equivalents, progress, timeout_scale,
                     timeout_slack, finished, live, check_equivalents, memory_budget(memory_fraction, workers))
     changed = changed_inputs(inputs, root)
     return MutationReport(mutants, equivalents, baseline, time.monotonic() - started, workers, judged, changed,
-                          inputs, rule, files)
+                          inputs, rule, files, drawn)
 
 
 def _refuse_output_onto_input(output: Path | None, root: Path, inputs: dict[str, str]) -> None:
