@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 import textwrap
 from collections import Counter
@@ -564,3 +565,45 @@ def test_wilson_interval_matches_the_published_value() -> None:
                                            (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}.items():
         assert wilson(successes, trials) == pytest.approx(published, abs=1e-4)
     assert wilson(0, 0) == (0.0, 1.0)
+
+
+DOUBLE = '''\
+def double(x):
+    return x * 2
+'''
+#: the only calls of double happen in forked processes, which end through os._exit (as forked ranks do)
+FORKED_TESTS = '''\
+import os
+
+from double import double
+
+
+def _in_child(x):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if double(x) == 2 * x else 1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_child_of_three():
+    assert _in_child(3) == 0
+
+
+def test_child_of_grandchild():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_in_child(5))
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_lines_run_in_forked_children_count_for_the_test_that_forked_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank or a killed run is a fork of the test's process: its lines reach the mutants (no-coverage before)."""
+    plant(tmp_path, {"double.py": DOUBLE, "test_double.py": FORKED_TESTS}, monkeypatch)
+    report = run_mutation(["test_double.py"], {"double:double"}, tmp_path, workers=1)
+    assert report.mutants and all(m.status == KILLED for m in report.mutants), [
+        (m.site.change, m.status) for m in report.mutants]
+    assert all(sorted(m.tests) == ["test_double.py::test_child_of_grandchild", "test_double.py::test_child_of_three"]
+               for m in report.mutants), [(m.site.change, m.tests) for m in report.mutants]

@@ -12,6 +12,12 @@ lines each test runs, setup and teardown included. The result, as JSON::
      "files": [every test file collected and conftest.py loaded],
      "modules": [the source file of every module imported from the rootdir]}
 
+A process forked while a test runs (the ranks of a data-parallel run, a run
+killed on purpose) keeps tracing: it writes what it ran to
+``children/<pid>.json`` when it ends through ``os._exit`` (as coverage.py's
+``patch = fork, _exit`` does), and those lines count for the test that forked it. A child killed by a signal, and a new interpreter (a
+subprocess), are not traced.
+
 ``covers`` lists the scopes a falsifier declares it checks, from the
 ``covers=[...]`` argument of its ``falsifies`` marks (``module`` or
 ``module:qualname``); ``binds`` the files of the modules a test binds without
@@ -36,6 +42,10 @@ from typing import Any
 import pytest
 
 FILES_ENV, OUT_ENV = "PV_MUTATE_FILES", "PV_MUTATE_COVERAGE"
+#: the subfolder of the coverage folder where forked children write the lines they ran
+CHILDREN = "children"
+#: the interpreter's own ``os._exit`` (a forked child replaces it with one that first writes its lines)
+_EXIT = os._exit
 #: the item attribute naming the modules a test binds without running their lines (a contract check that
 #: reads a module's constants): their import-time code counts as reached by it
 BINDS_ATTRIBUTE = "pv_binds"
@@ -85,6 +95,31 @@ class CoverageRecorder:
         self.out = out
         self.tests: dict[str, dict[str, Any]] = {}
         self.files: set[str] = set()
+        #: the test running now (None between tests): a process forked meanwhile reports its lines for it
+        self.running: str | None = None
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked during a test: write the lines it ran when it ends through ``os._exit`` (as forked
+        ranks and multiprocessing's forked processes do)."""
+        test = self.running
+        if test is None:
+            return
+        tracer, folder = self.tracer, self.out / CHILDREN
+
+        def write() -> None:  # named by the process that ends (a grandchild inherits its parent's hook)
+            path = folder / f"{os.getpid()}.json"
+            folder.mkdir(exist_ok=True)
+            lines = {name: sorted(found) for name, found in tracer.lines.items()}
+            path.write_text(json.dumps({"test": test, "lines": lines}), encoding="utf-8")
+
+        def exit_written(code: int) -> None:
+            try:
+                write()
+            finally:
+                _EXIT(code)
+
+        os._exit = exit_written  # type: ignore[assignment]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.files.update(str(item.path) for item in session.items)
@@ -100,10 +135,12 @@ class CoverageRecorder:
         entry = self.tests.setdefault(item.nodeid, {"covers": _covers(item)})
         entry["outcome"] = "passed"
         started = time.perf_counter()
+        self.running = item.nodeid
         self.tracer.start()
         try:
             return (yield)
         finally:
+            self.running = None
             entry["lines"] = self.tracer.stop()
             entry["seconds"] = time.perf_counter() - started
             entry["binds"] = _module_files(getattr(item, BINDS_ATTRIBUTE, ()))
@@ -133,6 +170,13 @@ def merged(folder: Path) -> dict[str, Any] | None:
         for nodeid, entry in part["tests"].items():
             if nodeid not in tests or tests[nodeid]["outcome"] == "not run":
                 tests[nodeid] = entry
+    for path in sorted((folder / CHILDREN).glob("*.json")):
+        child = json.loads(path.read_text(encoding="utf-8"))
+        entry = tests.get(child["test"])
+        if entry is not None:
+            lines = entry.setdefault("lines", {})
+            for name, found in child["lines"].items():
+                lines[name] = sorted(set(lines.get(name, ())) | set(found))
     return {"tests": tests, "preload": sorted({name for part in parts for name in part["preload"]}),
             "files": sorted({name for part in parts for name in part.get("files", [])}),
             "modules": sorted({name for part in parts for name in part.get("modules", [])})}
