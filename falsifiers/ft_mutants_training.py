@@ -231,3 +231,81 @@ def _stream_epoch_order_repeated(mp: pytest.MonkeyPatch) -> None:
 def _stream_state_at_position_zero(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.data:TokenStream.state_dict",
             lambda original: lambda self: {**original(self), "position": 0})
+
+
+# --- the learning-rate schedule ----------------------------------------------------------------------
+
+
+@mutant("lr-warmup-from-zero", "warm-up starts at rate 0 (step t gets lr * t / warmup): the first step learns nothing")
+def _lr_warmup_from_zero(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., float]) -> Callable[..., float]:
+        def learning_rate(step: int, lr: float, schedule: str, warmup: int, total: int) -> float:
+            return lr * step / warmup if step < warmup else original(step, lr, schedule, warmup, total)
+
+        return learning_rate
+
+    replace(mp, "distill.schedule:learning_rate", build)
+
+
+@mutant("lr-cosine-ignores-warmup", "the cosine decay counts from step 0, not from the end of warm-up")
+def _lr_cosine_ignores_warmup(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., float]) -> Callable[..., float]:
+        def learning_rate(step: int, lr: float, schedule: str, warmup: int, total: int) -> float:
+            return original(step, lr, schedule, 0 if step >= warmup else warmup, total)
+
+        return learning_rate
+
+    replace(mp, "distill.schedule:learning_rate", build)
+
+
+@mutant("lr-unknown-schedule-as-constant", "a schedule name other than constant and cosine runs as constant")
+def _lr_unknown_schedule_as_constant(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., float]) -> Callable[..., float]:
+        def learning_rate(step: int, lr: float, schedule: str, warmup: int, total: int) -> float:
+            return original(step, lr, schedule if schedule == "cosine" else "constant", warmup, total)
+
+        return learning_rate
+
+    replace(mp, "distill.schedule:learning_rate", build)
+
+
+# --- the limits of a run's options ----------------------------------------------------------------------
+
+
+@mutant("config-counts-unbounded", "counts above 2**31 - 1 are accepted (steps, batch, seq, ...)")
+def _config_counts_unbounded(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(importlib.import_module("distill.train"), "MAX_COUNT", 2**63 - 1)
+
+
+@mutant("config-lr-unbounded", "a learning rate past the largest float32 is accepted")
+def _config_lr_unbounded(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(importlib.import_module("distill.train"), "MAX_LR", float("inf"))
+
+
+@mutant("config-models-not-paired", "a teacher without a student (or with a preset too) is accepted")
+def _config_models_not_paired(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def check_config(config: Any) -> Any:
+            return original(dataclasses.replace(config, teacher=config.teacher or config.student, preset_pair=None,
+                                                student=config.student or config.teacher)
+                            if config.teacher or config.student else config)
+
+        return check_config
+
+    replace(mp, "distill.train:check_config", build)
+
+
+@mutant("config-any-device", "any device name torch parses is accepted, whether or not it is there")
+def _config_any_device(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def check_config(config: Any) -> Any:
+            try:
+                device = torch.device(config.device)
+            except RuntimeError:
+                device = torch.device("cpu")
+            original(dataclasses.replace(config, device="cpu"))
+            return device
+
+        return check_config
+
+    replace(mp, "distill.train:check_config", build)

@@ -17,9 +17,10 @@ from ft_runs import pv_distill
 
 ModelFile = Callable[[str], Path]
 
-#: what these falsifiers check (``pv mutate`` runs them against mutants of it): the teacher, and the
-#: decoding of the block formats (not the quantizers that write test models)
-TEACHER = ["distill.teacher"]
+#: what these falsifiers check (``pv mutate`` runs them against mutants of it): the teacher (its q4k-native
+#: backend is distill.model's QuantLinear), and the decoding of the block formats (not the quantizers that
+#: write test models)
+TEACHER = ["distill.teacher", "distill.model:QuantLinear"]
 QUANT_DECODING = [f"distill.quant:{name}" for name in (
     "dequantize", "check_scales", "_as_blocks", "_fp16_field", "_q4_k_scales_mins", "_dequant_q4_k", "_dequant_q6_k")]
 
