@@ -309,3 +309,22 @@ def _config_any_device(mp: pytest.MonkeyPatch) -> None:
         return check_config
 
     replace(mp, "distill.train:check_config", build)
+
+
+# --- the documented run ---------------------------------------------------------------------------------
+
+
+@mutant("default-temperature-changed", "pv distill's default temperature is 2, not the documented 1.0")
+def _default_temperature_changed(mp: pytest.MonkeyPatch) -> None:
+    mp.setitem(importlib.import_module("distill.commands.distill").DEFAULTS, "temperature", 2.0)
+
+
+@mutant("final-checkpoint-skipped", "a run checkpoints only at multiples of --checkpoint-every, not at its end")
+def _final_checkpoint_skipped(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _checkpoint(self: Any, step: int, *args: Any, **kwargs: Any) -> Any:
+            return None if step % self.config.checkpoint_every else original(self, step, *args, **kwargs)
+
+        return _checkpoint
+
+    replace(mp, "distill.train:_Run._checkpoint", build)

@@ -21,7 +21,8 @@ from distill.train import DistillConfig, check_config
 
 CONFIG = ["distill.train:check_config", "distill.train:MAX_COUNT", "distill.train:MAX_SEED",
           "distill.train:MAX_LR", "distill.train:MAX_TEMPERATURE", "distill.train:STUDENT_DTYPES",
-          "distill.train:AMP_DTYPES", "distill.schedule:SCHEDULES"]
+          "distill.train:AMP_DTYPES", "distill.schedule:SCHEDULES", "distill.export:check_student_format",
+          "distill.export:STUDENT_FORMATS"]
 COUNT_MAX, SEED_MAX, F32_MAX = 2**31 - 1, 2**62, 3.4028234663852886e38
 #: option -> (values accepted, values refused); the options a data file must come with are given one
 LIMITS: dict[str, tuple[list[Any], list[Any]]] = {
@@ -39,6 +40,7 @@ LIMITS: dict[str, tuple[list[Any], list[Any]]] = {
     "temperature": ([1e-30, 1000.0, 1000], [0, -1.0, 1000.0001, math.inf, math.nan]),
     "lr": ([1e-30, F32_MAX], [0, -1e-3, F32_MAX * (1 + 2**-23), math.inf, math.nan]),
     "student_dtype": (["f32", "bf16"], ["f16", "fp32", ""]),
+    "student_format": (["bf16", "f16", "f32", "q4_k_m"], ["q8_0", "Q4_K_M", ""]),
 }
 
 
@@ -57,7 +59,7 @@ def test_each_option_is_refused_outside_its_range_by_name_and_accepted_at_its_en
         for value in refused:
             with pytest.raises(DistillError) as caught:
                 check_config(dataclasses.replace(base, **{name: value}))
-            shown = name.replace("_", " ") if name == "student_dtype" else name
+            shown = name.replace("_", " ") if name.startswith("student_") else name
             assert shown in str(caught.value) and repr(value) in str(caught.value), (name, value, caught.value)
     assert not (tmp_path / "run").exists(), "a refused run wrote its folder"
 
