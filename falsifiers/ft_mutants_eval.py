@@ -180,3 +180,39 @@ def _alignment_skipped_without_tokens(mp: pytest.MonkeyPatch) -> None:
 def _holdout_trains_on_repeats(mp: pytest.MonkeyPatch) -> None:
     replace(mp, "distill.data:disjoint_training", lambda original: lambda rows, held: [
         index for index in range(rows.shape[0]) if index not in set(held)])
+
+
+# --- the command's two forms and its text report ---------------------------------------------------------
+
+
+@mutant("eval-pair-temperature-ignored", "pv eval --teacher ... evaluates at T = 1 whatever --temperature says")
+def _eval_pair_temperature_ignored(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda args: {**original(args), "temperature": 1.0}
+
+    replace(mp, "distill.commands.eval:_pair_inputs", build)
+
+
+@mutant("eval-text-swaps-sides", "the text report prints the baseline's metrics as the student's and back")
+def _eval_text_swaps_sides(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def text(result: dict[str, Any]) -> str:
+            metrics = result["metrics"]
+            return original({**result, "metrics": {"student": metrics["baseline"], "baseline": metrics["student"]}})
+
+        return text
+
+    replace(mp, "distill.commands.eval:_text", build)
+
+
+@mutant("eval-nan-temperature-accepted", "pv eval takes --temperature nan as no temperature given")
+def _eval_nan_temperature_accepted(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def run(args: Any) -> int:
+            if args.temperature is not None and args.temperature != args.temperature:
+                args.temperature = None
+            return original(args)
+
+        return run
+
+    replace(mp, "distill.commands.eval:run", build)
