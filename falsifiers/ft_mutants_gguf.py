@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,40 @@ def _rows_first_dimension(mp: pytest.MonkeyPatch) -> None:
     source_mutant(mp, "distill.quant:quantize", [
         ("out_shape = (*x.shape[:-1], x.shape[-1] // block_elems(name) * block_bytes(name))",
          "out_shape = (*x.shape[:1], -1)")])
+
+
+# --- the synthetic teachers' random blocks ----------------------------------------------------------------
+
+
+@mutant("synth-q4k-mins-off-centre", "a synthetic Q4_K block's dmin is 6.5 d, not 7.5 d: its weights are off-centre")
+def _synth_q4k_mins_off_centre(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def sample(n: int, std: float, gen: Any, device: Any) -> Any:
+            synth = importlib.import_module("distill.synth")
+            blocks = original(n, std, gen, device)
+            d = torch.from_numpy(blocks[:, 0:2].numpy().copy().view(np.float16)).float().reshape(-1)
+            blocks[:, 2:4] = synth._scale_bytes(6.5 * d)
+            return blocks
+
+        return sample
+
+    replace(mp, "distill.synth:_sample_q4_k", build)
+    mp.setitem(importlib.import_module("distill.synth")._SAMPLERS, "Q4_K", importlib.import_module("distill.synth")._sample_q4_k)
+
+
+@mutant("synth-q6k-scale-halved", "synthetic Q6_K weights have half the standard deviation asked for")
+def _synth_q6k_scale_halved(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda n, std, gen, device: original(n, std / 2, gen, device)
+
+    replace(mp, "distill.synth:_sample_q6_k", build)
+    mp.setitem(importlib.import_module("distill.synth")._SAMPLERS, "Q6_K", importlib.import_module("distill.synth")._sample_q6_k)
+
+
+@mutant("synth-blocks-unseeded", "random blocks are drawn from torch's global generator, not the one given")
+def _synth_blocks_unseeded(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda qtype, shape, std, gen, device: original(qtype, shape, std, torch.Generator().manual_seed(
+            int(torch.randint(0, 2**31, ()))), device)
+
+    replace(mp, "distill.synth:random_blocks", build)
