@@ -215,3 +215,38 @@ def test_pv_vacuity_shows_progress_of_the_test_runs(tmp_path: Path, monkeypatch:
     shown = terminal.getvalue()
     assert "pv vacuity: test runs [" in shown and "4/4" in shown  # two tests, unmutated and one mutant each
     assert "FT-X-001" in capsys.readouterr().out
+
+
+#: test_first's mutant run is the first to import distill.train, which binds distill.schedule's learning_rate
+#: by name (``from distill.schedule import learning_rate``): the mutant's, unless the plugin drops the module
+LAZY = '''\
+import pytest
+
+from distill import schedule
+
+
+@pytest.mark.falsifies("FT-X-001", mutants=["lr-warmup-from-zero"])
+def test_first():
+    if schedule.learning_rate(0, 1.0, "constant", 2, 4) == 0.0:
+        import distill.train  # noqa: F401  (first imported under the mutant)
+    assert schedule.learning_rate(0, 1.0, "constant", 2, 4) == 0.5
+
+
+@pytest.mark.falsifies("FT-X-001", mutants=["lr-warmup-from-zero"])
+def test_second():
+    from distill import train
+    assert train.learning_rate(0, 1.0, "constant", 2, 4) == 0.5
+'''
+
+
+def test_a_module_first_imported_under_a_mutant_does_not_keep_it(pytester: pytest.Pytester) -> None:
+    """Without dropping it, distill.train keeps the mutated learning_rate and test_second fails unmutated."""
+    _project(pytester.path, {"test_ft_lazy.py": LAZY})
+    log = pytester.path / "vacuity.json"
+    result = pytester.runpytest_subprocess("falsifiers", "--pv-vacuity", f"--pv-vacuity-log={log}", "-p",
+                                           "no:cacheprovider", "-p", "no:randomly", "-v")
+    outcomes = {line.split(" ")[0].split("::")[-1]: line.split(" ")[1] for line in result.outlines
+                if "::" in line and (" PASSED" in line or " FAILED" in line)}
+    assert outcomes == {"test_first[unmutated]": "PASSED", "test_first[mutant=lr-warmup-from-zero]": "PASSED",
+                        "test_second[unmutated]": "PASSED", "test_second[mutant=lr-warmup-from-zero]": "PASSED"}, \
+        "\n".join(result.outlines[-30:])

@@ -41,6 +41,8 @@ from typing import Any
 
 import pytest
 
+from pv._util.modules import project_source
+
 FILES_ENV, OUT_ENV = "PV_MUTATE_FILES", "PV_MUTATE_COVERAGE"
 #: the subfolder of the coverage folder where forked children write the lines they ran
 CHILDREN = "children"
@@ -202,15 +204,7 @@ def _covers(item: pytest.Item) -> list[str]:
 def _project_modules(root: Path) -> set[str]:
     """The source files of the modules imported from the project folder (test helpers, the code under test)."""
     root = root.resolve()
-    found = set()
-    for module in list(sys.modules.values()):
-        origin = getattr(module, "__file__", None)
-        if not origin or not origin.endswith(".py"):
-            continue
-        path = Path(origin).resolve()
-        if root in path.parents and "site-packages" not in path.parts:
-            found.add(str(path))
-    return found
+    return {str(path) for module in list(sys.modules.values()) if (path := project_source(module, root))}
 
 
 def _library_modules() -> list[str]:

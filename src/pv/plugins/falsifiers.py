@@ -39,6 +39,7 @@ import pytest
 import yaml
 
 from pv._util.files import InputError, read_input
+from pv._util.modules import project_source
 from pv._util.properties import encode_property
 from pv.contracts.loading import MAX_BYTES
 from pv.evidence import vacuity
@@ -259,11 +260,24 @@ class FalsifierProtocol:
 
     @pytest.fixture(autouse=True)
     def pv_mutant(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-        """The mutant applied to this run (None: unmutated); undone after the test."""
+        """The mutant applied to this run (None: unmutated); undone after the test.
+
+        A module of the code under test (``[tool.pv] modules``) or of the project folder first
+        imported while the mutant is applied may have bound it (``from pkg.core import f`` copies
+        the mutated ``f``), which undoing the patch cannot reach: such modules are dropped from
+        ``sys.modules`` after the run, to be imported afresh by whatever needs them next.
+        """
         name = getattr(request, "param", None)
+        loaded = set(sys.modules)
         if name is not None:
             self.mutants()[name].patch(monkeypatch)
         yield name
+        if name is not None:
+            root = self.config.rootpath.resolve()
+            packages = {name.split(".")[0] for name in activation.project(self.config).modules}
+            for module in set(sys.modules) - loaded:
+                if module.split(".")[0] in packages or project_source(sys.modules[module], root) is not None:
+                    _unload(module)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
@@ -330,3 +344,12 @@ class FalsifierProtocol:
 def _first_line(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     lines = str(excinfo.value).strip().splitlines()
     return f"{excinfo.typename}: {lines[0][:200]}" if lines else excinfo.typename
+
+
+def _unload(name: str) -> None:
+    """Drop module ``name`` from ``sys.modules`` and from its package's attributes (where ``from pkg import
+    name`` would find it first)."""
+    module = sys.modules.pop(name)
+    parent, _, child = name.rpartition(".")
+    if parent and getattr(sys.modules.get(parent), child, None) is module:
+        delattr(sys.modules[parent], child)
