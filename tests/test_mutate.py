@@ -551,6 +551,10 @@ def test_a_sample_runs_only_its_mutants_and_estimates_the_score(planted: Path,
     covered = data["sample"]["frame"] * decided / 4
     assert data["estimate"]["score"] == pytest.approx(killed / decided * covered / (covered + len(unreached)))
     assert data["estimate"]["low"] <= data["estimate"]["score"] <= data["estimate"]["high"]
+    assert [row["module"] for row in data["modules"]] == ["calc"] and data["modules"][0]["estimate"] == data["estimate"]
+    assert cli.main(["mutate", "--rescore", "report.json"]) == 0
+    table = capsys.readouterr().out
+    assert "estimated" in table.splitlines()[0] and "a random sample (seed 7) of 4 of the" in table
     assert sorted(m["key"] for m in sampled(4, 7)["mutants"] if m.get("sampled")) == sorted(m["key"] for m in ran)
     # a sample as large as the frame runs every mutant: the estimate is the score
     whole = sampled(1000, 7)

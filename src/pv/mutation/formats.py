@@ -30,11 +30,12 @@ def format_table(data: dict[str, Any], sources: Mapping[str, str] | None = None)
     header: tuple[str, ...] = ("module", "generated", "killed", "survived", "no_coverage", "timeout", "equivalent",
                                "error")
     header += ("not_run", "score") if data.get("not_run") else ("score",)
+    header += ("estimated",) if data.get("sample") else ()
     total = {"module": "total", **{key: data.get(key, 0) for key in (
         "generated", "killed", "survived", "no_coverage", "timeout", "error", "not_run")},
-             "equivalent": len(data["equivalent"]), "score": data["score"]}
-    cells = [[_score_text(row[h]) if h == "score" else str(row[h]) for h in header]
-             for row in [*data["modules"], total]]
+             "equivalent": len(data["equivalent"]), "score": data["score"], "estimate": data.get("estimate")}
+    cells = [[_score_text(row[h]) if h == "score" else _estimate_text(row.get("estimate")) if h == "estimated"
+              else str(row[h]) for h in header] for row in [*data["modules"], total]]
     widths = [max(len(x) for x in col) for col in zip(header, *cells)]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
              for line in [header, *cells]]
@@ -65,6 +66,12 @@ def format_table(data: dict[str, Any], sources: Mapping[str, str] | None = None)
     if data.get("sample"):
         lines.append(_sample_line(data["sample"], data.get("estimate")))
     return "\n".join(lines)
+
+
+def _estimate_text(estimate: dict[str, Any] | None) -> str:
+    if estimate is None:
+        return "-"
+    return f"{_score_text(estimate['score'])} ({_score_text(estimate['low'])}-{_score_text(estimate['high'])})"
 
 
 def _sample_line(sample: dict[str, Any], estimate: dict[str, Any] | None) -> str:

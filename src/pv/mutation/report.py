@@ -75,8 +75,7 @@ class MutationReport:
         counts = self.counts()
         modules = sorted({m.module for m in self.mutants})
         mutants = [m.to_json() | {"status": self.status(m), "ran_as": m.status} for m in self.mutants]
-        sampled = {} if self.sample is None else {
-            "sample": self.sample, "estimate": estimate(mutants, self.sample["frame"])}
+        sampled = {} if self.sample is None else {"sample": self.sample, "estimate": estimate(mutants)}
         return {
             "tool": f"pv {__version__}",
             "judged": self.judged,
@@ -98,17 +97,19 @@ class MutationReport:
             "workers": self.workers,
             "tests": {"passed": len(self.baseline.passed()),
                       "not_used": sorted(t for t, e in self.baseline.tests.items() if e["outcome"] != "passed")},
-            "modules": [self._module_row(module) for module in modules],
+            "modules": [self._module_row(module, mutants) for module in modules],
             "stale_equivalents": self.stale_equivalents(),
             **sampled,
             "mutants": mutants,
         }
 
-    def _module_row(self, module: str) -> dict[str, Any]:
+    def _module_row(self, module: str, mutants: list[dict[str, Any]]) -> dict[str, Any]:
         counts = self.counts(module)
+        estimated = {} if self.sample is None else {
+            "estimate": estimate([m for m in mutants if m["module"] == module])}
         return {"module": module, "generated": sum(counts.values()),
                 **{status.replace("-", "_"): counts[status] for status in STATUSES}, "not_run": counts[NOT_RUN],
-                "score": self.score_of(counts)}
+                "score": self.score_of(counts), **estimated}
 
     def sources(self) -> dict[str, str]:
         """The text each mutated module was mutated from, by module name."""
@@ -170,9 +171,11 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
         return Counter(row["status"] for row in rows)
 
     def row_of(module: str) -> dict[str, Any]:
-        counts = counts_of([m for m in mutants if m["module"] == module])
+        rows = [m for m in mutants if m["module"] == module]
+        counts = counts_of(rows)
         return {"module": module, "generated": sum(counts.values()), **{st.replace("-", "_"): counts[st] for st in STATUSES},
-                "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts)}
+                "not_run": counts[NOT_RUN], "score": MutationReport.score_of(counts),
+                **({"estimate": estimate(rows)} if data.get("sample") else {})}
 
     counts = counts_of(mutants)
     order = list(dict.fromkeys(m["module"] for m in mutants))
@@ -183,7 +186,7 @@ def rescore(data: dict[str, Any], equivalents: dict[str, Equivalent],
                            for m in mutants if m["status"] == EQUIVALENT],
             "modules": [row_of(module) for module in sorted(order)], "stale_equivalents": stale,
             "mutants": mutants, **_rejudged(data, equivalents_path),
-            **({"estimate": estimate(mutants, data["sample"]["frame"])} if data.get("sample") else {})}
+            **({"estimate": estimate(mutants)} if data.get("sample") else {})}
 
 
 def _rejudged(data: dict[str, Any], equivalents_path: Path | None) -> dict[str, Any]:

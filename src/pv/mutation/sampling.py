@@ -53,10 +53,12 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def estimate(mutants: Sequence[Mapping[str, Any]], frame: int) -> dict[str, Any] | None:
-    """pv's score of the whole frame, estimated from the sampled mutants of a JSON report: the killed share
-    ``p`` of the sampled mutants decided (killed or survived) stands for that of the frame, and the mutants
-    no test reaches count as they are. ``low``/``high``: ``p``'s 95% Wilson interval carried through."""
+def estimate(mutants: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """pv's score of the mutants of a JSON report (all, or one module's), estimated from the sampled ones: the
+    killed share ``p`` of the sampled mutants decided (killed or survived) stands for that of the frame (the
+    mutants marked sampled or not), and the mutants no test reaches count as they are. ``low``/``high``:
+    ``p``'s 95% Wilson interval carried through. None when no sampled mutant was decided."""
+    frame = sum(m.get("sampled") is not None for m in mutants)
     sampled = [m for m in mutants if m.get("sampled")]
     killed = sum(m["status"] == KILLED for m in sampled)
     decided = killed + sum(m["status"] == SURVIVED for m in sampled)
