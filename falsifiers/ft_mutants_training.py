@@ -328,3 +328,30 @@ def _final_checkpoint_skipped(mp: pytest.MonkeyPatch) -> None:
         return _checkpoint
 
     replace(mp, "distill.train:_Run._checkpoint", build)
+
+
+# --- gradient clipping -----------------------------------------------------------------------------------
+
+
+@mutant("clip-ignored", "the gradients are measured but never clipped")
+def _clip_ignored(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, optimizer: Any, args: Any, kwargs: Any) -> None:
+            self.signals.hold()
+            self.norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, float("inf")))
+
+        return call
+
+    replace(mp, "distill.train:_ClipGradients.__call__", build)
+
+
+@mutant("clip-norm-logged-after-clipping", "a step logs the gradients' norm after clipping, not before")
+def _clip_norm_after(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, optimizer: Any, args: Any, kwargs: Any) -> None:
+            original(self, optimizer, args, kwargs)
+            self.norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, float("inf")))
+
+        return call
+
+    replace(mp, "distill.train:_ClipGradients.__call__", build)

@@ -15,8 +15,9 @@ lines each test runs, setup and teardown included. The result, as JSON::
 A process forked while a test runs (the ranks of a data-parallel run, a run
 killed on purpose) keeps tracing: it writes what it ran to
 ``children/<pid>.json`` when it ends through ``os._exit`` (as coverage.py's
-``patch = fork, _exit`` does), and those lines count for the test that forked it. A child killed by a signal, and a new interpreter (a
-subprocess), are not traced.
+``patch = fork, _exit`` does), and those lines count for the test that forked
+it. A child killed by a signal, and a new interpreter (a subprocess), are not
+traced.
 
 ``covers`` lists the scopes a falsifier declares it checks, from the
 ``covers=[...]`` argument of its ``falsifies`` marks (``module`` or

@@ -274,7 +274,7 @@ class FalsifierProtocol:
         yield name
         if name is not None:
             root = self.config.rootpath.resolve()
-            packages = {name.split(".")[0] for name in activation.project(self.config).modules}
+            packages = {prefix.split(".")[0] for prefix in activation.project(self.config).modules}
             for module in set(sys.modules) - loaded:
                 if module.split(".")[0] in packages or project_source(sys.modules[module], root) is not None:
                     _unload(module)
