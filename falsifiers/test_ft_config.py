@@ -1,9 +1,9 @@
 """Falsifiers of distill-training-v1's option limits (FT-TRAIN-012): every option of a run outside its
 documented range is refused by name before anything is written, and the range's own ends are accepted.
 
-The limits are spelled here as documented (``pv distill --help`` and the contract), not read from
-the code: counts from 1 to 2**31 - 1, seeds from 0 to 2**62, a temperature in (0, 1000], a learning
-rate in (0, the largest float32].
+The limits are spelled here as the contract states them (DTRAIN-INV-012), not read from the code:
+counts from 1 to 2**31 - 1, seeds from 0 to 2**62, a temperature in (0, 1000], a learning rate in
+(0, the largest float32].
 """
 
 from __future__ import annotations
