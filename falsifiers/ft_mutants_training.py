@@ -355,3 +355,30 @@ def _clip_norm_after(mp: pytest.MonkeyPatch) -> None:
         return call
 
     replace(mp, "distill.train:_ClipGradients.__call__", build)
+
+
+# --- the evaluation schedule ------------------------------------------------------------------------------
+
+
+@mutant("eval-initial-skipped", "a run evaluates its student only after steps, not before the first")
+def _eval_initial_skipped(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def evaluate(self: Any, step: int, *args: Any) -> None:
+            if step != self.start:
+                original(self, step, *args)
+
+        return evaluate
+
+    replace(mp, "distill.train:_Run._evaluate", build)
+
+
+@mutant("eval-final-skipped", "a run evaluates every E steps but not after a last step between them")
+def _eval_final_skipped(mp: pytest.MonkeyPatch) -> None:
+    def build(original: Callable[..., Any]) -> Callable[..., Any]:
+        def evaluate(self: Any, step: int, *args: Any) -> None:
+            if step % self.config.eval_every == 0:
+                original(self, step, *args)
+
+        return evaluate
+
+    replace(mp, "distill.train:_Run._evaluate", build)
