@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import yaml
@@ -42,15 +44,19 @@ def contract_bindings(contracts: Path) -> set[str]:
     return found
 
 
-def module_path(module: str, root: Path) -> Path:
-    """The source file of ``module`` (found without importing it)."""
-    import importlib.util
-
+def _source_spec(module: str) -> ModuleSpec | None:
+    """The import spec of ``module`` when it has a Python source file (found without importing it)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return spec if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+def module_path(module: str, root: Path) -> Path:
+    """The source file of ``module`` (found without importing it)."""
+    spec = _source_spec(module)
+    if spec is None or spec.origin is None:
         raise UserError(f"cannot mutate {module!r}: no Python source file found for it")
     return Path(spec.origin).resolve()
 
@@ -77,13 +83,8 @@ def resolve_targets(scopes: Iterable[str], root: Path, only: Sequence[str] = ())
 def whole_modules(name: str) -> set[str]:
     """``name`` itself when it is a module; every module under it (its ``.py`` files, found without
     importing them) when it is a package: scopes mutated whole, whatever contracts and falsifiers name."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    spec = _source_spec(name)
+    if spec is None or spec.origin is None:
         raise UserError(f"--include {name}: no Python module or package of that name is found")
     if not spec.submodule_search_locations:
         return {name}

@@ -268,16 +268,17 @@ class FalsifierProtocol:
         ``sys.modules`` after the run, to be imported afresh by whatever needs them next.
         """
         name = getattr(request, "param", None)
+        if name is None:
+            yield name
+            return
         loaded = set(sys.modules)
-        if name is not None:
-            self.mutants()[name].patch(monkeypatch)
+        self.mutants()[name].patch(monkeypatch)
         yield name
-        if name is not None:
-            root = self.config.rootpath.resolve()
-            packages = {prefix.split(".")[0] for prefix in activation.project(self.config).modules}
-            for module in set(sys.modules) - loaded:
-                if module.split(".")[0] in packages or project_source(sys.modules[module], root) is not None:
-                    _unload(module)
+        root = self.config.rootpath.resolve()
+        packages = {prefix.split(".")[0] for prefix in activation.project(self.config).modules}
+        for module in set(sys.modules) - loaded:
+            if module.split(".")[0] in packages or project_source(sys.modules[module], root) is not None:
+                _unload(module)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
